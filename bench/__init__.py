@@ -1,0 +1,1 @@
+"""Load generator and hot-path benchmarks."""

@@ -1,0 +1,1 @@
+"""Message Mapping Catalogues: one per DUIS version, with the codecs and builders they need."""

@@ -1,0 +1,1 @@
+"""Anomaly Detection Thresholds per User ID: sans-IO engine plus its stores."""
