@@ -1,0 +1,300 @@
+"""Assemble the gateway from its config and run it: `serve(config, task_status=...)`.
+
+Start-up loads everything that can fail (trust, registry, catalogues, XSDs,
+keys) before binding a port, so a bad config never half-starts. Services:
+the DUIS listener, the admin listener, the asynchronous life cycle. SIGHUP
+reloads trust and registry atomically; SIGTERM/SIGINT stop accepting, drain
+in-flight requests under `drain_timeout_seconds`, flush journals, return.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.admin import AdminApi
+from gateway.certstore import CertStore
+from gateway.clock import Clock, SystemClock
+from gateway.config import Config
+from gateway.dispatch import AsyncJob, Dispatcher
+from gateway.http import HttpRequest
+from gateway.ingest import SchemaSet
+from gateway.lifecycle import Lifecycle
+from gateway.metrics import Metrics
+from gateway.pipeline import RequestPipeline
+from gateway.precommands import PreCommandStore
+from gateway.registry import IdPolicy, check_policy, load_inventory, load_users
+from gateway.replay import DurableReplayGuard
+from gateway.server import ConnectionHandler, Draining, PeerInfo
+from gateway.transport import DeviceTransport
+from gateway.state import GatewayState, ResponseSigner
+from gateway.versions import VersionRegistry
+from mmc.catalogue import Endpoint
+from mmc.identifiers import parse_eui64
+
+log = logging.getLogger("duisgw")
+
+ENDPOINTS = {
+    "/api/v1/serviceS": Endpoint.SEND,
+    "/api/v1/serviceT": Endpoint.TRANSFORM,
+    "/api/v1/serviceD": Endpoint.NON_DEVICE,
+}
+XML_CONTENT_TYPES = (b"application/xml", b"text/xml")
+
+
+class BoundAddresses(msgspec.Struct, frozen=True):
+    duis: tuple[str, int]
+    admin: tuple[str, int]
+
+
+class StartupError(Exception):
+    """The gateway cannot start with this configuration; the message says why."""
+
+
+def load_trust(config: Config) -> CertStore:
+    return CertStore.load(
+        [Path(p) for p in config.trust.certificate_dirs],
+        [Path(p) for p in config.trust.ca_anchors],
+        [Path(p) for p in config.trust.crl_files],
+    )
+
+
+def load_signer(config: Config) -> ResponseSigner:
+    cert_path = Path(config.trust.dcc_signing_certificate)
+    key_path = Path(config.trust.dcc_signing_key)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"trust.dcc_signing_*: cannot load {cert_path} / {key_path}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise StartupError(f"trust.dcc_signing_key: {key_path} is not an EC private key")
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+        raise StartupError("trust.dcc_signing_key does not match trust.dcc_signing_certificate")
+    # RFC 4514 order ('CN=Z1,OU=07') is how the DCC writes X509IssuerName.
+    return ResponseSigner(key, cert.issuer.rfc4514_string(), cert.serial_number)
+
+
+def load_registry(config: Config, today: dt.date):  # type: ignore[no-untyped-def]
+    users = load_users(Path(config.registry.users_file))
+    inventory = load_inventory(Path(config.registry.inventory_file))
+    check_policy(users, IdPolicy(one_id_per_role_until=config.registry.one_id_per_role_until), today)
+    return users, inventory
+
+
+def build_state(config: Config, clock: Clock, metrics: Metrics) -> GatewayState:
+    versions = VersionRegistry.build(config.duis.versions, config.duis.retired_from)
+    schemas = None
+    if config.duis.xsd_dir is not None:
+        files = {v: versions.route(v, clock.now()).catalogue.xsd_file for v in versions.served()}  # type: ignore[union-attr]
+        schemas = SchemaSet.load(Path(config.duis.xsd_dir), files)
+        missing = [v for v in files if not schemas.has(v)]
+        if missing:
+            raise StartupError(f"duis.xsd_dir: no XSD for versions {', '.join(missing)}")
+    users, inventory = load_registry(config, clock.now().date())
+    return GatewayState(
+        clock=clock,
+        versions=versions,
+        schemas=schemas,
+        certstore=load_trust(config),
+        registry=users,
+        inventory=inventory,
+        dcc_eui64=parse_eui64(config.duis.dcc_eui64),
+        signer=load_signer(config),
+        metrics=metrics,
+        state_dir=Path(config.state_dir),
+    )
+
+
+class DuisHandler:
+    """HTTP request -> endpoint -> pipeline -> HTTP answer."""
+
+    def __init__(self, pipeline: RequestPipeline, metrics: Metrics) -> None:
+        self._pipeline = pipeline
+        self._metrics = metrics
+
+    async def __call__(self, request: HttpRequest, peer: PeerInfo) -> tuple[int, bytes, bytes]:
+        endpoint = ENDPOINTS.get(request.target.split("?", 1)[0])
+        if endpoint is None:
+            return self._http_error(404, f"no DUIS endpoint at {request.target[:100]}")
+        if request.method != "POST":
+            return self._http_error(405, "DUIS endpoints accept POST only")
+        content_type = (request.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
+        if content_type not in XML_CONTENT_TYPES:
+            return self._http_error(415, "Content-Type must be application/xml")
+        started = trio.current_time()
+        try:
+            outcome = await self._pipeline.handle(endpoint, request.body)
+        except Exception:
+            log.exception("internal error handling a request from %s", peer.address)
+            return self._http_error(500, "internal error (logged)")
+        self._metrics.latency.labels(endpoint.value).observe(trio.current_time() - started)
+        return outcome.status, outcome.body, outcome.content_type
+
+    def _http_error(self, status: int, reason: str) -> tuple[int, bytes, bytes]:
+        self._metrics.http_errors.labels(str(status)).inc()
+        log.info("HTTP %d: %s", status, reason)
+        return status, reason.encode() + b"\n", b"text/plain; charset=utf-8"
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    tls = config.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.certificate, tls.private_key)
+    context.load_verify_locations(tls.client_ca)
+    context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL
+    return context
+
+
+async def open_listeners(
+    host: str, port: int, context: ssl.SSLContext | None, reuse_port: bool
+) -> list[trio.abc.Listener[trio.abc.Stream]]:
+    sock = trio.socket.socket(
+        trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET, trio.socket.SOCK_STREAM
+    )
+    try:
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+        await sock.bind((host, port))
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    listener: trio.abc.Listener[trio.abc.Stream] = trio.SocketListener(sock)
+    if context is not None:
+        listener = trio.SSLListener(listener, context, https_compatible=True)
+    return [listener]
+
+
+def bound(listeners: Sequence[trio.abc.Listener[trio.abc.Stream]]) -> tuple[str, int]:
+    inner = listeners[0]
+    if isinstance(inner, trio.SSLListener):
+        inner = inner.transport_listener
+    assert isinstance(inner, trio.SocketListener)
+    host, port, *_ = inner.socket.getsockname()
+    return host, port
+
+
+async def serve(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    reuse_port: bool = False,
+    transport: DeviceTransport | None = None,
+    task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the gateway until cancelled or signalled; `task_status` gets the bound ports."""
+    clock = clock or SystemClock()
+    metrics = metrics or Metrics()
+    try:
+        state = build_state(config, clock, metrics)
+    except (OSError, ValueError) as exc:
+        raise StartupError(str(exc)) from None
+    state_dir = Path(config.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    replay = await DurableReplayGuard.open(state_dir / "replay.sqlite")
+    draining = Draining()
+    try:
+        async with trio.open_nursery() as services:
+            if transport is None:
+                transport = default_transport(state)
+            lifecycle = Lifecycle(state, transport)
+            dispatcher = Dispatcher(state, transport, PreCommandStore(), lifecycle.submit)
+            pipeline = RequestPipeline(state, replay, dispatcher)
+            await services.start(lifecycle.run)
+            duis_handler = ConnectionHandler(
+                DuisHandler(pipeline, metrics), config.limits, config.http.parser, metrics, draining
+            )
+            admin = AdminApi(state, lambda: reload(config, state))
+            admin_handler = ConnectionHandler(
+                admin, config.limits, "httptools", metrics, Draining()
+            )
+            duis_listeners = await open_listeners(
+                config.listen.host, config.listen.port, tls_context(config), reuse_port
+            )
+            admin_listeners = await open_listeners(
+                config.admin.host, config.admin.port, None, reuse_port=False
+            )
+            async with trio.open_nursery() as connections:
+                accept_scope = trio.CancelScope()
+
+                async def accept() -> None:
+                    with accept_scope:
+                        await trio.serve_listeners(
+                            duis_handler, duis_listeners, handler_nursery=connections
+                        )
+
+                connections.start_soon(accept)
+                connections.start_soon(
+                    trio.serve_listeners, admin_handler, admin_listeners
+                )
+                addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
+                admin.ready = True
+                task_status.started(addresses)
+                log.info("DUIS on http%s://%s:%d, admin on http://%s:%d",
+                         "s" if config.tls else "", *addresses.duis, *addresses.admin)
+                await _wait_for_stop(config, state)
+                admin.ready = False
+                accept_scope.cancel()
+                draining.closing = True
+                with trio.move_on_after(config.limits.drain_timeout_seconds) as drain:
+                    await draining.wait_idle()
+                if drain.cancelled_caught:
+                    log.warning("drain deadline passed with %d requests in flight",
+                                draining.in_flight)
+                connections.cancel_scope.cancel()
+            services.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
+            await replay.aclose()
+    log.info("stopped")
+
+
+def default_transport(state: GatewayState) -> DeviceTransport:
+    """The embedded simulator over the live inventory."""
+    from gateway.simulator import Simulator, SimulatorConfig
+
+    return Simulator.for_inventory(lambda: state.inventory, SimulatorConfig(), state.clock)
+
+
+async def _wait_for_stop(config: Config, state: GatewayState) -> None:
+    """Return on SIGTERM/SIGINT; reload on SIGHUP."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                reload(config, state)
+                continue
+            log.info("signal %s: draining", signal.Signals(signum).name)
+            return
+
+
+def reload(config: Config, state: GatewayState) -> str:
+    """Rebuild trust and registry snapshots and swap them in; keep the old ones on error."""
+    try:
+        certstore = load_trust(config)
+        users, inventory = load_registry(config, state.clock.now().date())
+    except Exception as exc:  # the operator's files are wrong: keep serving the old set
+        state.metrics.reloads.labels("failed").inc()
+        log.error("reload failed, keeping the previous trust and registry: %s", exc)
+        return f"reload failed: {exc}"
+    state.certstore, state.registry, state.inventory = certstore, users, inventory
+    state.metrics.reloads.labels("ok").inc()
+    message = (f"reloaded: {len(users)} users, {len(inventory)} devices, "
+               f"{len(certstore.skipped)} certificate files skipped")
+    log.info(message)
+    return message

@@ -1,0 +1,130 @@
+"""`duisgw`: serve the gateway, send requests as a User, and run Parse and Correlate."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+
+from gateway.config import ConfigError, load_config
+from gateway.default import DEFAULT_STATE_DIR, ensure_default_state
+
+log = logging.getLogger("duisgw")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="duisgw", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (embedded default if no --config)")
+    serve.add_argument("--config", type=Path, help="TOML config file")
+    serve.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                       help="embedded default's state directory (default: ./duisgw-state)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the DUIS port (SO_REUSEPORT)")
+
+    send = commands.add_parser("send", help="sign a DUIS request file and post it")
+    send.add_argument("file", type=Path)
+    send.add_argument("--as", dest="as_user", help="sign and send as this User ID (EUI-64)")
+    send.add_argument("--url", default="http://127.0.0.1:8079", help="gateway base URL")
+    send.add_argument("--keys", type=Path, action="append",
+                      help="directory of <name>.cert.pem/<name>.key.pem (default: the "
+                           "embedded default's pki/); repeatable")
+    send.add_argument("--counter", type=int, help="RequestID counter (default: fresh)")
+    send.add_argument("--keep-counter", action="store_true",
+                      help="keep the file's RequestID counter (e.g. a SignedPreCommand)")
+    send.add_argument("--print-request", action="store_true", help="print the signed request")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "send":
+        return _send(args)
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.app import StartupError, serve
+
+    if args.config is None:
+        config_path = ensure_default_state(args.state_dir, dt.datetime.now(dt.UTC))
+        print(f"embedded default state in {args.state_dir.resolve()}", file=sys.stderr)
+    else:
+        config_path = args.config
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"duisgw: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        from gateway.workers import run_workers
+
+        return run_workers(config, args.workers)
+    _print_banner(config_path, config)
+    try:
+        trio.run(serve, config)
+    except StartupError as exc:
+        print(f"duisgw: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _print_banner(config_path: Path, config: object) -> None:
+    from gateway.config import Config
+
+    assert isinstance(config, Config)
+    scheme = "https" if config.tls else "http"
+    pki = Path(config.trust.certificate_dirs[0]) if config.trust.certificate_dirs else None
+    print(
+        f"duisgw: config {config_path.resolve()}\n"
+        f"  DUIS    {scheme}://{config.listen.host}:{config.listen.port}/api/v1/service{{S,T,D}}\n"
+        f"  admin   http://{config.admin.host}:{config.admin.port}/healthz /readyz /metrics\n"
+        f"  users   {config.registry.users_file}\n"
+        f"  devices {config.registry.inventory_file}\n"
+        f"  PKI     {pki}\n"
+        f"  versions {', '.join(config.duis.versions)}\n"
+        "send a request:\n"
+        "  duisgw send ../shared/duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _send(args: argparse.Namespace) -> int:
+    from gateway.client import ClientError, fresh_counter, post, sign_request
+
+    keys = args.keys or [DEFAULT_STATE_DIR / "pki"]
+    counter = None if args.keep_counter else (args.counter or fresh_counter())
+    try:
+        signed, path = sign_request(args.file.read_bytes(), keys, counter=counter,
+                                    as_user=args.as_user)
+    except (OSError, ValueError, ClientError) as exc:
+        print(f"duisgw send: {exc}", file=sys.stderr)
+        return 2
+    if args.print_request:
+        print(signed.decode())
+    url = args.url.rstrip("/") + path
+    try:
+        response = post(url, signed)
+    except httpx.HTTPError as exc:
+        print(f"duisgw send: {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"HTTP {response.status_code} from {url}", file=sys.stderr)
+    print(response.text)
+    return 0 if response.status_code < 500 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

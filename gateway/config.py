@@ -1,0 +1,162 @@
+"""Configuration: TOML decoded straight into frozen msgspec Structs.
+
+Unknown keys and out-of-range values are refused at start-up with msgspec's
+message, which names the key path (e.g. "Object contains unknown field `prot`
+- at `$.listen`"). Relative paths in a config file are resolved against the
+file's folder, so a config can travel with its PKI and estate files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+Eui64Text = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$")]
+
+DUIS_PORT = 8079  # the DUIS port of the DCC's test environment
+ADMIN_PORT = 8078
+
+
+class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ListenConfig(Base, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = DUIS_PORT
+
+
+class TlsConfig(Base, kw_only=True):
+    """Mutual TLS on the DUIS listener (DCCKI-style); absent = plain HTTP for local testing."""
+
+    certificate: str
+    private_key: str
+    client_ca: str
+    require_client_certificate: bool = True
+
+
+class AdminConfig(Base, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = ADMIN_PORT
+
+
+class LimitsConfig(Base, kw_only=True):
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16_384
+    idle_timeout_seconds: PositiveSeconds = 60.0
+    request_timeout_seconds: PositiveSeconds = 10.0
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1024
+    drain_timeout_seconds: PositiveSeconds = 10.0
+
+
+class HttpConfig(Base, kw_only=True):
+    parser: Literal["httptools", "h11"] = "httptools"
+
+
+class DuisConfig(Base, kw_only=True):
+    versions: tuple[str, ...] = ("5.0", "5.1", "5.3", "5.4")
+    retired_from: dict[str, dt.date] = {}
+    xsd_dir: str | None = None
+    dcc_eui64: Eui64Text = "90-B3-D5-1F-30-00-00-02"
+
+
+class TrustConfig(Base, kw_only=True):
+    certificate_dirs: tuple[str, ...]
+    ca_anchors: tuple[str, ...] = ()
+    crl_files: tuple[str, ...] = ()
+    dcc_signing_certificate: str
+    dcc_signing_key: str
+
+
+class RegistryConfig(Base, kw_only=True):
+    users_file: str
+    inventory_file: str
+    one_id_per_role_until: dt.date | None = None
+
+
+class ThresholdsConfig(Base, kw_only=True):
+    store: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rules_file: str | None = None
+
+
+class Config(Base, kw_only=True):
+    state_dir: str
+    listen: ListenConfig = ListenConfig()
+    tls: TlsConfig | None = None
+    admin: AdminConfig = AdminConfig()
+    limits: LimitsConfig = LimitsConfig()
+    http: HttpConfig = HttpConfig()
+    duis: DuisConfig = DuisConfig()
+    trust: TrustConfig
+    registry: RegistryConfig
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the key or file."""
+
+
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        config = msgspec.toml.decode(raw, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return resolve_paths(config, path.parent)
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """Make every relative path in the config relative to `base`."""
+
+    def rel(p: str) -> str:
+        return str((base / p).resolve()) if not Path(p).is_absolute() else p
+
+    trust = msgspec.structs.replace(
+        config.trust,
+        certificate_dirs=tuple(rel(p) for p in config.trust.certificate_dirs),
+        ca_anchors=tuple(rel(p) for p in config.trust.ca_anchors),
+        crl_files=tuple(rel(p) for p in config.trust.crl_files),
+        dcc_signing_certificate=rel(config.trust.dcc_signing_certificate),
+        dcc_signing_key=rel(config.trust.dcc_signing_key),
+    )
+    registry = msgspec.structs.replace(
+        config.registry,
+        users_file=rel(config.registry.users_file),
+        inventory_file=rel(config.registry.inventory_file),
+    )
+    duis = config.duis
+    if duis.xsd_dir is not None:
+        duis = msgspec.structs.replace(duis, xsd_dir=rel(duis.xsd_dir))
+    thresholds = config.thresholds
+    if thresholds.rules_file is not None:
+        thresholds = msgspec.structs.replace(thresholds, rules_file=rel(thresholds.rules_file))
+    tls = config.tls
+    if tls is not None:
+        tls = msgspec.structs.replace(
+            tls,
+            certificate=rel(tls.certificate),
+            private_key=rel(tls.private_key),
+            client_ca=rel(tls.client_ca),
+        )
+    return msgspec.structs.replace(
+        config,
+        state_dir=rel(config.state_dir),
+        trust=trust,
+        registry=registry,
+        duis=duis,
+        thresholds=thresholds,
+        tls=tls,
+    )

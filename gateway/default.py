@@ -1,0 +1,73 @@
+"""The embedded default: a state directory a fresh machine can serve from at once.
+
+`duisgw serve` with no arguments calls `ensure_default_state`, which creates
+what is missing and leaves everything already there alone:
+
+    duisgw-state/
+      duisgw.toml      the dev config (edit it; it is yours after the first start)
+      users.toml       the RTDS Users (gateway/estate.py)
+      inventory.toml   the RTDS devices, one hub of each HAN/WAN variant
+      pki/             dev SMKI PKI: issuing CA (OU 07), DCC XML signing (OU 89),
+                       per User: XML signing (OU 87) and role certificates; pki/tls/
+      *.sqlite         journals (replay counters, outbox, quarantine), made on start
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from gateway.devpki import DevUser, generate_dev_pki
+from gateway.estate import DCC_EUI64, dev_users, write_default_estate
+
+DEFAULT_STATE_DIR = Path("duisgw-state")
+CONFIG_NAME = "duisgw.toml"
+PKI_DIR = "pki"
+
+_CONFIG_TEMPLATE = """\
+# duis-gateway dev config, written by `duisgw serve` on first start.
+# Paths are relative to this file. Reference: README.md, "Configuration".
+state_dir = "."
+
+[listen]
+host = "127.0.0.1"
+port = 8079
+
+[admin]
+host = "127.0.0.1"
+port = 8078
+
+[duis]
+versions = ["5.0", "5.1", "5.3", "5.4"]
+dcc_eui64 = "{dcc}"
+# xsd_dir = "../shared/duis/xsd"   # validate every request against its version's XSD
+
+[trust]
+certificate_dirs = ["pki"]
+ca_anchors = []
+crl_files = []
+dcc_signing_certificate = "pki/{dcc_cert}.cert.pem"
+dcc_signing_key = "pki/{dcc_cert}.key.pem"
+
+[registry]
+users_file = "users.toml"
+inventory_file = "inventory.toml"
+
+[thresholds]
+store = "memory"
+"""
+
+
+def ensure_default_state(state_dir: Path, now: dt.datetime) -> Path:
+    """Create the default state directory's missing parts; return the config path."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    users = [
+        DevUser(eui64=u.eui64, label=u.label, role_codes=(u.role_code,)) for u in dev_users()
+    ]
+    generate_dev_pki(state_dir / PKI_DIR, users, DCC_EUI64, now)
+    write_default_estate(state_dir)
+    config = state_dir / CONFIG_NAME
+    if not config.exists():
+        dcc_cert = "dsp-xml-sign-" + DCC_EUI64.replace("-", "") + "-ds"
+        config.write_text(_CONFIG_TEMPLATE.format(dcc=DCC_EUI64, dcc_cert=dcc_cert))
+    return config

@@ -1,0 +1,208 @@
+"""Dispatch an accepted request by its CommandVariant and answer it.
+
+    CV 8        DCC-only: answered here from the inventory (signed, synchronous)
+    CV 4        transform: the Pre-Command goes back in a signed I0 (serviceT)
+    CV 2, 6     synchronous: the device's answer on the same exchange (signed)
+    CV 1,3,5,7  asynchronous: I99 now; the Service Response follows via the outbox
+
+CV 5/6/7 carry a SignedPreCommand: it is correlated with the Pre-Command this
+gateway issued for the same RequestID before anything is sent to a device.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+from lxml import etree
+
+from gateway.dcc_services import answer_non_device
+from gateway.outcome import Outcome, Verified
+from gateway.precommands import PreCommandStore
+from gateway.state import GatewayState
+from gateway.transport import (
+    OUTCOME_CODES,
+    DeviceCommand,
+    DeviceOutcome,
+    DeviceReply,
+    DeviceTransport,
+    Priority,
+)
+from mmc import responses
+from mmc.commands import CommandError, CommandFacts, DeviceType, build_command
+from parse_correlate.correlate import CorrelationError
+
+log = logging.getLogger("duisgw.dispatch")
+
+SYNC_DEVICE_VARIANTS = frozenset({2, 6})
+ASYNC_VARIANTS = frozenset({1, 3, 5, 7})
+SIGNED_PRE_COMMAND_VARIANTS = frozenset({5, 6, 7})
+SYNC_DEVICE_TIMEOUT_SECONDS = 30.0
+PREPAYMENT_SRVS = frozenset({"2.1", "2.2", "2.3", "2.5"})
+
+# Hands an accepted asynchronous job to the life-cycle worker; returns once it is durable.
+AsyncSubmit = Callable[["AsyncJob"], Awaitable[None]]
+
+
+class PreCommandMismatch(CommandError):
+    """A SignedPreCommand that does not answer a Pre-Command we issued: E12."""
+
+
+class AsyncJob:
+    __slots__ = ("command", "request")
+
+    def __init__(self, request: Verified, command: DeviceCommand) -> None:
+        self.request = request
+        self.command = command
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        state: GatewayState,
+        transport: DeviceTransport,
+        pre_commands: PreCommandStore,
+        submit_async: AsyncSubmit,
+    ) -> None:
+        self._state = state
+        self._transport = transport
+        self._pre_commands = pre_commands
+        self._submit_async = submit_async
+
+    async def dispatch(self, request: Verified) -> Outcome:
+        cv = request.header.command_variant
+        if request.srv.non_device:
+            return self._non_device(request)
+        try:
+            command = self._command(request)
+        except PreCommandMismatch as exc:
+            log.info("refused request_id=%s code=E12 reason=%s", request.header.request_id, exc)
+            return self.acknowledgement(request, "E12")
+        except CommandError as exc:
+            log.info("refused request_id=%s code=E11 reason=%s", request.header.request_id, exc)
+            return self.acknowledgement(request, "E11")
+        if cv == 4:
+            self._pre_commands.put(request.header.request_id, command.gbcs)
+            gbcs_version = request.route.catalogue.gbcs_version or "4.0"
+            return self._signed(request, "I0", responses.pre_command(gbcs_version, command.gbcs))
+        if cv in SYNC_DEVICE_VARIANTS:
+            with trio.move_on_after(SYNC_DEVICE_TIMEOUT_SECONDS):
+                reply = await self._transport.send(command)
+                return self.device_response(request, reply)
+            return self.device_response(request, DeviceReply(DeviceOutcome.NO_RESPONSE))
+        await self._submit_async(AsyncJob(request, command))
+        return self.acknowledgement(request, "I99")
+
+    def _non_device(self, request: Verified) -> Outcome:
+        answer = answer_non_device(
+            request.srv.variant, request.body, request.facts, self._state.inventory
+        )
+        return self._signed(request, answer.code, answer.content)
+
+    def _command(self, request: Verified) -> DeviceCommand:
+        header = request.header
+        device = self._state.inventory.get(header.request_id.target)
+        device_type = device.device_type if device is not None else "ESME"
+        cv = header.command_variant
+        if cv in SIGNED_PRE_COMMAND_VARIANTS:
+            gbcs = self._correlated_signed_pre_command(request)
+        else:
+            built = build_command(
+                request.srv.variant,
+                header.request_id,
+                CommandFacts(
+                    device_type=_command_device_type(device_type),
+                    execution_date_time=request.facts.execution_datetime,
+                ),
+                originator_counter=header.request_id.counter,
+                now=self._state.clock.now(),
+                critical=request.srv.critical,
+            )
+            gbcs = built.gbcs
+        return DeviceCommand(
+            request_id=header.request_id,
+            srv_variant=request.srv.variant,
+            device_id=header.request_id.target,
+            device_type=device_type,
+            hub_id=device.chf_id if device is not None else None,
+            gbcs=gbcs,
+            priority=priority_for(request),
+            not_before=request.facts.execution_datetime,
+        )
+
+    def _correlated_signed_pre_command(self, request: Verified) -> bytes:
+        signed = _signed_pre_command_payload(request.body)
+        pending = self._pre_commands.take(request.header.request_id)
+        if pending is None:
+            raise PreCommandMismatch("no pending Pre-Command for this RequestID")
+        try:
+            request.route.handlers.correlate(pending, signed)
+        except CorrelationError as exc:
+            self._pre_commands.put(request.header.request_id, pending)  # let the User retry
+            raise PreCommandMismatch(f"SignedPreCommand does not correlate: {exc.reason}") from None
+        return signed
+
+    def device_response(self, request: Verified, reply: DeviceReply) -> Outcome:
+        code = OUTCOME_CODES[reply.outcome]
+        content = responses.gbcs_payload(reply.gbcs) if reply.gbcs is not None else ""
+        return self._signed(request, code, content)
+
+    def acknowledgement(self, request: Verified, code: str) -> Outcome:
+        body = responses.acknowledgement(
+            request.route.catalogue,
+            request.header.request_id,
+            code,
+            request.srv.reference,
+            request.srv.variant,
+            self._state.clock.now(),
+        )
+        return Outcome(200, body, code=code, version=request.route.version, srv=request.srv.variant)
+
+    def _signed(self, request: Verified, code: str, content: str = "") -> Outcome:
+        catalogue = request.route.catalogue
+        document = responses.service_response(
+            catalogue,
+            request.header.request_id,
+            code,
+            request.srv.reference,
+            request.srv.variant,
+            self._state.clock.now(),
+            content=content,
+        )
+        return Outcome(
+            200,
+            self._state.signer.sign(document),
+            code=responses.response_code(catalogue, code),
+            version=request.route.version,
+            srv=request.srv.variant,
+        )
+
+
+def priority_for(request: Verified) -> Priority:
+    srv = request.srv
+    if srv.variant in PREPAYMENT_SRVS or srv.critical:
+        return Priority.PREPAYMENT_AND_CRITICAL
+    if srv.dcc_scheduled and request.header.command_variant == 8:
+        return Priority.DCC_SCHEDULED
+    if request.facts.execution_datetime is not None:
+        return Priority.FUTURE_DATED
+    return Priority.ON_DEMAND
+
+
+def _command_device_type(device_type: str) -> DeviceType:
+    try:
+        return DeviceType(device_type)
+    except ValueError:
+        return DeviceType.ESME
+
+
+def _signed_pre_command_payload(body: etree._Element) -> bytes:
+    for element in body.iter():
+        if isinstance(element.tag, str) and etree.QName(element).localname == "GBCSPayload":
+            try:
+                return base64.b64decode((element.text or "").strip(), validate=True)
+            except ValueError:
+                raise PreCommandMismatch("SignedPreCommand GBCSPayload is not base64") from None
+    raise PreCommandMismatch("SignedPreCommand has no GBCSPayload")

@@ -1,0 +1,83 @@
+"""Every Prometheus metric the gateway exposes, declared once.
+
+Labels are bounded: DUIS version (served set), SRV variant (129), outcome code
+(the catalogue's codes), refusal reason (stable codes). Never a RequestID or a
+User ID. The registry is injectable so tests get a fresh one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "duisgw_requests_total",
+            "DUIS requests answered, by DUIS version, SRV and outcome code",
+            ("version", "srv", "outcome"),
+            registry=r,
+        )
+        self.refusals = Counter(
+            "duisgw_refusals_total",
+            "Requests refused before access control, by stage and reason",
+            ("stage", "reason"),
+            registry=r,
+        )
+        self.http_errors = Counter(
+            "duisgw_http_errors_total",
+            "HTTP-level refusals, by status",
+            ("status",),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "duisgw_request_seconds",
+            "Time from complete request to response bytes, by endpoint",
+            ("endpoint",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.connections = Gauge(
+            "duisgw_open_connections", "Open DUIS connections", registry=r
+        )
+        self.connections_refused = Counter(
+            "duisgw_connections_refused_total",
+            "Connections refused because max_connections was reached",
+            registry=r,
+        )
+        self.timeouts = Counter(
+            "duisgw_client_timeouts_total",
+            "Connections closed for idleness or slow requests, by kind",
+            ("kind",),
+            registry=r,
+        )
+        self.reloads = Counter(
+            "duisgw_reloads_total", "Reloads of trust and registry, by outcome", ("outcome",),
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "duisgw_quarantined_total", "Requests held by anomaly detection, by breach",
+            ("breach",), registry=r,
+        )
+        self.threshold_warnings = Counter(
+            "duisgw_threshold_warnings_total", "User Warning Threshold crossings", registry=r
+        )
+        self.outbox_depth = Gauge(
+            "duisgw_outbox_pending", "Responses stored and not yet delivered", registry=r
+        )
+        self.deliveries = Counter(
+            "duisgw_deliveries_total", "Asynchronous delivery attempts, by outcome",
+            ("outcome",), registry=r,
+        )
+        self.queue_depth = Gauge(
+            "duisgw_command_queue_depth", "Commands waiting for a device, by priority class",
+            ("priority",), registry=r,
+        )
+        self.queue_wait = Histogram(
+            "duisgw_command_queue_wait_seconds", "Time a command waited before dispatch",
+            ("priority",), buckets=LATENCY_BUCKETS, registry=r,
+        )

@@ -1,0 +1,622 @@
+"""The durable outbox: asynchronous Service Responses and DCC alerts awaiting delivery.
+
+For CommandVariants 1, 3, 5 and 7 the User gets an I99 at once and the signed
+Service Response later, POSTed to its Receive Response URL (gateway/delivery.py).
+Nothing acknowledged may be lost, so the pipeline awaits `put` *before* it sends
+the I99: `put` returns only once the message is committed to disk.
+
+Storage is one SQLite file in WAL mode with `synchronous=FULL`, so every commit
+is fsynced. Durability costs one fsync per *batch*, not per message: one writer
+task (`run`) owns the only connection, takes every operation already queued (up
+to `max_batch`), runs them in one transaction in a worker thread and commits
+once (group commit). Operations arriving while a commit is in flight wait in a
+bounded channel and share the next commit; when the channel is full, callers
+wait (backpressure, not unbounded memory). The connection is used by one thread
+at a time (a CapacityLimiter of 1, and only the writer task calls it); reads go
+the same way, so they see every committed write in order.
+
+Ordering: each User ID has its own gap-free sequence (`user_seq`, from the
+`outbox_user` counter row, never reused even after purges); delivery goes in
+that order. `id` is the arrival order across all Users, for admin paging.
+
+Lifecycle of a row: pending -> delivered (body dropped: the User has it, and
+keeping every response would grow the file without bound; metadata kept until
+`purge_delivered`), or pending -> dead (body kept, with the last error) ->
+pending again via `retry_dead_letter`, or removed via `discard_dead_letter`.
+
+In-memory state (pending counts per User, dead-letter count) is changed only
+after the commit that changed the rows, on the trio thread, so what delivery
+sees never runs ahead of the disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, Final, Generic, Literal, NoReturn, TypeVar
+
+import msgspec
+import trio
+
+from gateway.clock import Clock, SystemClock
+from gateway.metrics import Metrics
+
+MessageKind = Literal["response", "alert"]
+MessageState = Literal["pending", "delivered", "dead"]
+
+QUEUE_SIZE: Final = 1024  # operations waiting for the writer; callers wait beyond it
+MAX_BATCH_OPS: Final = 512  # operations per transaction (one fsync)
+MAX_LIST_ROWS: Final = 1000  # rows per admin listing; callers page with after_id
+MAX_ERROR_CHARS: Final = 500  # last_error kept per message
+BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
+XML_CONTENT_TYPE: Final = "application/xml"
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US: Final = dt.timedelta(microseconds=1)
+_COLUMNS: Final = (
+    "id, message_id, user_id, user_seq, kind, url, content_type, created_at_us, state,"
+    " attempts, last_error, finished_at_us, body"
+)
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS outbox_user (
+    user_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    user_seq INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('response', 'alert')),
+    url TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    finished_at_us INTEGER,
+    body BLOB NOT NULL,
+    UNIQUE (user_id, user_seq)
+);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, user_id, user_seq);
+"""
+
+
+class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """What the pipeline hands over: a signed response or alert for one User ID."""
+
+    message_id: str  # stable and unique: sent as X-DUIS-Message-ID for de-duplication
+    user_id: str
+    url: str  # the User's Receive Response URL
+    body: bytes  # already signed: sent byte for byte
+    created_at: dt.datetime  # aware UTC, from the injected clock
+    kind: MessageKind = "response"
+    content_type: str = XML_CONTENT_TYPE
+
+
+class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
+    id: int  # arrival order across Users
+    message_id: str
+    user_id: str
+    user_seq: int  # delivery order within the User ID, from 1
+    kind: MessageKind
+    url: str
+    content_type: str
+    created_at: dt.datetime
+    state: MessageState
+    attempts: int  # failed delivery attempts recorded so far
+    last_error: str | None
+    finished_at: dt.datetime | None  # delivered or dead-lettered at
+    body: bytes  # empty once delivered
+
+
+class OutboxError(Exception):
+    """The caller asked for something the outbox refuses."""
+
+
+class DuplicateMessageId(OutboxError):
+    """A message id is stored at most once, so it is delivered at most once."""
+
+
+class UnknownMessage(OutboxError):
+    pass
+
+
+class NotDeadLettered(OutboxError):
+    pass
+
+
+class OutboxStoreError(Exception):
+    """We broke: the database failed or the writer is not running."""
+
+
+T = TypeVar("T")
+
+
+class _Op(Generic[T]):
+    """One unit of work for the writer: `fn` in the thread, `after` on trio after commit."""
+
+    __slots__ = ("after", "done", "error", "fn", "value")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        after: Callable[[T], None] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.after = after
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.done = trio.Event()
+
+
+class Outbox:
+    """Create with `await Outbox.open(path)`, then run `run` in a nursery (or use
+    `open_outbox`). Every async method needs the writer running."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        pending: dict[str, int],
+        dead: int,
+        *,
+        clock: Clock,
+        metrics: Metrics | None,
+        max_batch: int,
+        queue_size: int,
+    ) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._pending = pending  # insertion order = order Users first had work
+        self._dead = dead
+        self._clock = clock
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._send, self._receive = trio.open_memory_channel[_Op[Any]](queue_size)
+        self._limiter = trio.CapacityLimiter(1)
+        self._running = False
+        self._watchers: list[Callable[[str], None]] = []
+        self._publish_depth()
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        max_batch: int = MAX_BATCH_OPS,
+        queue_size: int = QUEUE_SIZE,
+    ) -> Outbox:
+        """Open (or create) the file and load what is still to deliver.
+
+        `max_batch=1` gives one commit per operation (bench comparison only).
+        """
+        if max_batch < 1 or queue_size < 1:
+            raise ValueError("max_batch and queue_size must be at least 1")
+        conn, pending, dead = await trio.to_thread.run_sync(_connect, str(path))
+        return cls(
+            conn,
+            pending,
+            dead,
+            clock=clock if clock is not None else SystemClock(),
+            metrics=metrics,
+            max_batch=max_batch,
+            queue_size=queue_size,
+        )
+
+    # -- the writer ------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer: apply queued operations in batches, one commit each."""
+        if self._conn is None or self._running:
+            raise OutboxStoreError("outbox is closed or its writer already runs")
+        conn = self._conn
+        batch: list[_Op[Any]] = []
+        try:
+            self._running = True
+            task_status.started()
+            while True:
+                batch = [await self._receive.receive()]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                # Not abandoned on cancel: the transaction finishes (committed or rolled
+                # back) before we return, so the file and each op's outcome agree.
+                await trio.to_thread.run_sync(_apply, conn, batch, limiter=self._limiter)
+                self._finish(batch)
+                batch = []
+        finally:
+            self._running = False
+            self._finish(batch)
+            self._fail_queued()
+
+    def close(self) -> None:
+        """Close the file once `run` has returned. Blocks briefly (WAL checkpoint)."""
+        if self._running:
+            raise OutboxStoreError("close the outbox after its writer has stopped")
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    # -- in-memory view (no I/O) ----------------------------------------------------
+
+    def pending_count(self, user_id: str | None = None) -> int:
+        if user_id is None:
+            return sum(self._pending.values())
+        return self._pending.get(user_id, 0)
+
+    def dead_letter_count(self) -> int:
+        return self._dead
+
+    def users_with_pending(self) -> list[str]:
+        """User IDs with pending messages, those waiting longest first."""
+        return list(self._pending)
+
+    @contextmanager
+    def watch(self, callback: Callable[[str], None]) -> Iterator[None]:
+        """Call `callback(user_id)` on the trio thread whenever a commit gives that
+        User new pending work (a put, or a dead letter retried)."""
+        self._watchers.append(callback)
+        try:
+            yield
+        finally:
+            self._watchers.remove(callback)
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def put(self, message: OutboundMessage) -> None:
+        """Store a message; returns once the batch holding it is committed (fsynced).
+
+        Raises DuplicateMessageId if the id is already stored, OutboxStoreError if the
+        database failed: then nothing was stored and no I99 may be sent. If the caller
+        is cancelled while waiting, the message may still be committed (and delivered).
+        """
+        created_us = _to_us(message.created_at)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if conn.execute(
+                "SELECT 1 FROM outbox WHERE message_id = ?", (message.message_id,)
+            ).fetchone():
+                raise DuplicateMessageId(f"message {message.message_id!r} is already stored")
+            (seq,) = conn.execute(
+                "INSERT INTO outbox_user (user_id, last_seq) VALUES (?, 1)"
+                " ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1"
+                " RETURNING last_seq",
+                (message.user_id,),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO outbox (message_id, user_id, user_seq, kind, url, content_type,"
+                " created_at_us, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.message_id,
+                    message.user_id,
+                    seq,
+                    message.kind,
+                    message.url,
+                    message.content_type,
+                    created_us,
+                    message.body,
+                ),
+            )
+
+        await self._submit(insert, lambda _: self._add_pending(message.user_id))
+
+    async def mark_delivered(self, message_id: str) -> None:
+        """The User answered 2xx: never send it again. Drops the body."""
+        now_us = _to_us(self._clock.now())
+
+        def update(conn: sqlite3.Connection) -> str | None:
+            return _user_of(
+                conn.execute(
+                    "UPDATE outbox SET state = 'delivered', finished_at_us = ?, body = x''"
+                    " WHERE message_id = ? AND state = 'pending' RETURNING user_id",
+                    (now_us, message_id),
+                ).fetchone()
+            )
+
+        await self._submit(update, self._remove_pending)
+
+    async def record_failure(self, message_id: str, error: str) -> None:
+        """One more failed attempt, kept so restarts continue the count."""
+
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?"
+                " WHERE message_id = ? AND state = 'pending'",
+                (error[:MAX_ERROR_CHARS], message_id),
+            )
+
+        await self._submit(update)
+
+    async def dead_letter(self, message_id: str, error: str) -> None:
+        """Give up on a message (counted as a failed attempt); kept with its body."""
+        now_us = _to_us(self._clock.now())
+
+        def update(conn: sqlite3.Connection) -> str | None:
+            return _user_of(
+                conn.execute(
+                    "UPDATE outbox SET state = 'dead', finished_at_us = ?, last_error = ?,"
+                    " attempts = attempts + 1 WHERE message_id = ? AND state = 'pending'"
+                    " RETURNING user_id",
+                    (now_us, error[:MAX_ERROR_CHARS], message_id),
+                ).fetchone()
+            )
+
+        def after(user_id: str | None) -> None:
+            if user_id is not None:
+                self._dead += 1
+            self._remove_pending(user_id)
+
+        await self._submit(update, after)
+
+    async def retry_dead_letter(self, message_id: str) -> None:
+        """Make a dead letter pending again, with a fresh attempt count.
+
+        It keeps its user_seq, so it goes before any later message still pending for
+        that User, though after those already delivered (the receiver can tell from
+        X-DUIS-Sequence that it is late).
+        """
+
+        def update(conn: sqlite3.Connection) -> str:
+            found = conn.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, finished_at_us = NULL"
+                " WHERE message_id = ? AND state = 'dead' RETURNING user_id",
+                (message_id,),
+            ).fetchone()
+            if found is None:
+                _refuse_not_dead(conn, message_id)
+            return str(found[0])
+
+        def after(user_id: str) -> None:
+            self._dead -= 1
+            self._add_pending(user_id)
+
+        await self._submit(update, after)
+
+    async def discard_dead_letter(self, message_id: str) -> None:
+        """The operator gives up on a dead letter for good: the row is removed."""
+
+        def delete(conn: sqlite3.Connection) -> None:
+            if (
+                conn.execute(
+                    "DELETE FROM outbox WHERE message_id = ? AND state = 'dead' RETURNING id",
+                    (message_id,),
+                ).fetchone()
+                is None
+            ):
+                _refuse_not_dead(conn, message_id)
+
+        await self._submit(delete, lambda _: self._change_dead(-1))
+
+    async def purge_delivered(self, retention_seconds: float) -> int:
+        """Remove delivered rows finished longer ago than the retention; returns how many.
+
+        Until then a repeated put of a delivered message id is refused as a duplicate.
+        """
+        cutoff = _to_us(self._clock.now()) - round(retention_seconds * 1e6)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM outbox WHERE state = 'delivered' AND finished_at_us <= ?", (cutoff,)
+            ).rowcount
+
+        return await self._submit(delete)
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def next_pending(self, user_id: str) -> StoredMessage | None:
+        """The User's pending message with the lowest sequence number."""
+        query = (
+            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND user_id = ?"
+            " ORDER BY user_seq LIMIT 1"
+        )
+
+        def select(conn: sqlite3.Connection) -> StoredMessage | None:
+            found = conn.execute(query, (user_id,)).fetchone()
+            return None if found is None else _row(found)
+
+        return await self._submit(select)
+
+    async def pending(
+        self, user_id: str | None = None, *, after_id: int = 0, limit: int = MAX_LIST_ROWS
+    ) -> list[StoredMessage]:
+        """Pending messages in arrival order (which is also each User's order)."""
+        return await self._list("pending", user_id, after_id, limit)
+
+    async def dead_letters(
+        self, user_id: str | None = None, *, after_id: int = 0, limit: int = MAX_LIST_ROWS
+    ) -> list[StoredMessage]:
+        return await self._list("dead", user_id, after_id, limit)
+
+    async def get(self, message_id: str) -> StoredMessage | None:
+        def select(conn: sqlite3.Connection) -> StoredMessage | None:
+            found = conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            return None if found is None else _row(found)
+
+        return await self._submit(select)
+
+    async def _list(
+        self, state: MessageState, user_id: str | None, after_id: int, limit: int
+    ) -> list[StoredMessage]:
+        sql = f"SELECT {_COLUMNS} FROM outbox WHERE state = ? AND id > ?"
+        params: list[object] = [state, after_id]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(max(0, min(limit, MAX_LIST_ROWS)))
+        return await self._submit(lambda conn: [_row(r) for r in conn.execute(sql, params)])
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _submit(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        after: Callable[[T], None] | None = None,
+    ) -> T:
+        if not self._running:
+            raise OutboxStoreError("outbox writer is not running")
+        op = _Op(fn, after)
+        await self._send.send(op)
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.value  # type: ignore[return-value]  # set whenever error is None
+
+    def _finish(self, batch: list[_Op[Any]]) -> None:
+        # The batch's thread has returned: committed ops update the in-memory view
+        # before their callers wake, so a caller never sees state older than its write.
+        # Called again from run's `finally` after a cancel: ops already done are skipped.
+        for op in batch:
+            if op.done.is_set():
+                continue
+            op.done.set()
+            if op.error is None and op.after is not None:
+                op.after(op.value)
+
+    def _fail_queued(self) -> None:
+        # Ops still queued when the writer stops never ran: their callers get an error.
+        while True:
+            try:
+                op = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            op.error = OutboxStoreError("outbox writer stopped")
+            op.done.set()
+
+    def _add_pending(self, user_id: str) -> None:
+        self._pending[user_id] = self._pending.get(user_id, 0) + 1
+        self._publish_depth()
+        for callback in list(self._watchers):
+            callback(user_id)
+
+    def _remove_pending(self, user_id: str | None) -> None:
+        if user_id is None:  # already delivered or dead: nothing changed
+            return
+        left = self._pending.get(user_id, 0) - 1
+        if left > 0:
+            self._pending[user_id] = left
+        else:
+            self._pending.pop(user_id, None)
+        self._publish_depth()
+
+    def _change_dead(self, delta: int) -> None:
+        self._dead += delta
+
+    def _publish_depth(self) -> None:
+        if self._metrics is not None:
+            self._metrics.outbox_depth.set(self.pending_count())
+
+
+@asynccontextmanager
+async def open_outbox(
+    path: Path, *, clock: Clock | None = None, metrics: Metrics | None = None
+) -> AsyncIterator[Outbox]:
+    """A running outbox for the duration of the block (its writer in a child nursery).
+
+    Stop delivery before leaving the block, so its last commits still have a writer.
+    """
+    outbox = await Outbox.open(path, clock=clock, metrics=metrics)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(outbox.run)
+            try:
+                yield outbox
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        outbox.close()
+
+
+def _connect(path: str) -> tuple[sqlite3.Connection, dict[str, int], int]:
+    # Autocommit mode: transactions are opened explicitly per batch in _apply.
+    # check_same_thread off: trio's worker threads vary; the limiter serialises use.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")  # WAL + NORMAL may lose commits on power loss
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.executescript(_SCHEMA)
+        pending = {
+            str(user): int(count)
+            for user, count, _ in conn.execute(
+                "SELECT user_id, COUNT(*), MIN(id) AS first FROM outbox"
+                " WHERE state = 'pending' GROUP BY user_id ORDER BY first"
+            )
+        }
+        (dead,) = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn, pending, int(dead)
+
+
+def _apply(conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
+    """One transaction for the batch; each op in a savepoint so one refusal spares the rest."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for op in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                op.value = op.fn(conn)
+            except Exception as exc:  # handed to that op's caller, not the writer
+                conn.execute("ROLLBACK TO op")
+                op.error = exc
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        for op in batch:
+            op.value = None
+            op.error = OutboxStoreError(f"outbox database: {exc}")
+
+
+def _user_of(found: tuple[Any, ...] | None) -> str | None:
+    return None if found is None else str(found[0])
+
+
+def _refuse_not_dead(conn: sqlite3.Connection, message_id: str) -> NoReturn:
+    prior = conn.execute("SELECT state FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+    if prior is None:
+        raise UnknownMessage(f"no message {message_id!r}")
+    raise NotDeadLettered(f"message {message_id!r} is {prior[0]}, not dead-lettered")
+
+
+def _row(r: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(
+        id=r[0],
+        message_id=r[1],
+        user_id=r[2],
+        user_seq=r[3],
+        kind=r[4],
+        url=r[5],
+        content_type=r[6],
+        created_at=_from_us(r[7]),
+        state=r[8],
+        attempts=r[9],
+        last_error=r[10],
+        finished_at=None if r[11] is None else _from_us(r[11]),
+        body=bytes(r[12]),
+    )
+
+
+def _to_us(t: dt.datetime) -> int:
+    if t.tzinfo is None:
+        raise ValueError("outbox times must be timezone-aware")
+    return (t - _EPOCH) // _US
+
+
+def _from_us(us: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=us)

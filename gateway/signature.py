@@ -1,0 +1,592 @@
+"""The DUIS XMLDSig profile: strict verification and compact signing (sans-IO).
+
+One profile only, the one the DCC uses: an enveloped ``ds:Signature``, last child of
+the root, with ``Reference URI=""`` and the single enveloped-signature transform,
+sha256 digest, ECDSA P-256 signature (``r || s``, 64 bytes), exclusive C14N for
+``SignedInfo`` and ``KeyInfo/X509Data/X509IssuerSerial`` naming the certificate.
+
+Checked against the DCC's own signed samples: the referenced document (minus the
+Signature) is digested with *inclusive* C14N 1.0 (the XMLDSig default when no
+canonicalisation transform follows enveloped-signature) and ``SignedInfo`` is
+canonicalised with exclusive C14N where it stands in the document.
+
+Everything outside the profile is refused with a stable ``SignatureError.reason``
+rather than interpreted: a general XMLDSig engine is where wrapping attacks live.
+Comments, processing instructions and entity references inside the Signature are
+refused (``comment_in_signature``): no signer emits them, and they split text
+nodes, so ``.text`` would see a different value from what C14N signs.
+
+Reason codes: missing_signature, multiple_signatures, signature_not_last,
+comment_in_signature, unexpected_attribute, bad_structure, bad_algorithm,
+bad_reference_uri, bad_transforms, bad_digest_value, bad_signature_value,
+bad_key_info, canonicalization_failed, wrong_key_type, digest_mismatch,
+signature_invalid.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import re
+from base64 import b64encode
+from typing import Final, Literal
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from lxml import etree
+
+SignatureReason = Literal[
+    "missing_signature",
+    "multiple_signatures",
+    "signature_not_last",
+    "comment_in_signature",
+    "unexpected_attribute",
+    "bad_structure",
+    "bad_algorithm",
+    "bad_reference_uri",
+    "bad_transforms",
+    "bad_digest_value",
+    "bad_signature_value",
+    "bad_key_info",
+    "canonicalization_failed",
+    "wrong_key_type",
+    "digest_mismatch",
+    "signature_invalid",
+]
+
+DS_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
+EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ECDSA_SHA256: Final = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+ENVELOPED: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+SHA256: Final = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+# Bounds on attacker-controlled text, checked before any decoding. The base64 forms
+# are 44 and 88 characters; the slack allows line breaks every 76 (as Java writes).
+MAX_DIGEST_VALUE_CHARS: Final = 128
+MAX_SIGNATURE_VALUE_CHARS: Final = 256
+MAX_ISSUER_NAME_CHARS: Final = 1024
+MAX_SERIAL_DIGITS: Final = 49  # RFC 5280: at most 20 octets, < 10**49
+DIGEST_BYTES: Final = 32
+P256_SCALAR_BYTES: Final = 32
+
+
+def _ds(local: str) -> str:
+    return f"{{{DS_NS}}}{local}"
+
+
+_SIGNATURE: Final = _ds("Signature")
+_SIGNED_INFO: Final = _ds("SignedInfo")
+_C14N_METHOD: Final = _ds("CanonicalizationMethod")
+_SIGNATURE_METHOD: Final = _ds("SignatureMethod")
+_REFERENCE: Final = _ds("Reference")
+_TRANSFORMS: Final = _ds("Transforms")
+_TRANSFORM: Final = _ds("Transform")
+_DIGEST_METHOD: Final = _ds("DigestMethod")
+_DIGEST_VALUE: Final = _ds("DigestValue")
+_SIGNATURE_VALUE: Final = _ds("SignatureValue")
+_KEY_INFO: Final = _ds("KeyInfo")
+_X509_DATA: Final = _ds("X509Data")
+_ISSUER_SERIAL: Final = _ds("X509IssuerSerial")
+_ISSUER_NAME: Final = _ds("X509IssuerName")
+_SERIAL_NUMBER: Final = _ds("X509SerialNumber")
+
+_DS_NS_BYTES: Final = DS_NS.encode("ascii")
+_XML_WS: Final = " \t\r\n"
+_DELETE_XML_WS: Final = str.maketrans("", "", _XML_WS)
+_ECDSA: Final = ec.ECDSA(hashes.SHA256())
+
+
+class SignatureError(Exception):
+    """The peer's signature is outside the profile or does not verify."""
+
+    def __init__(self, reason: SignatureReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: SignatureReason = reason
+        self.detail = detail
+
+
+class SignatureParts(msgspec.Struct, frozen=True):
+    """What `parse_signature` read; `verify_signature` needs nothing else."""
+
+    issuer_name: str
+    serial: int
+    signed_info_c14n: bytes
+    digest: bytes
+    r: int
+    s: int
+    signature: etree._Element
+
+
+# --------------------------------------------------------------------------- parse
+
+
+def parse_signature(root: etree._Element) -> SignatureParts:
+    """Check the profile on a parsed document and read the signature's values.
+
+    `root` is the document element. ``SignedInfo`` is canonicalised here, while it
+    still stands in the document, so `verify_signature` may then detach it.
+
+    Acceptance is one anchored pattern over the exclusive canonical form of the
+    Signature: C14N has already fixed attribute order, quoting, empty-element form
+    and escaping, so the pattern is the whole profile in one place and costs about a
+    microsecond. Only a refused signature takes the slower element-by-element walk,
+    whose job is to name the reason.
+    """
+    signature = _the_enveloped_signature(root)
+    _refuse_non_elements(signature)
+    match = _PROFILE.match(_c14n_exclusive(signature, "Signature"))
+    if match is None:
+        _explain_refusal(signature)
+        raise SignatureError("bad_structure", "ds:Signature is outside the profile's form")
+    digest = _decode_digest(_c14n_text(match["digest"]))
+    r, s = _decode_signature_value(_c14n_text(match["value"]))
+    return SignatureParts(
+        issuer_name=_issuer_name(_c14n_text(match["issuer"])),
+        serial=_serial(_c14n_text(match["serial"])),
+        signed_info_c14n=_signed_info_c14n(match),
+        digest=digest,
+        r=r,
+        s=s,
+        signature=signature,
+    )
+
+
+def _the_enveloped_signature(root: etree._Element) -> etree._Element:
+    found = root.iter(_SIGNATURE)
+    signature = next(found, None)
+    if signature is None:
+        raise SignatureError("missing_signature", "the document holds no ds:Signature")
+    if next(found, None) is not None:
+        raise SignatureError("multiple_signatures", "the document holds more than one ds:Signature")
+    if signature.getparent() is not root:
+        raise SignatureError("signature_not_last", "ds:Signature is not a child of the root")
+    # getnext() skips only text, so a comment or PI after the Signature counts too.
+    if signature.getnext() is not None or not _blank(signature.tail):
+        raise SignatureError("signature_not_last", "content follows ds:Signature in the root")
+    return signature
+
+
+def _refuse_non_elements(signature: etree._Element) -> None:
+    odd = next(signature.iter(etree.Comment, etree.ProcessingInstruction, etree.Entity), None)
+    if odd is not None:
+        raise SignatureError(
+            "comment_in_signature",
+            "comments, PIs and entity references are refused in ds:Signature",
+        )
+
+
+def _profile_pattern() -> re.Pattern[bytes]:
+    """The profile as the exclusive canonical form of a Signature must read.
+
+    Any one prefix (or none) for the dsig namespace, declared on Signature, used
+    throughout; XML whitespace (CR appears as ``&#xD;`` after C14N) between elements.
+    """
+    ws = r"[ \t\n]*(?:&\#xD;[ \t\n]*)*"
+    p = r"(?(p)(?P=p):)"
+
+    def empty(local: str, attribute: str) -> str:
+        return f"<{p}{local} {attribute}>{ws}</{p}{local}>{ws}"
+
+    def algorithm(local: str, uri: str) -> str:
+        return empty(local, f'Algorithm="{re.escape(uri)}"')
+
+    def leaf(local: str, group: str) -> str:
+        return f"<{p}{local}>(?P<{group}>[^<]*)</{p}{local}>{ws}"
+
+    def open_(local: str) -> str:
+        return f"<{p}{local}>{ws}"
+
+    def close(local: str) -> str:
+        return f"</{p}{local}>{ws}"
+
+    pattern = (
+        rf'<(?:(?P<p>[A-Za-z_][\w.\-]*):)?Signature xmlns(?(p):(?P=p))="{re.escape(DS_NS)}">'
+        + ws
+        + f"(?P<signed_info><{p}SignedInfo>{ws}"
+        + algorithm("CanonicalizationMethod", EXC_C14N)
+        + algorithm("SignatureMethod", ECDSA_SHA256)
+        + f'<{p}Reference URI="">{ws}'
+        + open_("Transforms")
+        + algorithm("Transform", ENVELOPED)
+        + close("Transforms")
+        + algorithm("DigestMethod", SHA256)
+        + leaf("DigestValue", "digest")
+        + close("Reference")
+        + f"</{p}SignedInfo>){ws}"
+        + leaf("SignatureValue", "value")
+        + open_("KeyInfo")
+        + open_("X509Data")
+        + open_("X509IssuerSerial")
+        + leaf("X509IssuerName", "issuer")
+        + leaf("X509SerialNumber", "serial")
+        + close("X509IssuerSerial")
+        + close("X509Data")
+        + close("KeyInfo")
+        + f"</{p}Signature>"
+    )
+    return re.compile(pattern.encode("ascii") + rb"\Z")
+
+
+_PROFILE: Final = _profile_pattern()
+
+
+def _signed_info_c14n(match: re.Match[bytes]) -> bytes:
+    """Exclusive C14N of SignedInfo as it stands, taken from the Signature's own.
+
+    Exact, not approximate, once the pattern has matched: the only namespace
+    visibly used inside SignedInfo is the dsig prefix, which exclusive C14N renders
+    on the apex. Within the Signature's canonical form it was rendered on Signature,
+    so SignedInfo's start tag lacks just that declaration; everything else (text
+    escaping, attribute order) does not depend on the apex. Saves a second C14N
+    pass; tests compare it with lxml's C14N of SignedInfo on every accepted input.
+    """
+    prefix = match["p"]
+    name = prefix + b":SignedInfo" if prefix else b"SignedInfo"
+    declaration = b" xmlns:" + prefix if prefix else b" xmlns"
+    body = match["signed_info"][len(name) + 1 :]  # after "<name"
+    return b"<" + name + declaration + b'="' + _DS_NS_BYTES + b'"' + body
+
+
+def _c14n_text(raw: bytes) -> str:
+    """Undo C14N's text escaping (the only escapes it writes in text)."""
+    text = raw.decode("utf-8")
+    if "&" not in text:
+        return text
+    return (
+        text.replace("&#xD;", "\r").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
+
+
+def _decode_base64(text: str, max_chars: int, reason: SignatureReason, where: str) -> bytes:
+    if len(text) > max_chars:
+        raise SignatureError(reason, f"{where} is longer than {max_chars} characters")
+    # strict_mode refuses non-alphabet bytes and misplaced padding that the lax
+    # decoder skips; XML whitespace (Java's line breaks) is allowed and removed.
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass  # most values carry no whitespace; removing it is the slow path
+    try:
+        return binascii.a2b_base64(text.translate(_DELETE_XML_WS), strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError(reason, f"{where} is not valid base64") from None
+
+
+def _decode_digest(text: str) -> bytes:
+    raw = _decode_base64(text, MAX_DIGEST_VALUE_CHARS, "bad_digest_value", "DigestValue")
+    if len(raw) != DIGEST_BYTES:
+        raise SignatureError("bad_digest_value", f"DigestValue is {len(raw)} bytes, not 32")
+    return raw
+
+
+def _decode_signature_value(text: str) -> tuple[int, int]:
+    raw = _decode_base64(text, MAX_SIGNATURE_VALUE_CHARS, "bad_signature_value", "SignatureValue")
+    if len(raw) != 2 * P256_SCALAR_BYTES:
+        raise SignatureError("bad_signature_value", f"SignatureValue is {len(raw)} bytes, not 64")
+    return int.from_bytes(raw[:P256_SCALAR_BYTES]), int.from_bytes(raw[P256_SCALAR_BYTES:])
+
+
+def _issuer_name(text: str) -> str:
+    text = text.strip(_XML_WS)
+    if not text or len(text) > MAX_ISSUER_NAME_CHARS:
+        raise SignatureError("bad_key_info", "X509IssuerName is empty or too long")
+    return text
+
+
+def _serial(text: str) -> int:
+    text = text.strip(_XML_WS)
+    # isascii() first: str.isdigit() also accepts superscripts and other scripts' digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_SERIAL_DIGITS:
+        raise SignatureError("bad_key_info", "X509SerialNumber is not a decimal serial")
+    return int(text)
+
+
+def _c14n_exclusive(element: etree._Element, where: str) -> bytes:
+    try:
+        return etree.tostring(element, method="c14n", exclusive=True)
+    except etree.C14NError:
+        raise SignatureError(
+            "canonicalization_failed", f"{where} cannot be canonicalised"
+        ) from None
+
+
+def _c14n_document(root: etree._Element) -> bytes:
+    try:
+        return etree.tostring(root.getroottree(), method="c14n")
+    except etree.C14NError:
+        # libxml2 refuses e.g. relative namespace URIs under inclusive C14N.
+        raise SignatureError(
+            "canonicalization_failed", "the document cannot be canonicalised"
+        ) from None
+
+
+# --------------------------------------------------------------------------- refusals
+# The walk below runs only for a signature the pattern refused: it names the first
+# fault in document order. It never accepts anything on its own.
+
+
+def _explain_refusal(signature: etree._Element) -> None:
+    _no_attributes(signature, "Signature")
+    signed_info, signature_value, key_info = _expect_children(
+        signature, (_SIGNED_INFO, _SIGNATURE_VALUE, _KEY_INFO), "Signature"
+    )
+    _explain_signed_info(signed_info)
+    _no_attributes(signature_value, "SignatureValue")
+    _decode_signature_value(_leaf_text(signature_value, "bad_signature_value", "SignatureValue"))
+    _explain_key_info(key_info)
+
+
+def _explain_signed_info(signed_info: etree._Element) -> None:
+    _no_attributes(signed_info, "SignedInfo")
+    c14n_method, signature_method, reference = _expect_children(
+        signed_info, (_C14N_METHOD, _SIGNATURE_METHOD, _REFERENCE), "SignedInfo"
+    )
+    _expect_algorithm(c14n_method, EXC_C14N, "CanonicalizationMethod")
+    _expect_algorithm(signature_method, ECDSA_SHA256, "SignatureMethod")
+    attrib = reference.attrib
+    if attrib.get("URI") != "":
+        raise SignatureError("bad_reference_uri", 'Reference must have URI=""')
+    if len(attrib) != 1:
+        raise SignatureError("unexpected_attribute", "Reference carries attributes beyond URI")
+    transforms, digest_method, digest_value = _expect_children(
+        reference, (_TRANSFORMS, _DIGEST_METHOD, _DIGEST_VALUE), "Reference"
+    )
+    _explain_transforms(transforms)
+    _expect_algorithm(digest_method, SHA256, "DigestMethod")
+    _no_attributes(digest_value, "DigestValue")
+    _decode_digest(_leaf_text(digest_value, "bad_digest_value", "DigestValue"))
+
+
+def _explain_transforms(transforms: etree._Element) -> None:
+    _no_attributes(transforms, "Transforms")
+    children = list(transforms)
+    if len(children) != 1 or children[0].tag != _TRANSFORM:
+        raise SignatureError("bad_transforms", "Transforms must be exactly [enveloped-signature]")
+    transform = children[0]
+    if transform.get("Algorithm") != ENVELOPED or len(transform) or not _blank(transform.text):
+        raise SignatureError("bad_transforms", "the one Transform must be enveloped-signature")
+    if len(transform.attrib) != 1:
+        raise SignatureError("unexpected_attribute", "Transform has attributes beyond Algorithm")
+    _blank_between_children(transforms, "Transforms")
+
+
+def _explain_key_info(key_info: etree._Element) -> None:
+    # One code for the whole KeyInfo subtree: the operator's question is "which
+    # certificate?", and the detail says what was wrong.
+    try:
+        _no_attributes(key_info, "KeyInfo")
+        (x509_data,) = _expect_children(key_info, (_X509_DATA,), "KeyInfo")
+        _no_attributes(x509_data, "X509Data")
+        (issuer_serial,) = _expect_children(x509_data, (_ISSUER_SERIAL,), "X509Data")
+        _no_attributes(issuer_serial, "X509IssuerSerial")
+        name, serial = _expect_children(
+            issuer_serial, (_ISSUER_NAME, _SERIAL_NUMBER), "X509IssuerSerial"
+        )
+        _no_attributes(name, "X509IssuerName")
+        _no_attributes(serial, "X509SerialNumber")
+    except SignatureError as exc:
+        raise SignatureError("bad_key_info", exc.detail) from None
+    _issuer_name(_leaf_text(name, "bad_key_info", "X509IssuerName"))
+    _serial(_leaf_text(serial, "bad_key_info", "X509SerialNumber"))
+
+
+def _blank(text: str | None) -> bool:
+    return text is None or not text.strip(_XML_WS)
+
+
+def _no_attributes(element: etree._Element, where: str) -> None:
+    if len(element.attrib):
+        raise SignatureError("unexpected_attribute", f"{where} carries attributes (Id games?)")
+
+
+def _expect_children(
+    element: etree._Element, tags: tuple[str, ...], where: str
+) -> list[etree._Element]:
+    children = list(element)
+    if len(children) != len(tags) or any(c.tag != t for c, t in zip(children, tags, strict=True)):
+        names = ", ".join(etree.QName(t).localname for t in tags)
+        raise SignatureError("bad_structure", f"{where} must contain exactly [{names}]")
+    _blank_between_children(element, where)
+    return children
+
+
+def _blank_between_children(element: etree._Element, where: str) -> None:
+    if not _blank(element.text) or any(not _blank(c.tail) for c in element):
+        raise SignatureError("bad_structure", f"{where} holds text between its elements")
+
+
+def _expect_algorithm(element: etree._Element, algorithm: str, where: str) -> None:
+    found = element.get("Algorithm")
+    if found != algorithm:
+        raise SignatureError("bad_algorithm", f"{where} Algorithm {str(found)[:100]!r} refused")
+    if len(element.attrib) != 1:
+        raise SignatureError("unexpected_attribute", f"{where} has attributes beyond Algorithm")
+    if len(element) or not _blank(element.text):
+        raise SignatureError("bad_structure", f"{where} must be empty")
+
+
+def _leaf_text(element: etree._Element, reason: SignatureReason, where: str) -> str:
+    if len(element):
+        raise SignatureError(reason, f"{where} must hold text only")
+    return element.text or ""
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def verify_signature(
+    root: etree._Element, parts: SignatureParts, public_key: ec.EllipticCurvePublicKey
+) -> None:
+    """Check the digest and the ECDSA signature; raise `SignatureError` if either fails.
+
+    Side effect, on every outcome once called: the Signature element is detached
+    from the tree (its tail text stays, as the enveloped-signature transform keeps
+    it), so the pipeline carries on with exactly the content that was digested.
+    """
+    if not isinstance(public_key.curve, ec.SECP256R1):
+        raise SignatureError("wrong_key_type", f"key is on {public_key.curve.name}, not P-256")
+    if parts.signature.getparent() is not root:
+        raise SignatureError("signature_not_last", "the parsed Signature is no longer in this root")
+    detach_keeping_tail(parts.signature)
+    digest = hashlib.sha256(_c14n_document(root)).digest()
+    if not hmac.compare_digest(digest, parts.digest):
+        raise SignatureError("digest_mismatch", "the document does not match DigestValue")
+    try:
+        public_key.verify(encode_dss_signature(parts.r, parts.s), parts.signed_info_c14n, _ECDSA)
+    except InvalidSignature:
+        raise SignatureError("signature_invalid", "SignatureValue does not verify") from None
+
+
+def detach_keeping_tail(element: etree._Element) -> None:
+    """Remove `element`; lxml would take its tail text with it, so hand that back."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    tail = element.tail
+    previous = element.getprevious()
+    parent.remove(element)
+    if tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+
+
+# --------------------------------------------------------------------------- sign
+
+# Exclusive C14N of the SignedInfo that sign_document writes: it is fixed apart from
+# the digest, so it is formatted, not computed. test_signature checks it equals what
+# parse_signature canonicalises from the emitted document.
+_SIGNED_INFO_C14N: Final = (
+    f'<ds:SignedInfo xmlns:ds="{DS_NS}">'
+    f'<ds:CanonicalizationMethod Algorithm="{EXC_C14N}"></ds:CanonicalizationMethod>'
+    f'<ds:SignatureMethod Algorithm="{ECDSA_SHA256}"></ds:SignatureMethod>'
+    '<ds:Reference URI=""><ds:Transforms>'
+    f'<ds:Transform Algorithm="{ENVELOPED}"></ds:Transform></ds:Transforms>'
+    f'<ds:DigestMethod Algorithm="{SHA256}"></ds:DigestMethod>'
+    "<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>"
+)
+_SIGNATURE_XML: Final = (
+    f'<ds:Signature xmlns:ds="{DS_NS}"><ds:SignedInfo>'
+    f'<ds:CanonicalizationMethod Algorithm="{EXC_C14N}"/>'
+    f'<ds:SignatureMethod Algorithm="{ECDSA_SHA256}"/>'
+    f'<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="{ENVELOPED}"/></ds:Transforms>'
+    f'<ds:DigestMethod Algorithm="{SHA256}"/>'
+    "<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>"
+    "<ds:SignatureValue>{value}</ds:SignatureValue>"
+    "<ds:KeyInfo><ds:X509Data><ds:X509IssuerSerial>"
+    "<ds:X509IssuerName>{issuer}</ds:X509IssuerName>"
+    "<ds:X509SerialNumber>{serial}</ds:X509SerialNumber>"
+    "</ds:X509IssuerSerial></ds:X509Data></ds:KeyInfo></ds:Signature>"
+)
+_XML_DECLARATION: Final = b'<?xml version="1.0" encoding="UTF-8"?>'
+
+# Whitespace-only text in elements whose content is elements only: what the DCC's
+# XSD-driven Java tool drops before digesting. Mixed content is left alone.
+_BLANK_BETWEEN_ELEMENTS: Final = etree.XPath("//*[*][not(text()[normalize-space(.) != ''])]/text()")
+# Signing parses only our own documents, but stays as closed as the ingest parser.
+# One module-level parser: lxml parsers are not for concurrent use across threads,
+# and signing runs on the trio thread.
+_SIGNING_PARSER: Final = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+)
+
+
+def sign_document(
+    xml: bytes | etree._Element,
+    private_key: ec.EllipticCurvePrivateKey,
+    issuer_name: str,
+    serial: int,
+) -> bytes:
+    """Return the document, compacted, with an enveloped signature as its last child.
+
+    An element argument must be the document element; it is compacted in place
+    (whitespace-only text between elements dropped) but the Signature is not added
+    to it. The output is the inclusive canonical form of the document (what was
+    digested), so any verifier re-canonicalises it to the same bytes, with the
+    Signature spliced in before the root's end tag.
+    """
+    root = _compact_root(xml)
+    document = _c14n_document_for_signing(root)
+    digest = b64encode(hashlib.sha256(document).digest()).decode("ascii")
+    signed_info = _SIGNED_INFO_C14N.format(digest=digest).encode("ascii")
+    r, s = decode_dss_signature(private_key.sign(signed_info, _ECDSA))
+    value = b64encode(r.to_bytes(P256_SCALAR_BYTES) + s.to_bytes(P256_SCALAR_BYTES))
+    signature = _SIGNATURE_XML.format(
+        digest=digest,
+        value=value.decode("ascii"),
+        issuer=_escape_text(issuer_name),
+        serial=serial,
+    ).encode("utf-8")
+    end_tag = _end_tag(root)
+    return b"".join((_XML_DECLARATION, document[: -len(end_tag)], signature, end_tag))
+
+
+def _compact_root(xml: bytes | etree._Element) -> etree._Element:
+    root = etree.fromstring(xml, _SIGNING_PARSER) if isinstance(xml, bytes) else xml
+    if root.getparent() is not None:
+        raise ValueError("sign_document needs the document element")
+    if next(root.iter(_SIGNATURE), None) is not None:
+        raise ValueError("the document already holds a ds:Signature")
+    found = _BLANK_BETWEEN_ELEMENTS(root)
+    for text in found if isinstance(found, list) else ():
+        if not isinstance(text, etree._ElementUnicodeResult):
+            continue
+        owner = text.getparent()
+        if owner is None:
+            continue
+        if text.is_tail:
+            owner.tail = None
+        else:
+            owner.text = None
+    return root
+
+
+def _c14n_document_for_signing(root: etree._Element) -> bytes:
+    if root.getnext() is not None:
+        # Trailing PIs would follow the root's end tag in the canonical form.
+        raise ValueError("nodes after the document element are not signed")
+    try:
+        return etree.tostring(root.getroottree(), method="c14n")
+    except etree.C14NError as exc:
+        raise ValueError("the document cannot be canonicalised") from exc
+
+
+def _end_tag(root: etree._Element) -> bytes:
+    local = etree.QName(root).localname
+    name = f"{root.prefix}:{local}" if root.prefix else local
+    return f"</{name}>".encode()
+
+
+def _escape_text(text: str) -> str:
+    # C14N text escaping, so the issuer name reads back exactly.
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
+    )

@@ -1,0 +1,105 @@
+"""Read the facts the gateway acts on out of a request body.
+
+Only what access control, thresholds and dispatch need is decoded into a
+Struct; the body itself travels on as the (signed) XML it arrived as.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+
+import msgspec
+from lxml import etree
+
+from mmc.identifiers import Eui64, IdentifierError, parse_eui64, parse_request_id
+
+# Elements that name a device, across the 129 bodies.
+_DEVICE_ELEMENTS = frozenset(
+    {"DeviceID", "OtherDeviceID", "CHFID", "GPFDeviceID", "PPMIDDeviceID", "MeterDeviceID"}
+)
+_DEVICE_LIST_ELEMENTS = frozenset({"DeviceIDList"})
+_EXECUTION_ELEMENTS = frozenset({"ExecutionDateTime"})
+# Data values with attribute limits (anomaly detection): element -> attribute name.
+LIMITED_ATTRIBUTES = {
+    "TOUPrice": "price",
+    "BlockPrice": "price",
+    "GasTOUPrice": "price",
+    "GasBlockPrice": "price",
+    "StandingCharge": "standing_charge",
+    "DebtRecoveryRate": "debt_recovery_rate",
+    "DebtRecoveryRateCap": "debt_recovery_rate_cap",
+    "PaymentDebtRegister": "debt_adjustment",
+    "EmergencyCreditLimit": "emergency_credit_limit",
+    "MaxCreditThreshold": "max_credit_threshold",
+}
+MAX_FACT_ELEMENTS = 4096  # bodies are small; refuse pathological ones early
+
+
+class BodyFacts(msgspec.Struct, frozen=True):
+    device_ids: tuple[Eui64, ...] = ()
+    execution_datetime: dt.datetime | None = None
+    original_request_target: Eui64 | None = None
+    attributes: dict[str, float] = {}
+
+
+class BodyError(ValueError):
+    """A body value the gateway relies on has the wrong format."""
+
+
+def extract_body_facts(body: etree._Element) -> BodyFacts:
+    devices: list[Eui64] = []
+    execution: dt.datetime | None = None
+    original_target: Eui64 | None = None
+    attributes: dict[str, float] = {}
+    for count, element in enumerate(body.iter(), start=1):
+        if count > MAX_FACT_ELEMENTS:
+            raise BodyError(f"body has more than {MAX_FACT_ELEMENTS} elements")
+        if not isinstance(element.tag, str):
+            continue
+        name = etree.QName(element).localname
+        text = (element.text or "").strip()
+        if name in _DEVICE_ELEMENTS:
+            devices.append(_eui(text, name))
+        elif name in _DEVICE_LIST_ELEMENTS:
+            devices.extend(_eui(part.strip(), name) for part in text.split(",") if part.strip())
+        elif name in _EXECUTION_ELEMENTS and text:
+            execution = _datetime(text, name)
+        elif name == "OriginalRequestID" and text:
+            try:
+                original_target = parse_request_id(text).target
+            except IdentifierError as exc:
+                raise BodyError(f"OriginalRequestID: {exc}") from None
+        elif name in LIMITED_ATTRIBUTES and text:
+            key = LIMITED_ATTRIBUTES[name]
+            attributes[key] = max(attributes.get(key, float("-inf")), _number(text, name))
+    if original_target is not None:
+        devices.append(original_target)
+    return BodyFacts(
+        device_ids=tuple(dict.fromkeys(devices)),
+        execution_datetime=execution,
+        original_request_target=original_target,
+        attributes=attributes,
+    )
+
+
+def _eui(text: str, name: str) -> Eui64:
+    try:
+        return parse_eui64(text)
+    except IdentifierError as exc:
+        raise BodyError(f"{name}: {exc}") from None
+
+
+def _datetime(text: str, name: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BodyError(f"{name} is not an xs:dateTime: {text[:40]!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        return float(Decimal(text))
+    except InvalidOperation:
+        raise BodyError(f"{name} is not a number: {text[:40]!r}") from None

@@ -1,0 +1,206 @@
+"""The durable quarantine: hold, survive restart, release once, delete, expire."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+from lxml import etree
+
+from gateway.clock import FixedClock
+from thresholds.quarantine import (
+    REFS_PER_NODE,
+    NotHeld,
+    QuarantineItem,
+    QuarantineStoreError,
+    UnknownEventRef,
+    open_quarantine_store,
+)
+
+START = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
+A = "90-B3-D5-1F-30-01-00-00"
+B = "90-B3-D5-1F-30-01-00-01"
+XS = "{http://www.w3.org/2001/XMLSchema}"
+
+
+def item(n: int, clock: FixedClock, *, user: str = A, srv: str = "4.1.1") -> QuarantineItem:
+    return QuarantineItem(
+        user_id=user,
+        request_id=f"{user}:00-DB-12-34-56-78-90-A0:{1000 + n}",
+        srv=srv,
+        duis_version="5.4",
+        breach="ADUserThresholdBreach",
+        held_at=clock.now(),
+        raw_request=b"<sr:Request>%d</sr:Request>" % n,
+    )
+
+
+async def hold_all(path: Path, clock: FixedClock, items: list[QuarantineItem]) -> list[int]:
+    refs: list[int] = [0] * len(items)
+    async with open_quarantine_store(path, clock) as store:
+        before = store.transactions
+
+        async def hold_one(i: int) -> None:
+            refs[i] = await store.hold(items[i])
+
+        # Concurrent holds: the writer commits them in a few batches, not one each.
+        async with trio.open_nursery() as nursery:
+            for i in range(len(items)):
+                nursery.start_soon(hold_one, i)
+        assert store.transactions - before < len(items)  # grouped: not one fsync each
+    return refs
+
+
+async def test_held_requests_survive_restart_and_release_exactly_once(tmp_path: Path) -> None:
+    path, clock = tmp_path / "q.sqlite", FixedClock(START)
+    items = [item(n, clock) for n in range(50)]
+    refs = await hold_all(path, clock, items)
+    assert len(set(refs)) == 50
+
+    async with open_quarantine_store(path, clock) as store:  # a new process, same file
+        listed = await store.list_requests()
+        assert [q.event_ref for q in listed] == sorted(refs)
+        by_ref = {q.event_ref: q for q in listed}
+        for ref, original in zip(refs, items, strict=True):
+            q = by_ref[ref]
+            assert (q.request_id, q.raw_request, q.held_at) == (
+                original.request_id,
+                original.raw_request,
+                original.held_at,
+            )
+            assert q.state == "held"
+        for ref, original in zip(refs, items, strict=True):
+            released = await store.release(ref)
+            assert released.raw_request == original.raw_request
+            assert released.state == "released"
+            with pytest.raises(NotHeld, match="already released"):
+                await store.release(ref)
+        assert await store.list_requests() == []
+        assert len(await store.list_requests(state="released")) == 50
+
+    async with open_quarantine_store(path, clock) as store:  # released stays released
+        with pytest.raises(NotHeld):
+            await store.release(refs[0])
+
+
+async def test_delete_drops_the_request_and_refuses_release(tmp_path: Path) -> None:
+    clock = FixedClock(START)
+    async with open_quarantine_store(tmp_path / "q.sqlite", clock) as store:
+        ref = await store.hold(item(1, clock))
+        deleted = await store.delete(ref)
+        assert deleted.state == "deleted"
+        with pytest.raises(NotHeld, match="already deleted"):
+            await store.release(ref)
+        with pytest.raises(NotHeld):
+            await store.delete(ref)
+        shown = await store.show(ref)
+        assert shown is not None and shown.raw_request == b""
+        with pytest.raises(UnknownEventRef):
+            await store.release(ref + 1000)
+        assert await store.show(ref + 1000) is None
+
+
+async def test_refs_are_never_reused_after_delete(tmp_path: Path) -> None:
+    clock = FixedClock(START)
+    async with open_quarantine_store(tmp_path / "q.sqlite", clock) as store:
+        first = await store.hold(item(1, clock))
+        await store.expire(0)  # removes the row entirely
+        assert await store.show(first) is None
+        second = await store.hold(item(2, clock))
+        assert second > first
+
+
+async def test_list_filters(tmp_path: Path) -> None:
+    clock = FixedClock(START)
+    async with open_quarantine_store(tmp_path / "q.sqlite", clock) as store:
+        old_a = await store.hold(item(1, clock, user=A, srv="4.1.1"))
+        clock.advance(600)
+        new_b = await store.hold(item(2, clock, user=B, srv="2.2"))
+        new_a = await store.hold(item(3, clock, user=A, srv="2.2"))
+        clock.advance(60)
+
+        async def refs(**kw: object) -> list[int]:
+            return [q.event_ref for q in await store.list_requests(**kw)]  # type: ignore[arg-type]
+
+        assert await refs(user_id=A) == [old_a, new_a]
+        assert await refs(srv="2.2") == [new_b, new_a]
+        assert await refs(user_id=A, srv="2.2") == [new_a]
+        assert await refs(min_age_seconds=300) == [old_a]
+        assert await refs(min_age_seconds=60) == [old_a, new_b, new_a]
+        assert await refs(min_age_seconds=61) == [old_a]
+        assert await refs(after_ref=old_a, limit=1) == [new_b]
+
+
+async def test_expire_returns_what_it_removed(tmp_path: Path) -> None:
+    clock = FixedClock(START)
+    async with open_quarantine_store(tmp_path / "q.sqlite", clock) as store:
+        old = await store.hold(item(1, clock))
+        released = await store.hold(item(2, clock))
+        clock.advance(86_400)
+        await store.release(released)  # old, but released: not the User's to be told of
+        young = await store.hold(item(3, clock))
+        expired = await store.expire(86_400)
+        assert [q.event_ref for q in expired] == [old]
+        assert expired[0].raw_request == item(1, clock).raw_request  # to notify the User
+        assert [q.event_ref for q in await store.list_requests()] == [young]
+        assert await store.show(released) is not None  # finished a moment ago: kept
+        clock.advance(86_400)
+        assert [q.event_ref for q in await store.expire(86_400)] == [young]
+        assert await store.show(released) is None  # purged after the retention too
+
+
+async def test_node_id_offsets_refs_and_refs_fit_the_duis_type(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    # QuarantineEventRef is xs:integer with totalDigits 20 in every DUIS schema.
+    for xsd in sorted((shared_dir / "duis" / "xsd").glob("DUIS_Schema_V5.*.xsd")):
+        tree = etree.parse(str(xsd))
+        element = tree.find(f".//{XS}element[@name='QuarantineEventRef']")
+        assert element is not None, xsd.name
+        restriction = element.find(f"{XS}simpleType/{XS}restriction")
+        assert restriction is not None and restriction.get("base") == "xs:integer"
+        assert restriction.find(f"{XS}totalDigits").get("value") == "20"  # type: ignore[union-attr]
+    clock = FixedClock(START)
+    async with open_quarantine_store(tmp_path / "q.sqlite", clock, node_id=9000) as store:
+        ref = await store.hold(item(1, clock))
+    assert ref == 9000 * REFS_PER_NODE + 1
+    assert ref > 0 and len(str(ref)) <= 20
+
+
+async def test_database_failure_is_our_fault_not_the_users(tmp_path: Path) -> None:
+    path, clock = tmp_path / "q.sqlite", FixedClock(START)
+    async with open_quarantine_store(path, clock) as store:
+        await store.hold(item(1, clock))
+        other = sqlite3.connect(path)
+        other.execute("DROP TABLE quarantine")  # someone broke the file under us
+        other.commit()
+        other.close()
+        with pytest.raises(QuarantineStoreError):
+            await store.hold(item(2, clock))
+    with pytest.raises(QuarantineStoreError, match="not running"):
+        await store.hold(item(3, clock))
+
+
+async def test_naive_times_are_refused(tmp_path: Path) -> None:
+    clock = FixedClock(START)
+    naive = QuarantineItem(
+        user_id=A,
+        request_id="x",
+        srv="4.1.1",
+        duis_version="5.4",
+        breach="ADDCCThresholdBreach",
+        held_at=dt.datetime(2024, 1, 1),
+        raw_request=b"",
+    )
+    async with open_quarantine_store(tmp_path / "q.sqlite", clock) as store:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            await store.hold(naive)
+
+
+async def test_errors_in_the_block_come_out_unwrapped(tmp_path: Path) -> None:
+    with pytest.raises(KeyError):
+        async with open_quarantine_store(tmp_path / "q.sqlite", FixedClock(START)):
+            raise KeyError("the caller's own error, not an ExceptionGroup")
