@@ -31,7 +31,8 @@ from gateway.signature import parse_signature, sign_document, verify_signature
 USER_EUI64: Final = "90-B3-D5-1F-30-01-00-00"
 DCC_EUI64: Final = "90-B3-D5-1F-30-00-00-02"
 USER_SIGNING_ROLES: Final = frozenset({"87"})
-BATCH: Final = 200
+BATCH: Final = 50
+ROUND_SECONDS: Final = 0.25
 
 # A DUIS 5.4 Service Request as a User's system sends it (SRV 4.1.1, read
 # instantaneous import registers), compact as the DCC's tools require.
@@ -58,9 +59,8 @@ HARDENED_PARSER: Final = etree.XMLParser(
 )
 
 
-def rate(operation: Callable[[], object], seconds: float) -> tuple[float, int]:
+def rate(operation: Callable[[], object], seconds: float) -> float:
     """Operations per second over at least `seconds`, in batches to keep timing cheap."""
-    operation()  # warm caches (lru_cache, lxml dictionaries) before the clock starts
     count = 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -70,7 +70,24 @@ def rate(operation: Callable[[], object], seconds: float) -> tuple[float, int]:
         count += BATCH
         now = time.perf_counter()
         if now >= deadline:
-            return count / (now - start), count
+            return count / (now - start)
+
+
+def best_rates(operations: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
+    """Interleaved short rounds, best round per operation.
+
+    Other work on the machine slows some rounds; interleaving exposes every operation
+    to the same disturbances, and the best round (as timeit takes the minimum) is the
+    least disturbed, so the ratio stays meaningful on a busy host.
+    """
+    for operation in operations.values():
+        operation()  # warm caches (lru_cache, lxml dictionaries) before timing
+    rounds = max(1, round(seconds / ROUND_SECONDS))
+    best = dict.fromkeys(operations, 0.0)
+    for _ in range(rounds):
+        for name, operation in operations.items():
+            best[name] = max(best[name], rate(operation, ROUND_SECONDS))
+    return best
 
 
 def build_fixture(directory: Path) -> tuple[bytes, CertStore, ec.EllipticCurvePrivateKey]:
@@ -82,6 +99,7 @@ def build_fixture(directory: Path) -> tuple[bytes, CertStore, ec.EllipticCurvePr
 
 
 def measure(seconds: float) -> dict[str, float | int]:
+    """Rates for `seconds` of rounds each (best round reported)."""
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
         signed, store, key = build_fixture(Path(tmp))
     at = dt.datetime.now(dt.UTC)
@@ -105,32 +123,30 @@ def measure(seconds: float) -> dict[str, float | int]:
     def sign() -> None:
         sign_document(REQUEST_XML, key, "CN=DEVZ1,OU=07", 1)
 
-    raw_rate, raw_ops = rate(raw_verify, seconds)
-    full_rate, full_ops = rate(full_check, seconds)
-    sign_rate, sign_ops = rate(sign, seconds)
+    best = best_rates({"raw": raw_verify, "full": full_check, "sign": sign}, seconds)
     return {
-        "raw_verify_per_second": raw_rate,
-        "raw_verify_us": 1e6 / raw_rate,
-        "full_check_per_second": full_rate,
-        "full_check_us": 1e6 / full_rate,
-        "ratio_full_to_raw": full_rate / raw_rate,
-        "sign_per_second": sign_rate,
-        "sign_us": 1e6 / sign_rate,
+        "raw_verify_per_second": best["raw"],
+        "raw_verify_us": 1e6 / best["raw"],
+        "full_check_per_second": best["full"],
+        "full_check_us": 1e6 / best["full"],
+        "ratio_full_to_raw": best["full"] / best["raw"],
+        "sign_per_second": best["sign"],
+        "sign_us": 1e6 / best["sign"],
         "request_bytes": len(signed),
-        "operations": raw_ops + full_ops + sign_ops,
+        "seconds_per_operation": seconds,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per operation")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     result = measure(args.seconds)
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"signed request: {result['request_bytes']} bytes, one core")
+    print(f"signed request: {result['request_bytes']} bytes, one core, best of interleaved rounds")
     print(
         f"raw P-256 verify : {result['raw_verify_per_second']:9.0f}/s "
         f"{result['raw_verify_us']:7.1f} us/op"

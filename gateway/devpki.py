@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ ISSUING_NAME: Final = "dev-issuing-ca"
 TLS_CA_NAME: Final = "tls-ca"
 TLS_SERVER_NAME: Final = "tls-server"
 TLS_SUBDIRECTORY: Final = "tls"
+_ROLE_CODE_RE: Final = re.compile(r"[0-9A-F]{2}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +102,7 @@ def generate_dev_pki(
     tls_client: dict[Eui64, tuple[Path, Path]] = {}
     for user in users:
         eui = parse_eui64(user.eui64)
-        name = f"xml-sign-{eui64_compact(eui)}-ds"
-        _ensure_org_leaf(directory, name, issuing, eui, USER_XML_SIGNING_ROLE, True, None, now)
-        user_xml[eui] = cert_path(directory, name)
-        for role in user.role_codes:
-            for suffix, signing in (("ds", True), ("ka", False)):
-                leaf = f"{user.label}-{role.upper()}-{suffix}"
-                _ensure_org_leaf(
-                    directory, leaf, issuing, eui, role.upper(), signing, user.label, now
-                )
+        user_xml[eui] = _ensure_user(directory, user, eui, issuing, now)
         client = f"tls-client-{eui64_compact(eui)}"
         _ensure_tls_leaf(tls_dir, client, tls_ca, eui64_compact(eui), server=False, now=now)
         tls_client[eui] = (cert_path(tls_dir, client), key_path(tls_dir, client))
@@ -123,6 +117,22 @@ def generate_dev_pki(
         tls_server_key=key_path(tls_dir, TLS_SERVER_NAME),
         tls_client=tls_client,
     )
+
+
+def _ensure_user(
+    directory: Path, user: DevUser, eui: Eui64, issuing: _Issuer, now: dt.datetime
+) -> Path:
+    """The User's XML-signing certificate, and a ds/ka pair per role code."""
+    name = f"xml-sign-{eui64_compact(eui)}-ds"
+    _ensure_org_leaf(directory, name, issuing, eui, USER_XML_SIGNING_ROLE, True, None, now)
+    for role in user.role_codes:
+        code = role.upper()
+        if not _ROLE_CODE_RE.match(code):
+            raise ValueError(f"role code {role!r} is not two hex digits")
+        for suffix, signing in (("ds", True), ("ka", False)):
+            leaf = f"{user.label}-{code}-{suffix}"
+            _ensure_org_leaf(directory, leaf, issuing, eui, code, signing, user.label, now)
+    return cert_path(directory, name)
 
 
 def build_crl(

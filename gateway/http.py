@@ -138,6 +138,11 @@ class HttptoolsParser:
         except httptools.HttpParserUpgrade as exc:
             raise self._fail(400, "protocol upgrade is not supported") from exc
         except httptools.HttpParserError as exc:
+            # A limit raised inside a callback arrives wrapped as "User callback error".
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, HttpProtocolError):
+                cause.completed, self._done = self._done, []
+                raise cause from None
             raise self._fail(400, f"malformed HTTP/1.1: {exc}") from exc
         done, self._done = self._done, []
         return done
@@ -194,6 +199,7 @@ class H11Parser:
 
     def __init__(self, max_body_bytes: int, max_header_bytes: int) -> None:
         self._max_body = max_body_bytes
+        self._max_header = max_header_bytes
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self._current: h11.Request | None = None
         self._body: list[bytes] = []
@@ -236,6 +242,10 @@ class H11Parser:
                 return
 
     def _start(self, event: h11.Request) -> None:
+        # h11 bounds only a head still arriving; one that came whole is measured here.
+        head = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
+        if head > self._max_header:
+            raise HttpProtocolError(431, f"request head larger than {self._max_header} bytes")
         for name, value in event.headers:
             if name == b"content-length" and int(value) > self._max_body:
                 raise HttpProtocolError(413, f"body larger than {self._max_body} bytes")

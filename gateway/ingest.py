@@ -62,7 +62,9 @@ def _make_parser() -> etree.XMLParser:
         dtd_validation=False,
         huge_tree=False,
         remove_blank_text=False,  # whitespace is signed content
-        remove_comments=False,
+        # URI="" references exclude comments from the digest, so they carry nothing
+        # signed; dropping them keeps `.text` equal to what was signed.
+        remove_comments=True,
         remove_pis=False,
         collect_ids=False,
     )

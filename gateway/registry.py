@@ -37,7 +37,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
 
 import msgspec
 
@@ -54,7 +54,7 @@ VariantText = Annotated[str, msgspec.Meta(min_length=1, max_length=30)]
 AwareDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 UserRole = Literal["IS", "ES", "GS", "ED", "GT", "RSA", "OU"]
-USER_ROLES: frozenset[str] = frozenset({"IS", "ES", "GS", "ED", "GT", "RSA", "OU"})
+USER_ROLES: frozenset[str] = frozenset(get_args(UserRole))
 UserStatus = Literal["active", "suspended", "withdrawn"]
 DeviceType = Literal["ESME", "GSME", "GPF", "CHF", "PPMID", "HCALCS", "IHD", "CAD", "TYPE2"]
 DeviceStatus = Literal[

@@ -546,6 +546,8 @@ def sign_document(
         serial=serial,
     ).encode("utf-8")
     end_tag = _end_tag(root)
+    if not document.endswith(end_tag):
+        raise ValueError("the canonical form does not end with the root's end tag")
     return b"".join((_XML_DECLARATION, document[: -len(end_tag)], signature, end_tag))
 
 

@@ -271,7 +271,7 @@ def model(
     return None
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_decide_matches_the_model(scenario: Scenario) -> None:
     users, devices, header, srv, endpoint, now = scenario

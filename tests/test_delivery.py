@@ -149,6 +149,26 @@ async def wait_until(condition: Callable[[], bool]) -> None:
         if condition():
             return
         await trio.sleep(1.0)
+    import gc
+    from gateway import delivery as D, outbox as O
+    for sup in [o for o in gc.get_objects() if isinstance(o, D._Supervisor)]:
+        print("SUP active", sup._active, "waiting", sup._waiting, sup._queued, "posts", sup._posts.borrowed_tokens, sup._wake.is_set())
+    for ob in [o for o in gc.get_objects() if isinstance(o, O.Outbox)]:
+        print("OB", ob._pending, ob._running, ob.queue_depth, ob._watchers)
+    def walk(t, d=0):
+        for n in t.child_nurseries:
+            for c in n.child_tasks:
+                chain = []
+                co = c.coro
+                while co is not None:
+                    fr = getattr(co, "cr_frame", None) or getattr(co, "gi_frame", None) or getattr(co, "ag_frame", None)
+                    chain.append(f"{getattr(co, '__qualname__', type(co).__name__)}:{fr and fr.f_lineno}")
+                    co = getattr(co, "cr_await", None) or getattr(co, "gi_yieldfrom", None) or getattr(co, "ag_await", None)
+                print("  "*d, " -> ".join(chain))
+                walk(c, d+1)
+    walk(trio.lowlevel.current_root_task())
+    import faulthandler, sys
+    faulthandler.dump_traceback(sys.stdout, all_threads=True)
     raise AssertionError("condition not reached")
 
 

@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -589,9 +589,7 @@ def baseline(env: Env) -> tuple[bytes, bytes]:
     return signed, signed_content(root)
 
 
-MUTATION_SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+MUTATION_SETTINGS = settings(max_examples=150, deadline=None)
 
 
 @MUTATION_SETTINGS

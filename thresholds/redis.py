@@ -43,6 +43,7 @@ from typing import Any
 
 import coredis
 import coredis.exceptions
+import msgspec
 import trio
 
 from thresholds.config import RedisStoreSettings, ThresholdConfig
@@ -62,23 +63,22 @@ log = logging.getLogger(__name__)
 
 # One hash per counter: field per absolute bucket index, plus "t" (total of the
 # live buckets) and "lo" (oldest live index), kept so a read costs O(k), not
-# O(buckets). KEYS: the hashes. ARGV per key: oldest live index (caller's clock),
-# k, TTL seconds, n, then n pairs (bucket index, delta). Returns per key
-# {total, lo, bucket lo, ..., bucket lo+k-1}. Indices are written with %d, never
-# Lua's number-to-string conversion (14 significant digits).
+# O(buckets). KEYS: the hashes. ARGV[1]: msgpack, per key [oldest live index
+# (caller's clock), k, TTL seconds, [index, delta, index, delta, ...]]. Returns
+# msgpack, per key [total, lo, bucket lo, ..., bucket lo+k-1]. msgpack both ways
+# keeps a flush of hundreds of counters to two strings instead of thousands of
+# RESP items. Indices are written with %d, never Lua's number-to-string
+# conversion (14 significant digits).
 _FLUSH_LUA = """
 local function field(i) return string.format('%d', i) end
+local plan = cmsgpack.unpack(ARGV[1])
 local out = {}
-local a = 1
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local oldest = tonumber(ARGV[a])
-  local k = tonumber(ARGV[a + 1])
-  local ttl = tonumber(ARGV[a + 2])
-  local n = tonumber(ARGV[a + 3])
-  a = a + 4
-  local lo = tonumber(redis.call('HGET', key, 'lo') or oldest)
-  local total = tonumber(redis.call('HGET', key, 't') or 0)
+  local oldest, k, ttl, deltas = plan[i][1], plan[i][2], plan[i][3], plan[i][4]
+  local head = redis.call('HMGET', key, 'lo', 't')
+  local lo = tonumber(head[1] or oldest)
+  local total = tonumber(head[2] or 0)
   if oldest > lo then
     if oldest - lo > 256 then
       -- idle for long: scan the fields rather than every index in between
@@ -91,36 +91,38 @@ for i = 1, #KEYS do
         end
       end
     else
-      for idx = lo, oldest - 1 do
-        local v = redis.call('HGET', key, field(idx))
-        if v then
-          total = total - tonumber(v)
-          redis.call('HDEL', key, field(idx))
-        end
+      local gone = {}
+      for idx = lo, oldest - 1 do gone[#gone + 1] = field(idx) end
+      local values = redis.call('HMGET', key, unpack(gone))
+      for j = 1, #gone do
+        if values[j] then total = total - tonumber(values[j]) end
       end
+      redis.call('HDEL', key, unpack(gone))
     end
     lo = oldest
   end
-  for j = 1, n do
-    local idx = tonumber(ARGV[a])
-    local d = tonumber(ARGV[a + 1])
-    a = a + 2
+  for j = 1, #deltas, 2 do
+    local idx = deltas[j]
     if idx >= lo then
-      redis.call('HINCRBY', key, field(idx), d)
-      total = total + d
+      redis.call('HINCRBY', key, field(idx), deltas[j + 1])
+      total = total + deltas[j + 1]
     end
   end
   redis.call('HSET', key, 't', total, 'lo', field(lo))
   redis.call('EXPIRE', key, ttl)
+  local want = {}
+  for idx = lo, lo + k - 1 do want[#want + 1] = field(idx) end
   local row = {total, lo}
-  for idx = lo, lo + k - 1 do
-    row[#row + 1] = tonumber(redis.call('HGET', key, field(idx)) or 0)
+  for j, v in ipairs(redis.call('HMGET', key, unpack(want))) do
+    row[j + 2] = tonumber(v or 0)
   end
   out[i] = row
 end
-return out
+return cmsgpack.pack(out)
 """
 
+_PLAN_ENCODER = msgspec.msgpack.Encoder()
+_ROWS_DECODER = msgspec.msgpack.Decoder(list[list[int]])
 _REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError, trio.TooSlowError)
 
 
@@ -282,7 +284,7 @@ class RedisThresholdStore:
             return
         sent_unread = self._unread
         keys: list[str] = []
-        args: list[int] = []
+        plan: list[tuple[int, int, int, list[int]]] = []
         taken: list[dict[int, int]] = []
         heads: list[int] = []
         for c in touched:
@@ -292,20 +294,24 @@ class RedisThresholdStore:
             head = max(c.view.index(self._last_now), c.view.head)
             heads.append(head)
             oldest = head - c.view.slots + 1
-            live = [(i, n) for i, n in pending.items() if i >= oldest]
+            deltas = [x for i, n in pending.items() if i >= oldest for x in (i, n)]
             keys.append(c.key)
-            args += (oldest, c.known, c.ttl_seconds, len(live))
-            for i, n in live:
-                args += (i, n)
+            plan.append((oldest, c.known, c.ttl_seconds, deltas))
         try:
             with trio.fail_after(self._settings.stream_timeout_seconds * 2):
-                rows: object = await self._script(keys=keys, args=args)
+                reply: object = await self._script(keys=keys, args=[_PLAN_ENCODER.encode(plan)])
+            if not isinstance(reply, bytes):  # a client built with decode_responses=True
+                raise TypeError(f"flush reply is {type(reply).__name__}, not bytes")
+            rows = _ROWS_DECODER.decode(reply)
         except _REDIS_ERRORS as exc:
             self._restore(touched, taken)
             raise ThresholdStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if not isinstance(rows, list) or len(rows) != len(touched):
+        except (msgspec.DecodeError, TypeError) as exc:
             self._restore(touched, taken)
-            raise ThresholdStoreUnavailable(f"unexpected flush reply: {rows!r:.200}")
+            raise ThresholdStoreUnavailable(f"unexpected flush reply: {exc}") from exc
+        if len(rows) != len(touched) or any(len(row) < 2 for row in rows):
+            self._restore(touched, taken)
+            raise ThresholdStoreUnavailable(f"flush reply has {len(rows)} rows for {len(touched)}")
         for c, head, row in zip(touched, heads, rows, strict=True):
             total, lo, *known = row
             view = c.view

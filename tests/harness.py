@@ -1,0 +1,107 @@
+"""Start a real gateway for a test: `nursery.start(serve, ...)` on port 0, no sleeps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import msgspec
+import trio
+from lxml import etree
+
+from gateway.app import BoundAddresses, serve
+from gateway.client import sign_request
+from gateway.config import Config, load_config
+from gateway.default import ensure_default_state
+from gateway.metrics import Metrics
+from gateway.transport import DeviceTransport
+
+_counter = itertools.count(int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000))
+
+
+def next_counter() -> int:
+    """A RequestID counter that keeps increasing across tests in one run."""
+    return next(_counter)
+
+
+def default_config(state_dir: Path, **changes: object) -> Config:
+    """The embedded default, on ephemeral ports."""
+    config = load_config(ensure_default_state(state_dir, dt.datetime.now(dt.UTC)))
+    return _ephemeral(config, **changes)
+
+
+def dccboxed_config(state_dir: Path, shared: Path, **changes: object) -> Config:
+    """The default estate, but trusting the DCC's test PKI and signing with its DSP key."""
+    config = default_config(state_dir)
+    pki = shared / "pki" / "dccboxed"
+    trust = msgspec.structs.replace(
+        config.trust,
+        certificate_dirs=(str(pki),),
+        dcc_signing_certificate=str(pki / "dsp-xml-sign-90B3D51F30000002-ds.cert.pem"),
+        dcc_signing_key=str(pki / "dsp-xml-sign-90B3D51F30000002-ds.key.pem"),
+    )
+    return _ephemeral(config, trust=trust, **changes)
+
+
+def _ephemeral(config: Config, **changes: object) -> Config:
+    listen = msgspec.structs.replace(config.listen, port=0)
+    admin = msgspec.structs.replace(config.admin, port=0)
+    return msgspec.structs.replace(config, listen=listen, admin=admin, **changes)
+
+
+class Gateway:
+    def __init__(self, addresses: BoundAddresses, metrics: Metrics, key_dirs: list[Path]):
+        self.addresses = addresses
+        self.metrics = metrics
+        self.key_dirs = key_dirs
+        self.client = httpx.AsyncClient(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.addresses.duis[1]}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.addresses.admin[1]}"
+
+    async def post(self, path: str, body: bytes, content_type: str = "application/xml") -> httpx.Response:
+        return await self.client.post(
+            self.url + path, content=body, headers={"content-type": content_type}
+        )
+
+    async def send(self, xml: bytes, *, counter: int | None = None, as_user: str | None = None) -> httpx.Response:
+        signed, path = sign_request(
+            xml, self.key_dirs, counter=next_counter() if counter is None else counter,
+            as_user=as_user,
+        )
+        return await self.post(path, signed)
+
+
+@asynccontextmanager
+async def running_gateway(
+    config: Config, key_dirs: list[Path], transport: DeviceTransport | None = None
+) -> AsyncIterator[Gateway]:
+    metrics = Metrics()
+    async with trio.open_nursery() as nursery:
+
+        async def run(task_status: trio.TaskStatus[BoundAddresses]) -> None:
+            await serve(config, metrics=metrics, transport=transport, task_status=task_status)
+
+        addresses = await nursery.start(run)
+        gateway = Gateway(addresses, metrics, key_dirs)
+        try:
+            yield gateway
+        finally:
+            await gateway.client.aclose()
+            nursery.cancel_scope.cancel()
+
+
+def response_code(body: bytes) -> str:
+    root = etree.fromstring(body)
+    code = root.find("{*}Header/{*}ResponseCode")
+    assert code is not None and code.text
+    return code.text

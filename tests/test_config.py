@@ -1,0 +1,58 @@
+"""Config errors are refused at start-up with a message naming the key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+from gateway.default import ensure_default_state
+
+
+@pytest.fixture
+def default_text(tmp_path: Path) -> tuple[Path, str]:
+    path = ensure_default_state(tmp_path, dt.datetime.now(dt.UTC))
+    return path, path.read_text()
+
+
+def test_default_config_loads_and_resolves_paths(default_text: tuple[Path, str]) -> None:
+    path, _ = default_text
+    config = load_config(path)
+    assert config.listen.port == 8079
+    assert Path(config.registry.users_file).is_absolute()
+    assert Path(config.trust.dcc_signing_key).exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda t: t.replace("[listen]", "[listen]\nprot = 1"), "prot"),
+        (lambda t: t.replace("port = 8079", "port = 99999"), "$.listen.port"),
+        (lambda t: t.replace('store = "memory"', 'store = "etcd"'), "$.thresholds.store"),
+        (lambda t: t.replace('dcc_eui64 = "90-B3-D5-1F-30-00-00-02"', 'dcc_eui64 = "nope"'),
+         "$.duis.dcc_eui64"),
+        (lambda t: t + "\n[limits]\nmax_body_bytes = 10\n", "$.limits.max_body_bytes"),
+        (lambda t: t.replace("[registry]\n", "[registry]\nusers = 1\n"), "users"),
+        (lambda t: t.replace('users_file = "users.toml"\n', ""), "users_file"),
+    ],
+)
+def test_bad_config_names_the_key(
+    tmp_path: Path, default_text: tuple[Path, str], edit: object, named: str
+) -> None:
+    _, text = default_text
+    bad = tmp_path / "bad.toml"
+    bad.write_text(edit(text))  # type: ignore[operator]
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert named in str(caught.value)
+
+
+def test_unreadable_and_non_toml_configs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[listen\nport=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
