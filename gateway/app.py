@@ -36,6 +36,7 @@ from gateway.precommands import PreCommandStore
 from gateway.registry import IdPolicy, check_policy, load_inventory, load_users
 from gateway.replay import DurableReplayGuard
 from gateway.server import ConnectionHandler, Draining, PeerInfo
+from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
 from gateway.state import GatewayState, ResponseSigner
 from gateway.versions import VersionRegistry
@@ -119,9 +120,10 @@ def build_state(config: Config, clock: Clock, metrics: Metrics) -> GatewayState:
 class DuisHandler:
     """HTTP request -> endpoint -> pipeline -> HTTP answer."""
 
-    def __init__(self, pipeline: RequestPipeline, metrics: Metrics) -> None:
+    def __init__(self, pipeline: RequestPipeline, metrics: Metrics, config: Config) -> None:
         self._pipeline = pipeline
         self._metrics = metrics
+        self._identities = config.tls.identities if config.tls is not None else None
 
     async def __call__(self, request: HttpRequest, peer: PeerInfo) -> tuple[int, bytes, bytes]:
         endpoint = ENDPOINTS.get(request.target.split("?", 1)[0])
@@ -132,9 +134,13 @@ class DuisHandler:
         content_type = (request.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
         if content_type not in XML_CONTENT_TYPES:
             return self._http_error(415, "Content-Type must be application/xml")
+        speaks_for = None
+        if self._identities is not None:
+            identity = client_identity(peer.client_certificate_der)
+            speaks_for = user_ids_for(identity, self._identities) if identity else frozenset()
         started = trio.current_time()
         try:
-            outcome = await self._pipeline.handle(endpoint, request.body)
+            outcome = await self._pipeline.handle(endpoint, request.body, speaks_for)
         except Exception:
             log.exception("internal error handling a request from %s", peer.address)
             return self._http_error(500, "internal error (logged)")
@@ -148,15 +154,7 @@ class DuisHandler:
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
-    tls = config.tls
-    if tls is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(tls.certificate, tls.private_key)
-    context.load_verify_locations(tls.client_ca)
-    context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL
-    return context
+    return server_context(config.tls) if config.tls is not None else None
 
 
 async def open_listeners(
@@ -218,7 +216,7 @@ async def serve(
             pipeline = RequestPipeline(state, replay, dispatcher)
             await services.start(lifecycle.run)
             duis_handler = ConnectionHandler(
-                DuisHandler(pipeline, metrics), config.limits, config.http.parser, metrics, draining
+                DuisHandler(pipeline, metrics, config), config.limits, config.http.parser, metrics, draining
             )
             admin = AdminApi(state, lambda: reload(config, state))
             admin_handler = ConnectionHandler(
@@ -269,7 +267,8 @@ def default_transport(state: GatewayState) -> DeviceTransport:
     """The embedded simulator over the live inventory."""
     from gateway.simulator import Simulator, SimulatorConfig
 
-    return Simulator.for_inventory(lambda: state.inventory, SimulatorConfig(), state.clock)
+    return Simulator.for_inventory(lambda: state.inventory, SimulatorConfig(), state.clock,
+                                   metrics=state.metrics)
 
 
 async def _wait_for_stop(config: Config, state: GatewayState) -> None:

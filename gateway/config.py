@@ -38,6 +38,8 @@ class TlsConfig(Base, kw_only=True):
     private_key: str
     client_ca: str
     require_client_certificate: bool = True
+    # client certificate CN -> the User IDs it may send for (default: the CN's own EUI-64)
+    identities: dict[str, tuple[Eui64Text, ...]] = {}
 
 
 class AdminConfig(Base, kw_only=True):

@@ -33,6 +33,12 @@ state_dir = "."
 host = "127.0.0.1"
 port = 8079
 
+# Mutual TLS (DCCKI-style) on the DUIS listener; uncomment to require client certificates.
+# [tls]
+# certificate = "pki/tls/tls-server.cert.pem"
+# private_key = "pki/tls/tls-server.key.pem"
+# client_ca = "pki/tls/tls-ca.cert.pem"
+
 [admin]
 host = "127.0.0.1"
 port = 8078

@@ -87,13 +87,19 @@ def parse_xml(data: bytes) -> etree._Element:
     return root
 
 
-def decode_header(root: etree._Element) -> RequestHeader:
-    """Check the envelope shape and decode sr:Header into a RequestHeader."""
+def request_version(root: etree._Element) -> str:
+    """The schemaVersion of an sr:Request: all that routing needs before the XSD check."""
     if root.tag != REQUEST_TAG:
-        raise IngestError("not_a_request", f"root element is {root.tag!r}, expected sr:Request")
+        raise IngestError("not_a_request", f"root element is {str(root.tag)[:80]!r}, expected sr:Request")
     version = root.get("schemaVersion")
     if version is None:
         raise IngestError("missing_schema_version", "sr:Request has no schemaVersion attribute")
+    return version
+
+
+def decode_header(root: etree._Element) -> RequestHeader:
+    """Check the envelope shape and decode sr:Header into a RequestHeader."""
+    version = request_version(root)
     children = [c for c in root if isinstance(c.tag, str)]
     if len(children) < 2 or children[0].tag != HEADER_TAG or children[1].tag != BODY_TAG:
         raise IngestError("bad_envelope", "sr:Request must hold sr:Header then sr:Body")

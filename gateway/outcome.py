@@ -12,7 +12,9 @@ from gateway.versions import VersionRoute
 from mmc.catalogue import Srv
 from mmc.codec import BodyFacts
 
-Stage = Literal["ingest", "version", "schema", "signature", "certificate", "srv", "body"]
+Stage = Literal[
+    "ingest", "version", "schema", "signature", "certificate", "srv", "body", "tls"
+]
 
 
 class Outcome(msgspec.Struct, frozen=True):

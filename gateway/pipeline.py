@@ -17,7 +17,13 @@ from lxml import etree
 
 from gateway.access import AccessRequest, decide
 from gateway.certstore import CertificateError, check_signing_certificate
-from gateway.ingest import IngestError, RequestHeader, decode_header, parse_xml
+from gateway.ingest import (
+    IngestError,
+    RequestHeader,
+    decode_header,
+    parse_xml,
+    request_version,
+)
 from gateway.dispatch import Dispatcher
 from gateway.outcome import Outcome, Refusal, Verified
 from gateway.replay import DurableReplayGuard
@@ -45,23 +51,28 @@ def verify_request(state: GatewayState, endpoint: Endpoint, raw: bytes) -> Verif
     """
     try:
         root = parse_xml(raw)
-        header = decode_header(root)
+        version = request_version(root)
     except IngestError as exc:
         raise Refusal(400, "ingest", exc.reason, exc.detail) from None
-    route = state.versions.route(header.schema_version, state.clock.now())
+    route = state.versions.route(version, state.clock.now())
     if route is None:
         served = ", ".join(state.versions.served())
         raise Refusal(
             400,
             "version",
             "unsupported_version",
-            f"DUIS version {header.schema_version[:16]!r} is not served here (served: {served})",
+            f"DUIS version {version[:16]!r} is not served here (served: {served})",
         )
     if state.schemas is not None:
+        # Before the header decode: the XSD's message is the most precise one.
         try:
             state.schemas.validate(route.version, root)
         except IngestError as exc:
             raise Refusal(400, "schema", exc.reason, exc.detail) from None
+    try:
+        header = decode_header(root)
+    except IngestError as exc:
+        raise Refusal(400, "ingest", exc.reason, exc.detail) from None
     _check_signature(state, route, header, root)
     srv = route.catalogue.srvs.get(header.service_reference_variant)
     if srv is None:
@@ -188,10 +199,17 @@ class RequestPipeline:
         self._dispatcher = dispatcher
         self._screen = screen
 
-    async def handle(self, endpoint: Endpoint, raw: bytes) -> Outcome:
+    async def handle(
+        self, endpoint: Endpoint, raw: bytes, speaks_for: frozenset[str] | None = None
+    ) -> Outcome:
+        """`speaks_for`: the User IDs the mutual-TLS identity may send for (None: no TLS)."""
         state = self._state
         try:
             request = verify_request(state, endpoint, raw)
+            originator = request.header.request_id.originator
+            if speaks_for is not None and originator not in speaks_for:
+                raise Refusal(403, "tls", "tls_identity_mismatch",
+                              f"the TLS client may not send for User ID {originator}")
         except Refusal as refusal:
             state.metrics.refusals.labels(refusal.stage, refusal.reason).inc()
             log.info("refused stage=%s reason=%s detail=%s", refusal.stage, refusal.reason,

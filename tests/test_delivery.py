@@ -144,6 +144,54 @@ def message(base_url: str, user: str, n: int) -> OutboundMessage:
     )
 
 
+import gateway.outbox as _O
+
+_O.STATS = {"batches": 0, "ops": 0, "by": {}}
+_orig_apply = _O._apply
+
+
+def _counting_apply(conn, batch):
+    _O.STATS["batches"] += 1
+    _O.STATS["ops"] += len(batch)
+    for op in batch:
+        n = op.fn.__qualname__.split(".")[1]
+        _O.STATS["by"][n] = _O.STATS["by"].get(n, 0) + 1
+    _O.STATS["in"] = _O.STATS.get("in", 0) + 1
+    try:
+        return _orig_apply(conn, batch)
+    finally:
+        _O.STATS["out"] = _O.STATS.get("out", 0) + 1
+
+
+_O._apply = _counting_apply
+import trio.to_thread as _tt
+_orig_rs = _tt.run_sync
+async def _rs(fn, *args, **kw):
+    _O.STATS["rs_in"] = _O.STATS.get("rs_in", 0) + 1
+    try:
+        return await _orig_rs(fn, *args, **kw)
+    finally:
+        _O.STATS["rs_out"] = _O.STATS.get("rs_out", 0) + 1
+_tt.run_sync = _rs
+import trio._threads as _th
+_orig_sts = _th.start_thread_soon
+def _sts(fn, deliver, name=None):
+    _O.STATS["sts"] = _O.STATS.get("sts", 0) + 1
+    def fn2():
+        _O.STATS["fn_in"] = _O.STATS.get("fn_in", 0) + 1
+        return fn()
+    def d2(result):
+        _O.STATS["deliver"] = _O.STATS.get("deliver", 0) + 1
+        try:
+            deliver(result)
+        except BaseException as e:
+            _O.STATS["deliver_err"] = repr(e)
+            raise
+        _O.STATS["delivered"] = _O.STATS.get("delivered", 0) + 1
+    return _orig_sts(fn2, d2, name)
+_th.start_thread_soon = _sts
+
+
 async def wait_until(condition: Callable[[], bool]) -> None:
     for _ in range(MAX_POLLS):
         if condition():
@@ -151,24 +199,55 @@ async def wait_until(condition: Callable[[], bool]) -> None:
         await trio.sleep(1.0)
     import gc
     from gateway import delivery as D, outbox as O
+
     for sup in [o for o in gc.get_objects() if isinstance(o, D._Supervisor)]:
-        print("SUP active", sup._active, "waiting", sup._waiting, sup._queued, "posts", sup._posts.borrowed_tokens, sup._wake.is_set())
+        print(
+            "SUP active",
+            sup._active,
+            "waiting",
+            sup._waiting,
+            sup._queued,
+            "posts",
+            sup._posts.borrowed_tokens,
+            sup._wake.is_set(),
+        )
     for ob in [o for o in gc.get_objects() if isinstance(o, O.Outbox)]:
         print("OB", ob._pending, ob._running, ob.queue_depth, ob._watchers)
+
     def walk(t, d=0):
         for n in t.child_nurseries:
             for c in n.child_tasks:
                 chain = []
                 co = c.coro
                 while co is not None:
-                    fr = getattr(co, "cr_frame", None) or getattr(co, "gi_frame", None) or getattr(co, "ag_frame", None)
-                    chain.append(f"{getattr(co, '__qualname__', type(co).__name__)}:{fr and fr.f_lineno}")
-                    co = getattr(co, "cr_await", None) or getattr(co, "gi_yieldfrom", None) or getattr(co, "ag_await", None)
-                print("  "*d, " -> ".join(chain))
-                walk(c, d+1)
+                    fr = (
+                        getattr(co, "cr_frame", None)
+                        or getattr(co, "gi_frame", None)
+                        or getattr(co, "ag_frame", None)
+                    )
+                    chain.append(
+                        f"{getattr(co, '__qualname__', type(co).__name__)}:{fr and fr.f_lineno}"
+                    )
+                    co = (
+                        getattr(co, "cr_await", None)
+                        or getattr(co, "gi_yieldfrom", None)
+                        or getattr(co, "ag_await", None)
+                    )
+                print("  " * d, " -> ".join(chain))
+                walk(c, d + 1)
+
     walk(trio.lowlevel.current_root_task())
     import faulthandler, sys
+
+    print("NOW", trio.current_time(), "APPLY", O.STATS)
     faulthandler.dump_traceback(sys.stdout, all_threads=True)
+    for r in [o for o in gc.get_objects() if isinstance(o, Receiver)]:
+        print(
+            "RECV",
+            len(r.attempts),
+            len(r.accepted),
+            [(a.message_id, a.attempt) for a in r.attempts][-10:],
+        )
     raise AssertionError("condition not reached")
 
 

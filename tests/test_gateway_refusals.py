@@ -7,6 +7,10 @@ from pathlib import Path
 import msgspec
 import pytest
 import trio
+from lxml import etree
+
+from gateway.certstore import find_signing_key
+from gateway.signature import sign_document
 
 from tests.harness import default_config, next_counter, response_code, running_gateway
 
@@ -23,7 +27,9 @@ def key_dirs(tmp_path: Path) -> list[Path]:
     return [tmp_path / "pki"]
 
 
-async def test_refusals_name_their_reason(tmp_path: Path, shared_dir: Path, key_dirs: list[Path]) -> None:
+async def test_refusals_name_their_reason(
+    tmp_path: Path, shared_dir: Path, key_dirs: list[Path]
+) -> None:
     config = default_config(tmp_path)
     async with running_gateway(config, key_dirs) as gw:
         xxe = (shared_dir / "duis/samples/hostile/duis-xxe.xml").read_bytes()
@@ -49,7 +55,9 @@ async def test_refusals_name_their_reason(tmp_path: Path, shared_dir: Path, key_
         r = await gw.post("/api/v1/serviceD", unsigned)
         assert r.status_code == 403, r.text
 
-        future = sample(shared_dir, INVENTORY).replace(b'schemaVersion="5.4"', b'schemaVersion="6.0"')
+        future = sample(shared_dir, INVENTORY).replace(
+            b'schemaVersion="5.4"', b'schemaVersion="6.0"'
+        )
         r = await gw.send(future)
         assert r.status_code == 400 and "unsupported_version" in r.text
         old = sample(shared_dir, INVENTORY).replace(b'schemaVersion="5.4"', b'schemaVersion="4.0"')
@@ -73,7 +81,9 @@ async def test_tampered_request_is_refused_for_its_digest(
         assert r.status_code == 403 and "digest_mismatch" in r.text
 
 
-async def test_replayed_counter_is_refused(tmp_path: Path, shared_dir: Path, key_dirs: list[Path]) -> None:
+async def test_replayed_counter_is_refused(
+    tmp_path: Path, shared_dir: Path, key_dirs: list[Path]
+) -> None:
     async with running_gateway(default_config(tmp_path), key_dirs) as gw:
         counter = next_counter()
         first = await gw.send(sample(shared_dir, INVENTORY), counter=counter)
@@ -89,15 +99,25 @@ async def test_schema_invalid_request_is_refused_when_xsds_are_configured(
     config = msgspec.structs.replace(
         config, duis=msgspec.structs.replace(config.duis, xsd_dir=str(shared_dir / "duis/xsd"))
     )
-    hostile = (shared_dir / "duis/samples/hostile/ECS17b_4.1.1_REQUEST-schema-invalid.XML").read_bytes()
+    hostile = (
+        shared_dir / "duis/samples/hostile/ECS17b_4.1.1_REQUEST-schema-invalid.XML"
+    ).read_bytes()
+    # Its RequestID is malformed ("::1000"), so sign it as it stands, not via `send`.
+    root = etree.fromstring(hostile)
+    for signature in root.findall("{http://www.w3.org/2000/09/xmldsig#}Signature"):
+        root.remove(signature)
+    cert, key = find_signing_key(key_dirs, "90-B3-D5-1F-30-01-00-00", "87")
+    signed = sign_document(root, key, cert.certificate.issuer.rfc4514_string(), cert.serial)
     async with running_gateway(config, key_dirs) as gw:
-        r = await gw.send(hostile)
+        r = await gw.post("/api/v1/serviceS", signed)
         assert r.status_code == 400 and "schema_invalid" in r.text, r.text
         ok = await gw.send(sample(shared_dir, INVENTORY))
         assert ok.status_code == 200 and response_code(ok.content) == "I0"
 
 
-async def test_slow_client_is_cut_off(tmp_path: Path, key_dirs: list[Path], autojump_clock: trio.abc.Clock) -> None:
+async def test_slow_client_is_cut_off(
+    tmp_path: Path, key_dirs: list[Path], autojump_clock: trio.abc.Clock
+) -> None:
     config = default_config(tmp_path)
     config = msgspec.structs.replace(
         config, limits=msgspec.structs.replace(config.limits, request_timeout_seconds=2.0)

@@ -238,3 +238,19 @@ def test_clock_stepping_back_counts_in_the_newest_slot() -> None:
         assert c.count(1000.0) == 2
         assert c.count(1059.5) == 2  # both live as if stamped at 1000
         assert c.count(1061.0) == 0
+
+
+def test_summary_load_is_exact_for_known_buckets_and_conservative_for_the_rest() -> None:
+    view = BucketWindow(60, 60)  # 1 s buckets, 61 slots
+    head = 1000
+    lo = head - view.slots + 1  # 940
+    view.load_summary(head, lo, known=[2, 0, 3], total=10)  # 5 more somewhere after 942
+    assert view.count(1000.5) == 10
+    assert view.count(1001.0) == 8  # bucket 940 expired
+    assert view.count(1003.0) == 5  # 941, 942 gone; the unknown 5 stay (put at 1000)
+    assert view.exact_through(lo, 3) == 1003  # beyond it the unknown 5 might expire
+    assert view.count(1060.0) == 5
+    assert view.count(1061.0) == 0
+    view.add_index(900, 7)  # outside the window: ignored
+    view.add_index(1061, 1)
+    assert view.count(1061.0) == 1

@@ -17,9 +17,13 @@ import coredis
 import pytest
 import trio
 import trio.lowlevel
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from thresholds.config import RedisStoreSettings, ThresholdConfig, ThresholdKind, ThresholdRule
 from thresholds.engine import Action
+from thresholds.memory import MemoryThresholdStore
 from thresholds.redis import (
     RedisThresholdStore,
     ThresholdStoreUnavailable,
@@ -59,6 +63,10 @@ async def prefix() -> AsyncIterator[str]:
         pytest.skip(f"{reason} (with CI set this fails instead)")
     key_prefix = f"duisgw-test:{uuid.uuid4().hex}:"
     yield key_prefix
+    await delete_prefix(key_prefix)
+
+
+async def delete_prefix(key_prefix: str) -> None:
     client: coredis.Redis[Any] = coredis.Redis.from_url(REDIS_URL)
     async with client:
         keys = [k async for k in client.scan_iter(match=f"{key_prefix}*")]
@@ -113,6 +121,18 @@ async def test_release_is_counted_once_and_shared(prefix: str) -> None:
         counts = await b.check_and_count(U, "4.1.1", T0 + 59.9)
         assert counts.action is Action.QUARANTINE
         assert counts.count == 5  # 3 + 1 released + this one: held ones not counted
+
+
+async def test_an_idle_view_is_read_again_before_deciding(prefix: str) -> None:
+    cfg, s = config(5), settings(prefix, 1)
+    async with open_redis_threshold_store(cfg, s) as a, open_redis_threshold_store(cfg, s) as b:
+        assert await burst(a, 3) == 3
+        assert await burst(b, 1, now=T0 + 1) == 1  # b has read 3 and counted its own: 4
+        assert await burst(a, 1, now=T0 + 2) == 1  # 5, which b has not seen
+        await a.flush()  # (or a's periodic flush) pushes it
+        # Past view_horizon_seconds b's view is cold: it reads 5 before deciding.
+        assert b.check_and_count_nowait(U, "4.1.1", T0 + 10) is None
+        assert await burst(b, 1, now=T0 + 10) == 0
 
 
 async def test_two_stores_stay_within_the_overshoot_bound(prefix: str) -> None:
@@ -183,3 +203,27 @@ async def test_unreachable_redis_is_reported_not_guessed() -> None:
         with pytest.raises(ThresholdStoreUnavailable):
             await store.check_and_count(U, "4.1.1", T0)
         assert store.check_and_count_nowait(U, "4.1.1", T0) is None  # still cold, no guess
+
+
+@hypothesis_settings(deadline=None, max_examples=25)
+@given(
+    gaps=st.lists(st.integers(0, 40), min_size=1, max_size=40),
+    limit=st.integers(0, 6),
+    batch=st.integers(1, 4),
+)
+async def test_one_process_matches_the_bucketed_memory_store(
+    gaps: list[int], limit: int, batch: int
+) -> None:
+    """Alone, a process's view is the truth: same answers as the in-process store."""
+    if not redis_reachable():
+        pytest.skip("Redis not reachable")  # the prefix fixture cannot serve @given
+    key_prefix = f"duisgw-test:{uuid.uuid4().hex}:"
+    cfg = ThresholdConfig(rules=config(limit).rules, exact_limit_max=0)  # buckets in memory too
+    reference = MemoryThresholdStore(cfg)
+    now = T0
+    async with open_redis_threshold_store(cfg, settings(key_prefix, batch)) as store:
+        for gap in gaps:
+            now += gap / 2  # up to 20 s: exercises cold views and bucket expiry
+            got = await store.check_and_count(U, "4.1.1", now)
+            assert got.action is reference.check_and_count(U, "4.1.1", now).action
+    await delete_prefix(key_prefix)

@@ -1,11 +1,17 @@
 """Threshold counts shared by several gateway processes through Redis.
 
-Each process decides locally, on a *view* of every counter it uses: the bucket
-totals it last read back from Redis plus its own requests since. Its own
-counts go to Redis in batches: one Lua script call per flush adds every
-pending bucket delta and returns the live buckets of every counter touched
-since the previous flush (one round trip, atomic). A flush happens every
-`batch_size` requests and at least every `flush_interval_seconds` (`run`).
+Each process decides locally, on a *view* of every counter it uses: what it
+last read back from Redis plus its own requests since. Its own counts go to
+Redis in batches: one Lua script call per flush adds every pending bucket
+delta and reads back every counter touched since the previous flush (one
+round trip, atomic). A flush happens every `batch_size` requests, at least
+every `flush_interval_seconds` (`run`), and before a decision on a *cold*
+counter: one never read (a new User ID, a restarted process) or idle longer
+than `view_horizon_seconds`.
+
+Hot-path contract for the pipeline: call `check_and_count_nowait(...)` inline
+(no await, a few µs); when it returns None, `await check_and_count(...)` with
+the same arguments (one Redis round trip, shared by every task waiting then).
 
 **Overshoot bound.** With P processes sharing the keys, the requests allowed
 in any window of a rule with limit L is at most
@@ -20,12 +26,20 @@ Redis(R) + r's later requests <= L. Every other process read before R, so
 what it has admitted that Redis(R) lacks is its unread, at most `batch_size`.
 There is no undershoot: a view never counts more than the truth, so a request
 is held only if at least L are truly counted (up to bucket approximation).
+Pick batch_size <= tolerated overshoot / (P - 1); batch_size = 1 is a round
+trip per request. Released requests (`commit_release`) come on top: the User
+asked for them.
 
 Counters are bucketed (windows.BucketWindow, `bucket_count` buckets per
-window, conservative by at most one bucket), one Redis hash per counter with a
-field per absolute bucket index. `now_seconds` must be wall-clock epoch seconds
-here (processes must agree on bucket indices). Keys carry the User ID in a hash
-tag, so a Redis Cluster would keep a User ID's counters on one slot.
+window, conservative by at most one bucket): one Redis hash per counter, a
+field per absolute bucket index plus the running total. A read returns the
+total and the oldest k buckets (k covers `view_horizon_seconds`), enough to
+slide the view exactly until the next read; the rest of the total is put in
+the newest bucket (it can only expire later than it truly does). `now_seconds`
+must be wall-clock epoch seconds here (processes must agree on bucket
+indices; clock skew between them shifts their windows by the skew). Keys carry
+the User ID in a hash tag, so a Redis Cluster would keep a User ID's counters
+on one slot (one script call per flush still assumes a single Redis).
 
 Failure: if Redis cannot be reached the flush raises ThresholdStoreUnavailable
 and keeps its deltas to push again; the gateway chooses fail-open or -closed.
