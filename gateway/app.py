@@ -210,7 +210,7 @@ async def serve(
     try:
         async with trio.open_nursery() as services:
             if transport is None:
-                transport = default_transport(state)
+                transport = default_transport(state, config)
             lifecycle = Lifecycle(state, transport)
             dispatcher = Dispatcher(state, transport, PreCommandStore(), lifecycle.submit)
             pipeline = RequestPipeline(state, replay, dispatcher)
@@ -263,12 +263,13 @@ async def serve(
     log.info("stopped")
 
 
-def default_transport(state: GatewayState) -> DeviceTransport:
+def default_transport(state: GatewayState, config: Config) -> DeviceTransport:
     """The embedded simulator over the live inventory."""
-    from gateway.simulator import Simulator, SimulatorConfig
+    from gateway.simulator import Simulator
 
-    return Simulator.for_inventory(lambda: state.inventory, SimulatorConfig(), state.clock,
-                                   metrics=state.metrics)
+    return Simulator.for_inventory(
+        lambda: state.inventory, config.simulator, state.clock, metrics=state.metrics
+    )
 
 
 async def _wait_for_stop(config: Config, state: GatewayState) -> None:

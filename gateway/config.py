@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from gateway.simulator import SimulatorConfig
+
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 Eui64Text = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$")]
@@ -87,6 +89,10 @@ class ThresholdsConfig(Base, kw_only=True):
     rules_file: str | None = None
 
 
+def _default_simulator() -> SimulatorConfig:
+    return SimulatorConfig()
+
+
 class Config(Base, kw_only=True):
     state_dir: str
     listen: ListenConfig = ListenConfig()
@@ -98,6 +104,8 @@ class Config(Base, kw_only=True):
     trust: TrustConfig
     registry: RegistryConfig
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    # The embedded device simulator (the default device transport).
+    simulator: SimulatorConfig = msgspec.field(default_factory=_default_simulator)
 
 
 class ConfigError(Exception):

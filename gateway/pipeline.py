@@ -93,7 +93,8 @@ def verify_request(state: GatewayState, endpoint: Endpoint, raw: bytes) -> Verif
         )
     body = _body_element(root)
     try:
-        facts = extract_body_facts(body)
+        catalogue = route.catalogue
+        facts = extract_body_facts(body, catalogue.value_set_elements, catalogue.value_sets)
     except BodyError as exc:
         raise Refusal(400, "body", "bad_body_value", str(exc)) from None
     return Verified(header=header, route=route, srv=srv, facts=facts, raw=raw, body=body)

@@ -43,7 +43,8 @@ class ThresholdScreen:
         header = request.header
         user_id = header.request_id.originator
         decision = self._counters.check_and_count(
-            user_id, request.srv.variant, self._state.clock.monotonic(), request.facts.attributes
+            user_id, request.srv.variant, self._state.clock.now().timestamp(),
+            request.facts.attributes,
         )
         if decision.action is Action.ALLOW:
             return None

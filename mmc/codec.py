@@ -7,6 +7,7 @@ Struct; the body itself travels on as the (signed) XML it arrived as.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 import msgspec
@@ -33,7 +34,8 @@ LIMITED_ATTRIBUTES = {
     "EmergencyCreditLimit": "emergency_credit_limit",
     "MaxCreditThreshold": "max_credit_threshold",
 }
-MAX_FACT_ELEMENTS = 4096  # bodies are small; refuse pathological ones early
+MAX_FACT_ELEMENTS = 4096
+_NO_VALUE_SETS: Mapping[str, str] = {}  # bodies are small; refuse pathological ones early
 
 
 class BodyFacts(msgspec.Struct, frozen=True):
@@ -47,7 +49,18 @@ class BodyError(ValueError):
     """A body value the gateway relies on has the wrong format."""
 
 
-def extract_body_facts(body: etree._Element) -> BodyFacts:
+def extract_body_facts(
+    body: etree._Element,
+    value_set_elements: Mapping[str, str] = _NO_VALUE_SETS,
+    value_sets: Mapping[str, frozenset[str]] | None = None,
+) -> BodyFacts:
+    """Decode the facts, and refuse a value its version's value set lacks.
+
+    `value_set_elements`/`value_sets` come from the request version's catalogue:
+    they hold only the enumerations that differ between versions (a 4G CSP region,
+    SRV 4.2 as a DCC-scheduled service from 5.3), so a request is judged by the
+    version it names even when no XSD is configured.
+    """
     devices: list[Eui64] = []
     execution: dt.datetime | None = None
     original_target: Eui64 | None = None
@@ -59,6 +72,11 @@ def extract_body_facts(body: etree._Element) -> BodyFacts:
             continue
         name = etree.QName(element).localname
         text = (element.text or "").strip()
+        value_set = value_set_elements.get(name)
+        if value_set is not None and value_sets is not None:
+            allowed = value_sets.get(value_set)
+            if allowed is not None and text not in allowed:
+                raise BodyError(f"{name} value {text[:40]!r} is not defined in this DUIS version")
         if name in _DEVICE_ELEMENTS:
             devices.append(_eui(text, name))
         elif name in _DEVICE_LIST_ELEMENTS:

@@ -18,6 +18,7 @@ from gateway.client import sign_request
 from gateway.config import Config, load_config
 from gateway.default import ensure_default_state
 from gateway.metrics import Metrics
+from gateway.simulator import LinkProfile, SimulatorConfig
 from gateway.transport import DeviceTransport
 
 _counter = itertools.count(int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000))
@@ -47,9 +48,26 @@ def dccboxed_config(state_dir: Path, shared: Path, **changes: object) -> Config:
     return _ephemeral(config, trust=trust, **changes)
 
 
+def fast_simulator(unreachable_rate: float = 0.0, no_response_rate: float = 0.0) -> SimulatorConfig:
+    """Devices that answer in a millisecond, so tests exercise logic, not radio latency."""
+    link = LinkProfile(
+        distribution="fixed",
+        latency_median_seconds=0.001,
+        latency_p99_seconds=0.001,
+        unreachable_rate=unreachable_rate,
+        no_response_rate=no_response_rate,
+    )
+    defaults = SimulatorConfig()
+    return SimulatorConfig(
+        wan_profiles={name: link for name in defaults.wan_profiles},
+        han_profiles={name: link for name in defaults.han_profiles},
+    )
+
+
 def _ephemeral(config: Config, **changes: object) -> Config:
     listen = msgspec.structs.replace(config.listen, port=0)
     admin = msgspec.structs.replace(config.admin, port=0)
+    changes.setdefault("simulator", fast_simulator())
     return msgspec.structs.replace(config, listen=listen, admin=admin, **changes)
 
 
@@ -68,20 +86,14 @@ class Gateway:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.addresses.admin[1]}"
 
-    async def post(
-        self, path: str, body: bytes, content_type: str = "application/xml"
-    ) -> httpx.Response:
+    async def post(self, path: str, body: bytes, content_type: str = "application/xml") -> httpx.Response:
         return await self.client.post(
             self.url + path, content=body, headers={"content-type": content_type}
         )
 
-    async def send(
-        self, xml: bytes, *, counter: int | None = None, as_user: str | None = None
-    ) -> httpx.Response:
+    async def send(self, xml: bytes, *, counter: int | None = None, as_user: str | None = None) -> httpx.Response:
         signed, path = sign_request(
-            xml,
-            self.key_dirs,
-            counter=next_counter() if counter is None else counter,
+            xml, self.key_dirs, counter=next_counter() if counter is None else counter,
             as_user=as_user,
         )
         return await self.post(path, signed)

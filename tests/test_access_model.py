@@ -81,6 +81,7 @@ SRVS = [
     _srv("8.1.1", "IS GS", {4, 5, 6, 7}),
     _srv("8.7.2", "IS GS OU", {1, 2, 3}),
     _srv("6.15.1", "IS GS ED GT", {4, 5, 6, 7}),
+    _srv("11.3", "IS GS", {4, 5, 6, 7}),
     _srv("11.2", "IS ES GS RSA ED GT OU", {1, 2, 3}),
     _srv("7.4", "IS ES GS RSA ED GT", {1, 2, 3}),
     _srv("9.1", "OU", {1, 2, 3}),
@@ -193,7 +194,12 @@ def scenarios(draw: st.DrawFn, focused: bool) -> Scenario:
     else:
         target = draw(st.sampled_from([DCC, UNKNOWN_DEVICE, *DEVICE_IDS]))
     if likely():
-        cv = draw(st.sampled_from(sorted(srv.command_variants)))
+        local = sorted(srv.command_variants & {2, 3, 6, 7})
+        cv = draw(
+            st.sampled_from(
+                local if local and draw(st.booleans()) else sorted(srv.command_variants)
+            )
+        )
     else:
         cv = draw(st.integers(1, 8))
     endpoint = srv.endpoint_for(cv) if likely() else draw(st.sampled_from(list(Endpoint)))

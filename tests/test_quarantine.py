@@ -63,7 +63,7 @@ async def test_held_requests_survive_restart_and_release_exactly_once(tmp_path: 
     async with open_quarantine_store(path, clock) as store:  # a new process, same file
         listed = await store.list_requests()
         assert [q.event_ref for q in listed] == sorted(refs)
-        by_ref = {q.event_ref: q for q in listed}
+        by_ref = {int(q.event_ref): q for q in listed}
         for ref, original in zip(refs, items, strict=True):
             q = by_ref[ref]
             assert (q.request_id, q.raw_request, q.held_at) == (

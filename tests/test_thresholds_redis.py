@@ -17,7 +17,7 @@ import coredis
 import pytest
 import trio
 import trio.lowlevel
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -54,13 +54,19 @@ def redis_reachable() -> bool:
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
+def redis_available() -> None:
+    """Skip without Redis; fail instead when CI is set, so CI cannot pass by skipping."""
+    if redis_reachable():
+        return
+    reason = f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} and CI is set: Redis tests must run in CI")
+    pytest.skip(f"{reason} (with CI set this fails instead)")
+
+
+@pytest.fixture
+async def prefix(redis_available: None) -> AsyncIterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
-    if not redis_reachable():
-        reason = f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} and CI is set: Redis tests must run in CI")
-        pytest.skip(f"{reason} (with CI set this fails instead)")
     key_prefix = f"duisgw-test:{uuid.uuid4().hex}:"
     yield key_prefix
     await delete_prefix(key_prefix)
@@ -205,18 +211,19 @@ async def test_unreachable_redis_is_reported_not_guessed() -> None:
         assert store.check_and_count_nowait(U, "4.1.1", T0) is None  # still cold, no guess
 
 
-@hypothesis_settings(deadline=None, max_examples=25)
+# The fixture only checks Redis once per test, so sharing it across examples is fine.
+@hypothesis_settings(
+    deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     gaps=st.lists(st.integers(0, 40), min_size=1, max_size=40),
     limit=st.integers(0, 6),
     batch=st.integers(1, 4),
 )
 async def test_one_process_matches_the_bucketed_memory_store(
-    gaps: list[int], limit: int, batch: int
+    redis_available: None, gaps: list[int], limit: int, batch: int
 ) -> None:
     """Alone, a process's view is the truth: same answers as the in-process store."""
-    if not redis_reachable():
-        pytest.skip("Redis not reachable")  # the prefix fixture cannot serve @given
     key_prefix = f"duisgw-test:{uuid.uuid4().hex}:"
     cfg = ThresholdConfig(rules=config(limit).rules, exact_limit_max=0)  # buckets in memory too
     reference = MemoryThresholdStore(cfg)

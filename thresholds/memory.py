@@ -4,7 +4,7 @@ Synchronous on purpose: a check is a few dict lookups and deque operations, so
 a trio pipeline stage calls it inline with no await and no lock (trio runs one
 task at a time, and nothing here yields).
 
-Counts are exact (engine.ExactWindow) for counters whose largest limit is at
+Counts are exact (windows.ExactWindow) for counters whose largest limit is at
 most `exact_limit_max`, and bucketed (conservative by at most one bucket) above.
 Memory grows with the User IDs seen; those reach this stage only after
 authentication, so they are bounded by the registry.

@@ -205,9 +205,9 @@ class RedisThresholdStore:
         """Decide on the local view, or None when a flush must come first.
 
         A flush must come first when `batch_size` of this process's requests are
-        unread (the overshoot bound), or when a counter has never been read
-        (a new User ID, or a restarted process, starts from the shared count
-        rather than from zero).
+        unread (the overshoot bound), or when a counter is cold: never read (a
+        new User ID, or a restarted process, starts from the shared count rather
+        than from zero) or idle past `view_horizon_seconds`.
         """
         bound = self._bound.get((user_id, srv))
         if bound is None:

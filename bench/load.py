@@ -1,0 +1,590 @@
+"""Load generator: a real `duisgw serve` subprocess, pre-signed requests, keep-alive clients.
+
+    python -m bench.load [--mode closed|open] [--requests N] [--connections K]
+                         [--rate R] [--seconds S] [--workers N] [--tls] [--json]
+
+Each run gets a fresh state directory (dev PKI, bench estate, config on free ports),
+a corpus signed before the gateway starts, and a gateway pinned to one core while
+this process (the client) pins itself to the other, so the two never share a core
+on a 2-core machine. `--workers N` leaves the gateway on every core and does not pin
+the client either; the client's CPU time is reported so its share can be judged.
+
+Closed loop: every connection sends its next request as soon as the last answer is
+in (the maximum rate). Open loop: request j is due at start + j/rate; connection
+j mod K sends it when due (or when it is free, if later) and its latency counts from
+the due time, so a stalled server cannot hide its queue (no coordinated omission).
+Connection j mod K keeps the corpus's per-originator order (see bench/corpus.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import trio
+
+from bench import corpus as corpus_mod
+from bench.corpus import Prepared
+from gateway.default import ensure_default_state
+from gateway.devpki import TLS_CA_NAME, TLS_SUBDIRECTORY
+
+LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+DEFAULT_WARMUP_PER_CONNECTION = 20
+
+
+class LoadOptions(msgspec.Struct, kw_only=True):
+    mode: str = "closed"  # "closed" | "open"
+    requests: int = 20_000
+    connections: int = 32
+    seconds: float | None = None  # closed loop: stop after this long even if requests remain
+    rate: float | None = None  # open loop: requests per second
+    warmup: int = DEFAULT_WARMUP_PER_CONNECTION
+    variants: tuple[int, ...] = tuple(sorted(corpus_mod.DEFAULT_VARIANTS))
+    all_versions: bool = False
+    xsd: bool = True
+    tls: bool = False
+    workers: int = 1
+    server_core: int = 0
+    client_core: int = 1
+    sign_processes: int = 2
+    shared: str | None = None
+    keep_state: bool = False
+    profile: str | None = None  # write the gateway's cProfile stats here
+
+
+class Latency(msgspec.Struct):
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+    histogram_ms: dict[str, int]
+
+
+class LoadReport(msgspec.Struct):
+    mode: str
+    connections: int
+    workers: int
+    tls: bool
+    xsd: bool
+    requests_measured: int
+    seconds: float
+    throughput_per_second: float
+    target_rate_per_second: float | None
+    latency: Latency
+    client_send_lag_p99_ms: float
+    http_status: dict[str, int]
+    duis_codes: dict[str, int]
+    unexpected_codes: int
+    failures: dict[str, int]
+    client_cpu_seconds: float
+    server_cpu_seconds: float
+    server_cpu_per_request_us: float
+    server_exit_code: int | None
+    corpus_size: int
+    corpus_build_seconds: float
+    corpus_sign_processes: int
+    corpus_async_share: float
+    versions: list[str]
+    templates: list[str]
+    pinning: str
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def summarise(latencies: list[float]) -> Latency:
+    ordered = sorted(s * 1000 for s in latencies)
+    histogram: Counter[str] = Counter()
+    for value in ordered:
+        bound = next((b for b in LATENCY_BUCKETS_MS if value <= b), None)
+        histogram[f"<={bound}" if bound is not None else f">{LATENCY_BUCKETS_MS[-1]}"] += 1
+    return Latency(
+        p50_ms=percentile(ordered, 0.50),
+        p90_ms=percentile(ordered, 0.90),
+        p99_ms=percentile(ordered, 0.99),
+        p999_ms=percentile(ordered, 0.999),
+        max_ms=ordered[-1] if ordered else 0.0,
+        mean_ms=sum(ordered) / len(ordered) if ordered else 0.0,
+        histogram_ms=dict(histogram),
+    )
+
+
+# ------------------------------------------------------------------ client
+
+RESPONSE_TIMEOUT_SECONDS = 30.0
+RECEIVE_BYTES = 65_536
+OPEN_LOOP_LEAD_SECONDS = 0.2  # connections open before the first request is due
+
+
+class Tally:
+    """What one run saw, shared by its connection tasks (trio runs one at a time)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.send_lags: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.codes: Counter[str] = Counter()
+        self.unexpected = 0
+        self.failures: Counter[str] = Counter()
+        self.last_answer = 0.0
+        self.elapsed = 0.0
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: the request is pre-rendered bytes, and the
+    answer is read with two `find`s, because a client costing as much CPU as the server
+    would measure itself."""
+
+    def __init__(self, address: tuple[str, int], context: ssl.SSLContext | None) -> None:
+        self._address = address
+        self._context = context
+        self._stream: trio.abc.Stream | None = None
+        self._buffer = bytearray()
+
+    async def exchange(self, wire: bytes) -> tuple[int, bytes]:
+        if self._stream is None:
+            self._stream = await self._connect()
+        stream, buffer = self._stream, self._buffer
+        await stream.send_all(wire)
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            buffer += await self._receive(stream)
+        head = bytes(buffer[:end]).lower()
+        status = int(head[9:12])
+        start = head.find(b"\r\ncontent-length:") + 17
+        stop = head.find(b"\r\n", start)
+        total = end + 4 + int(head[start : stop if stop >= 0 else len(head)])
+        while len(buffer) < total:
+            buffer += await self._receive(stream)
+        body = bytes(buffer[end + 4 : total])
+        del buffer[:total]
+        if b"\r\nconnection: close" in head:
+            await self.close()
+        return status, body
+
+    async def _connect(self) -> trio.abc.Stream:
+        stream: trio.abc.Stream = await trio.open_tcp_stream(*self._address)
+        if self._context is not None:
+            stream = trio.SSLStream(stream, self._context, server_hostname="localhost")
+            await stream.do_handshake()
+        return stream
+
+    @staticmethod
+    async def _receive(stream: trio.abc.Stream) -> bytes | bytearray:
+        chunk = await stream.receive_some(RECEIVE_BYTES)
+        if not chunk:
+            raise trio.BrokenResourceError("the gateway closed the connection")
+        return chunk
+
+    async def close(self) -> None:
+        stream, self._stream = self._stream, None
+        self._buffer.clear()
+        if stream is not None:
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                await trio.aclose_forcefully(stream)
+
+
+def duis_code(body: bytes) -> str:
+    """The ResponseCode by byte search: an XML parse here would cost more than the server's."""
+    start = body.find(b"ResponseCode>")
+    if start < 0:
+        return "none"
+    return body[start + 13 : body.find(b"<", start)].decode("ascii", "replace")
+
+
+async def _one(conn: Connection, request: Prepared, due: float, tally: Tally) -> None:
+    wire, expected = request
+    try:
+        with trio.fail_after(RESPONSE_TIMEOUT_SECONDS):
+            status, body = await conn.exchange(wire)
+    except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError, ValueError) as exc:
+        tally.failures[type(exc).__name__] += 1
+        await conn.close()
+        return
+    now = trio.current_time()
+    tally.latencies.append(now - due)
+    tally.last_answer = now
+    tally.statuses[status] += 1
+    code = duis_code(body) if status == 200 else f"HTTP {status}"
+    tally.codes[code] += 1
+    if code not in expected:
+        tally.unexpected += 1
+
+
+async def closed_loop(
+    address: tuple[str, int], slots: list[list[Prepared]],
+    contexts: list[ssl.SSLContext] | None, seconds: float | None,
+) -> Tally:
+    tally = Tally()
+    start = trio.current_time()
+    stop_at = start + seconds if seconds else math.inf
+
+    async def connection(k: int) -> None:
+        conn = Connection(address, contexts[k] if contexts else None)
+        try:
+            for request in slots[k]:
+                if trio.current_time() >= stop_at:
+                    break
+                await _one(conn, request, trio.current_time(), tally)
+        finally:
+            await conn.close()
+
+    async with trio.open_nursery() as nursery:
+        for k in range(len(slots)):
+            nursery.start_soon(connection, k)
+    tally.elapsed = max(tally.last_answer - start, 1e-9)
+    return tally
+
+
+async def open_loop(
+    address: tuple[str, int], slots: list[list[Prepared]],
+    contexts: list[ssl.SSLContext] | None, rate: float,
+) -> Tally:
+    tally = Tally()
+    start = trio.current_time() + OPEN_LOOP_LEAD_SECONDS
+    width = len(slots)
+
+    async def connection(k: int) -> None:
+        conn = Connection(address, contexts[k] if contexts else None)
+        try:
+            for m, request in enumerate(slots[k]):
+                due = start + (m * width + k) / rate
+                await trio.sleep_until(due)
+                tally.send_lags.append(trio.current_time() - due)
+                await _one(conn, request, due, tally)
+        finally:
+            await conn.close()
+
+    async with trio.open_nursery() as nursery:
+        for k in range(width):
+            nursery.start_soon(connection, k)
+    tally.elapsed = max(tally.last_answer - start, 1e-9)
+    return tally
+
+
+def tls_contexts(pki: Path, originals: list[str], slots: int) -> list[ssl.SSLContext]:
+    """One client context per slot, with the TLS certificate of the slot's first User ID."""
+    tls_dir = pki / TLS_SUBDIRECTORY
+    contexts = []
+    for k in range(slots):
+        eui = corpus_mod.slot_user_id(originals[0], k).replace("-", "")
+        context = ssl.create_default_context(cafile=str(tls_dir / f"{TLS_CA_NAME}.cert.pem"))
+        context.load_cert_chain(tls_dir / f"tls-client-{eui}.cert.pem",
+                                tls_dir / f"tls-client-{eui}.key.pem")
+        contexts.append(context)
+    return contexts
+
+
+# ------------------------------------------------------------------ the gateway process
+
+READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 30.0  # above the gateway's default drain_timeout_seconds (10)
+LOG_TAIL_BYTES = 3000
+
+
+class GatewayFailed(Exception):
+    """The gateway did not start, or did not stop cleanly; the message holds its log tail."""
+
+
+def gateway_command(config: Path, workers: int, profile: Path | None) -> list[str]:
+    # `python -m gateway.cli` is `duisgw` (same entry point, same interpreter), and
+    # it can run under cProfile.
+    prefix = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
+    extra = ["--workers", str(workers)] if workers != 1 else []
+    return [*prefix, "-m", "gateway.cli", "serve", "--config", str(config), *extra]
+
+
+def workers_unavailable() -> str | None:
+    """None if `duisgw serve` takes --workers, else why not."""
+    help_text = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    ).stdout
+    return None if "--workers" in help_text else "duisgw serve has no --workers option"
+
+
+class GatewayProcess:
+    def __init__(self, process: subprocess.Popen[bytes], config: Path) -> None:
+        self.process = process
+        self.config_path = config
+        values = tomllib.loads(config.read_text())
+        self.duis_port: int = values["listen"]["port"]
+        self.admin_port: int = values["admin"]["port"]
+        self.log_path = config.with_name("gateway.log")
+
+    @classmethod
+    def start(cls, config: Path, *, workers: int, cores: set[int] | None,
+              profile: Path | None) -> GatewayProcess:
+        with config.with_name("gateway.log").open("wb") as log:
+            process = subprocess.Popen(gateway_command(config, workers, profile), stdout=log,
+                                       stderr=subprocess.STDOUT, cwd=config.parent)
+        if cores is not None:
+            # Before the interpreter has started any thread: every later one inherits it.
+            os.sched_setaffinity(process.pid, cores)
+        return cls(process, config)
+
+    def wait_ready(self) -> None:
+        url = f"http://127.0.0.1:{self.admin_port}/readyz"
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise GatewayFailed(f"gateway exited {self.process.returncode} before it was "
+                                    f"ready:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise GatewayFailed(f"not ready after {READY_TIMEOUT_SECONDS} s:\n{self.log_tail()}")
+
+    def stop(self) -> int | None:
+        """SIGTERM, then the exit status; None (after SIGKILL) if it does not exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None
+
+    def log_tail(self) -> str:
+        data = self.log_path.read_bytes() if self.log_path.exists() else b""
+        return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the gateway and its worker processes, from /proc."""
+        pids = {self.process.pid}
+        pids |= _descendants(pids)
+        return sum(_cpu(pid) for pid in pids)
+
+
+def _stat_fields(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()  # field 3 (state) is index 0
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = _stat_fields(pid)
+    except (OSError, ValueError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat_fields(int(entry.name))[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: set[int] = set()
+    frontier = set(roots)
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+# ------------------------------------------------------------------ one run
+
+
+def run(options: LoadOptions) -> LoadReport:
+    """One complete run: state, corpus, gateway, load, shutdown. Blocking."""
+    shared = corpus_mod.find_shared(Path(options.shared) if options.shared else None)
+    if options.mode == "open" and not options.rate:
+        raise ValueError("open loop needs --rate")
+    templates = corpus_mod.load_templates(shared, frozenset(options.variants), options.all_versions)
+    state = Path(tempfile.mkdtemp(prefix="duisgw-bench-"))
+    now = dt.datetime.now(dt.UTC)
+    default_config = ensure_default_state(state, now)
+    originals = sorted({t.originator for t in templates})
+    users, inventory = corpus_mod.add_slot_users(state, originals, options.connections, now)
+    config = corpus_mod.write_bench_config(
+        default_config, users, inventory,
+        xsd_dir=shared / "duis" / "xsd" if options.xsd else None, tls=options.tls,
+    )
+    corpus = corpus_mod.build_corpus(
+        templates, state / "pki", slots=options.connections, total=options.requests,
+        versions=corpus_mod.SERVED_VERSIONS if options.all_versions else None,
+        processes=options.sign_processes,
+    )
+    print(f"corpus: {corpus.size:,} signed requests in {corpus.build_seconds:.2f} s "
+          f"({corpus.sign_processes} process(es)), {corpus.async_share:.0%} asynchronous",
+          file=sys.stderr)
+    contexts = tls_contexts(state / "pki", originals, options.connections) if options.tls else None
+    gateway = GatewayProcess.start(
+        config, workers=options.workers,
+        cores={options.server_core} if options.workers == 1 else None,
+        profile=Path(options.profile).resolve() if options.profile else None,
+    )
+    exit_code: int | None = None
+    try:
+        gateway.wait_ready()
+        report = _drive(options, corpus, gateway, contexts)
+    finally:
+        exit_code = gateway.stop()
+        if exit_code != 0 or options.keep_state:
+            print(f"gateway exit {exit_code}; state and log kept in {state}", file=sys.stderr)
+        else:
+            shutil.rmtree(state, ignore_errors=True)
+    report.server_exit_code = exit_code
+    return report
+
+
+def _drive(
+    options: LoadOptions, corpus: corpus_mod.Corpus, gateway: GatewayProcess,
+    contexts: list[ssl.SSLContext] | None,
+) -> LoadReport:
+    pinned = options.workers == 1
+    previous = os.sched_getaffinity(0)
+    if pinned:
+        os.sched_setaffinity(0, {options.client_core})
+    warm = min(options.warmup, min(len(s) for s in corpus.slots) // 4)
+    address = ("127.0.0.1", gateway.duis_port)
+    try:
+        # Warm-up: connections, lxml and catalogue caches, the first replay rows.
+        trio.run(closed_loop, address, [s[:warm] for s in corpus.slots], contexts, None)
+        measured = [s[warm:] for s in corpus.slots]
+        server_cpu, client_cpu = gateway.cpu_seconds(), time.process_time()
+        if options.mode == "open":
+            assert options.rate is not None
+            tally = trio.run(open_loop, address, measured, contexts, options.rate)
+        else:
+            tally = trio.run(closed_loop, address, measured, contexts, options.seconds)
+        server_cpu = gateway.cpu_seconds() - server_cpu
+        client_cpu = time.process_time() - client_cpu
+    finally:
+        os.sched_setaffinity(0, previous)
+    pinning = (f"gateway on core {options.server_core}, client on core {options.client_core}"
+               if pinned else "gateway workers and client unpinned (all cores)")
+    return _report(options, corpus, tally, server_cpu, client_cpu, pinning)
+
+
+def _report(
+    options: LoadOptions, corpus: corpus_mod.Corpus, tally: Tally, server_cpu: float,
+    client_cpu: float, pinning: str,
+) -> LoadReport:
+    answered = len(tally.latencies)
+    lags = sorted(tally.send_lags)
+    return LoadReport(
+        mode=options.mode, connections=options.connections, workers=options.workers,
+        tls=options.tls, xsd=options.xsd, requests_measured=answered,
+        seconds=tally.elapsed,
+        throughput_per_second=answered / tally.elapsed if tally.elapsed else 0.0,
+        target_rate_per_second=options.rate if options.mode == "open" else None,
+        latency=summarise(tally.latencies),
+        client_send_lag_p99_ms=percentile(lags, 0.99) * 1000,
+        http_status={str(k): v for k, v in sorted(tally.statuses.items())},
+        duis_codes=dict(sorted(tally.codes.items())),
+        unexpected_codes=tally.unexpected, failures=dict(tally.failures),
+        client_cpu_seconds=client_cpu, server_cpu_seconds=server_cpu,
+        server_cpu_per_request_us=server_cpu / answered * 1e6 if answered else 0.0,
+        server_exit_code=None, corpus_size=corpus.size,
+        corpus_build_seconds=corpus.build_seconds, corpus_sign_processes=corpus.sign_processes,
+        corpus_async_share=corpus.async_share, versions=list(corpus.versions),
+        templates=list(corpus.templates), pinning=pinning,
+    )
+
+
+def format_report(r: LoadReport) -> str:
+    lat = r.latency
+    rate = f" (target {r.target_rate_per_second:,.0f}/s)" if r.target_rate_per_second else ""
+    lines = [
+        f"mode            {r.mode} loop{rate}, {r.connections} connections, {r.workers} "
+        f"worker(s), {'TLS' if r.tls else 'plain HTTP'}, XSD {'on' if r.xsd else 'off'}",
+        f"pinning         {r.pinning}",
+        f"answered        {r.requests_measured:,} in {r.seconds:.2f} s",
+        f"throughput      {r.throughput_per_second:,.0f} requests/s",
+        f"latency ms      p50 {lat.p50_ms:.2f}  p90 {lat.p90_ms:.2f}  p99 {lat.p99_ms:.2f}  "
+        f"p99.9 {lat.p999_ms:.2f}  max {lat.max_ms:.2f}  mean {lat.mean_ms:.2f}",
+        "histogram ms    " + "  ".join(f"{k}:{v}" for k, v in lat.histogram_ms.items()),
+        f"client lag p99  {r.client_send_lag_p99_ms:.2f} ms (send time after due time)",
+        f"HTTP status     {r.http_status}",
+        f"DUIS codes      {r.duis_codes}  unexpected: {r.unexpected_codes}",
+        f"failures        {r.failures or 'none'}",
+        f"CPU seconds     server {r.server_cpu_seconds:.2f} "
+        f"({r.server_cpu_per_request_us:.0f} us/request), client {r.client_cpu_seconds:.2f}",
+        f"corpus          {r.corpus_size:,} requests signed in {r.corpus_build_seconds:.2f} s, "
+        f"{r.corpus_async_share:.0%} async, versions {', '.join(r.versions)}",
+        f"gateway exit    {r.server_exit_code}",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
+    """The options and whether to print JSON."""
+    p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
+    p.add_argument("--mode", choices=("closed", "open"), default="closed")
+    p.add_argument("--requests", type=int, default=20_000, help="corpus size (signed up front)")
+    p.add_argument("--connections", type=int, default=32, help="one slot of User IDs each")
+    p.add_argument("--seconds", type=float, help="closed loop: stop after this long")
+    p.add_argument("--rate", type=float, help="open loop: requests per second")
+    p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP_PER_CONNECTION,
+                   help="requests per connection sent before measuring")
+    p.add_argument("--variants", default="1,8", help="CommandVariants of the templates used")
+    p.add_argument("--all-versions", action="store_true",
+                   help="rewrite schemaVersion through every served version (5.0, 5.1, 5.3, 5.4)")
+    p.add_argument("--no-xsd", dest="xsd", action="store_false", help="gateway without XSD checks")
+    p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
+    p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")
+    p.add_argument("--server-core", type=int, default=0)
+    p.add_argument("--client-core", type=int, default=1)
+    p.add_argument("--sign-processes", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--shared", help="the shared test data (default: ../shared)")
+    p.add_argument("--keep-state", action="store_true", help="keep the state dir and log")
+    p.add_argument("--profile", help="run the gateway under cProfile, stats to this file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    values = vars(p.parse_args(argv))
+    as_json = values.pop("json")
+    values["variants"] = [int(v) for v in values["variants"].split(",")]
+    return msgspec.convert(values, LoadOptions), as_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, as_json = parse_args(argv)
+    try:
+        report = run(options)
+    except corpus_mod.SharedDataMissing as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    except GatewayFailed as exc:
+        print(f"bench: the gateway failed: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(msgspec.json.format(msgspec.json.encode(report)).decode())
+    else:
+        print(format_report(report))
+    return 0 if clean(report) else 1
+
+
+def clean(report: LoadReport) -> bool:
+    """Every request answered with its expected code, and the gateway exited 0."""
+    return report.server_exit_code == 0 and not report.failures and not report.unexpected_codes
+
+
+if __name__ == "__main__":
+    sys.exit(main())
