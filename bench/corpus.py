@@ -70,7 +70,7 @@ def find_shared(explicit: Path | None = None) -> Path:
     if not (candidate / SAMPLES).is_dir():
         raise SharedDataMissing(
             f"DUIS sample requests not found at {candidate / SAMPLES}: the bench needs the "
-            f"shared test data beside the project (or --shared DIR, or ${SHARED_ENV})"
+            f"shared test data beside the project (or its path in ${SHARED_ENV})"
         )
     return candidate
 
@@ -180,12 +180,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def write_bench_config(
-    default_config: Path, users: Path, inventory: Path, *, xsd_dir: Path | None, tls: bool
+    default_config: Path, users: Path, inventory: Path, *, xsd_dir: Path | None,
+    tls_slots: list[list[str]] | None,
 ) -> Path:
     """bench.toml beside the default config: free ports, the slot estate, XSD and TLS.
 
     Starts from the default file's own values, so whatever the default turns on
-    (threshold rules, versions) is benchmarked too.
+    (threshold rules, versions) is benchmarked too. `tls_slots` (one list of User IDs
+    per connection) turns on mutual TLS: each connection presents the certificate of its
+    first User ID, which `tls.identities` lets speak for all of them.
     """
     config = tomllib.loads(default_config.read_text())
     config["listen"]["port"] = free_port()
@@ -194,12 +197,13 @@ def write_bench_config(
     config["registry"]["inventory_file"] = str(inventory)
     if xsd_dir is not None:
         config["duis"]["xsd_dir"] = str(xsd_dir)
-    if tls:
+    if tls_slots is not None:
         tls_dir = default_config.parent / "pki" / TLS_SUBDIRECTORY
         config["tls"] = {
             "certificate": str(tls_dir / f"{TLS_SERVER_NAME}.cert.pem"),
             "private_key": str(tls_dir / f"{TLS_SERVER_NAME}.key.pem"),
             "client_ca": str(tls_dir / f"{TLS_CA_NAME}.cert.pem"),
+            "identities": {ids[0].replace("-", ""): ids for ids in tls_slots},
         }
     path = default_config.with_name("bench.toml")
     path.write_text(_toml(config))
@@ -208,7 +212,8 @@ def write_bench_config(
 
 def _toml(table: dict[str, object], prefix: str = "") -> str:
     """TOML for a config: scalars and arrays of scalars, nested tables (no writer in stdlib)."""
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    scalars = [f"{_toml_value(k)} = {_toml_value(v)}"
+               for k, v in table.items() if not isinstance(v, dict)]
     parts = ["\n".join(scalars) + "\n" if scalars else ""]
     for key, value in table.items():
         if isinstance(value, dict):
@@ -314,17 +319,16 @@ def build_corpus(
 ) -> Corpus:
     """`total` signed requests dealt round-robin to `slots`, counters increasing along each.
 
-    Templates alternate asynchronous/synchronous in their natural proportion, unless that
-    would exceed `max_async` asynchronous requests. With `versions`, each pass over the
-    templates rewrites schemaVersion to the next version (each version's signing rule).
+    Templates alternate asynchronous/synchronous in their natural proportion until
+    `max_async` asynchronous requests are drawn, then only synchronous ones follow (a
+    time-limited run sends the front of the corpus, so it keeps the natural mix). With
+    `versions`, each pass over the templates rewrites schemaVersion to the next version.
     """
     started = time.perf_counter()
     base = counter_base if counter_base is not None else time.time_ns() // 1000
     groups = ([t for t in templates if t.command_variant in ASYNC_VARIANTS],
               [t for t in templates if t.command_variant not in ASYNC_VARIANTS])
     share = len(groups[0]) / len(templates)
-    if total * share > max_async:
-        share = max_async / total
     chosen_versions = tuple(versions) if versions else ()
     documents: dict[tuple[str, str], int] = {}
     doc_list: list[bytes] = []
@@ -334,6 +338,8 @@ def build_corpus(
     drawn = [0, 0]
     for i in range(total):
         group = 0 if int((i + 1) * share) > int(i * share) else 1
+        if group == 0 and drawn[0] >= max_async:
+            group = 1
         if not groups[group]:
             group = 1 - group
         n = drawn[group]

@@ -14,11 +14,16 @@ in (the maximum rate). Open loop: request j is due at start + j/rate; connection
 j mod K sends it when due (or when it is free, if later) and its latency counts from
 the due time, so a stalled server cannot hide its queue (no coordinated omission).
 Connection j mod K keeps the corpus's per-originator order (see bench/corpus.py).
+
+The module has three sections (the client, the gateway process, one run). They are
+ready to become bench/client.py and bench/gateway_process.py: only `run` and
+`_drive` use both.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import math
 import os
@@ -33,6 +38,7 @@ import tomllib
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import trio
@@ -44,10 +50,11 @@ from gateway.devpki import TLS_CA_NAME, TLS_SUBDIRECTORY
 
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_WARMUP_PER_CONNECTION = 20
+SIGN_PROCESSES = os.cpu_count() or 1
 
 
 class LoadOptions(msgspec.Struct, kw_only=True):
-    mode: str = "closed"  # "closed" | "open"
+    mode: Literal["closed", "open"] = "closed"
     requests: int = 20_000
     connections: int = 32
     seconds: float | None = None  # closed loop: stop after this long even if requests remain
@@ -60,10 +67,11 @@ class LoadOptions(msgspec.Struct, kw_only=True):
     workers: int = 1
     server_core: int = 0
     client_core: int = 1
-    sign_processes: int = 2
+    sign_processes: int = SIGN_PROCESSES
     shared: str | None = None
     keep_state: bool = False
     profile: str | None = None  # write the gateway's cProfile stats here
+    state_parent: str | None = None  # where the fresh state dir (and its journals) goes
 
 
 class Latency(msgspec.Struct):
@@ -87,7 +95,7 @@ class LoadReport(msgspec.Struct):
     throughput_per_second: float
     target_rate_per_second: float | None
     latency: Latency
-    client_send_lag_p99_ms: float
+    send_delay_p99_ms: float
     http_status: dict[str, int]
     duis_codes: dict[str, int]
     unexpected_codes: int
@@ -281,12 +289,12 @@ async def open_loop(
     return tally
 
 
-def tls_contexts(pki: Path, originals: list[str], slots: int) -> list[ssl.SSLContext]:
+def tls_contexts(pki: Path, slot_ids: list[list[str]]) -> list[ssl.SSLContext]:
     """One client context per slot, with the TLS certificate of the slot's first User ID."""
     tls_dir = pki / TLS_SUBDIRECTORY
     contexts = []
-    for k in range(slots):
-        eui = corpus_mod.slot_user_id(originals[0], k).replace("-", "")
+    for ids in slot_ids:
+        eui = ids[0].replace("-", "")
         context = ssl.create_default_context(cafile=str(tls_dir / f"{TLS_CA_NAME}.cert.pem"))
         context.load_cert_chain(tls_dir / f"tls-client-{eui}.cert.pem",
                                 tls_dir / f"tls-client-{eui}.key.pem")
@@ -339,7 +347,8 @@ class GatewayProcess:
                                        stderr=subprocess.STDOUT, cwd=config.parent)
         if cores is not None:
             # Before the interpreter has started any thread: every later one inherits it.
-            os.sched_setaffinity(process.pid, cores)
+            with contextlib.suppress(ProcessLookupError):  # wait_ready reports an early exit
+                os.sched_setaffinity(process.pid, cores)
         return cls(process, config)
 
     def wait_ready(self) -> None:
@@ -418,48 +427,65 @@ def run(options: LoadOptions) -> LoadReport:
     if options.mode == "open" and not options.rate:
         raise ValueError("open loop needs --rate")
     templates = corpus_mod.load_templates(shared, frozenset(options.variants), options.all_versions)
-    state = Path(tempfile.mkdtemp(prefix="duisgw-bench-"))
+    state = Path(tempfile.mkdtemp(prefix="duisgw-bench-", dir=options.state_parent))
+    keep = options.keep_state
+    try:
+        config, slot_ids = _prepare_state(state, shared, templates, options)
+        corpus = corpus_mod.build_corpus(
+            templates, state / "pki", slots=options.connections, total=options.requests,
+            versions=corpus_mod.SERVED_VERSIONS if options.all_versions else None,
+            processes=options.sign_processes,
+        )
+        print(f"corpus: {corpus.size:,} signed requests in {corpus.build_seconds:.2f} s "
+              f"({corpus.sign_processes} process(es)), {corpus.async_share:.0%} asynchronous",
+              file=sys.stderr)
+        contexts = tls_contexts(state / "pki", slot_ids) if options.tls else None
+        pin = options.workers == 1 and options.server_core >= 0
+        gateway = GatewayProcess.start(
+            config, workers=options.workers, cores={options.server_core} if pin else None,
+            profile=Path(options.profile).resolve() if options.profile else None,
+        )
+        ready = False
+        try:
+            gateway.wait_ready()
+            ready = True
+            report = _drive(options, corpus, gateway, contexts)
+        finally:
+            report_exit = gateway.stop()
+            # Keep a log worth reading; one that never got ready is in GatewayFailed.
+            keep = keep or (ready and report_exit != 0)
+        report.server_exit_code = report_exit
+        return report
+    finally:
+        if keep:
+            print(f"state and gateway log kept in {state}", file=sys.stderr)
+        else:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def _prepare_state(
+    state: Path, shared: Path, templates: list[corpus_mod.Template], options: LoadOptions
+) -> tuple[Path, list[list[str]]]:
+    """The default state, one slot of User IDs per connection, and bench.toml."""
     now = dt.datetime.now(dt.UTC)
     default_config = ensure_default_state(state, now)
     originals = sorted({t.originator for t in templates})
     users, inventory = corpus_mod.add_slot_users(state, originals, options.connections, now)
+    slot_ids = [[corpus_mod.slot_user_id(o, k) for o in originals]
+                for k in range(options.connections)]
     config = corpus_mod.write_bench_config(
         default_config, users, inventory,
-        xsd_dir=shared / "duis" / "xsd" if options.xsd else None, tls=options.tls,
+        xsd_dir=shared / "duis" / "xsd" if options.xsd else None,
+        tls_slots=slot_ids if options.tls else None,
     )
-    corpus = corpus_mod.build_corpus(
-        templates, state / "pki", slots=options.connections, total=options.requests,
-        versions=corpus_mod.SERVED_VERSIONS if options.all_versions else None,
-        processes=options.sign_processes,
-    )
-    print(f"corpus: {corpus.size:,} signed requests in {corpus.build_seconds:.2f} s "
-          f"({corpus.sign_processes} process(es)), {corpus.async_share:.0%} asynchronous",
-          file=sys.stderr)
-    contexts = tls_contexts(state / "pki", originals, options.connections) if options.tls else None
-    gateway = GatewayProcess.start(
-        config, workers=options.workers,
-        cores={options.server_core} if options.workers == 1 else None,
-        profile=Path(options.profile).resolve() if options.profile else None,
-    )
-    exit_code: int | None = None
-    try:
-        gateway.wait_ready()
-        report = _drive(options, corpus, gateway, contexts)
-    finally:
-        exit_code = gateway.stop()
-        if exit_code != 0 or options.keep_state:
-            print(f"gateway exit {exit_code}; state and log kept in {state}", file=sys.stderr)
-        else:
-            shutil.rmtree(state, ignore_errors=True)
-    report.server_exit_code = exit_code
-    return report
+    return config, slot_ids
 
 
 def _drive(
     options: LoadOptions, corpus: corpus_mod.Corpus, gateway: GatewayProcess,
     contexts: list[ssl.SSLContext] | None,
 ) -> LoadReport:
-    pinned = options.workers == 1
+    pinned = options.workers == 1 and options.client_core >= 0
     previous = os.sched_getaffinity(0)
     if pinned:
         os.sched_setaffinity(0, {options.client_core})
@@ -479,8 +505,11 @@ def _drive(
         client_cpu = time.process_time() - client_cpu
     finally:
         os.sched_setaffinity(0, previous)
-    pinning = (f"gateway on core {options.server_core}, client on core {options.client_core}"
-               if pinned else "gateway workers and client unpinned (all cores)")
+    pinning = ", ".join([
+        f"gateway on core {options.server_core}"
+        if options.workers == 1 and options.server_core >= 0 else "gateway unpinned",
+        f"client on core {options.client_core}" if pinned else "client unpinned",
+    ])
     return _report(options, corpus, tally, server_cpu, client_cpu, pinning)
 
 
@@ -497,7 +526,7 @@ def _report(
         throughput_per_second=answered / tally.elapsed if tally.elapsed else 0.0,
         target_rate_per_second=options.rate if options.mode == "open" else None,
         latency=summarise(tally.latencies),
-        client_send_lag_p99_ms=percentile(lags, 0.99) * 1000,
+        send_delay_p99_ms=percentile(lags, 0.99) * 1000,
         http_status={str(k): v for k, v in sorted(tally.statuses.items())},
         duis_codes=dict(sorted(tally.codes.items())),
         unexpected_codes=tally.unexpected, failures=dict(tally.failures),
@@ -522,7 +551,8 @@ def format_report(r: LoadReport) -> str:
         f"latency ms      p50 {lat.p50_ms:.2f}  p90 {lat.p90_ms:.2f}  p99 {lat.p99_ms:.2f}  "
         f"p99.9 {lat.p999_ms:.2f}  max {lat.max_ms:.2f}  mean {lat.mean_ms:.2f}",
         "histogram ms    " + "  ".join(f"{k}:{v}" for k, v in lat.histogram_ms.items()),
-        f"client lag p99  {r.client_send_lag_p99_ms:.2f} ms (send time after due time)",
+        f"send delay p99  {r.send_delay_p99_ms:.2f} ms after due (busy connection or late "
+        "client)" if r.mode == "open" else "send delay      - (closed loop)",
         f"HTTP status     {r.http_status}",
         f"DUIS codes      {r.duis_codes}  unexpected: {r.unexpected_codes}",
         f"failures        {r.failures or 'none'}",
@@ -551,11 +581,12 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
     p.add_argument("--no-xsd", dest="xsd", action="store_false", help="gateway without XSD checks")
     p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
     p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")
-    p.add_argument("--server-core", type=int, default=0)
-    p.add_argument("--client-core", type=int, default=1)
-    p.add_argument("--sign-processes", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--server-core", type=int, default=0, help="-1: do not pin the gateway")
+    p.add_argument("--client-core", type=int, default=1, help="-1: do not pin the client")
+    p.add_argument("--sign-processes", type=int, default=SIGN_PROCESSES)
     p.add_argument("--shared", help="the shared test data (default: ../shared)")
     p.add_argument("--keep-state", action="store_true", help="keep the state dir and log")
+    p.add_argument("--state-parent", help="make the state dir (journals) here (default: $TMPDIR)")
     p.add_argument("--profile", help="run the gateway under cProfile, stats to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     values = vars(p.parse_args(argv))

@@ -39,7 +39,7 @@ import msgspec
 import trio
 
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox, StoredMessage
+from gateway.outbox import MAX_PURGE_ROWS, Outbox, OutboxStoreError, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,16 @@ BACKOFF_CAP_SECONDS: Final = 600.0
 # With full jitter the expected wait before a dead letter is about half the sum of
 # the ceilings: (1 + 2 + ... + 512 + 14 * 600) / 2, roughly 75 minutes.
 MAX_ATTEMPTS: Final = 24
-REQUEST_TIMEOUT_SECONDS: Final = 30.0  # connect, write, read and pool, each
+REQUEST_TIMEOUT_SECONDS: Final = 30.0  # per attempt, start to end of the answer
 MAX_ACTIVE_USERS: Final = 256  # workers, each holding at most one message in memory
 MAX_CONCURRENT_POSTS: Final = 64  # outbound connections in use at once
 MAX_MESSAGES_PER_TURN: Final = 100  # then the worker yields its slot to waiting Users
 MAX_RESPONSE_BYTES: Final = 64 * 1024  # of a receiver's answer body read; the rest dropped
 MAX_ERROR_BODY_CHARS: Final = 200  # of a refusal's body kept in last_error
-COMMIT_GRACE_SECONDS: Final = 5.0  # to record a 2xx after cancellation: fewer duplicates
+# Recording a 2xx is shielded from cancellation for this long, so a shutdown does not
+# cause a re-send. The outbox fails the wait at once if its writer stops; the bound is
+# for a writer stuck on the disk.
+COMMIT_GRACE_SECONDS: Final = 30.0
 RETENTION_SECONDS: Final = 7 * 86_400.0  # delivered rows (without bodies) kept this long
 PURGE_INTERVAL_SECONDS: Final = 3_600.0
 
@@ -165,9 +168,14 @@ def _client(config: DeliveryConfig, ssl_context: ssl.SSLContext | None) -> httpx
 async def _purge_forever(outbox: Outbox, config: DeliveryConfig) -> None:
     while True:
         await trio.sleep(config.purge_interval_seconds)
-        removed = await outbox.purge_delivered(config.retention_seconds)
-        if removed:
-            log.info("outbox: purged %d delivered messages", removed)
+        total = 0
+        while True:  # in slices, so puts interleave with the delete
+            removed = await outbox.purge_delivered(config.retention_seconds)
+            total += removed
+            if removed < MAX_PURGE_ROWS:
+                break
+        if total:
+            log.info("outbox: purged %d delivered messages", total)
 
 
 class _Supervisor:
@@ -228,14 +236,23 @@ class _Supervisor:
         failures = message.attempts
         while True:
             async with self._posts:
-                attempt = await _post(self._client, message, failures + 1)
+                attempt = await _post(
+                    self._client, message, failures + 1, self._config.request_timeout_seconds
+                )
             if attempt.outcome == "delivered":
                 self._count("delivered")
-                # Shielded, with a deadline: the User has the message, so recording it
-                # is worth finishing during shutdown (otherwise it is sent again).
+                # The User has it: finish recording that even during shutdown.
                 with trio.move_on_after(COMMIT_GRACE_SECONDS) as scope:
                     scope.shield = True
-                    await self._outbox.mark_delivered(message.message_id)
+                    try:
+                        await self._outbox.mark_delivered(message.message_id)
+                    except OutboxStoreError as exc:  # the writer stopped with us
+                        log.warning(
+                            "outbox: %s delivered, not recorded (%s): it will be "
+                            "sent again after restart",
+                            message.message_id,
+                            exc,
+                        )
                 return
             failures += 1
             if attempt.outcome == "dead_letter" or failures >= self._config.max_attempts:
@@ -267,8 +284,15 @@ class _Supervisor:
             self._metrics.deliveries.labels(outcome=outcome).inc()
 
 
-async def _post(client: httpx.AsyncClient, message: StoredMessage, attempt: int) -> _Attempt:
-    """One POST; library exceptions become outcomes here, at the boundary."""
+async def _post(
+    client: httpx.AsyncClient, message: StoredMessage, attempt: int, timeout_seconds: float
+) -> _Attempt:
+    """One POST; library exceptions become outcomes here, at the boundary.
+
+    httpx's timeouts apply per phase (a receiver trickling bytes resets the read
+    timeout); the deadline around the whole attempt bounds how long a slow or
+    hostile receiver can hold a connection slot.
+    """
     headers = {
         "Content-Type": message.content_type,
         MESSAGE_ID_HEADER: message.message_id,
@@ -276,12 +300,13 @@ async def _post(client: httpx.AsyncClient, message: StoredMessage, attempt: int)
         ATTEMPT_HEADER: str(attempt),
     }
     try:
-        request = client.build_request("POST", message.url, content=message.body, headers=headers)
-        response = await client.send(request, stream=True)
-        try:
-            head = await _read_head(response)
-        finally:
-            await response.aclose()
+        with trio.fail_after(timeout_seconds):
+            async with client.stream(
+                "POST", message.url, content=message.body, headers=headers
+            ) as response:
+                head = await _read_head(response)
+    except trio.TooSlowError:
+        return _Attempt("retry", f"no complete answer within {timeout_seconds:g} s")
     except httpx.UnsupportedProtocol as exc:  # a TransportError, but retrying cannot help
         return _Attempt("dead_letter", f"bad URL: {exc}")
     except httpx.TimeoutException as exc:
@@ -293,7 +318,7 @@ async def _post(client: httpx.AsyncClient, message: StoredMessage, attempt: int)
     outcome = classify_status(response.status_code)
     if outcome == "delivered":
         return _Attempt("delivered", "")
-    text = head.decode("utf-8", "replace")[:MAX_ERROR_BODY_CHARS]
+    text = head.decode("utf-8", "replace")
     return _Attempt(
         outcome,
         f"HTTP {response.status_code}: {text}".rstrip(": "),
@@ -302,12 +327,12 @@ async def _post(client: httpx.AsyncClient, message: StoredMessage, attempt: int)
 
 
 async def _read_head(response: httpx.Response) -> bytes:
-    # Read (and drop) a bounded body, so keep-alive can reuse the connection for
-    # well-behaved receivers and a hostile one cannot make us buffer without limit.
+    """The first bytes of the answer, for last_error; the rest is read and dropped
+    (up to a bound) so keep-alive can reuse the connection."""
     head = bytearray()
     async for chunk in response.aiter_raw():
         if len(head) < MAX_ERROR_BODY_CHARS:
             head += chunk[: MAX_ERROR_BODY_CHARS - len(head)]
         if response.num_bytes_downloaded > MAX_RESPONSE_BYTES:
-            break
+            break  # a hostile receiver cannot make us read without limit
     return bytes(head)

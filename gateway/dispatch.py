@@ -21,6 +21,7 @@ from lxml import etree
 from gateway.dcc_services import answer_non_device
 from gateway.outcome import Outcome, Verified
 from gateway.precommands import PreCommandStore
+from gateway.priority import QueueFull
 from gateway.state import GatewayState
 from gateway.transport import (
     OUTCOME_CODES,
@@ -89,8 +90,7 @@ class Dispatcher:
             return self._signed(request, "I0", responses.pre_command(gbcs_version, command.gbcs))
         if cv in SYNC_DEVICE_VARIANTS:
             with trio.move_on_after(SYNC_DEVICE_TIMEOUT_SECONDS):
-                reply = await self._transport.send(command)
-                return self.device_response(request, reply)
+                return self.device_response(request, await send_to_device(self._transport, command))
             return self.device_response(request, DeviceReply(DeviceOutcome.NO_RESPONSE))
         await self._submit_async(AsyncJob(request, command))
         return self.acknowledgement(request, "I99")
@@ -180,12 +180,22 @@ class Dispatcher:
         )
 
 
+async def send_to_device(transport: DeviceTransport, command: DeviceCommand) -> DeviceReply:
+    """The device's reply; a full hub queue is answered as no response (E21), logged."""
+    try:
+        return await transport.send(command)
+    except QueueFull as exc:
+        log.warning("hub queue full request_id=%s hub=%s class=%s scope=%s limit=%d",
+                    command.request_id, exc.hub_id, command.priority.name, exc.scope, exc.limit)
+        return DeviceReply(DeviceOutcome.NO_RESPONSE)
+
+
 def priority_for(request: Verified) -> Priority:
+    """User requests are prepayment/critical, future-dated or on-demand; DCC_SCHEDULED
+    is the class of schedule executions (bulk reads the DCC runs itself)."""
     srv = request.srv
     if srv.variant in PREPAYMENT_SRVS or srv.critical:
         return Priority.PREPAYMENT_AND_CRITICAL
-    if srv.dcc_scheduled and request.header.command_variant == 8:
-        return Priority.DCC_SCHEDULED
     if request.facts.execution_datetime is not None:
         return Priority.FUTURE_DATED
     return Priority.ON_DEMAND

@@ -21,6 +21,8 @@ Choices the test data forces, and why:
   value for, so it is recorded as an HCALCS.
 - 00-DB-12-34-56-78-90-99 is the Type 2 device (an IHD) the 8.8.1 Unjoin template names
   as OtherDeviceID; a join or unjoin body device must be in the inventory.
+- Beside the home's hub (-90-A2, Dual Band / 4G Central), a CHF and GPF of every other
+  HAN/WAN variant (-92-k0 / -92-k1), as the DCC provides test hubs of each (¶67-68).
 """
 
 from __future__ import annotations
@@ -78,28 +80,36 @@ status = "active"
 _SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 _NETWORK = "90-B3-D5-1F-30-02-00-00"
 _FROM = "2015-01-01T00:00:00Z"
+_HOME_HUB = "00-DB-12-34-56-78-90-A2"
+
+# Every HAN and WAN variant of Communications Hub (SEC F10.12 / H14.9: test hubs of
+# every combination). WAN variants are the CSP regions of sr:CSPRegion.
+HAN_VARIANTS = ("Single Band", "Dual Band")
+WAN_VARIANTS = ("North", "Central", "South", "4G North", "4G Central", "4G South")
+_HOME_HUB_VARIANT = ("Dual Band", "4G Central")  # dual band: the 6.28-6.32 sub-GHz SRVs apply
 
 
 def _device(
-    suffix: str,
+    device_id: str,
     device_type: str,
     roles: list[tuple[str, str]],
     *,
     mpxn: str | None = None,
-    hub: bool = False,
+    hub: str = _HOME_HUB,
+    variant: tuple[str, str] | None = None,
 ) -> str:
     lines = [
         "[[devices]]",
-        f'device_id = "00-DB-12-34-56-78-90-{suffix}"',
+        f'device_id = "{device_id}"',
         f'device_type = "{device_type}"',
         'status = "commissioned"',
     ]
     if mpxn is not None:
         lines.append(f'mpxn = "{mpxn}"')
-    if hub:
-        lines += ['han_variant = "Dual Band"', 'wan_variant = "4G Central"']
+    if variant is not None:
+        lines += [f'han_variant = "{variant[0]}"', f'wan_variant = "{variant[1]}"']
     else:
-        lines.append('chf_id = "00-DB-12-34-56-78-90-A2"')
+        lines.append(f'chf_id = "{hub}"')
     lines.append("eligibility = [")
     for role, user_id in roles:
         lines.append(f'  {{ role = "{role}", user_id = "{user_id}", effective_from = {_FROM} }},')
@@ -111,21 +121,40 @@ _ELECTRIC = [("IS", _SUPPLIER), ("ED", _NETWORK)]
 _GAS = [("GS", _SUPPLIER), ("GT", _NETWORK)]
 _HOME = [("IS", _SUPPLIER), ("GS", _SUPPLIER)]
 
+
+def _home(suffix: str) -> str:
+    return f"00-DB-12-34-56-78-90-{suffix}"
+
+
+def _variant_hubs() -> list[str]:
+    """A CHF and its GPF for every other HAN/WAN variant: 00-DB-12-34-56-78-92-k0/k1."""
+    variants = [(h, w) for h in HAN_VARIANTS for w in WAN_VARIANTS if (h, w) != _HOME_HUB_VARIANT]
+    entries = []
+    for k, variant in enumerate(variants):
+        chf, gpf = f"00-DB-12-34-56-78-92-{k:X}0", f"00-DB-12-34-56-78-92-{k:X}1"
+        entries.append(_device(chf, "CHF", _ELECTRIC + _GAS, variant=variant))
+        entries.append(_device(gpf, "GPF", _GAS, hub=chf))
+    return entries
+
+
 DEFAULT_INVENTORY_TOML = (
     "# Smart Metering Inventory of the development estate (gateway.estate): one home on\n"
-    "# one Communications Hub, supplier-1 its supplier, network-operator its ED and GT.\n\n"
+    "# one Communications Hub (-90-A0 .. -90-A6, -90-99), and a hub with its GPF for every\n"
+    "# other HAN/WAN variant (-92-k0, -92-k1). supplier-1 is the supplier of everything,\n"
+    "# network-operator the ED and GT.\n\n"
     + "\n".join(
         [
-            _device("A0", "ESME", _ELECTRIC, mpxn="1312345678111"),
-            _device("A1", "GSME", _GAS, mpxn="1234567890"),
-            _device("A2", "CHF", _ELECTRIC + _GAS, hub=True),
-            _device("A3", "GPF", _GAS),
-            _device("A4", "PPMID", _HOME),
-            _device("A5", "HCALCS", _ELECTRIC),
+            _device(_home("A0"), "ESME", _ELECTRIC, mpxn="1312345678111"),
+            _device(_home("A1"), "GSME", _GAS, mpxn="1234567890"),
+            _device(_home("A2"), "CHF", _ELECTRIC + _GAS, variant=_HOME_HUB_VARIANT),
+            _device(_home("A3"), "GPF", _GAS),
+            _device(_home("A4"), "PPMID", _HOME),
+            _device(_home("A5"), "HCALCS", _ELECTRIC),
             # The auxiliary controller (APC) of the reference vectors, as an HCALCS.
-            _device("A6", "HCALCS", _ELECTRIC),
+            _device(_home("A6"), "HCALCS", _ELECTRIC),
             # The Type 2 device the 8.8.1 Unjoin template unjoins from the ESME.
-            _device("99", "IHD", _HOME),
+            _device(_home("99"), "IHD", _HOME),
+            *_variant_hubs(),
         ]
     )
 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+# Commands wait for a Communications Hub for seconds to many minutes under overload.
+QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
 class Metrics:
@@ -79,5 +81,5 @@ class Metrics:
         )
         self.queue_wait = Histogram(
             "duisgw_command_queue_wait_seconds", "Time a command waited before dispatch",
-            ("priority",), buckets=LATENCY_BUCKETS, registry=r,
+            ("priority",), buckets=QUEUE_WAIT_BUCKETS, registry=r,
         )

@@ -50,6 +50,7 @@ MessageState = Literal["pending", "delivered", "dead"]
 QUEUE_SIZE: Final = 1024  # operations waiting for the writer; callers wait beyond it
 MAX_BATCH_OPS: Final = 512  # operations per transaction (one fsync)
 MAX_LIST_ROWS: Final = 1000  # rows per admin listing; callers page with after_id
+MAX_PURGE_ROWS: Final = 5000  # delivered rows removed per transaction
 MAX_ERROR_CHARS: Final = 500  # last_error kept per message
 BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
 XML_CONTENT_TYPE: Final = "application/xml"
@@ -139,17 +140,14 @@ T = TypeVar("T")
 class _Op(Generic[T]):
     """One unit of work for the writer: `fn` in the thread, `after` on trio after commit."""
 
-    __slots__ = ("after", "done", "error", "fn", "value")
+    __slots__ = ("after", "done", "error", "fn", "ran", "value")
 
-    def __init__(
-        self,
-        fn: Callable[[sqlite3.Connection], T],
-        after: Callable[[T], None] | None = None,
-    ) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], T], after: Callable[[T], None] | None):
         self.fn = fn
         self.after = after
         self.value: T | None = None
         self.error: BaseException | None = None
+        self.ran = False  # set by _apply once the op's outcome is final (commit or not)
         self.done = trio.Event()
 
 
@@ -170,6 +168,7 @@ class Outbox:
     ) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._pending = pending  # insertion order = order Users first had work
+        self._total_pending = sum(pending.values())
         self._dead = dead
         self._clock = clock
         self._metrics = metrics
@@ -177,7 +176,8 @@ class Outbox:
         self._send, self._receive = trio.open_memory_channel[_Op[Any]](queue_size)
         self._limiter = trio.CapacityLimiter(1)
         self._running = False
-        self._watchers: list[Callable[[str], None]] = []
+        self._stopped = False  # the writer ran and ended: its channel is closed
+        self._watcher: Callable[[str], None] | None = None
         self._publish_depth()
 
     @classmethod
@@ -211,8 +211,8 @@ class Outbox:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer: apply queued operations in batches, one commit each."""
-        if self._conn is None or self._running:
-            raise OutboxStoreError("outbox is closed or its writer already runs")
+        if self._conn is None or self._running or self._stopped:
+            raise OutboxStoreError("an Outbox runs its writer once; open it again to restart")
         conn = self._conn
         batch: list[_Op[Any]] = []
         try:
@@ -232,7 +232,11 @@ class Outbox:
                 batch = []
         finally:
             self._running = False
+            self._stopped = True
             self._finish(batch)
+            # Closing wakes callers blocked on a full queue, so none can slip an op in
+            # after the drain and wait for ever.
+            self._send.close()
             self._fail_queued()
 
     def close(self) -> None:
@@ -250,9 +254,7 @@ class Outbox:
     # -- in-memory view (no I/O) ----------------------------------------------------
 
     def pending_count(self, user_id: str | None = None) -> int:
-        if user_id is None:
-            return sum(self._pending.values())
-        return self._pending.get(user_id, 0)
+        return self._total_pending if user_id is None else self._pending.get(user_id, 0)
 
     def dead_letter_count(self) -> int:
         return self._dead
@@ -264,12 +266,18 @@ class Outbox:
     @contextmanager
     def watch(self, callback: Callable[[str], None]) -> Iterator[None]:
         """Call `callback(user_id)` on the trio thread whenever a commit gives that
-        User new pending work (a put, or a dead letter retried)."""
-        self._watchers.append(callback)
+        User new pending work (a put, or a dead letter retried).
+
+        One watcher at a time: two delivery services on one outbox would send every
+        message twice.
+        """
+        if self._watcher is not None:
+            raise OutboxError("this outbox already has a delivery service")
+        self._watcher = callback
         try:
             yield
         finally:
-            self._watchers.remove(callback)
+            self._watcher = None
 
     # -- writes ---------------------------------------------------------------------
 
@@ -293,19 +301,12 @@ class Outbox:
                 " RETURNING last_seq",
                 (message.user_id,),
             ).fetchone()
+            row = msgspec.structs.asdict(message) | {"seq": seq, "created_at_us": created_us}
             conn.execute(
                 "INSERT INTO outbox (message_id, user_id, user_seq, kind, url, content_type,"
-                " created_at_us, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.message_id,
-                    message.user_id,
-                    seq,
-                    message.kind,
-                    message.url,
-                    message.content_type,
-                    created_us,
-                    message.body,
-                ),
+                " created_at_us, body) VALUES (:message_id, :user_id, :seq, :kind, :url,"
+                " :content_type, :created_at_us, :body)",
+                row,
             )
 
         await self._submit(insert, lambda _: self._add_pending(message.user_id))
@@ -314,47 +315,38 @@ class Outbox:
         """The User answered 2xx: never send it again. Drops the body."""
         now_us = _to_us(self._clock.now())
 
-        def update(conn: sqlite3.Connection) -> str | None:
-            return _user_of(
-                conn.execute(
-                    "UPDATE outbox SET state = 'delivered', finished_at_us = ?, body = x''"
-                    " WHERE message_id = ? AND state = 'pending' RETURNING user_id",
-                    (now_us, message_id),
-                ).fetchone()
-            )
-
-        await self._submit(update, self._remove_pending)
+        update = _fetch_one(
+            "UPDATE outbox SET state = 'delivered', finished_at_us = ?, body = x''"
+            " WHERE message_id = ? AND state = 'pending' RETURNING user_id",
+            (now_us, message_id),
+        )
+        await self._submit(update, lambda found: self._remove_pending(_user_of(found)))
 
     async def record_failure(self, message_id: str, error: str) -> None:
         """One more failed attempt, kept so restarts continue the count."""
 
-        def update(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?"
-                " WHERE message_id = ? AND state = 'pending'",
-                (error[:MAX_ERROR_CHARS], message_id),
-            )
-
+        update = _fetch_one(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?"
+            " WHERE message_id = ? AND state = 'pending'",
+            (error[:MAX_ERROR_CHARS], message_id),
+        )
         await self._submit(update)
 
     async def dead_letter(self, message_id: str, error: str) -> None:
         """Give up on a message (counted as a failed attempt); kept with its body."""
         now_us = _to_us(self._clock.now())
 
-        def update(conn: sqlite3.Connection) -> str | None:
-            return _user_of(
-                conn.execute(
-                    "UPDATE outbox SET state = 'dead', finished_at_us = ?, last_error = ?,"
-                    " attempts = attempts + 1 WHERE message_id = ? AND state = 'pending'"
-                    " RETURNING user_id",
-                    (now_us, error[:MAX_ERROR_CHARS], message_id),
-                ).fetchone()
-            )
+        update = _fetch_one(
+            "UPDATE outbox SET state = 'dead', finished_at_us = ?, last_error = ?,"
+            " attempts = attempts + 1 WHERE message_id = ? AND state = 'pending'"
+            " RETURNING user_id",
+            (now_us, error[:MAX_ERROR_CHARS], message_id),
+        )
 
-        def after(user_id: str | None) -> None:
-            if user_id is not None:
+        def after(found: tuple[str] | None) -> None:
+            if found is not None:
                 self._dead += 1
-            self._remove_pending(user_id)
+            self._remove_pending(_user_of(found))
 
         await self._submit(update, after)
 
@@ -386,27 +378,30 @@ class Outbox:
         """The operator gives up on a dead letter for good: the row is removed."""
 
         def delete(conn: sqlite3.Connection) -> None:
-            if (
-                conn.execute(
-                    "DELETE FROM outbox WHERE message_id = ? AND state = 'dead' RETURNING id",
-                    (message_id,),
-                ).fetchone()
-                is None
-            ):
+            sql = "DELETE FROM outbox WHERE message_id = ? AND state = 'dead' RETURNING id"
+            if conn.execute(sql, (message_id,)).fetchone() is None:
                 _refuse_not_dead(conn, message_id)
 
-        await self._submit(delete, lambda _: self._change_dead(-1))
+        def after(_: None) -> None:
+            self._dead -= 1
+
+        await self._submit(delete, after)
 
     async def purge_delivered(self, retention_seconds: float) -> int:
-        """Remove delivered rows finished longer ago than the retention; returns how many.
+        """Remove up to MAX_PURGE_ROWS delivered rows finished longer ago than the
+        retention; returns how many. Call again while it returns MAX_PURGE_ROWS: small
+        transactions keep puts (and so I99s) from waiting behind a large delete.
 
         Until then a repeated put of a delivered message id is refused as a duplicate.
         """
         cutoff = _to_us(self._clock.now()) - round(retention_seconds * 1e6)
 
         def delete(conn: sqlite3.Connection) -> int:
+            # In id order: rows finish roughly in arrival order, so the scan stops early.
             return conn.execute(
-                "DELETE FROM outbox WHERE state = 'delivered' AND finished_at_us <= ?", (cutoff,)
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'delivered'"
+                " AND finished_at_us <= ? ORDER BY id LIMIT ?)",
+                (cutoff, MAX_PURGE_ROWS),
             ).rowcount
 
         return await self._submit(delete)
@@ -415,16 +410,11 @@ class Outbox:
 
     async def next_pending(self, user_id: str) -> StoredMessage | None:
         """The User's pending message with the lowest sequence number."""
-        query = (
-            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND user_id = ?"
-            " ORDER BY user_seq LIMIT 1"
-        )
+        where = "state = 'pending' AND user_id = ? ORDER BY user_seq LIMIT 1"
+        return await self._select_one(where, user_id)
 
-        def select(conn: sqlite3.Connection) -> StoredMessage | None:
-            found = conn.execute(query, (user_id,)).fetchone()
-            return None if found is None else _row(found)
-
-        return await self._submit(select)
+    async def get(self, message_id: str) -> StoredMessage | None:
+        return await self._select_one("message_id = ?", message_id)
 
     async def pending(
         self, user_id: str | None = None, *, after_id: int = 0, limit: int = MAX_LIST_ROWS
@@ -437,14 +427,11 @@ class Outbox:
     ) -> list[StoredMessage]:
         return await self._list("dead", user_id, after_id, limit)
 
-    async def get(self, message_id: str) -> StoredMessage | None:
-        def select(conn: sqlite3.Connection) -> StoredMessage | None:
-            found = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE message_id = ?", (message_id,)
-            ).fetchone()
-            return None if found is None else _row(found)
-
-        return await self._submit(select)
+    async def _select_one(self, where: str, param: str) -> StoredMessage | None:
+        found = await self._submit(
+            _fetch_one(f"SELECT {_COLUMNS} FROM outbox WHERE {where}", (param,))
+        )
+        return None if found is None else _row(found)
 
     async def _list(
         self, state: MessageState, user_id: str | None, after_id: int, limit: int
@@ -461,28 +448,31 @@ class Outbox:
     # -- plumbing ---------------------------------------------------------------------
 
     async def _submit(
-        self,
-        fn: Callable[[sqlite3.Connection], T],
-        after: Callable[[T], None] | None = None,
+        self, fn: Callable[[sqlite3.Connection], T], after: Callable[[T], None] | None = None
     ) -> T:
         if not self._running:
             raise OutboxStoreError("outbox writer is not running")
         op = _Op(fn, after)
-        await self._send.send(op)
+        try:
+            await self._send.send(op)
+        except trio.ClosedResourceError:
+            raise OutboxStoreError("outbox writer stopped") from None
         await op.done.wait()
         if op.error is not None:
             raise op.error
         return op.value  # type: ignore[return-value]  # set whenever error is None
 
     def _finish(self, batch: list[_Op[Any]]) -> None:
-        # The batch's thread has returned: committed ops update the in-memory view
-        # before their callers wake, so a caller never sees state older than its write.
-        # Called again from run's `finally` after a cancel: ops already done are skipped.
+        # Committed ops update the in-memory view before their callers can run, so a
+        # caller never sees state older than its write. Also called from run's
+        # `finally`: a cancel may land before the thread started (op never ran).
         for op in batch:
             if op.done.is_set():
                 continue
             op.done.set()
-            if op.error is None and op.after is not None:
+            if not op.ran:
+                op.error = OutboxStoreError("outbox writer stopped before this operation")
+            elif op.error is None and op.after is not None:
                 op.after(op.value)
 
     def _fail_queued(self) -> None:
@@ -497,26 +487,25 @@ class Outbox:
 
     def _add_pending(self, user_id: str) -> None:
         self._pending[user_id] = self._pending.get(user_id, 0) + 1
+        self._total_pending += 1
         self._publish_depth()
-        for callback in list(self._watchers):
-            callback(user_id)
+        if self._watcher is not None:
+            self._watcher(user_id)
 
     def _remove_pending(self, user_id: str | None) -> None:
-        if user_id is None:  # already delivered or dead: nothing changed
+        if user_id is None:  # no row changed (already delivered or dead)
             return
-        left = self._pending.get(user_id, 0) - 1
+        left = self._pending[user_id] - 1  # a row changed, so it was counted
         if left > 0:
             self._pending[user_id] = left
         else:
-            self._pending.pop(user_id, None)
+            del self._pending[user_id]
+        self._total_pending -= 1
         self._publish_depth()
-
-    def _change_dead(self, delta: int) -> None:
-        self._dead += delta
 
     def _publish_depth(self) -> None:
         if self._metrics is not None:
-            self._metrics.outbox_depth.set(self.pending_count())
+            self._metrics.outbox_depth.set(self._total_pending)
 
 
 @asynccontextmanager
@@ -581,10 +570,16 @@ def _apply(conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
         for op in batch:
             op.value = None
             op.error = OutboxStoreError(f"outbox database: {exc}")
+    for op in batch:
+        op.ran = True
 
 
-def _user_of(found: tuple[Any, ...] | None) -> str | None:
-    return None if found is None else str(found[0])
+def _fetch_one(sql: str, params: tuple[object, ...]) -> Callable[[sqlite3.Connection], Any]:
+    return lambda conn: conn.execute(sql, params).fetchone()
+
+
+def _user_of(found: tuple[str] | None) -> str | None:
+    return None if found is None else found[0]
 
 
 def _refuse_not_dead(conn: sqlite3.Connection, message_id: str) -> NoReturn:

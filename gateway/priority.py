@@ -225,6 +225,7 @@ class CommandQueue(Generic[T]):
 class _Ticket:
     granted: trio.Event = field(default_factory=trio.Event)
     entry: Entry[_Ticket] | None = None
+    waited_seconds: float = 0.0  # from ready to granted
 
 
 @dataclass(eq=False, slots=True)
@@ -296,9 +297,8 @@ class HubQueues:
                 self._abandon(hub_id, hub, ticket)
         if not entered:
             raise QueueTimeout(f"hub {hub_id}: {priority.name} command not started by its deadline")
-        entry = ticket.entry
         try:
-            yield trio.current_time() - max(entry.enqueued_at, entry.ready_at)
+            yield ticket.waited_seconds
         finally:
             self._release(hub_id, hub)
 
@@ -321,7 +321,9 @@ class HubQueues:
         while not ticket.granted.is_set():
             # A held-aside command wakes at its ready time to put itself forward: its own
             # task is its timer, so no background task is needed for future-dated work.
-            wake_at = min(end, entry.ready_at) if entry.deferred else end
+            # Once it is ready, a busy hub's next release pumps it like any other.
+            ready_later = entry.deferred and entry.ready_at > trio.current_time()
+            wake_at = min(end, entry.ready_at) if ready_later else end
             with trio.move_on_at(wake_at):
                 await ticket.granted.wait()
             if ticket.granted.is_set():
@@ -339,10 +341,12 @@ class HubQueues:
             if entry is None:
                 return
             hub.busy += 1
+            ticket = entry.value
+            ticket.waited_seconds = now - max(entry.enqueued_at, entry.ready_at)
             if self._depth is not None and self._wait is not None:
                 self._depth[entry.priority].dec()
-                self._wait[entry.priority].observe(now - max(entry.enqueued_at, entry.ready_at))
-            entry.value.granted.set()
+                self._wait[entry.priority].observe(ticket.waited_seconds)
+            ticket.granted.set()
 
     def _abandon(self, hub_id: Eui64, hub: _Hub, ticket: _Ticket) -> None:
         """The caller left (timeout, cancellation): give back what it held."""

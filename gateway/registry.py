@@ -22,6 +22,7 @@ inventory.toml:
     status = "commissioned"
     mpxn = "1100000000001"                 # optional
     chf_id = "00-DB-12-34-56-78-90-A2"     # optional: the hub it hangs off
+    # optional too: han_variant, wan_variant (a CHF's), manufacturer, model, firmware_version
     eligibility = [
       { role = "IS", user_id = "90-B3-D5-1F-30-01-00-00", effective_from = 2015-01-01T00:00:00Z },
     ]
@@ -51,6 +52,9 @@ PartyName = Annotated[
 ResponseUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s]+$")]
 Mpxn = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}$")]  # MPAN or MPRN (sr:MPxN)
 VariantText = Annotated[str, msgspec.Meta(min_length=1, max_length=30)]
+# sr:DeviceManufacturer / sr:DeviceModel are up to 30 characters, sr:FirmwareVersion 1-8.
+DeviceText = Annotated[str, msgspec.Meta(min_length=1, max_length=30)]
+FirmwareText = Annotated[str, msgspec.Meta(min_length=1, max_length=8)]
 AwareDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 UserRole = Literal["IS", "ES", "GS", "ED", "GT", "RSA", "OU"]
@@ -123,6 +127,10 @@ class Device(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     chf_id: EuiText | None = None
     han_variant: VariantText | None = None  # e.g. "Single Band" (CHF)
     wan_variant: VariantText | None = None  # e.g. "4G Central" (CHF)
+    # What Read Inventory (8.2) reports, when the inventory knows it.
+    manufacturer: DeviceText | None = None
+    model: DeviceText | None = None
+    firmware_version: FirmwareText | None = None
     eligibility: tuple[EligibleUser, ...] = ()
 
 
@@ -350,6 +358,8 @@ def policy_violations(registry: UserRegistry, policy: UserIdPolicy, today: dt.da
     Withdrawn User IDs do not count: they can no longer be used in any role.
     """
     until = policy.one_id_per_role_until
+    if isinstance(today, dt.datetime):  # a datetime is a date, but does not compare to one
+        today = today.date()
     if until is None or today >= until:
         return []
     problems = []

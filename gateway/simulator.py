@@ -33,6 +33,7 @@ rng and its RequestID, so results do not depend on how trio interleaves commands
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -63,6 +64,8 @@ from parse_correlate.gbcs import (
     message_key,
     parse_message,
 )
+
+log = logging.getLogger("duisgw.simulator")
 
 Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=86_400.0)]
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
@@ -232,8 +235,10 @@ class Simulator:
             return DeviceReply(DeviceOutcome.UNREACHABLE)
         now = trio.current_time()
         delay = 0.0
-        if command.not_before is not None:
-            delay = max(0.0, (command.not_before - self._clock.now()).total_seconds())
+        if (execute_at := command.not_before) is not None:
+            if execute_at.tzinfo is None:  # DUIS date-times without an offset are UTC
+                execute_at = execute_at.replace(tzinfo=dt.UTC)
+            delay = max(0.0, (execute_at - self._clock.now()).total_seconds())
         config = self._config
         patience = config.future_dated_timeout_seconds if delay else config.queue_timeout_seconds
         try:
@@ -284,10 +289,20 @@ class Simulator:
         """The device's GBCS response; None when the device would drop the command."""
         try:
             message = parse_message(command.gbcs)
-        except GbcsError:
+        except GbcsError as exc:
+            log.warning(
+                "request_id=%s: device drops a malformed command: %s", command.request_id, exc
+            )
             return None
         sent = message.header
         if sent.cra != Cra.COMMAND or sent.recipient != command.device_id:
+            log.warning(
+                "request_id=%s: device %s drops a command (CRA %s) addressed to %s",
+                command.request_id,
+                command.device_id,
+                sent.cra.name,
+                sent.recipient,
+            )
             return None
         code = sent.message_code
         date_time = None

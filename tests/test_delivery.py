@@ -263,11 +263,10 @@ async def test_cancel_mid_delivery_then_resume_sends_the_rest_once(
             assert retried  # failures are on disk, so the count survives restarts
 
         receiver.status_for = lambda seen: 200
-        async with open_outbox(path) as outbox:
-            async with trio.open_nursery() as delivery:
-                await delivery.start(run_delivery, outbox, FAST)
-                await wait_until(lambda: outbox.pending_count() == 0)
-                delivery.cancel_scope.cancel()
+        async with open_outbox(path) as outbox, trio.open_nursery() as delivery:
+            await delivery.start(run_delivery, outbox, FAST)
+            await wait_until(lambda: outbox.pending_count() == 0)
+            delivery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
 
     for user in ("U0", "U1", "U2"):
@@ -283,26 +282,25 @@ async def test_refused_message_is_dead_lettered_and_retried_on_request(
     async with trio.open_nursery() as nursery:
         port = await nursery.start(receiver.serve)
         base = f"http://127.0.0.1:{port}"
-        async with open_outbox(tmp_path / "outbox.db") as outbox:
-            async with trio.open_nursery() as delivery:
-                await delivery.start(run_delivery, outbox, FAST)
-                for n in range(3):
-                    await outbox.put(message(base, "U1", n))
-                await wait_until(lambda: outbox.pending_count() == 0)
-                # The User moved on past the refused message: no head-of-line block.
-                assert receiver.accepted_ids("/U1") == ["U1-0", "U1-2"]
-                (dead,) = await outbox.dead_letters()
-                assert dead.message_id == "U1-1" and dead.attempts == 1
-                assert dead.last_error == "HTTP 400: not now"
-                assert outbox.dead_letter_count() == 1
+        async with open_outbox(tmp_path / "outbox.db") as outbox, trio.open_nursery() as delivery:
+            await delivery.start(run_delivery, outbox, FAST)
+            for n in range(3):
+                await outbox.put(message(base, "U1", n))
+            await wait_until(lambda: outbox.pending_count() == 0)
+            # The User moved on past the refused message: no head-of-line block.
+            assert receiver.accepted_ids("/U1") == ["U1-0", "U1-2"]
+            (dead,) = await outbox.dead_letters()
+            assert dead.message_id == "U1-1" and dead.attempts == 1
+            assert dead.last_error == "HTTP 400: not now"
+            assert outbox.dead_letter_count() == 1
 
-                refuse.clear()  # the User fixed its side
-                await outbox.retry_dead_letter("U1-1")
-                await wait_until(lambda: outbox.pending_count() == 0)
-                assert receiver.accepted_ids("/U1") == ["U1-0", "U1-2", "U1-1"]
-                assert receiver.accepted[-1].sequence == 2  # late, and says so
-                assert await outbox.dead_letters() == []
-                delivery.cancel_scope.cancel()
+            refuse.clear()  # the User fixed its side
+            await outbox.retry_dead_letter("U1-1")
+            await wait_until(lambda: outbox.pending_count() == 0)
+            assert receiver.accepted_ids("/U1") == ["U1-0", "U1-2", "U1-1"]
+            assert receiver.accepted[-1].sequence == 2  # late, and says so
+            assert await outbox.dead_letters() == []
+            delivery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
 
 

@@ -21,6 +21,7 @@ from gateway.outbox import (
     NotDeadLettered,
     OutboundMessage,
     Outbox,
+    OutboxError,
     OutboxStoreError,
     UnknownMessage,
     open_outbox,
@@ -117,6 +118,9 @@ async def test_dead_letter_retry_and_discard(tmp_path: Path) -> None:
 
         woken: list[str] = []
         with outbox.watch(woken.append):
+            # A second delivery service would send everything twice: refused.
+            with pytest.raises(OutboxError), outbox.watch(woken.append):
+                pass
             await outbox.retry_dead_letter("U1-1")
         assert woken == ["U1"]
         again = await outbox.next_pending("U1")
@@ -148,6 +152,44 @@ async def test_backpressure_small_queue_loses_nothing(tmp_path: Path) -> None:
         outbox.close()
     with pytest.raises(OutboxStoreError):  # the writer is gone: refused, never hung
         await outbox.put(message("U1", 99))
+
+
+async def test_writer_cancelled_mid_stream_every_put_resolves(tmp_path: Path) -> None:
+    """Stopping the writer answers every caller (committed, or an error), and what
+    the callers were told matches the file exactly."""
+    path = tmp_path / "outbox.db"
+    outbox = await Outbox.open(path, queue_size=8, max_batch=4)
+    stored_ok: set[str] = set()
+    refused: set[str] = set()
+    writer_scope = trio.CancelScope()
+    twenty_stored = trio.Event()
+
+    async def run_writer(*, task_status: trio.TaskStatus[None]) -> None:
+        with writer_scope:
+            await outbox.run(task_status=task_status)
+
+    async def putter(n: int) -> None:
+        try:
+            await outbox.put(message("U1", n))
+            stored_ok.add(f"U1-{n}")
+            if len(stored_ok) >= 20:
+                twenty_stored.set()
+        except OutboxStoreError:
+            refused.add(f"U1-{n}")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_writer)
+            for n in range(200):
+                nursery.start_soon(putter, n)
+            await twenty_stored.wait()
+            writer_scope.cancel()
+    finally:
+        outbox.close()
+    assert len(stored_ok) + len(refused) == 200
+    assert len(stored_ok) >= 20 and refused
+    async with open_outbox(path) as reopened:
+        assert {m.message_id for m in await reopened.pending()} == stored_ok
 
 
 async def test_reopen_keeps_counts_and_sequences(tmp_path: Path) -> None:

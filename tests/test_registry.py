@@ -59,6 +59,9 @@ device_id = "00-db-12-34-56-78-90-a2"
 device_type = "CHF"
 status = "commissioned"
 han_variant = "Dual Band"
+manufacturer = "106C"
+model = "433100AC"
+firmware_version = "9001"
 """
 
 AT = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
@@ -82,6 +85,7 @@ def test_inventory_toml_and_eligibility_windows() -> None:
     inventory = decode_inventory(INVENTORY.encode(), fmt="toml")
     hub = inventory.get("00-DB-12-34-56-78-90-A2")
     assert hub is not None and hub.device_type == "CHF" and hub.han_variant == "Dual Band"
+    assert (hub.manufacturer, hub.model, hub.firmware_version) == ("106C", "433100AC", "9001")
     esme, user = "00-DB-12-34-56-78-90-A0", "90-B3-D5-1F-30-01-00-00"
     assert inventory.is_eligible(esme, user, frozenset({"IS"}), AT)
     assert not inventory.is_eligible(esme, user, frozenset({"ES"}), AT)
@@ -174,6 +178,8 @@ def test_bad_users_are_refused_naming_the_entry(text: str, needles: list[str]) -
         ('"00-db-12-34-56-78-90-a2"', '"00-DB-12-34-56-78-90-A0"', ["duplicate device_id"]),
         ('mpxn = "1312345678111"', 'mpxn = "13123456781112"', ["mpxn", A0]),
         ('status = "commissioned"\nmpxn', 'state = "commissioned"\nmpxn', ["state", "A0"]),
+        # The ID as the file spells it, so the operator's search finds it.
+        ('"9001"', '"123456789"', ["firmware_version", "00-db-12-34-56-78-90-a2"]),
     ],
 )
 def test_bad_inventory_is_refused_naming_the_device(old: str, new: str, needles: list[str]) -> None:
@@ -254,7 +260,9 @@ def test_policy_ignores_withdrawn_ids_and_other_parties() -> None:
 
 def test_default_estate_loads_and_keeps_the_policy() -> None:
     users, inventory = estate.default_users(), estate.default_inventory()
-    assert len(inventory) == 8
+    assert len(inventory) == 8 + 2 * 11  # the home, and a hub + GPF per other variant
+    hubs = {(d.han_variant, d.wan_variant) for d in inventory if d.device_type == "CHF"}
+    assert hubs == {(h, w) for h in estate.HAN_VARIANTS for w in estate.WAN_VARIANTS}
     check_policy(users, UNTIL, dt.date(2026, 1, 1))
     dcc = users.get(estate.DCC_EUI64)
     assert dcc is not None and not dcc.roles
@@ -266,7 +274,7 @@ def test_default_estate_loads_and_keeps_the_policy() -> None:
 def test_default_estate_is_written_once(tmp_path: Path) -> None:
     users_path, inventory_path = estate.write_default_estate(tmp_path / "state")
     assert load_users(users_path).get("90-B3-D5-1F-30-02-00-00") is not None
-    assert len(load_inventory(inventory_path)) == 8
+    assert len(load_inventory(inventory_path)) == len(estate.default_inventory())
     users_path.write_text(users_path.read_text().replace("supplier-2", "supplier-two"))
     estate.write_default_estate(tmp_path / "state")
     assert "supplier-two" in users_path.read_text()  # the operator's edit survives

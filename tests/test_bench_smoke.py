@@ -1,0 +1,96 @@
+"""The bench keeps working: tiny runs of each tool, through their command lines.
+
+Asserts that they complete, that every request got its expected DUIS code, and that
+the JSON carries its fields. Never anything about speed: that is what the bench
+reports, on a machine chosen for it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from bench import compare, corpus
+from bench.load import LoadReport
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RUN_TIMEOUT_SECONDS = 180
+LOAD_FIELDS = {
+    "mode", "connections", "workers", "requests_measured", "seconds", "throughput_per_second",
+    "latency", "http_status", "duis_codes", "unexpected_codes", "failures",
+    "client_cpu_seconds", "server_cpu_seconds", "server_exit_code", "corpus_size",
+    "corpus_build_seconds", "pinning",
+}
+LATENCY_FIELDS = {"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "histogram_ms"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_data() -> Path:
+    try:
+        return corpus.find_shared()
+    except corpus.SharedDataMissing as exc:
+        pytest.skip(str(exc))
+
+
+def run_json(module: str, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args, "--json"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def closed_report() -> Any:
+    return run_json("bench.load", "--requests", "200", "--connections", "2", "--warmup", "5",
+                    "--sign-processes", "1")
+
+
+def assert_answered_as_expected(report: Any, measured: int) -> None:
+    assert set(report) >= LOAD_FIELDS
+    assert set(report["latency"]) >= LATENCY_FIELDS
+    assert report["server_exit_code"] == 0
+    assert report["failures"] == {}
+    assert report["unexpected_codes"] == 0
+    assert report["http_status"] == {"200": measured}
+    assert set(report["duis_codes"]) == {"I0", "I99"}  # CV 8 and CV 1 templates
+    assert sum(report["duis_codes"].values()) == report["requests_measured"] == measured
+
+
+def test_closed_loop_answers_every_request(closed_report: Any) -> None:
+    assert_answered_as_expected(closed_report, 200 - 2 * 5)
+    assert closed_report["mode"] == "closed"
+
+
+def test_open_loop_answers_every_request() -> None:
+    report = run_json("bench.load", "--mode", "open", "--rate", "100", "--requests", "100",
+                      "--connections", "2", "--warmup", "5", "--sign-processes", "1")
+    assert_answered_as_expected(report, 100 - 2 * 5)
+    assert report["target_rate_per_second"] == 100
+
+
+def test_hotpath_reports_every_stage() -> None:
+    report = run_json("bench.hotpath", "--round-seconds", "0.002", "--core", "-1")
+    stages = {row["stage"] for row in report["rows"]}
+    for expected in ("XML parse", "XSD validation", "ECDSA P-256 verify", "access control",
+                     "HTTP parse (httptools)", "(alt) HTTP parse (h11)", "response signing"):
+        assert any(expected in stage for stage in stages), expected
+    summed = [row for row in report["rows"] if row["in_sum"]]
+    assert sum(row["share"] for row in summed) == pytest.approx(1.0)
+    assert report["raw_verify_per_second"] > 0
+
+
+def test_compare_judges_every_target(closed_report: Any) -> None:
+    closed = msgspec.convert(closed_report, LoadReport)
+    rows = compare.targets(1000.0, closed, closed, None, "not available: test")
+    names = " ".join(row.name for row in rows)
+    for expected in ("throughput", "p99 ack latency", "p99.9", "--workers 2", "GB 2022"):
+        assert expected in names
+    assert {row.verdict for row in rows} <= {"PASS", "MISS", "INFO", "not available: test"}
