@@ -142,6 +142,9 @@ def targets(
             "PASS" if p99 <= LATENCY_TARGET_MS else "MISS"))
         rows.append(Target("  p99.9 at the same rate (ms)", f"{opened.latency.p999_ms:.2f}",
                            "(reported)", None, "INFO"))
+        rows.append(Target("  p99 timed by the gateway itself (ms)",
+                           f"<= {opened.server_timed_p99_ms:g}", "(histogram bucket bound)",
+                           None, "INFO"))
     if workers is not None:
         rows.append(_judge("--workers 2 over 1 worker", f"{workers.throughput_per_second:,.0f}/s",
                            f">= {SCALE_TARGET:.1f} x", workers.throughput_per_second / throughput,

@@ -128,8 +128,10 @@ def slot_user_id(original: str, slot: int) -> str:
     """Slot 0 is the real User ID; slot k clones it under a prefix no estate ID uses."""
     if slot == 0:
         return original
-    party = original.split("-")[5]
-    return f"90-B3-D5-1F-3B-{party}-{slot >> 8:02X}-{slot & 255:02X}"
+    octets = original.split("-")
+    # Octets 6 and 8 tell the default estate's User IDs apart (30-01-00-00, 30-01-00-08).
+    tag = int(octets[5], 16) ^ int(octets[7], 16)
+    return f"90-B3-D5-1F-3B-{tag:02X}-{slot >> 8:02X}-{slot & 255:02X}"
 
 
 def add_slot_users(
@@ -144,6 +146,9 @@ def add_slot_users(
     inventory = load_inventory(state_dir / "inventory.toml")
     cert_roles = {u.eui64: (u.label, u.role_code) for u in dev_users()}
     clones = {o: [slot_user_id(o, k) for k in range(1, slots)] for o in originals}
+    every = [i for ids in clones.values() for i in ids]
+    if len(set(every)) != len(every) or any(users.get(i) is not None for i in every):
+        raise ValueError("slot User IDs collide with each other or with the estate")
     user_list = list(users)
     for original, ids in clones.items():
         user = users.get(original)
@@ -361,8 +366,8 @@ def build_corpus(
     chunks = [jobs[i : i + POOL_CHUNK] for i in range(0, total, POOL_CHUNK)]
     used = processes if total >= POOL_THRESHOLD and processes > 1 else 1
     if used > 1:
-        # fork: the parent has no threads yet (the bench signs before trio starts) and
-        # the workers inherit the imports, so they start in milliseconds.
+        # fork: the workers inherit the imports and start in milliseconds. They only
+        # sign; an idle trio cache thread left by an earlier run holds no lock they use.
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(used, context, _init_worker, (doc_list, keys)) as pool:
             bodies = [body for chunk in pool.map(_sign_chunk, chunks) for body in chunk]

@@ -96,6 +96,7 @@ class LoadReport(msgspec.Struct):
     target_rate_per_second: float | None
     latency: Latency
     send_delay_p99_ms: float
+    client_wake_lateness_p99_ms: float
     http_status: dict[str, int]
     duis_codes: dict[str, int]
     unexpected_codes: int
@@ -111,6 +112,9 @@ class LoadReport(msgspec.Struct):
     versions: list[str]
     templates: list[str]
     pinning: str
+    # The gateway's own histogram (request complete -> answer ready), bucket upper bound:
+    # a client p99 far above it is time outside the handler (event loop, sockets, client).
+    server_timed_p99_ms: float = 0.0
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -149,6 +153,7 @@ class Tally:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.send_lags: list[float] = []
+        self.wake_lateness: list[float] = []
         self.statuses: Counter[int] = Counter()
         self.codes: Counter[str] = Counter()
         self.unexpected = 0
@@ -276,7 +281,10 @@ async def open_loop(
         try:
             for m, request in enumerate(slots[k]):
                 due = start + (m * width + k) / rate
-                await trio.sleep_until(due)
+                if trio.current_time() < due:
+                    await trio.sleep_until(due)
+                    # How late the client itself woke: its own health, not the server's.
+                    tally.wake_lateness.append(trio.current_time() - due)
                 tally.send_lags.append(trio.current_time() - due)
                 await _one(conn, request, due, tally)
         finally:
@@ -307,6 +315,7 @@ def tls_contexts(pki: Path, slot_ids: list[list[str]]) -> list[ssl.SSLContext]:
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0  # above the gateway's default drain_timeout_seconds (10)
 LOG_TAIL_BYTES = 3000
+SERVER_HISTOGRAM = "duisgw_request_seconds"  # gateway/metrics.py: request in -> answer ready
 
 
 class GatewayFailed(Exception):
@@ -381,6 +390,21 @@ class GatewayProcess:
     def log_tail(self) -> str:
         data = self.log_path.read_bytes() if self.log_path.exists() else b""
         return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+
+    def latency_buckets(self) -> dict[float, float]:
+        """The gateway's own request-latency histogram (cumulative counts by upper bound),
+        summed over endpoints and workers' shared metrics: what the server timed."""
+        url = f"http://127.0.0.1:{self.admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        buckets: dict[float, float] = {}
+        for line in text.splitlines():
+            if line.startswith(SERVER_HISTOGRAM + "_bucket{"):
+                labels, value = line.rsplit(" ", 1)
+                bound = labels.split('le="', 1)[1].split('"', 1)[0]
+                key = math.inf if bound == "+Inf" else float(bound)
+                buckets[key] = buckets.get(key, 0.0) + float(value)
+        return buckets
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the gateway and its worker processes, from /proc."""
@@ -496,6 +520,7 @@ def _drive(
         trio.run(closed_loop, address, [s[:warm] for s in corpus.slots], contexts, None)
         measured = [s[warm:] for s in corpus.slots]
         server_cpu, client_cpu = gateway.cpu_seconds(), time.process_time()
+        buckets = gateway.latency_buckets()
         if options.mode == "open":
             assert options.rate is not None
             tally = trio.run(open_loop, address, measured, contexts, options.rate)
@@ -503,6 +528,8 @@ def _drive(
             tally = trio.run(closed_loop, address, measured, contexts, options.seconds)
         server_cpu = gateway.cpu_seconds() - server_cpu
         client_cpu = time.process_time() - client_cpu
+        after = gateway.latency_buckets()
+        server_buckets = {bound: after[bound] - buckets.get(bound, 0.0) for bound in after}
     finally:
         os.sched_setaffinity(0, previous)
     pinning = ", ".join([
@@ -510,7 +537,18 @@ def _drive(
         if options.workers == 1 and options.server_core >= 0 else "gateway unpinned",
         f"client on core {options.client_core}" if pinned else "client unpinned",
     ])
-    return _report(options, corpus, tally, server_cpu, client_cpu, pinning)
+    report = _report(options, corpus, tally, server_cpu, client_cpu, pinning)
+    report.server_timed_p99_ms = bucket_percentile(server_buckets, 0.99) * 1000
+    return report
+
+
+def bucket_percentile(cumulative: dict[float, float], fraction: float) -> float:
+    """The smallest bucket bound holding `fraction` of the observations (an upper bound)."""
+    total = cumulative.get(math.inf, 0.0)
+    for bound in sorted(cumulative):
+        if total and cumulative[bound] >= fraction * total:
+            return bound
+    return 0.0
 
 
 def _report(
@@ -527,6 +565,7 @@ def _report(
         target_rate_per_second=options.rate if options.mode == "open" else None,
         latency=summarise(tally.latencies),
         send_delay_p99_ms=percentile(lags, 0.99) * 1000,
+        client_wake_lateness_p99_ms=percentile(sorted(tally.wake_lateness), 0.99) * 1000,
         http_status={str(k): v for k, v in sorted(tally.statuses.items())},
         duis_codes=dict(sorted(tally.codes.items())),
         unexpected_codes=tally.unexpected, failures=dict(tally.failures),
@@ -551,8 +590,10 @@ def format_report(r: LoadReport) -> str:
         f"latency ms      p50 {lat.p50_ms:.2f}  p90 {lat.p90_ms:.2f}  p99 {lat.p99_ms:.2f}  "
         f"p99.9 {lat.p999_ms:.2f}  max {lat.max_ms:.2f}  mean {lat.mean_ms:.2f}",
         "histogram ms    " + "  ".join(f"{k}:{v}" for k, v in lat.histogram_ms.items()),
-        f"send delay p99  {r.send_delay_p99_ms:.2f} ms after due (busy connection or late "
-        "client)" if r.mode == "open" else "send delay      - (closed loop)",
+        f"server-timed    p99 <= {r.server_timed_p99_ms:g} ms (gateway histogram bucket)",
+        f"send delay p99  {r.send_delay_p99_ms:.2f} ms after due; client wake-up lateness p99 "
+        f"{r.client_wake_lateness_p99_ms:.2f} ms" if r.mode == "open"
+        else "send delay      - (closed loop)",
         f"HTTP status     {r.http_status}",
         f"DUIS codes      {r.duis_codes}  unexpected: {r.unexpected_codes}",
         f"failures        {r.failures or 'none'}",

@@ -13,7 +13,9 @@ import datetime as dt
 import logging
 import signal
 import ssl
-from collections.abc import Sequence
+import functools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import msgspec
@@ -26,15 +28,19 @@ from gateway.admin import AdminApi
 from gateway.certstore import CertStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
-from gateway.dispatch import AsyncJob, Dispatcher
+from gateway.delivery import run_delivery
+from gateway.dispatch import Dispatcher
 from gateway.http import HttpRequest
 from gateway.ingest import SchemaSet
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
+from gateway.outbox import Outbox, open_outbox
 from gateway.pipeline import RequestPipeline
 from gateway.precommands import PreCommandStore
+from gateway.quarantine_ops import QuarantineOps
 from gateway.registry import IdPolicy, check_policy, load_inventory, load_users
 from gateway.replay import DurableReplayGuard
+from gateway.screen import CounterStore, ThresholdScreen
 from gateway.server import ConnectionHandler, Draining, PeerInfo
 from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
@@ -42,6 +48,10 @@ from gateway.state import GatewayState, ResponseSigner
 from gateway.versions import VersionRegistry
 from mmc.catalogue import Endpoint
 from mmc.identifiers import parse_eui64
+from thresholds.config import ThresholdConfig, ThresholdConfigError, decode_threshold_config
+from thresholds.memory import MemoryThresholdStore
+from thresholds.quarantine import QuarantineStore, open_quarantine_store
+from thresholds.redis import RedisThresholdStore, open_redis_threshold_store
 
 log = logging.getLogger("duisgw")
 
@@ -201,66 +211,125 @@ async def serve(
     metrics = metrics or Metrics()
     try:
         state = build_state(config, clock, metrics)
-    except (OSError, ValueError) as exc:
+        rules = load_threshold_rules(config)
+    except (OSError, ValueError, ThresholdConfigError) as exc:
         raise StartupError(str(exc)) from None
     state_dir = Path(config.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     replay = await DurableReplayGuard.open(state_dir / "replay.sqlite")
-    draining = Draining()
     try:
-        async with trio.open_nursery() as services:
-            if transport is None:
-                transport = default_transport(state, config)
-            lifecycle = Lifecycle(state, transport)
-            dispatcher = Dispatcher(state, transport, PreCommandStore(), lifecycle.submit)
-            pipeline = RequestPipeline(state, replay, dispatcher)
-            await services.start(lifecycle.run)
-            duis_handler = ConnectionHandler(
-                DuisHandler(pipeline, metrics, config), config.limits, config.http.parser, metrics, draining
+        async with AsyncExitStack() as stack:
+            outbox = await stack.enter_async_context(
+                open_outbox(state_dir / "outbox.sqlite", clock=clock, metrics=metrics)
             )
-            admin = AdminApi(state, lambda: reload(config, state))
-            admin_handler = ConnectionHandler(
-                admin, config.limits, "httptools", metrics, Draining()
+            jobs = await stack.enter_async_context(
+                open_outbox(state_dir / "jobs.sqlite", clock=clock)
             )
-            duis_listeners = await open_listeners(
-                config.listen.host, config.listen.port, tls_context(config), reuse_port
+            quarantine = await stack.enter_async_context(
+                open_quarantine_store(state_dir / "quarantine.sqlite", clock)
             )
-            admin_listeners = await open_listeners(
-                config.admin.host, config.admin.port, None, reuse_port=False
-            )
-            async with trio.open_nursery() as connections:
-                accept_scope = trio.CancelScope()
-
-                async def accept() -> None:
-                    with accept_scope:
-                        await trio.serve_listeners(
-                            duis_handler, duis_listeners, handler_nursery=connections
-                        )
-
-                connections.start_soon(accept)
-                connections.start_soon(
-                    trio.serve_listeners, admin_handler, admin_listeners
-                )
-                addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
-                admin.ready = True
-                task_status.started(addresses)
-                log.info("DUIS on http%s://%s:%d, admin on http://%s:%d",
-                         "s" if config.tls else "", *addresses.duis, *addresses.admin)
-                await _wait_for_stop(config, state)
-                admin.ready = False
-                accept_scope.cancel()
-                draining.closing = True
-                with trio.move_on_after(config.limits.drain_timeout_seconds) as drain:
-                    await draining.wait_idle()
-                if drain.cancelled_caught:
-                    log.warning("drain deadline passed with %d requests in flight",
-                                draining.in_flight)
-                connections.cancel_scope.cancel()
-            services.cancel_scope.cancel()
+            counters = await stack.enter_async_context(threshold_counters(config, rules))
+            metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
+            await _run_services(config, state, replay, outbox, jobs, quarantine, counters,
+                                transport, reuse_port, task_status)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
             await replay.aclose()
     log.info("stopped")
+
+
+async def _run_services(
+    config: Config,
+    state: GatewayState,
+    replay: DurableReplayGuard,
+    outbox: Outbox,
+    jobs: Outbox,
+    quarantine: QuarantineStore,
+    counters: CounterStore,
+    transport: DeviceTransport | None,
+    reuse_port: bool,
+    task_status: trio.TaskStatus[BoundAddresses],
+) -> None:
+    metrics = state.metrics
+    draining = Draining()
+    async with trio.open_nursery() as services:
+        if transport is None:
+            transport = default_transport(state, config)
+        lifecycle = Lifecycle(state, transport, jobs, outbox)
+        dispatcher = Dispatcher(state, transport, PreCommandStore(), lifecycle.submit)
+        lifecycle.attach(dispatcher)
+        screen = ThresholdScreen(
+            state, counters, quarantine, lifecycle.deliver_alert,
+            fail_open=config.thresholds.when_store_unavailable == "open",
+        )
+        ops = QuarantineOps(state, screen, dispatcher, lifecycle,
+                            config.thresholds.quarantine_retention_seconds)
+        pipeline = RequestPipeline(state, replay, dispatcher, screen)
+        await services.start(functools.partial(run_delivery, outbox, config.delivery,
+                                               metrics=metrics))
+        await services.start(lifecycle.run)
+        await services.start(ops.run_expiry)
+        if isinstance(counters, RedisThresholdStore):
+            await services.start(counters.run)
+        duis_handler = ConnectionHandler(
+            DuisHandler(pipeline, metrics, config), config.limits, config.http.parser, metrics,
+            draining,
+        )
+        admin = AdminApi(state, lambda: reload(config, state), ops, outbox,
+                         state_dir=Path(config.state_dir))
+        admin_handler = ConnectionHandler(admin, config.limits, "httptools", metrics, Draining())
+        duis_listeners = await open_listeners(
+            config.listen.host, config.listen.port, tls_context(config), reuse_port
+        )
+        admin_listeners = await open_listeners(
+            config.admin.host, config.admin.port, None, reuse_port=reuse_port
+        )
+        async with trio.open_nursery() as connections:
+            accept_scope = trio.CancelScope()
+
+            async def accept() -> None:
+                with accept_scope:
+                    await trio.serve_listeners(
+                        duis_handler, duis_listeners, handler_nursery=connections
+                    )
+
+            connections.start_soon(accept)
+            connections.start_soon(trio.serve_listeners, admin_handler, admin_listeners)
+            addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
+            admin.ready = True
+            task_status.started(addresses)
+            log.info("DUIS on http%s://%s:%d, admin on http://%s:%d",
+                     "s" if config.tls else "", *addresses.duis, *addresses.admin)
+            await _wait_for_stop(config, state)
+            admin.ready = False
+            accept_scope.cancel()
+            draining.closing = True
+            with trio.move_on_after(config.limits.drain_timeout_seconds) as drain:
+                await draining.wait_idle()
+            if drain.cancelled_caught:
+                log.warning("drain deadline passed with %d requests in flight",
+                            draining.in_flight)
+            connections.cancel_scope.cancel()
+        services.cancel_scope.cancel()
+
+
+def load_threshold_rules(config: Config) -> ThresholdConfig:
+    path = config.thresholds.rules_file
+    if path is None:
+        return ThresholdConfig()
+    try:
+        return decode_threshold_config(Path(path).read_bytes())
+    except ThresholdConfigError as exc:
+        raise ThresholdConfigError(f"thresholds.rules_file {path}: {exc}") from None
+
+
+@asynccontextmanager
+async def threshold_counters(config: Config, rules: ThresholdConfig) -> AsyncIterator[CounterStore]:
+    if config.thresholds.store == "memory":
+        yield MemoryThresholdStore(rules)
+        return
+    async with open_redis_threshold_store(rules, config.thresholds.redis) as store:
+        yield store
 
 
 def default_transport(state: GatewayState, config: Config) -> DeviceTransport:

@@ -14,7 +14,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from gateway.delivery import DeliveryConfig
 from gateway.simulator import SimulatorConfig
+from thresholds.config import RedisStoreSettings
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
@@ -85,8 +87,11 @@ class RegistryConfig(Base, kw_only=True):
 
 class ThresholdsConfig(Base, kw_only=True):
     store: Literal["memory", "redis"] = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    rules_file: str | None = None
+    redis: RedisStoreSettings = msgspec.field(default_factory=RedisStoreSettings)
+    rules_file: str | None = None  # threshold rules and attribute limits (TOML)
+    # Redis unreachable: "closed" answers 503 (nothing acknowledged), "open" lets requests by.
+    when_store_unavailable: Literal["closed", "open"] = "closed"
+    quarantine_retention_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30 * 86_400.0
 
 
 def _default_simulator() -> SimulatorConfig:
@@ -104,6 +109,7 @@ class Config(Base, kw_only=True):
     trust: TrustConfig
     registry: RegistryConfig
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
     # The embedded device simulator (the default device transport).
     simulator: SimulatorConfig = msgspec.field(default_factory=_default_simulator)
 

@@ -77,7 +77,7 @@ class Dispatcher:
         if request.srv.non_device:
             return self._non_device(request)
         try:
-            command = self._command(request)
+            command = self.command_for(request)
         except PreCommandMismatch as exc:
             log.info("refused request_id=%s code=E12 reason=%s", request.header.request_id, exc)
             return self.acknowledgement(request, "E12")
@@ -101,13 +101,19 @@ class Dispatcher:
         )
         return self._signed(request, answer.code, answer.content)
 
-    def _command(self, request: Verified) -> DeviceCommand:
+    def command_for(self, request: Verified, *, correlate: bool = True) -> DeviceCommand:
+        """The device command; `correlate=False` for a journaled SignedPreCommand that was
+        correlated before it was acknowledged."""
         header = request.header
         device = self._state.inventory.get(header.request_id.target)
         device_type = device.device_type if device is not None else "ESME"
         cv = header.command_variant
         if cv in SIGNED_PRE_COMMAND_VARIANTS:
-            gbcs = self._correlated_signed_pre_command(request)
+            gbcs = (
+                self._correlated_signed_pre_command(request)
+                if correlate
+                else _signed_pre_command_payload(request.body)
+            )
         else:
             built = build_command(
                 request.srv.variant,
@@ -178,6 +184,10 @@ class Dispatcher:
             version=request.route.version,
             srv=request.srv.variant,
         )
+
+
+def rebuild_command(dispatcher: Dispatcher, request: Verified) -> DeviceCommand:
+    return dispatcher.command_for(request, correlate=False)
 
 
 async def send_to_device(transport: DeviceTransport, command: DeviceCommand) -> DeviceReply:

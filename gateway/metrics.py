@@ -71,6 +71,10 @@ class Metrics:
         self.outbox_depth = Gauge(
             "duisgw_outbox_pending", "Responses stored and not yet delivered", registry=r
         )
+        self.outbox_dead_letters = Gauge(
+            "duisgw_outbox_dead_letters", "Responses that could not be delivered, kept for retry",
+            registry=r,
+        )
         self.deliveries = Counter(
             "duisgw_deliveries_total", "Asynchronous delivery attempts, by outcome",
             ("outcome",), registry=r,

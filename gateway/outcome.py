@@ -13,7 +13,8 @@ from mmc.catalogue import Srv
 from mmc.codec import BodyFacts
 
 Stage = Literal[
-    "ingest", "version", "schema", "signature", "certificate", "srv", "body", "tls"
+    "ingest", "version", "schema", "signature", "certificate", "srv", "body", "tls",
+    "thresholds"
 ]
 
 

@@ -25,7 +25,7 @@ LOAD_FIELDS = {
     "mode", "connections", "workers", "requests_measured", "seconds", "throughput_per_second",
     "latency", "http_status", "duis_codes", "unexpected_codes", "failures",
     "client_cpu_seconds", "server_cpu_seconds", "server_exit_code", "corpus_size",
-    "corpus_build_seconds", "pinning",
+    "corpus_build_seconds", "pinning", "server_timed_p99_ms", "client_wake_lateness_p99_ms",
 }
 LATENCY_FIELDS = {"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "histogram_ms"}
 

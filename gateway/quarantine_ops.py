@@ -1,0 +1,103 @@
+"""What happens to a quarantined request when the User decides, or its retention ends.
+
+release: the stored request goes on through dispatch as if just accepted (no
+second replay, access or threshold check; counted once, now). A synchronous
+answer it would have had goes to the User's Receive Response URL instead.
+delete / expiry: the request is dropped and the User is told with a signed
+Service Response for its RequestID carrying E1 ("failed authorisation": the
+DCC did not authorise it to proceed). DUIS has no code of its own for this;
+the choice is documented in the README.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from gateway.dispatch import Dispatcher
+from gateway.lifecycle import Lifecycle, response_message_id
+from gateway.outcome import Refusal
+from gateway.pipeline import verify_request
+from gateway.screen import ThresholdScreen
+from gateway.state import GatewayState
+from mmc import responses
+from mmc.catalogue import Endpoint
+from thresholds.quarantine import QuarantinedRequest
+
+log = logging.getLogger("duisgw.quarantine")
+
+DELETED_CODE = "E1"
+EXPIRY_CHECK_INTERVAL_SECONDS = 60.0
+
+
+class QuarantineOps:
+    def __init__(
+        self,
+        state: GatewayState,
+        screen: ThresholdScreen,
+        dispatcher: Dispatcher,
+        lifecycle: Lifecycle,
+        retention_seconds: float,
+    ) -> None:
+        self._state = state
+        self.screen = screen
+        self._dispatcher = dispatcher
+        self._lifecycle = lifecycle
+        self._retention = retention_seconds
+
+    async def release(self, ref: int) -> str:
+        """Release and process one held request; returns the DUIS code it was answered with."""
+        item = await self.screen.quarantine.release(ref)
+        try:
+            request = verify_request(
+                self._state, Endpoint.SEND, item.raw_request, check_signature=False
+            )
+        except Refusal as refusal:  # e.g. its DUIS version has been retired since
+            log.error("released ref=%d cannot be processed: %s", ref, refusal.detail)
+            await self._tell(item, "E1")
+            return "E1"
+        self.screen.counters.commit_release(
+            item.user_id, item.srv, self._state.clock.now().timestamp()
+        )
+        outcome = await self._dispatcher.dispatch(request)
+        if outcome.code != "I99":  # a synchronous answer: the HTTP exchange is long gone
+            await self._lifecycle.deliver(
+                item.user_id, response_message_id(item.request_id), outcome.body, "response"
+            )
+        log.info("released ref=%d request_id=%s answered=%s", ref, item.request_id, outcome.code)
+        return outcome.code
+
+    async def delete(self, ref: int) -> None:
+        item = await self.screen.quarantine.delete(ref)
+        await self._tell(item, DELETED_CODE)
+        log.info("deleted ref=%d request_id=%s", ref, item.request_id)
+
+    async def run_expiry(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            for item in await self.screen.quarantine.expire(self._retention):
+                log.info("expired ref=%d request_id=%s", item.event_ref, item.request_id)
+                await self._tell(item, DELETED_CODE)
+            await trio.sleep(EXPIRY_CHECK_INTERVAL_SECONDS)
+
+    async def _tell(self, item: QuarantinedRequest, code: str) -> None:
+        route = self._state.versions.route(item.duis_version, self._state.clock.now())
+        catalogue = route.catalogue if route is not None else None
+        if catalogue is None:
+            log.error("cannot tell user_id=%s about ref=%d: version %s no longer served",
+                      item.user_id, item.event_ref, item.duis_version)
+            return
+        srv = catalogue.srvs[item.srv]
+        from mmc.identifiers import parse_request_id
+
+        document = responses.service_response(
+            catalogue, parse_request_id(item.request_id), code, srv.reference, srv.variant,
+            self._state.clock.now(),
+        )
+        await self._lifecycle.deliver(
+            item.user_id, f"{item.request_id}:quarantine:{item.event_ref}",
+            self._state.signer.sign(document), "response",
+        )
