@@ -34,6 +34,7 @@ from gateway.transport import (
 from mmc import responses
 from mmc.commands import CommandError, CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import CorrelationError
+from parse_correlate.correlate import Reason as CorrelationReason
 
 log = logging.getLogger("duisgw.dispatch")
 
@@ -42,6 +43,8 @@ ASYNC_VARIANTS = frozenset({1, 3, 5, 7})
 SIGNED_PRE_COMMAND_VARIANTS = frozenset({5, 6, 7})
 SYNC_DEVICE_TIMEOUT_SECONDS = 30.0
 PREPAYMENT_SRVS = frozenset({"2.1", "2.2", "2.3", "2.5"})
+# SMKI role codes of User role certificates that may sign a Pre-Command (not 87/89).
+ROLE_SIGNING_CODES = ("02", "03", "04", "08", "7F")
 
 # Hands an accepted asynchronous job to the life-cycle worker; returns once it is durable.
 AsyncSubmit = Callable[["AsyncJob"], Awaitable[None]]
@@ -145,10 +148,31 @@ class Dispatcher:
             raise PreCommandMismatch("no pending Pre-Command for this RequestID")
         try:
             request.route.handlers.correlate(pending, signed)
+            self._verify_user_signature(request, signed)
         except CorrelationError as exc:
-            self._pre_commands.put(request.header.request_id, pending)  # let the User retry
-            raise PreCommandMismatch(f"SignedPreCommand does not correlate: {exc.reason}") from None
+            # One attempt per Pre-Command (the replay guard spent the counter too): a
+            # User whose signed copy was refused starts again with a new CV 4 request.
+            raise PreCommandMismatch(f"SignedPreCommand refused: {exc.reason}") from None
         return signed
+
+    def _verify_user_signature(self, request: Verified, signed: bytes) -> None:
+        """The GBCS signature must verify with one of the originator's role digital-signing
+        certificates (never the XML-signing one), valid now."""
+        originator = request.header.request_id.originator
+        now = self._state.clock.now()
+        store = self._state.certstore
+        for role in ROLE_SIGNING_CODES:
+            for cert in store.find(originator, role, "digitalSignature"):
+                if cert.not_before <= now <= cert.not_after and not store.is_revoked(cert):
+                    try:
+                        request.route.handlers.verify_pre_command_signature(signed, cert.public_key)
+                    except CorrelationError:
+                        continue
+                    return
+        raise CorrelationError(
+            CorrelationReason.SIGNATURE_INVALID,
+            f"no valid role signing certificate of {originator} verifies the Pre-Command",
+        )
 
     def device_response(self, request: Verified, reply: DeviceReply) -> Outcome:
         code = OUTCOME_CODES[reply.outcome]
