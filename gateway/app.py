@@ -46,6 +46,7 @@ from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
 from gateway.state import GatewayState, ResponseSigner
 from gateway.versions import VersionRegistry
+from gateway.workers import worker_state_dir
 from mmc.catalogue import Endpoint
 from mmc.identifiers import parse_eui64
 from thresholds.config import ThresholdConfig, ThresholdConfigError, decode_threshold_config
@@ -204,9 +205,13 @@ async def serve(
     metrics: Metrics | None = None,
     reuse_port: bool = False,
     transport: DeviceTransport | None = None,
+    worker: tuple[int, int] = (0, 1),
     task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the gateway until cancelled or signalled; `task_status` gets the bound ports."""
+    """Run the gateway until cancelled or signalled; `task_status` gets the bound ports.
+
+    `worker` is (index, count) under `duisgw serve --workers` (gateway/workers.py).
+    """
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     try:
@@ -215,15 +220,22 @@ async def serve(
     except (OSError, ValueError, ThresholdConfigError) as exc:
         raise StartupError(str(exc)) from None
     state_dir = Path(config.state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    own_dir = worker_state_dir(config, *worker)
+    own_dir.mkdir(parents=True, exist_ok=True)
+    if worker[1] > 1:
+        admin_port = config.admin.port + worker[0] if config.admin.port else 0
+        config = msgspec.structs.replace(
+            config, admin=msgspec.structs.replace(config.admin, port=admin_port)
+        )
+        reuse_port = True
     replay = await DurableReplayGuard.open(state_dir / "replay.sqlite")
     try:
         async with AsyncExitStack() as stack:
             outbox = await stack.enter_async_context(
-                open_outbox(state_dir / "outbox.sqlite", clock=clock, metrics=metrics)
+                open_outbox(own_dir / "outbox.sqlite", clock=clock, metrics=metrics)
             )
             jobs = await stack.enter_async_context(
-                open_outbox(state_dir / "jobs.sqlite", clock=clock)
+                open_outbox(own_dir / "jobs.sqlite", clock=clock)
             )
             quarantine = await stack.enter_async_context(
                 open_quarantine_store(state_dir / "quarantine.sqlite", clock)
@@ -282,7 +294,7 @@ async def _run_services(
             config.listen.host, config.listen.port, tls_context(config), reuse_port
         )
         admin_listeners = await open_listeners(
-            config.admin.host, config.admin.port, None, reuse_port=reuse_port
+            config.admin.host, config.admin.port, None, reuse_port=False
         )
         async with trio.open_nursery() as connections:
             accept_scope = trio.CancelScope()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from gateway import admin_client
 from gateway.config import ConfigError, load_config
 from gateway.default import DEFAULT_STATE_DIR, ensure_default_state
 
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="embedded default's state directory (default: ./duisgw-state)")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes sharing the DUIS port (SO_REUSEPORT)")
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-count", type=int, default=1, help=argparse.SUPPRESS)
 
     send = commands.add_parser("send", help="sign a DUIS request file and post it")
     send.add_argument("file", type=Path)
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="keep the file's RequestID counter (e.g. a SignedPreCommand)")
     send.add_argument("--print-request", action="store_true", help="print the signed request")
 
+    admin_client.add_arguments(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "send":
         return _send(args)
-    return 2
+    return admin_client.run(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -67,12 +72,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"duisgw: config error: {exc}", file=sys.stderr)
         return 2
     if args.workers > 1:
-        from gateway.workers import run_workers
+        from gateway.workers import WorkerConfigError, run_workers
 
-        return run_workers(config, args.workers)
-    _print_banner(config_path, config)
+        _print_banner(config_path, config)
+        try:
+            return run_workers(config_path, config, args.workers)
+        except WorkerConfigError as exc:
+            print(f"duisgw: {exc}", file=sys.stderr)
+            return 2
+    if args.worker_count == 1:
+        _print_banner(config_path, config)
+    worker = (args.worker_index, args.worker_count)
     try:
-        trio.run(serve, config)
+        trio.run(functools.partial(serve, config, worker=worker))
     except StartupError as exc:
         print(f"duisgw: cannot start: {exc}", file=sys.stderr)
         return 2

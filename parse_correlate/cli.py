@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
+from mmc.applicability import applicable_device_types
+from mmc.catalogue import SERVED_VERSIONS, UnknownVersion, load_catalogue
 from mmc.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command
 from mmc.identifiers import IdentifierError, RequestId, parse_request_id
 from parse_correlate.correlate import CorrelationError, sign_pre_command
@@ -96,6 +98,7 @@ class Check(NamedTuple):
 
 class DuisRequest(NamedTuple):
     root: etree._Element
+    version: str  # schemaVersion
     request_id: RequestId
     command_variant: str
     srv_variant: str
@@ -107,48 +110,28 @@ class DuisRequest(NamedTuple):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `parse` and `correlate` under the `pc` command."""
     actions = parser.add_subparsers(dest="pc_command", required=True, metavar="{parse,correlate}")
+    # fmt: off
     parse = actions.add_parser("parse", help="GBCS response/alert -> MMC output XML")
     parse.add_argument("file", type=Path, help="GBCS as hex, base64 or binary, or DUIS XML")
     # Not argparse choices: an unserved version is answered with the served list, exit 2.
-    parse.add_argument(
-        "--version",
-        dest="duis_version",
-        required=True,
-        help="DUIS version of the MMC output (5.0, 5.1, 5.3, 5.4)",
-    )
-    parse.add_argument(
-        "--user-key", type=Path, help="the User's key agreement private key (PEM), to decrypt"
-    )
-    parse.add_argument(
-        "--device-cert",
-        type=Path,
-        help="the device's key agreement certificate or public key (PEM)",
-    )
+    parse.add_argument("--version", dest="duis_version", required=True,
+                       help="DUIS version of the MMC output (5.0, 5.1, 5.3, 5.4)")
+    parse.add_argument("--user-key", type=Path,
+                       help="the User's key agreement private key (PEM), to decrypt")
+    parse.add_argument("--device-cert", type=Path,
+                       help="the device's key agreement certificate or public key (PEM)")
 
     correlate = actions.add_parser("correlate", help="check a Pre-Command against its request")
     correlate.add_argument("request", type=Path, help="the CV 4 DUIS request XML")
-    correlate.add_argument(
-        "pre_command",
-        type=Path,
-        metavar="precommand",
-        help="the DCC's response XML (PreCommand) or the raw GBCS",
-    )
-    correlate.add_argument(
-        "--sign-with",
-        type=Path,
-        metavar="KEY_PEM",
-        help="the User's role digital-signing private key (PEM)",
-    )
-    correlate.add_argument(
-        "--command-variant",
-        type=int,
-        choices=SIGNED_PRE_COMMAND_VARIANTS,
-        default=5,
-        help="CV of the SignedPreCommand request (default 5)",
-    )
-    correlate.add_argument(
-        "--out", type=Path, help="write the SignedPreCommand request here (default stdout)"
-    )
+    correlate.add_argument("pre_command", type=Path, metavar="precommand",
+                           help="the DCC's response XML (PreCommand) or the raw GBCS")
+    correlate.add_argument("--sign-with", type=Path, metavar="KEY_PEM",
+                           help="the User's role digital-signing private key (PEM)")
+    correlate.add_argument("--command-variant", type=int, choices=SIGNED_PRE_COMMAND_VARIANTS,
+                           default=5, help="CV of the SignedPreCommand request (default 5)")
+    correlate.add_argument("--out", type=Path,
+                           help="write the SignedPreCommand request here (default stdout)")
+    # fmt: on
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,7 +164,7 @@ def _run_parse(args: argparse.Namespace) -> int:
     try:
         output = handlers.parse_response(source.gbcs, keys)
     except GbcsError as exc:
-        raise _BadInput(f"{args.file}: malformed GBCS message: {exc}") from None
+        raise _BadInput(f"{args.file}: cannot parse the GBCS message: {exc}") from None
     sys.stdout.write(output.decode("utf-8") + "\n")
     return 0
 
@@ -293,6 +276,7 @@ def read_request(data: bytes, name: str) -> DuisRequest:
         raise _BadInput(f"{name}: the request has no sr:CommandVariant or no sr:Body")
     return DuisRequest(
         root=root,
+        version=(root.get("schemaVersion") or "").strip(),
         request_id=request_id,
         command_variant=(root.findtext(header + "CommandVariant") or "").strip(),
         srv_variant=(root.findtext(header + "ServiceReferenceVariant") or "").strip(),
@@ -332,7 +316,7 @@ def _run_correlate(args: argparse.Namespace) -> int:
         signed = sign_pre_command(source.gbcs, signing_key)
     except CorrelationError as exc:
         raise _BadInput(f"not signed: {exc}") from None
-    document = signed_pre_command_request(request.root, signed, args.command_variant)
+    document = signed_pre_command_request(request, signed, args.command_variant)
     if args.out is None:
         sys.stdout.write(document.decode("utf-8") + "\n")
         return 0
@@ -348,45 +332,35 @@ def check_pre_command(
 ) -> list[Check]:
     """What the User checks before signing: is this the command it asked for?"""
     rid, header = request.request_id, message.header
-    checks = [
-        _equal(
-            "command variant",
-            request.command_variant,
-            str(TRANSFORM_VARIANT),
-            "request CommandVariant",
-            "a Pre-Command answers CV",
-        ),
-    ]
+    counter = str(header.originator_counter)
     if response_request_id is None:
-        checks.append(Check("response RequestID", Verdict.SKIPPED, "raw GBCS, no DUIS response"))
+        response = Check("response RequestID", Verdict.SKIPPED, "raw GBCS: no DUIS response")
     else:
-        checks.append(
-            _equal(
-                "response RequestID", response_request_id.strip(), str(rid), "response", "request"
-            )
-        )
-    checks += [
-        _equal("recipient", header.recipient, rid.target, "recipient", "request target"),
-        _equal("originator", header.originator, rid.originator, "originator", "request originator"),
-        # The gateway uses the RequestID counter as the GBCS originator counter, so the
-        # two must agree: mmc.commands.build_command(originator_counter=...counter).
-        _equal(
-            "originator counter",
-            str(header.originator_counter),
-            str(rid.counter),
-            "counter",
-            "request counter",
-        ),
+        response = _equal("response RequestID", response_request_id.strip(), str(rid), "request")
+    return [
+        _command_variant_check(request.command_variant),
+        response,
+        _equal("recipient", header.recipient, rid.target, "request target"),
+        _equal("originator", header.originator, rid.originator, "request originator"),
+        # The gateway uses the RequestID counter as the GBCS originator counter
+        # (gateway.dispatch: build_command(originator_counter=request_id.counter)).
+        _equal("originator counter", counter, str(rid.counter), "request counter"),
         _message_code_check(request.srv_variant, rid, header.message_code),
         _unsigned_command_check(message),
     ]
-    return checks
 
 
-def _equal(name: str, found: str, wanted: str, found_label: str, wanted_label: str) -> Check:
+def _command_variant_check(variant: str) -> Check:
+    if variant == str(TRANSFORM_VARIANT):
+        return Check("command variant", Verdict.OK, "request CV 4, answered with a Pre-Command")
+    detail = f"request CV {variant or '(none)'}, but only CV 4 is answered with a Pre-Command"
+    return Check("command variant", Verdict.MISMATCH, detail)
+
+
+def _equal(name: str, found: str, wanted: str, wanted_label: str) -> Check:
     if found == wanted:
-        return Check(name, Verdict.OK, f"{found_label} {found} = {wanted_label}")
-    return Check(name, Verdict.MISMATCH, f"{found_label} {found}, {wanted_label} {wanted}")
+        return Check(name, Verdict.OK, f"{found} = {wanted_label}")
+    return Check(name, Verdict.MISMATCH, f"{found or '(none)'}, but {wanted_label} is {wanted}")
 
 
 def _describe_code(code: int) -> str:
@@ -395,40 +369,27 @@ def _describe_code(code: int) -> str:
 
 
 def _message_code_check(srv_variant: str, request_id: RequestId, code: int) -> Check:
-    """Compare with the use cases mmc.commands knows for the SRV on any device type.
-
-    It knows few SRVs (the rest get a simulated command, code 0xFFFF), so where it
-    knows none for a device type a code outside its list cannot be judged: skipped."""
+    """Compare with the use cases mmc.commands knows for the SRV, on the device types
+    the SRV applies to. It knows few (the rest get a simulated command, code 0xFFFF), so
+    when a device type's use case is unknown, a code outside the list cannot be judged."""
+    applicable = applicable_device_types(srv_variant)
+    device_types = [kind for kind in DeviceType if kind in applicable] or list(DeviceType)
     built = [
-        build_command(
-            srv_variant,
-            request_id,
-            CommandFacts(device_type=device_type),
-            originator_counter=request_id.counter,
-            now=_ANY_INSTANT,
-            critical=True,
-        )
-        for device_type in DeviceType
-    ]
+        build_command(srv_variant, request_id, CommandFacts(device_type=device_type),
+                      originator_counter=request_id.counter, now=_ANY_INSTANT, critical=True)
+        for device_type in device_types
+    ]  # fmt: skip
     known = {command.message_code for command in built if command.use_case is not None}
     some_unknown = any(command.use_case is None for command in built)
-    found = _describe_code(code)
+    found, srv = _describe_code(code), f"SRV {srv_variant}"
     if code in known:
-        return Check("message code", Verdict.OK, f"{found} is a use case of SRV {srv_variant}")
+        return Check("message code", Verdict.OK, f"{found}, a use case of {srv}")
     if some_unknown and code == SIMULATED_MESSAGE_CODE:
-        return Check(
-            "message code",
-            Verdict.OK,
-            f"{found}: the simulated command this gateway builds for SRV {srv_variant}",
-        )
+        return Check("message code", Verdict.OK, f"{found}, this gateway's simulated {srv}")
     if some_unknown:
-        return Check(
-            "message code",
-            Verdict.SKIPPED,
-            f"{found}: no SRV -> use case table for SRV {srv_variant} to check against",
-        )
+        return Check("message code", Verdict.SKIPPED, f"{found}: no use case table for {srv}")
     expected = ", ".join(sorted(_describe_code(c) for c in known))
-    return Check("message code", Verdict.MISMATCH, f"{found}, SRV {srv_variant} uses {expected}")
+    return Check("message code", Verdict.MISMATCH, f"{found}, but {srv} uses {expected}")
 
 
 def _unsigned_command_check(message: GbcsMessage) -> Check:
@@ -449,30 +410,31 @@ def format_report(
 ) -> str:
     header = message.header
     signature = {None: "no signature field", b"": "zero-length signature field"}.get(
-        message.signature, f"{len(message.signature or b'')}-byte signature"
+        message.signature, "signed"
     )
-    lines = [
-        f"request             {request.request_id}  SRV {request.srv_variant}"
-        f"  CV {request.command_variant}",
-        f"pre-command         {len(source.gbcs)} bytes from {source.form}, {message.kind},"
-        f" {header.cra.name.lower()}, {signature}",
-        f"  originator        {header.originator}",
-        f"  recipient         {header.recipient}",
-        f"  originator counter {header.originator_counter}",
-        f"  message code      {_describe_code(header.message_code)}",
-    ]
-    lines += [f"{check.verdict:<9} {check.name:<19} {check.detail}" for check in checks]
+    fields = (
+        ("request", f"{request.request_id}  SRV {request.srv_variant}"
+                    f"  CV {request.command_variant}"),
+        ("pre-command", f"{len(source.gbcs)} bytes ({source.form}), {message.kind}"
+                        f" {header.cra.name.lower()}, {signature}"),
+        ("originator", header.originator),
+        ("recipient", header.recipient),
+        ("originator counter", str(header.originator_counter)),
+        ("message code", _describe_code(header.message_code)),
+    )  # fmt: skip
+    lines = [f"{label:<29}{value}" for label, value in fields]
+    lines += [f"{check.verdict:<9}{check.name:<20}{check.detail}" for check in checks]
     failed = sum(check.verdict is Verdict.MISMATCH for check in checks)
-    lines.append("correlates" if not failed else f"DOES NOT CORRELATE: {failed} check(s) failed")
+    lines.append(f"DOES NOT CORRELATE: {failed} check(s) failed" if failed else "correlates")
     return "\n".join(lines) + "\n"
 
 
 def signed_pre_command_request(
-    request_root: etree._Element, signed_gbcs: bytes, command_variant: int
+    request: DuisRequest, signed_gbcs: bytes, command_variant: int
 ) -> bytes:
     """The CV 4 request turned into its SignedPreCommand: same header and RequestID, the
     new CV, the body replaced and the XML signature dropped (`duisgw send` re-signs)."""
-    root = copy.deepcopy(request_root)
+    root = copy.deepcopy(request.root)
     for signature in root.findall(f"{{{DS_NS}}}Signature"):
         root.remove(signature)
     variant = root.find(f"{{{SR_NS}}}Header/{{{SR_NS}}}CommandVariant")
@@ -480,15 +442,27 @@ def signed_pre_command_request(
     if variant is None or body is None:
         raise ValueError("the request has no sr:Header/sr:CommandVariant or no sr:Body")
     variant.text = str(command_variant)
-    # SignedPreCommand extends FutureDatedAbstractType: a request's ExecutionDateTime
-    # (first child of its body element) is carried over so both state the same time.
     execution = body.find(f"{{{SR_NS}}}*/{{{SR_NS}}}ExecutionDateTime")
     for child in list(body):
         body.remove(child)
     body.text = None
     signed = etree.SubElement(body, f"{{{SR_NS}}}SignedPreCommand")
-    if execution is not None:
+    if execution is not None and _dsp_future_dated(request):
         etree.SubElement(signed, f"{{{SR_NS}}}ExecutionDateTime").text = execution.text
     payload = etree.SubElement(signed, f"{{{SR_NS}}}GBCSPayload")
     payload.text = base64.b64encode(signed_gbcs).decode("ascii")
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _dsp_future_dated(request: DuisRequest) -> bool:
+    """Whether the SignedPreCommand repeats the request's ExecutionDateTime (its type
+    extends FutureDatedAbstractType). Only when the DCC holds the command (the SRV's
+    "DSP" pattern): under the "Device" pattern the date is inside the signed GBCS and
+    the DCC must send at once. The patterns are the same in every served version, so an
+    unknown one is read from the newest."""
+    try:
+        catalogue = load_catalogue(request.version)
+    except UnknownVersion:
+        catalogue = load_catalogue(SERVED_VERSIONS[-1])
+    srv = catalogue.srvs.get(request.srv_variant)
+    return srv is not None and "DSP" in srv.future_dated

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import msgspec
+import pytest
 import trio
 from lxml import etree
 
+from gateway.cli import main
 from gateway.config import Config
 from gateway.delivery import DeliveryConfig
 from tests.harness import next_counter, response_code, running_gateway
@@ -53,7 +57,9 @@ async def wait_for(receiver: Receiver, count: int) -> None:
             await trio.sleep(0.01)
 
 
-async def test_hold_restart_release_delete(tmp_path: Path, shared_dir: Path) -> None:
+async def test_hold_restart_release_delete(
+    tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     receiver = Receiver()
     xml = (shared_dir / ECS17B).read_bytes()
     async with trio.open_nursery() as nursery:
@@ -78,6 +84,13 @@ async def test_hold_restart_release_delete(tmp_path: Path, shared_dir: Path) -> 
             held = (await gw.client.get(gw.admin_url + "/admin/quarantine")).json()
             assert len(held) == 2
             first, second = (h["event_ref"] for h in held)
+            # The operator's CLI sees the same (run in a thread: it is a blocking client).
+            code = await trio.to_thread.run_sync(
+                main, ["quarantine", "list", "--admin", gw.admin_url]
+            )
+            assert code == 0
+            listed = json.loads(capsys.readouterr().out)
+            assert [h["event_ref"] for h in listed] == [first, second]
             shown = (await gw.client.get(f"{gw.admin_url}/admin/quarantine/{first}")).json()
             assert "ReadInstantaneousImportRegisters" in shown["request_xml"]
 

@@ -1,0 +1,76 @@
+"""`duisgw quarantine|outbox|thresholds|reload`: the operator's commands, over the admin API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import httpx
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:8078"
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    quarantine = commands.add_parser("quarantine", help="list, show, release or delete held requests")
+    q = quarantine.add_subparsers(dest="action", required=True)
+    listing = q.add_parser("list", help="held requests (filters: --user-id, --srv, --min-age-seconds)")
+    listing.add_argument("--user-id")
+    listing.add_argument("--srv")
+    listing.add_argument("--min-age-seconds", type=float)
+    listing.add_argument("--state", default="held", help="held, released, deleted or expired")
+    for name in ("show", "release", "delete"):
+        q.add_parser(name).add_argument("ref", type=int)
+
+    outbox = commands.add_parser("outbox", help="pending and dead-lettered deliveries")
+    o = outbox.add_subparsers(dest="action", required=True)
+    o.add_parser("pending").add_argument("--user-id")
+    o.add_parser("dead-letters")
+    o.add_parser("retry").add_argument("message_id")
+
+    thresholds = commands.add_parser("thresholds", help="show or replace the threshold rules")
+    t = thresholds.add_subparsers(dest="action", required=True)
+    t.add_parser("show")
+    t.add_parser("set").add_argument("file", type=Path, help="TOML rules file")
+
+    leaves = [commands.add_parser("reload", help="reload trust and registry")]
+    for group in (q, o, t):
+        leaves.extend(group.choices.values())
+    for leaf in leaves:
+        leaf.add_argument("--admin", default=DEFAULT_ADMIN_URL, help="admin base URL")
+
+
+def run(args: argparse.Namespace) -> int:
+    base = args.admin.rstrip("/")
+    try:
+        response = _call(args, base)
+    except httpx.HTTPError as exc:
+        print(f"duisgw {args.command}: {base}: {exc}", file=sys.stderr)
+        return 1
+    print(response.text)
+    return 0 if response.status_code < 400 else 1
+
+
+def _call(args: argparse.Namespace, base: str) -> httpx.Response:
+    command, action = args.command, getattr(args, "action", None)
+    if command == "reload":
+        return httpx.post(f"{base}/admin/reload")
+    if command == "quarantine":
+        if action == "list":
+            params = {k: v for k, v in (("user_id", args.user_id), ("srv", args.srv),
+                                        ("min_age_seconds", args.min_age_seconds),
+                                        ("state", args.state)) if v is not None}
+            return httpx.get(f"{base}/admin/quarantine", params=params)
+        if action == "show":
+            return httpx.get(f"{base}/admin/quarantine/{args.ref}")
+        return httpx.post(f"{base}/admin/quarantine/{args.ref}/{action}", timeout=60)
+    if command == "outbox":
+        if action == "pending":
+            params = {"user_id": args.user_id} if args.user_id else {}
+            return httpx.get(f"{base}/admin/outbox/pending", params=params)
+        if action == "dead-letters":
+            return httpx.get(f"{base}/admin/outbox/dead-letters")
+        return httpx.post(f"{base}/admin/outbox/dead-letters/{args.message_id}/retry")
+    if action == "show":
+        return httpx.get(f"{base}/admin/thresholds")
+    return httpx.put(f"{base}/admin/thresholds", content=args.file.read_bytes())

@@ -1,0 +1,104 @@
+"""`duisgw serve --workers N`: N gateway processes sharing the DUIS port (SO_REUSEPORT).
+
+The kernel spreads connections over the workers. What must be one view is
+shared through files or the configured store: the replay counters and the
+quarantine live in the state directory's SQLite files (SQLite's lock
+serialises the processes), thresholds in Redis. What each worker delivers is
+its own: worker i keeps its outbox and jobs journal in `state_dir/worker-i/`,
+so no message is sent by two processes. Worker i's admin listener is on
+`admin.port + i`.
+
+The parent pins worker i to CPU i mod n where it can, forwards SIGTERM/SIGINT
+(each worker drains), restarts a worker that dies, and exits 0 when all
+workers stopped cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gateway.config import Config
+
+log = logging.getLogger("duisgw.workers")
+
+RESTART_DELAY_SECONDS = 1.0
+STOP_TIMEOUT_SECONDS = 30.0
+MAX_WORKERS = 64
+
+
+class WorkerConfigError(ValueError):
+    """The configuration cannot be served by several processes."""
+
+
+def check_worker_config(config: Config, workers: int) -> None:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise WorkerConfigError(f"--workers must be 1-{MAX_WORKERS}")
+    if workers > 1 and config.thresholds.store == "memory" and config.thresholds.rules_file:
+        raise WorkerConfigError(
+            "thresholds.store = \"memory\" counts per process: with --workers > 1 and "
+            "thresholds.rules_file set, use thresholds.store = \"redis\" so the workers "
+            "share one count per User ID"
+        )
+
+
+def worker_state_dir(config: Config, index: int, count: int) -> Path:
+    base = Path(config.state_dir)
+    return base if count == 1 else base / f"worker-{index}"
+
+
+def run_workers(config_path: Path, config: Config, workers: int) -> int:
+    check_worker_config(config, workers)
+    stopping = False
+    children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def spawn(index: int) -> None:
+        command = [
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
+            "--worker-index", str(index), "--worker-count", str(workers),
+        ]
+        child = subprocess.Popen(command)
+        _pin(child.pid, index)
+        children[index] = child
+        log.info("worker %d started (pid %d)", index, child.pid)
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for index in range(workers):
+        spawn(index)
+    failed = False
+    while children:
+        time.sleep(0.2)
+        for index, child in list(children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            del children[index]
+            if stopping:
+                failed |= code != 0
+                continue
+            log.error("worker %d exited with %d; restarting", index, code)
+            time.sleep(RESTART_DELAY_SECONDS)
+            spawn(index)
+    return 1 if failed else 0
+
+
+def _pin(pid: int, index: int) -> None:
+    """One worker per CPU where the OS allows it: fewer migrations, warmer caches."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(pid, {cpus[index % len(cpus)]})
+    except (AttributeError, OSError):
+        pass

@@ -1,0 +1,72 @@
+"""`duisgw serve --workers 2`: two processes on one port, one view of replay counters."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+
+from gateway.client import sign_request
+from tests.harness import next_counter, response_code
+from tests.test_durability import free_port, write_config
+
+INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
+
+
+async def wait_ready(admin_ports: list[int], process: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as client:
+        with trio.fail_after(30):
+            for port in admin_ports:
+                while True:
+                    assert process.poll() is None
+                    try:
+                        r = await client.get(f"http://127.0.0.1:{port}/readyz")
+                        if r.status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await trio.sleep(0.05)
+
+
+async def test_two_workers_share_the_port_and_the_replay_counters(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    duis, admin = free_port(), free_port()
+    while admin + 1 == duis:
+        admin = free_port()
+    config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_ready([admin, admin + 1], process)
+        xml = (shared_dir / INVENTORY).read_bytes()
+        headers = {"content-type": "application/xml"}
+        counter = next_counter()
+        signed, path = sign_request(xml, [tmp_path / "pki"], counter=counter)
+        codes = []
+        # A fresh connection each time: the kernel spreads them over both workers.
+        for _ in range(12):
+            async with httpx.AsyncClient() as client:
+                r = await client.post(f"http://127.0.0.1:{duis}{path}", content=signed,
+                                      headers=headers)
+                codes.append(response_code(r.content))
+        assert codes[0] == "I0"
+        assert codes[1:] == ["E1"] * 11  # the replay is refused whichever worker gets it
+        served = 0
+        async with httpx.AsyncClient() as client:
+            for port in (admin, admin + 1):
+                metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                served += sum(
+                    float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                    if line.startswith("duisgw_requests_total{")
+                )
+        assert served == 12
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
