@@ -1,1 +1,4 @@
-"""The duis-gateway daemon: trio edges around the sans-IO cores in mmc/, parse_correlate/, thresholds/."""
+"""The duis-gateway daemon: trio edges around the sans-IO cores.
+
+The cores live in mmc/, parse_correlate/ and thresholds/.
+"""

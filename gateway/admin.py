@@ -48,9 +48,15 @@ class QuarantineView(msgspec.Struct, frozen=True):
 
 def _view(item: QuarantinedRequest, with_body: bool = False) -> QuarantineView:
     return QuarantineView(
-        event_ref=item.event_ref, user_id=item.user_id, request_id=item.request_id,
-        srv=item.srv, duis_version=item.duis_version, breach=item.breach, held_at=item.held_at,
-        state=item.state, finished_at=item.finished_at,
+        event_ref=item.event_ref,
+        user_id=item.user_id,
+        request_id=item.request_id,
+        srv=item.srv,
+        duis_version=item.duis_version,
+        breach=item.breach,
+        held_at=item.held_at,
+        state=item.state,
+        finished_at=item.finished_at,
         request_xml=item.raw_request.decode("utf-8", "replace") if with_body else None,
     )
 
@@ -68,8 +74,17 @@ class MessageView(msgspec.Struct, frozen=True):
 
 
 def _message(m: StoredMessage) -> MessageView:
-    return MessageView(m.message_id, m.user_id, m.user_seq, m.kind, m.url, m.state,
-                       m.attempts, m.last_error, m.created_at)
+    return MessageView(
+        m.message_id,
+        m.user_id,
+        m.user_seq,
+        m.kind,
+        m.url,
+        m.state,
+        m.attempts,
+        m.last_error,
+        m.created_at,
+    )
 
 
 def _json(status: int, value: object) -> Answer:
@@ -103,7 +118,11 @@ class AdminApi:
             return _json(400, {"error": str(exc)})
 
     async def _route(
-        self, method: str, parts: list[str], params: dict[str, str], request: HttpRequest,
+        self,
+        method: str,
+        parts: list[str],
+        params: dict[str, str],
+        request: HttpRequest,
         peer: PeerInfo,
     ) -> Answer:
         if parts == ["healthz"]:
@@ -135,7 +154,9 @@ class AdminApi:
             "users": len(state.registry),
             "devices": len(state.inventory),
             "certificates": len(state.certstore),
-            "certificates_skipped": [{"file": str(p), "reason": r} for p, r in state.certstore.skipped],
+            "certificates_skipped": [
+                {"file": str(p), "reason": r} for p, r in state.certstore.skipped
+            ],
             "outbox_pending": self._outbox.pending_count(),
             "outbox_dead_letters": self._outbox.dead_letter_count(),
         }
@@ -154,7 +175,9 @@ class AdminApi:
         try:
             if len(rest) == 1 and method == "GET":
                 item = await store.show(ref)
-                return _json(200, _view(item, True)) if item else _json(404, {"error": "unknown ref"})
+                return (
+                    _json(200, _view(item, True)) if item else _json(404, {"error": "unknown ref"})
+                )
             if rest[1:] == ["release"] and method == "POST":
                 return _json(200, {"released": ref, "answered": await self._ops.release(ref)})
             if rest[1:] == ["delete"] and method == "POST":
@@ -168,7 +191,9 @@ class AdminApi:
 
     async def _outbox_route(self, method: str, rest: list[str], params: dict[str, str]) -> Answer:
         if rest == ["pending"] and method == "GET":
-            return _json(200, [_message(m) for m in await self._outbox.pending(params.get("user_id"))])
+            return _json(
+                200, [_message(m) for m in await self._outbox.pending(params.get("user_id"))]
+            )
         if rest == ["dead-letters"] and method == "GET":
             return _json(200, [_message(m) for m in await self._outbox.dead_letters()])
         if len(rest) == 3 and rest[0] == "dead-letters" and rest[2] == "retry" and method == "POST":
@@ -183,13 +208,18 @@ class AdminApi:
 
     def _thresholds(self, method: str, request: HttpRequest, peer: PeerInfo) -> Answer:
         counters = self._ops.screen.counters
+        if not isinstance(counters, MemoryThresholdStore):
+            return _json(
+                409,
+                {
+                    "error": "run-time changes need the memory store; restart with "
+                    "a new thresholds.rules_file for Redis"
+                },
+            )
         if method == "GET":
             return _json(200, counters.config)
         if method != "PUT":
             return 405, b"GET or PUT (TOML rules)\n", TEXT
-        if not isinstance(counters, MemoryThresholdStore):
-            return _json(409, {"error": "run-time changes need the memory store; restart with "
-                                        "a new thresholds.rules_file for Redis"})
         try:
             rules = decode_threshold_config(request.body)
         except ThresholdConfigError as exc:
@@ -204,6 +234,10 @@ class AdminApi:
         }
         with self._audit.open("ab") as audit:
             audit.write(msgspec.json.encode(entry) + b"\n")
-        log.warning("thresholds changed from %s: %d rules, %d attribute limits", peer.address,
-                    len(rules.rules), len(rules.attribute_limits))
+        log.warning(
+            "thresholds changed from %s: %d rules, %d attribute limits",
+            peer.address,
+            len(rules.rules),
+            len(rules.attribute_limits),
+        )
         return _json(200, {"result": "thresholds updated", "rules": len(rules.rules)})

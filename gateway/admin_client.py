@@ -12,9 +12,13 @@ DEFAULT_ADMIN_URL = "http://127.0.0.1:8078"
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    quarantine = commands.add_parser("quarantine", help="list, show, release or delete held requests")
+    quarantine = commands.add_parser(
+        "quarantine", help="list, show, release or delete held requests"
+    )
     q = quarantine.add_subparsers(dest="action", required=True)
-    listing = q.add_parser("list", help="held requests (filters: --user-id, --srv, --min-age-seconds)")
+    listing = q.add_parser(
+        "list", help="held requests (filters: --user-id, --srv, --min-age-seconds)"
+    )
     listing.add_argument("--user-id")
     listing.add_argument("--srv")
     listing.add_argument("--min-age-seconds", type=float)
@@ -57,9 +61,16 @@ def _call(args: argparse.Namespace, base: str) -> httpx.Response:
         return httpx.post(f"{base}/admin/reload")
     if command == "quarantine":
         if action == "list":
-            params = {k: v for k, v in (("user_id", args.user_id), ("srv", args.srv),
-                                        ("min_age_seconds", args.min_age_seconds),
-                                        ("state", args.state)) if v is not None}
+            params = {
+                k: v
+                for k, v in (
+                    ("user_id", args.user_id),
+                    ("srv", args.srv),
+                    ("min_age_seconds", args.min_age_seconds),
+                    ("state", args.state),
+                )
+                if v is not None
+            }
             return httpx.get(f"{base}/admin/quarantine", params=params)
         if action == "show":
             return httpx.get(f"{base}/admin/quarantine/{args.ref}")

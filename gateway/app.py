@@ -10,10 +10,10 @@ in-flight requests under `drain_timeout_seconds`, flush journals, return.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import signal
 import ssl
-import functools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -42,9 +42,9 @@ from gateway.registry import IdPolicy, check_policy, load_inventory, load_users
 from gateway.replay import DurableReplayGuard
 from gateway.screen import CounterStore, ThresholdScreen
 from gateway.server import ConnectionHandler, Draining, PeerInfo
+from gateway.state import GatewayState, ResponseSigner
 from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
-from gateway.state import GatewayState, ResponseSigner
 from gateway.versions import VersionRegistry
 from gateway.workers import worker_state_dir
 from mmc.catalogue import Endpoint
@@ -88,7 +88,9 @@ def load_signer(config: Config) -> ResponseSigner:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     except (OSError, ValueError) as exc:
-        raise StartupError(f"trust.dcc_signing_*: cannot load {cert_path} / {key_path}: {exc}") from None
+        raise StartupError(
+            f"trust.dcc_signing_*: cannot load {cert_path} / {key_path}: {exc}"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise StartupError(f"trust.dcc_signing_key: {key_path} is not an EC private key")
     if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
@@ -100,7 +102,9 @@ def load_signer(config: Config) -> ResponseSigner:
 def load_registry(config: Config, today: dt.date):  # type: ignore[no-untyped-def]
     users = load_users(Path(config.registry.users_file))
     inventory = load_inventory(Path(config.registry.inventory_file))
-    check_policy(users, IdPolicy(one_id_per_role_until=config.registry.one_id_per_role_until), today)
+    check_policy(
+        users, IdPolicy(one_id_per_role_until=config.registry.one_id_per_role_until), today
+    )
     return users, inventory
 
 
@@ -242,8 +246,18 @@ async def serve(
             )
             counters = await stack.enter_async_context(threshold_counters(config, rules))
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
-            await _run_services(config, state, replay, outbox, jobs, quarantine, counters,
-                                transport, reuse_port, task_status)
+            await _run_services(
+                config,
+                state,
+                replay,
+                outbox,
+                jobs,
+                quarantine,
+                counters,
+                transport,
+                reuse_port,
+                task_status,
+            )
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
             await replay.aclose()
@@ -271,24 +285,33 @@ async def _run_services(
         dispatcher = Dispatcher(state, transport, PreCommandStore(), lifecycle.submit)
         lifecycle.attach(dispatcher)
         screen = ThresholdScreen(
-            state, counters, quarantine, lifecycle.deliver_alert,
+            state,
+            counters,
+            quarantine,
+            lifecycle.deliver_alert,
             fail_open=config.thresholds.when_store_unavailable == "open",
         )
-        ops = QuarantineOps(state, screen, dispatcher, lifecycle,
-                            config.thresholds.quarantine_retention_seconds)
+        ops = QuarantineOps(
+            state, screen, dispatcher, lifecycle, config.thresholds.quarantine_retention_seconds
+        )
         pipeline = RequestPipeline(state, replay, dispatcher, screen)
-        await services.start(functools.partial(run_delivery, outbox, config.delivery,
-                                               metrics=metrics))
+        await services.start(
+            functools.partial(run_delivery, outbox, config.delivery, metrics=metrics)
+        )
         await services.start(lifecycle.run)
         await services.start(ops.run_expiry)
         if isinstance(counters, RedisThresholdStore):
             await services.start(counters.run)
         duis_handler = ConnectionHandler(
-            DuisHandler(pipeline, metrics, config), config.limits, config.http.parser, metrics,
+            DuisHandler(pipeline, metrics, config),
+            config.limits,
+            config.http.parser,
+            metrics,
             draining,
         )
-        admin = AdminApi(state, lambda: reload(config, state), ops, outbox,
-                         state_dir=Path(config.state_dir))
+        admin = AdminApi(
+            state, lambda: reload(config, state), ops, outbox, state_dir=Path(config.state_dir)
+        )
         admin_handler = ConnectionHandler(admin, config.limits, "httptools", metrics, Draining())
         duis_listeners = await open_listeners(
             config.listen.host, config.listen.port, tls_context(config), reuse_port
@@ -310,8 +333,12 @@ async def _run_services(
             addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
             admin.ready = True
             task_status.started(addresses)
-            log.info("DUIS on http%s://%s:%d, admin on http://%s:%d",
-                     "s" if config.tls else "", *addresses.duis, *addresses.admin)
+            log.info(
+                "DUIS on http%s://%s:%d, admin on http://%s:%d",
+                "s" if config.tls else "",
+                *addresses.duis,
+                *addresses.admin,
+            )
             await _wait_for_stop(config, state)
             admin.ready = False
             accept_scope.cancel()
@@ -319,8 +346,7 @@ async def _run_services(
             with trio.move_on_after(config.limits.drain_timeout_seconds) as drain:
                 await draining.wait_idle()
             if drain.cancelled_caught:
-                log.warning("drain deadline passed with %d requests in flight",
-                            draining.in_flight)
+                log.warning("drain deadline passed with %d requests in flight", draining.in_flight)
             connections.cancel_scope.cancel()
         services.cancel_scope.cancel()
 
@@ -375,7 +401,9 @@ def reload(config: Config, state: GatewayState) -> str:
         return f"reload failed: {exc}"
     state.certstore, state.registry, state.inventory = certstore, users, inventory
     state.metrics.reloads.labels("ok").inc()
-    message = (f"reloaded: {len(users)} users, {len(inventory)} devices, "
-               f"{len(certstore.skipped)} certificate files skipped")
+    message = (
+        f"reloaded: {len(users)} users, {len(inventory)} devices, "
+        f"{len(certstore.skipped)} certificate files skipped"
+    )
     log.info(message)
     return message

@@ -26,10 +26,18 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = commands.add_parser("serve", help="run the gateway (embedded default if no --config)")
     serve.add_argument("--config", type=Path, help="TOML config file")
-    serve.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                       help="embedded default's state directory (default: ./duisgw-state)")
-    serve.add_argument("--workers", type=int, default=1,
-                       help="worker processes sharing the DUIS port (SO_REUSEPORT)")
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="embedded default's state directory (default: ./duisgw-state)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the DUIS port (SO_REUSEPORT)",
+    )
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     serve.add_argument("--worker-count", type=int, default=1, help=argparse.SUPPRESS)
 
@@ -37,12 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("file", type=Path)
     send.add_argument("--as", dest="as_user", help="sign and send as this User ID (EUI-64)")
     send.add_argument("--url", default="http://127.0.0.1:8079", help="gateway base URL")
-    send.add_argument("--keys", type=Path, action="append",
-                      help="directory of <name>.cert.pem/<name>.key.pem (default: the "
-                           "embedded default's pki/); repeatable")
+    send.add_argument(
+        "--keys",
+        type=Path,
+        action="append",
+        help="directory of <name>.cert.pem/<name>.key.pem (default: the "
+        "embedded default's pki/); repeatable",
+    )
     send.add_argument("--counter", type=int, help="RequestID counter (default: fresh)")
-    send.add_argument("--keep-counter", action="store_true",
-                      help="keep the file's RequestID counter (e.g. a SignedPreCommand)")
+    send.add_argument(
+        "--keep-counter",
+        action="store_true",
+        help="keep the file's RequestID counter (e.g. a SignedPreCommand)",
+    )
     send.add_argument("--print-request", action="store_true", help="print the signed request")
 
     admin_client.add_arguments(commands)
@@ -120,8 +135,9 @@ def _send(args: argparse.Namespace) -> int:
     keys = args.keys or [DEFAULT_STATE_DIR / "pki"]
     counter = None if args.keep_counter else (args.counter or fresh_counter())
     try:
-        signed, path = sign_request(args.file.read_bytes(), keys, counter=counter,
-                                    as_user=args.as_user)
+        signed, path = sign_request(
+            args.file.read_bytes(), keys, counter=counter, as_user=args.as_user
+        )
     except (OSError, ValueError, ClientError) as exc:
         print(f"duisgw send: {exc}", file=sys.stderr)
         return 2

@@ -65,7 +65,7 @@ def signing_key(
         allowed = load_catalogue(normal).signer_role_codes
     except UnknownVersion:
         allowed = frozenset({USER_XML_SIGNING_ROLE_CODE})
-    candidates = [USER_XML_SIGNING_ROLE_CODE] + list(ROLE_CERTIFICATE_CODES)
+    candidates = [USER_XML_SIGNING_ROLE_CODE, *list(ROLE_CERTIFICATE_CODES)]
     for role in [r for r in candidates if r in allowed] or candidates:
         try:
             return find_signing_key(key_dirs, eui64, role)
@@ -87,8 +87,9 @@ def sign_request(
     header = decode_header(root)
     cert, key = signing_key(key_dirs, request_id.originator, header.schema_version)
     signed = sign_document(root, key, cert.certificate.issuer.rfc4514_string(), cert.serial)
-    return signed, endpoint_path(header.schema_version, header.service_reference_variant,
-                                 header.command_variant)
+    return signed, endpoint_path(
+        header.schema_version, header.service_reference_variant, header.command_variant
+    )
 
 
 def endpoint_path(version: str, variant: str, command_variant: int) -> str:

@@ -30,12 +30,12 @@ class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     pass
 
 
-class ListenConfig(Base, kw_only=True):
+class ListenConfig(Base, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = DUIS_PORT
 
 
-class TlsConfig(Base, kw_only=True):
+class TlsConfig(Base, frozen=True, kw_only=True):
     """Mutual TLS on the DUIS listener (DCCKI-style); absent = plain HTTP for local testing."""
 
     certificate: str
@@ -46,12 +46,12 @@ class TlsConfig(Base, kw_only=True):
     identities: dict[str, tuple[Eui64Text, ...]] = {}
 
 
-class AdminConfig(Base, kw_only=True):
+class AdminConfig(Base, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = ADMIN_PORT
 
 
-class LimitsConfig(Base, kw_only=True):
+class LimitsConfig(Base, frozen=True, kw_only=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
     max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16_384
     idle_timeout_seconds: PositiveSeconds = 60.0
@@ -60,18 +60,18 @@ class LimitsConfig(Base, kw_only=True):
     drain_timeout_seconds: PositiveSeconds = 10.0
 
 
-class HttpConfig(Base, kw_only=True):
+class HttpConfig(Base, frozen=True, kw_only=True):
     parser: Literal["httptools", "h11"] = "httptools"
 
 
-class DuisConfig(Base, kw_only=True):
+class DuisConfig(Base, frozen=True, kw_only=True):
     versions: tuple[str, ...] = ("5.0", "5.1", "5.3", "5.4")
     retired_from: dict[str, dt.date] = {}
     xsd_dir: str | None = None
     dcc_eui64: Eui64Text = "90-B3-D5-1F-30-00-00-02"
 
 
-class TrustConfig(Base, kw_only=True):
+class TrustConfig(Base, frozen=True, kw_only=True):
     certificate_dirs: tuple[str, ...]
     ca_anchors: tuple[str, ...] = ()
     crl_files: tuple[str, ...] = ()
@@ -79,13 +79,13 @@ class TrustConfig(Base, kw_only=True):
     dcc_signing_key: str
 
 
-class RegistryConfig(Base, kw_only=True):
+class RegistryConfig(Base, frozen=True, kw_only=True):
     users_file: str
     inventory_file: str
     one_id_per_role_until: dt.date | None = None
 
 
-class ThresholdsConfig(Base, kw_only=True):
+class ThresholdsConfig(Base, frozen=True, kw_only=True):
     store: Literal["memory", "redis"] = "memory"
     redis: RedisStoreSettings = msgspec.field(default_factory=RedisStoreSettings)
     rules_file: str | None = None  # threshold rules and attribute limits (TOML)
@@ -98,7 +98,7 @@ def _default_simulator() -> SimulatorConfig:
     return SimulatorConfig()
 
 
-class Config(Base, kw_only=True):
+class Config(Base, frozen=True, kw_only=True):
     state_dir: str
     listen: ListenConfig = ListenConfig()
     tls: TlsConfig | None = None
@@ -116,8 +116,6 @@ class Config(Base, kw_only=True):
 
 class ConfigError(Exception):
     """The configuration is unusable; the message names the key or file."""
-
-
 
 
 def load_config(path: Path) -> Config:

@@ -73,7 +73,9 @@ def _read_inventory(body: etree._Element, facts: BodyFacts, inventory: Inventory
             found += [d for d in inventory if d.device_id in hubs]
     if not found:
         return ServiceAnswer("E19")
-    return ServiceAnswer("I0", responses.inventory([_inventory_entry(d) for d in found][:MAX_INVENTORY_DEVICES]))
+    return ServiceAnswer(
+        "I0", responses.inventory([_inventory_entry(d) for d in found][:MAX_INVENTORY_DEVICES])
+    )
 
 
 def _smart_metering_system(device: Device, inventory: Inventory) -> list[Device]:

@@ -67,9 +67,7 @@ store = "memory"
 def ensure_default_state(state_dir: Path, now: dt.datetime) -> Path:
     """Create the default state directory's missing parts; return the config path."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    users = [
-        DevUser(eui64=u.eui64, label=u.label, role_codes=(u.role_code,)) for u in dev_users()
-    ]
+    users = [DevUser(eui64=u.eui64, label=u.label, role_codes=(u.role_code,)) for u in dev_users()]
     generate_dev_pki(state_dir / PKI_DIR, users, DCC_EUI64, now)
     write_default_estate(state_dir)
     config = state_dir / CONFIG_NAME

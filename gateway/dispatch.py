@@ -219,8 +219,14 @@ async def send_to_device(transport: DeviceTransport, command: DeviceCommand) -> 
     try:
         return await transport.send(command)
     except QueueFull as exc:
-        log.warning("hub queue full request_id=%s hub=%s class=%s scope=%s limit=%d",
-                    command.request_id, exc.hub_id, command.priority.name, exc.scope, exc.limit)
+        log.warning(
+            "hub queue full request_id=%s hub=%s class=%s scope=%s limit=%d",
+            command.request_id,
+            exc.hub_id,
+            command.priority.name,
+            exc.scope,
+            exc.limit,
+        )
         return DeviceReply(DeviceOutcome.NO_RESPONSE)
 
 

@@ -9,6 +9,7 @@ for one and every XXE/billion-laughs trick starts there. libxml2's own limits
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from lxml import etree
@@ -81,7 +82,7 @@ def parse_xml(data: bytes) -> etree._Element:
         raise IngestError("malformed_xml", str(exc)[:200]) from None
     except ValueError as exc:  # e.g. a unicode string with an encoding declaration
         raise IngestError("malformed_xml", str(exc)[:200]) from None
-    docinfo = root.getroottree().docinfo
+    docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise IngestError("dtd_forbidden", "DOCTYPE declarations are not accepted")
     return root
@@ -90,7 +91,9 @@ def parse_xml(data: bytes) -> etree._Element:
 def request_version(root: etree._Element) -> str:
     """The schemaVersion of an sr:Request: all that routing needs before the XSD check."""
     if root.tag != REQUEST_TAG:
-        raise IngestError("not_a_request", f"root element is {str(root.tag)[:80]!r}, expected sr:Request")
+        raise IngestError(
+            "not_a_request", f"root element is {str(root.tag)[:80]!r}, expected sr:Request"
+        )
     version = root.get("schemaVersion")
     if version is None:
         raise IngestError("missing_schema_version", "sr:Request has no schemaVersion attribute")
@@ -108,7 +111,9 @@ def decode_header(root: etree._Element) -> RequestHeader:
     fields = _header_fields(children[0])
     body_children = [c for c in children[1] if isinstance(c.tag, str)]
     if len(body_children) != 1:
-        raise IngestError("bad_body", f"sr:Body must hold exactly one element, not {len(body_children)}")
+        raise IngestError(
+            "bad_body", f"sr:Body must hold exactly one element, not {len(body_children)}"
+        )
     body = body_children[0]
     if etree.QName(body).namespace != SR_NS:
         raise IngestError("bad_body", "the sr:Body element is not in the DUIS namespace")
@@ -194,7 +199,7 @@ class SchemaSet:
         if schema is None:
             return
         if not schema.validate(root):
-            error = schema.error_log.last_error
+            error: Any = schema.error_log.last_error  # type: ignore[attr-defined]
             raise IngestError("schema_invalid", f"line {error.line}: {error.message}"[:300])
 
     def error(self, version: str, root: etree._Element) -> str | None:
@@ -202,4 +207,4 @@ class SchemaSet:
         schema = self._schemas.get(version)
         if schema is None or schema.validate(root):
             return None
-        return str(schema.error_log.last_error)
+        return str(schema.error_log.last_error)  # type: ignore[attr-defined]

@@ -82,8 +82,11 @@ class Lifecycle:
         url = user.response_url if user is not None and user.response_url else ""
         if not url:
             # Stored anyway: delivery dead-letters it where an operator can see and retry it.
-            log.warning("user_id=%s has no Receive Response URL; %s goes to dead letters",
-                        user_id, message_id)
+            log.warning(
+                "user_id=%s has no Receive Response URL; %s goes to dead letters",
+                user_id,
+                message_id,
+            )
         try:
             await self._outbox.put(
                 OutboundMessage(
@@ -96,8 +99,7 @@ class Lifecycle:
                 )
             )
         except DuplicateMessageId:
-            log.info("message %s was already stored (recovered job); not stored twice",
-                     message_id)
+            log.info("message %s was already stored (recovered job); not stored twice", message_id)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -129,8 +131,11 @@ class Lifecycle:
         try:
             request = verify_request(self._state, Endpoint.SEND, raw, check_signature=False)
         except Refusal as refusal:
-            log.error("journaled job no longer readable (%s: %s); dropped from the journal",
-                      refusal.reason, refusal.detail)
+            log.error(
+                "journaled job no longer readable (%s: %s); dropped from the journal",
+                refusal.reason,
+                refusal.detail,
+            )
             return None
         return AsyncJob(request, rebuild_command(self._dispatch(), request))
 
@@ -140,8 +145,13 @@ class Lifecycle:
             reply = await send_to_device(self._transport, job.command)
             outcome = self._dispatch().device_response(request, reply)
             request_id = request.header.request_id
-            await self.deliver(request_id.originator, response_message_id(request_id),
-                               outcome.body, "response")
+            await self.deliver(
+                request_id.originator, response_message_id(request_id), outcome.body, "response"
+            )
             await self._jobs.mark_delivered(str(request_id))
-            log.info("request_id=%s device=%s outcome=%s stored for delivery", request_id,
-                     job.command.device_id, reply.outcome)
+            log.info(
+                "request_id=%s device=%s outcome=%s stored for delivery",
+                request_id,
+                job.command.device_id,
+                reply.outcome,
+            )

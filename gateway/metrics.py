@@ -43,9 +43,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.connections = Gauge(
-            "duisgw_open_connections", "Open DUIS connections", registry=r
-        )
+        self.connections = Gauge("duisgw_open_connections", "Open DUIS connections", registry=r)
         self.connections_refused = Counter(
             "duisgw_connections_refused_total",
             "Connections refused because max_connections was reached",
@@ -58,12 +56,16 @@ class Metrics:
             registry=r,
         )
         self.reloads = Counter(
-            "duisgw_reloads_total", "Reloads of trust and registry, by outcome", ("outcome",),
+            "duisgw_reloads_total",
+            "Reloads of trust and registry, by outcome",
+            ("outcome",),
             registry=r,
         )
         self.quarantined = Counter(
-            "duisgw_quarantined_total", "Requests held by anomaly detection, by breach",
-            ("breach",), registry=r,
+            "duisgw_quarantined_total",
+            "Requests held by anomaly detection, by breach",
+            ("breach",),
+            registry=r,
         )
         self.threshold_warnings = Counter(
             "duisgw_threshold_warnings_total", "User Warning Threshold crossings", registry=r
@@ -72,18 +74,26 @@ class Metrics:
             "duisgw_outbox_pending", "Responses stored and not yet delivered", registry=r
         )
         self.outbox_dead_letters = Gauge(
-            "duisgw_outbox_dead_letters", "Responses that could not be delivered, kept for retry",
+            "duisgw_outbox_dead_letters",
+            "Responses that could not be delivered, kept for retry",
             registry=r,
         )
         self.deliveries = Counter(
-            "duisgw_deliveries_total", "Asynchronous delivery attempts, by outcome",
-            ("outcome",), registry=r,
+            "duisgw_deliveries_total",
+            "Asynchronous delivery attempts, by outcome",
+            ("outcome",),
+            registry=r,
         )
         self.queue_depth = Gauge(
-            "duisgw_command_queue_depth", "Commands waiting for a device, by priority class",
-            ("priority",), registry=r,
+            "duisgw_command_queue_depth",
+            "Commands waiting for a device, by priority class",
+            ("priority",),
+            registry=r,
         )
         self.queue_wait = Histogram(
-            "duisgw_command_queue_wait_seconds", "Time a command waited before dispatch",
-            ("priority",), buckets=QUEUE_WAIT_BUCKETS, registry=r,
+            "duisgw_command_queue_wait_seconds",
+            "Time a command waited before dispatch",
+            ("priority",),
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
         )

@@ -13,8 +13,7 @@ from mmc.catalogue import Srv
 from mmc.codec import BodyFacts
 
 Stage = Literal[
-    "ingest", "version", "schema", "signature", "certificate", "srv", "body", "tls",
-    "thresholds"
+    "ingest", "version", "schema", "signature", "certificate", "srv", "body", "tls", "thresholds"
 ]
 
 
@@ -49,5 +48,3 @@ class Verified(msgspec.Struct, frozen=True):
     facts: BodyFacts
     raw: bytes
     body: etree._Element  # the sr:Body child, signature removed from its tree
-
-

@@ -17,6 +17,7 @@ from lxml import etree
 
 from gateway.access import AccessRequest, decide
 from gateway.certstore import CertificateError, check_signing_certificate
+from gateway.dispatch import Dispatcher
 from gateway.ingest import (
     SIGNATURE_TAG,
     IngestError,
@@ -25,16 +26,15 @@ from gateway.ingest import (
     parse_xml,
     request_version,
 )
-from gateway.dispatch import Dispatcher
 from gateway.outcome import Outcome, Refusal, Verified
 from gateway.replay import DurableReplayGuard
+from gateway.screen import ThresholdScreen
 from gateway.signature import (
     SignatureError,
     detach_keeping_tail,
     parse_signature,
     verify_signature,
 )
-from gateway.screen import ThresholdScreen
 from gateway.state import GatewayState
 from gateway.versions import VersionRoute
 from mmc import responses
@@ -44,6 +44,7 @@ from mmc.codec import BodyError, extract_body_facts
 log = logging.getLogger("duisgw.pipeline")
 
 SIGNED_PRE_COMMAND_VARIANTS = frozenset({5, 6, 7})
+
 
 def refusal_outcome(refusal: Refusal) -> Outcome:
     text = f"{refusal.stage}: {refusal.reason}: {refusal.detail}\n".encode()
@@ -195,8 +196,13 @@ def error_acknowledgement(state: GatewayState, request: Verified, code: str) -> 
         request.srv.variant,
         state.clock.now(),
     )
-    return Outcome(200, body, code=responses.response_code(catalogue, code),
-                   version=request.route.version, srv=request.srv.variant)
+    return Outcome(
+        200,
+        body,
+        code=responses.response_code(catalogue, code),
+        version=request.route.version,
+        srv=request.srv.variant,
+    )
 
 
 class RequestPipeline:
@@ -223,20 +229,31 @@ class RequestPipeline:
             request = verify_request(state, endpoint, raw)
             originator = request.header.request_id.originator
             if speaks_for is not None and originator not in speaks_for:
-                raise Refusal(403, "tls", "tls_identity_mismatch",
-                              f"the TLS client may not send for User ID {originator}")
+                raise Refusal(
+                    403,
+                    "tls",
+                    "tls_identity_mismatch",
+                    f"the TLS client may not send for User ID {originator}",
+                )
         except Refusal as refusal:
             state.metrics.refusals.labels(refusal.stage, refusal.reason).inc()
-            log.info("refused stage=%s reason=%s detail=%s", refusal.stage, refusal.reason,
-                     refusal.detail)
+            log.info(
+                "refused stage=%s reason=%s detail=%s",
+                refusal.stage,
+                refusal.reason,
+                refusal.detail,
+            )
             return refusal_outcome(refusal)
         header = request.header
         code = self._replay.admit(header.request_id, header.command_variant).code
         if code is None:
             code = access_decision(state, endpoint, request)
         else:
-            log.info("refused request_id=%s code=%s reason=replayed or unmatched counter",
-                     header.request_id, code)
+            log.info(
+                "refused request_id=%s code=%s reason=replayed or unmatched counter",
+                header.request_id,
+                code,
+            )
         # The counter is spent whether or not the request goes on: make it durable
         # before anything is acknowledged.
         await self._replay.flush()

@@ -87,17 +87,27 @@ class QuarantineOps:
         route = self._state.versions.route(item.duis_version, self._state.clock.now())
         catalogue = route.catalogue if route is not None else None
         if catalogue is None:
-            log.error("cannot tell user_id=%s about ref=%d: version %s no longer served",
-                      item.user_id, item.event_ref, item.duis_version)
+            log.error(
+                "cannot tell user_id=%s about ref=%d: version %s no longer served",
+                item.user_id,
+                item.event_ref,
+                item.duis_version,
+            )
             return
         srv = catalogue.srvs[item.srv]
         from mmc.identifiers import parse_request_id
 
         document = responses.service_response(
-            catalogue, parse_request_id(item.request_id), code, srv.reference, srv.variant,
+            catalogue,
+            parse_request_id(item.request_id),
+            code,
+            srv.reference,
+            srv.variant,
             self._state.clock.now(),
         )
         await self._lifecycle.deliver(
-            item.user_id, f"{item.request_id}:quarantine:{item.event_ref}",
-            self._state.signer.sign(document), "response",
+            item.user_id,
+            f"{item.request_id}:quarantine:{item.event_ref}",
+            self._state.signer.sign(document),
+            "response",
         )

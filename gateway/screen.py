@@ -71,16 +71,23 @@ class ThresholdScreen:
             if self._fail_open:
                 log.error("thresholds store unavailable, letting request by: %s", exc)
                 return Decision(Action.ALLOW)
-            raise Refusal(503, "thresholds", "store_unavailable",
-                          "anomaly detection cannot count this request now; retry later") from None
+            raise Refusal(
+                503,
+                "thresholds",
+                "store_unavailable",
+                "anomaly detection cannot count this request now; retry later",
+            ) from None
 
     def _warn(self, user_id: str, request: Verified, decision: Decision) -> None:
         for hit in decision.warnings:
             if hit.crossed:
                 self._state.metrics.threshold_warnings.inc()
                 log.warning(
-                    "User Warning Threshold crossed user_id=%s srv=%s count=%d limit=%d "
-                    "window=%ds", user_id, request.srv.variant, hit.count, hit.rule.limit,
+                    "User Warning Threshold crossed user_id=%s srv=%s count=%d limit=%d window=%ds",
+                    user_id,
+                    request.srv.variant,
+                    hit.count,
+                    hit.rule.limit,
                     hit.rule.window_seconds,
                 )
 
@@ -100,8 +107,12 @@ class ThresholdScreen:
             )
         )
         self._state.metrics.quarantined.labels(decision.breach).inc()
-        log.warning("quarantined request_id=%s breach=%s ref=%d", header.request_id,
-                    decision.breach, event_ref)
+        log.warning(
+            "quarantined request_id=%s breach=%s ref=%d",
+            header.request_id,
+            decision.breach,
+            event_ref,
+        )
         alert = responses.dcc_alert(
             request.route.catalogue,
             "AD1",
@@ -109,11 +120,17 @@ class ThresholdScreen:
             now,
             request_id=header.request_id,
         )
-        await self._notify(user_id, f"{header.request_id}:AD1:{event_ref}",
-                           self._state.signer.sign(alert))
-        body = responses.acknowledgement(
-            request.route.catalogue, header.request_id, "I99", request.srv.reference,
-            request.srv.variant, now,
+        await self._notify(
+            user_id, f"{header.request_id}:AD1:{event_ref}", self._state.signer.sign(alert)
         )
-        return Outcome(200, body, code="I99", version=request.route.version,
-                       srv=request.srv.variant)
+        body = responses.acknowledgement(
+            request.route.catalogue,
+            header.request_id,
+            "I99",
+            request.srv.reference,
+            request.srv.variant,
+            now,
+        )
+        return Outcome(
+            200, body, code="I99", version=request.route.version, srv=request.srv.variant
+        )

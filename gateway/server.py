@@ -8,6 +8,7 @@ caller cancels the accept loop, and in-flight requests drain under a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -117,7 +118,7 @@ class ConnectionHandler:
                 if parser.in_progress
                 else self._limits.idle_timeout_seconds
             )
-            data = b""
+            data: bytes | bytearray = b""
             with trio.move_on_after(timeout):
                 data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
                 if not data:
@@ -130,7 +131,7 @@ class ConnectionHandler:
                     await self._send_and_close(stream, 408, b"request not completed in time\n")
                 return
             try:
-                requests = parser.feed(data)
+                requests = parser.feed(bytes(data))
             except HttpProtocolError as exc:
                 for request in exc.completed:
                     await self._answer(stream, request, peer)
@@ -162,11 +163,12 @@ class ConnectionHandler:
             )
 
 
+_DROPPED = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
 async def _close(stream: trio.abc.Stream) -> None:
-    try:
+    with contextlib.suppress(*_DROPPED):
         await stream.aclose()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
-        pass
 
 
 def _peer_info(stream: trio.abc.Stream) -> PeerInfo:

@@ -46,9 +46,7 @@ class VersionRegistry:
         self._lookup_cache: dict[str, str | None] = {}
 
     @classmethod
-    def build(
-        cls, versions: Sequence[str], retired_from: Mapping[str, dt.date]
-    ) -> VersionRegistry:
+    def build(cls, versions: Sequence[str], retired_from: Mapping[str, dt.date]) -> VersionRegistry:
         routes: dict[str, VersionRoute] = {}
         for version in versions:
             try:

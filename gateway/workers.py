@@ -41,8 +41,8 @@ def check_worker_config(config: Config, workers: int) -> None:
         raise WorkerConfigError(f"--workers must be 1-{MAX_WORKERS}")
     if workers > 1 and config.thresholds.store == "memory" and config.thresholds.rules_file:
         raise WorkerConfigError(
-            "thresholds.store = \"memory\" counts per process: with --workers > 1 and "
-            "thresholds.rules_file set, use thresholds.store = \"redis\" so the workers "
+            'thresholds.store = "memory" counts per process: with --workers > 1 and '
+            'thresholds.rules_file set, use thresholds.store = "redis" so the workers '
             "share one count per User ID"
         )
 
@@ -59,8 +59,16 @@ def run_workers(config_path: Path, config: Config, workers: int) -> int:
 
     def spawn(index: int) -> None:
         command = [
-            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
-            "--worker-index", str(index), "--worker-count", str(workers),
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(config_path),
+            "--worker-index",
+            str(index),
+            "--worker-count",
+            str(workers),
         ]
         child = subprocess.Popen(command)
         _pin(child.pid, index)

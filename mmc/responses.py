@@ -9,6 +9,7 @@ change and escaping costs nothing.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from xml.sax.saxutils import escape
@@ -124,14 +125,10 @@ def service_response(
 
 
 def gbcs_payload(payload: bytes) -> str:
-    import base64
-
     return f"<sr:GBCSPayload>{base64.b64encode(payload).decode()}</sr:GBCSPayload>"
 
 
 def pre_command(gbcs_version: str, payload: bytes) -> str:
-    import base64
-
     return (
         f"<sr:PreCommand><sr:GBCSVersion>{escape(gbcs_version)}</sr:GBCSVersion>"
         f"<sr:GBCSPayload>{base64.b64encode(payload).decode()}</sr:GBCSPayload></sr:PreCommand>"
@@ -213,7 +210,7 @@ def quarantined_request(breach: str, request_id: RequestId, event_ref: int) -> s
 def version_mismatch(
     request_id: RequestId, reference: str, variant: str, request_version: str, user_version: str
 ) -> str:
-    """DCCAlert content for DUISVersionMismatch (a Service Response the User's version can't carry)."""
+    """DCCAlert content for DUISVersionMismatch: a response the User's version cannot carry."""
     return (
         "<sr:DUISVersionMismatch><sr:ServiceResponseVersionMismatch>"
         f"<sr:RequestID>{request_id}</sr:RequestID>"

@@ -112,24 +112,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="pc_command", required=True, metavar="{parse,correlate}")
     # fmt: off
     parse = actions.add_parser("parse", help="GBCS response/alert -> MMC output XML")
-    parse.add_argument("file", type=Path, help="GBCS as hex, base64 or binary, or DUIS XML")
+    parse.add_argument("file", type=Path, metavar="FILE",
+                       help="GBCS as hex, base64 or binary, or DUIS XML carrying it")
     # Not argparse choices: an unserved version is answered with the served list, exit 2.
-    parse.add_argument("--version", dest="duis_version", required=True,
+    parse.add_argument("--version", dest="duis_version", required=True, metavar="V",
                        help="DUIS version of the MMC output (5.0, 5.1, 5.3, 5.4)")
-    parse.add_argument("--user-key", type=Path,
+    parse.add_argument("--user-key", type=Path, metavar="PEM",
                        help="the User's key agreement private key (PEM), to decrypt")
-    parse.add_argument("--device-cert", type=Path,
+    parse.add_argument("--device-cert", type=Path, metavar="PEM",
                        help="the device's key agreement certificate or public key (PEM)")
 
     correlate = actions.add_parser("correlate", help="check a Pre-Command against its request")
-    correlate.add_argument("request", type=Path, help="the CV 4 DUIS request XML")
-    correlate.add_argument("pre_command", type=Path, metavar="precommand",
+    correlate.add_argument("request", type=Path, metavar="REQUEST",
+                           help="the User's CV 4 DUIS request XML")
+    correlate.add_argument("pre_command", type=Path, metavar="PRECOMMAND",
                            help="the DCC's response XML (PreCommand) or the raw GBCS")
     correlate.add_argument("--sign-with", type=Path, metavar="KEY_PEM",
                            help="the User's role digital-signing private key (PEM)")
     correlate.add_argument("--command-variant", type=int, choices=SIGNED_PRE_COMMAND_VARIANTS,
                            default=5, help="CV of the SignedPreCommand request (default 5)")
-    correlate.add_argument("--out", type=Path,
+    correlate.add_argument("--out", type=Path, metavar="FILE",
                            help="write the SignedPreCommand request here (default stdout)")
     # fmt: on
 
@@ -380,15 +382,19 @@ def _message_code_check(srv_variant: str, request_id: RequestId, code: int) -> C
         for device_type in device_types
     ]  # fmt: skip
     known = {command.message_code for command in built if command.use_case is not None}
-    some_unknown = any(command.use_case is None for command in built)
+    unknown = [
+        kind for kind, command in zip(device_types, built, strict=True) if not command.use_case
+    ]
     found, srv = _describe_code(code), f"SRV {srv_variant}"
+    expected = ", ".join(sorted(_describe_code(c) for c in known))
     if code in known:
         return Check("message code", Verdict.OK, f"{found}, a use case of {srv}")
-    if some_unknown and code == SIMULATED_MESSAGE_CODE:
+    if unknown and code == SIMULATED_MESSAGE_CODE:
         return Check("message code", Verdict.OK, f"{found}, this gateway's simulated {srv}")
-    if some_unknown:
-        return Check("message code", Verdict.SKIPPED, f"{found}: no use case table for {srv}")
-    expected = ", ".join(sorted(_describe_code(c) for c in known))
+    if unknown:
+        not_known = f"not {expected}; " if known else ""
+        detail = f"{found}: {not_known}no use case known for {srv} on {', '.join(unknown)}"
+        return Check("message code", Verdict.SKIPPED, detail)
     return Check("message code", Verdict.MISMATCH, f"{found}, but {srv} uses {expected}")
 
 

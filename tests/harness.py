@@ -86,14 +86,20 @@ class Gateway:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.addresses.admin[1]}"
 
-    async def post(self, path: str, body: bytes, content_type: str = "application/xml") -> httpx.Response:
+    async def post(
+        self, path: str, body: bytes, content_type: str = "application/xml"
+    ) -> httpx.Response:
         return await self.client.post(
             self.url + path, content=body, headers={"content-type": content_type}
         )
 
-    async def send(self, xml: bytes, *, counter: int | None = None, as_user: str | None = None) -> httpx.Response:
+    async def send(
+        self, xml: bytes, *, counter: int | None = None, as_user: str | None = None
+    ) -> httpx.Response:
         signed, path = sign_request(
-            xml, self.key_dirs, counter=next_counter() if counter is None else counter,
+            xml,
+            self.key_dirs,
+            counter=next_counter() if counter is None else counter,
             as_user=as_user,
         )
         return await self.post(path, signed)

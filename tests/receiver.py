@@ -94,5 +94,3 @@ async def _read_request(
             return request, bytes(body)
         else:  # ConnectionClosed: the client went away between requests
             return None, b""
-
-

@@ -31,8 +31,10 @@ def test_default_config_loads_and_resolves_paths(default_text: tuple[Path, str])
         (lambda t: t.replace("[listen]", "[listen]\nprot = 1"), "prot"),
         (lambda t: t.replace("port = 8079", "port = 99999"), "$.listen.port"),
         (lambda t: t.replace('store = "memory"', 'store = "etcd"'), "$.thresholds.store"),
-        (lambda t: t.replace('dcc_eui64 = "90-B3-D5-1F-30-00-00-02"', 'dcc_eui64 = "nope"'),
-         "$.duis.dcc_eui64"),
+        (
+            lambda t: t.replace('dcc_eui64 = "90-B3-D5-1F-30-00-00-02"', 'dcc_eui64 = "nope"'),
+            "$.duis.dcc_eui64",
+        ),
         (lambda t: t + "\n[limits]\nmax_body_bytes = 10\n", "$.limits.max_body_bytes"),
         (lambda t: t.replace("[registry]\n", "[registry]\nusers = 1\n"), "users"),
         (lambda t: t.replace('users_file = "users.toml"\n', ""), "users_file"),

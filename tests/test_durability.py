@@ -32,17 +32,25 @@ def write_config(state: Path, duis: int, admin: int, receiver: int, latency: flo
     base = ensure_default_state(state, dt.datetime.now(dt.UTC)).read_text()
     users = (state / "users.toml").read_text()
     if "response_url" not in users:
-        (state / "users.toml").write_text(users.replace(
-            f'user_id = "{SUPPLIER}"',
-            f'user_id = "{SUPPLIER}"\nresponse_url = "http://127.0.0.1:{receiver}/duis"',
-        ))
-    link = (f'distribution = "fixed"\nlatency_median_seconds = {latency}\n'
-            f"latency_p99_seconds = {latency}\n")
-    text = (base.replace("port = 8079", f"port = {duis}").replace("port = 8078", f"port = {admin}")
-            + "\n[simulator]\n"
-            + "\n".join(f'[simulator.wan_profiles."{w}"]\n{link}'
-                        for w in ("North", "Central", "South", "4G North", "4G Central", "4G South"))
-            + "\n[delivery]\nbackoff_base_seconds = 0.05\nbackoff_cap_seconds = 0.2\n")
+        (state / "users.toml").write_text(
+            users.replace(
+                f'user_id = "{SUPPLIER}"',
+                f'user_id = "{SUPPLIER}"\nresponse_url = "http://127.0.0.1:{receiver}/duis"',
+            )
+        )
+    link = (
+        f'distribution = "fixed"\nlatency_median_seconds = {latency}\n'
+        f"latency_p99_seconds = {latency}\n"
+    )
+    text = (
+        base.replace("port = 8079", f"port = {duis}").replace("port = 8078", f"port = {admin}")
+        + "\n[simulator]\n"
+        + "\n".join(
+            f'[simulator.wan_profiles."{w}"]\n{link}'
+            for w in ("North", "Central", "South", "4G North", "4G Central", "4G South")
+        )
+        + "\n[delivery]\nbackoff_base_seconds = 0.05\nbackoff_cap_seconds = 0.2\n"
+    )
     path = state / "test.toml"
     path.write_text(text)
     return path
@@ -51,7 +59,8 @@ def write_config(state: Path, duis: int, admin: int, receiver: int, latency: flo
 async def start(config: Path, admin: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     async with httpx.AsyncClient() as client:
         with trio.fail_after(30):
@@ -79,8 +88,11 @@ async def test_kill_9_loses_no_acknowledged_request(tmp_path: Path, shared_dir: 
             async with httpx.AsyncClient() as client:
                 for _ in range(20):
                     signed, path = sign_request(xml, [tmp_path / "pki"], counter=next_counter())
-                    r = await client.post(f"http://127.0.0.1:{duis}{path}", content=signed,
-                                          headers={"content-type": "application/xml"})
+                    r = await client.post(
+                        f"http://127.0.0.1:{duis}{path}",
+                        content=signed,
+                        headers={"content-type": "application/xml"},
+                    )
                     assert response_code(r.content) == "I99"
                     acknowledged.append(signed)
         finally:

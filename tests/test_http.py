@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,7 +25,10 @@ def test_pipelined_requests_in_one_chunk(name: ParserName) -> None:
     parser = make_parser(name, 1024, 1024)
     first, second = parser.feed(TWO_REQUESTS)
     assert (first.method, first.target, first.body, first.keep_alive) == (
-        "POST", "/api/v1/serviceS", b"<a/>\n", True,
+        "POST",
+        "/api/v1/serviceS",
+        b"<a/>\n",
+        True,
     )
     assert first.header(b"content-type") == b"application/xml"
     assert (second.target, second.body, second.keep_alive) == ("/api/v1/serviceD", b"xyz", False)
@@ -36,7 +41,7 @@ def test_any_split_gives_the_same_requests(name: ParserName, cuts: list[int]) ->
     parser = make_parser(name, 1024, 1024)
     points = [0, *sorted(set(cuts)), len(TWO_REQUESTS)]
     got = []
-    for start, end in zip(points, points[1:], strict=False):
+    for start, end in itertools.pairwise(points):
         got.extend(parser.feed(TWO_REQUESTS[start:end]))
     assert [r.body for r in got] == [b"<a/>\n", b"xyz"]
 

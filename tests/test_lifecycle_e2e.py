@@ -35,7 +35,8 @@ REQUESTS = "duis/samples/requests"
 @pytest.fixture(scope="module")
 def schemas(shared_dir: Path) -> SchemaSet:
     return SchemaSet.load(
-        shared_dir / "duis" / "xsd", {v: load_catalogue(v).xsd_file for v in ("5.0", "5.1", "5.3", "5.4")}
+        shared_dir / "duis" / "xsd",
+        {v: load_catalogue(v).xsd_file for v in ("5.0", "5.1", "5.3", "5.4")},
     )
 
 
@@ -80,7 +81,9 @@ async def test_every_kind_of_exchange(tmp_path: Path, shared_dir: Path, schemas:
         key_dirs = [tmp_path / "pki"]
         async with running_gateway(config_with_receiver(tmp_path, port), key_dirs) as gw:
             # CV 1: I99 now, the signed response later at the Receive Response URL.
-            cv1 = (shared_dir / REQUESTS / "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML").read_bytes()
+            cv1 = (
+                shared_dir / REQUESTS / "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
+            ).read_bytes()
             counter = next_counter()
             ack = await gw.send(cv1, counter=counter)
             assert response_code(ack.content) == "I99"
@@ -99,7 +102,10 @@ async def test_every_kind_of_exchange(tmp_path: Path, shared_dir: Path, schemas:
             # CV 8: DCC-only, answered from the inventory.
             cv8 = (shared_dir / REQUESTS / "8.2_READ_INVENTORY_REQUEST_DUIS.XML").read_bytes()
             inventory = await gw.send(cv8)
-            assert check_signed(inventory.content, tmp_path, schemas).find(".//{*}DSPInventory") is not None
+            assert (
+                check_signed(inventory.content, tmp_path, schemas).find(".//{*}DSPInventory")
+                is not None
+            )
 
             # CV 4 -> 5: Pre-Command, signed by the User's role key, correlated.
             cv4 = (shared_dir / REQUESTS / "ECS44_7.3_SUCCESS_REQUEST_DUIS.XML").read_bytes()
@@ -148,8 +154,9 @@ async def test_every_kind_of_exchange(tmp_path: Path, shared_dir: Path, schemas:
 def signed_pre_command_request(cv4: bytes, signed_gbcs: bytes) -> bytes:
     """The User's CV 5: same RequestID, the signed GBCS in a SignedPreCommand body."""
     text = cv4.decode()
-    text = text.replace("<sr:CommandVariant>4</sr:CommandVariant>",
-                        "<sr:CommandVariant>5</sr:CommandVariant>")
+    text = text.replace(
+        "<sr:CommandVariant>4</sr:CommandVariant>", "<sr:CommandVariant>5</sr:CommandVariant>"
+    )
     body = (
         "<sr:Body><sr:SignedPreCommand><sr:GBCSPayload>"
         + base64.b64encode(signed_gbcs).decode()

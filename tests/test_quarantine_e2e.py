@@ -3,9 +3,8 @@ restart, release exactly once, delete with notice; and the outbox rides out a Us
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -121,8 +120,9 @@ async def test_user_endpoint_down_then_back(tmp_path: Path, shared_dir: Path) ->
     async with trio.open_nursery() as nursery:
         port = await nursery.start(receiver.serve)
         config = with_rules(config_with_receiver(tmp_path, port), tmp_path)
-        config = msgspec.structs.replace(config, thresholds=msgspec.structs.replace(
-            config.thresholds, rules_file=None))
+        config = msgspec.structs.replace(
+            config, thresholds=msgspec.structs.replace(config.thresholds, rules_file=None)
+        )
         async with running_gateway(config, [tmp_path / "pki"]) as gw:
             sent = []
             for _ in range(5):

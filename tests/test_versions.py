@@ -111,7 +111,9 @@ async def test_version_specific_value_follows_the_request_version(
 
 async def test_signer_role_is_a_rule_of_the_version(tmp_path: Path, shared_dir: Path) -> None:
     key_dirs = [tmp_path / "pki"]
-    inventory = (shared_dir / "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML").read_bytes()
+    inventory = (
+        shared_dir / "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
+    ).read_bytes()
     async with running_gateway(default_config(tmp_path), key_dirs) as gw:
         cases = [("5.0", "87", 403), ("5.0", "02", 200), ("5.4", "02", 403), ("5.4", "87", 200)]
         for version, role, status in cases:
@@ -128,7 +130,9 @@ async def test_retired_version_is_refused(tmp_path: Path, shared_dir: Path) -> N
     config = msgspec.structs.replace(
         config, duis=msgspec.structs.replace(config.duis, retired_from={"5.0": yesterday})
     )
-    inventory = (shared_dir / "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML").read_bytes()
+    inventory = (
+        shared_dir / "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
+    ).read_bytes()
     async with running_gateway(config, [tmp_path / "pki"]) as gw:
         r = await gw.send(as_version(inventory, "5.0"))
         assert r.status_code == 400 and "unsupported_version" in r.text

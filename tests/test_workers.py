@@ -41,7 +41,8 @@ async def test_two_workers_share_the_port_and_the_replay_counters(
     config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         await wait_ready([admin, admin + 1], process)
@@ -53,8 +54,9 @@ async def test_two_workers_share_the_port_and_the_replay_counters(
         # A fresh connection each time: the kernel spreads them over both workers.
         for _ in range(12):
             async with httpx.AsyncClient() as client:
-                r = await client.post(f"http://127.0.0.1:{duis}{path}", content=signed,
-                                      headers=headers)
+                r = await client.post(
+                    f"http://127.0.0.1:{duis}{path}", content=signed, headers=headers
+                )
                 codes.append(response_code(r.content))
         assert codes[0] == "I0"
         assert codes[1:] == ["E1"] * 11  # the replay is refused whichever worker gets it
@@ -63,7 +65,8 @@ async def test_two_workers_share_the_port_and_the_replay_counters(
             for port in (admin, admin + 1):
                 metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
                 served += sum(
-                    float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                    float(line.rsplit(" ", 1)[1])
+                    for line in metrics.splitlines()
                     if line.startswith("duisgw_requests_total{")
                 )
         assert served == 12
