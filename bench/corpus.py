@@ -176,17 +176,27 @@ def add_slot_users(
     return users_file, inventory_file
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free now: the gateway runs in another process, so port 0 cannot be used."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports free now (the gateway runs in another
+    process, so it cannot be given port 0; `--workers` puts admin listeners side by side)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            first: int = probe.getsockname()[1]
+        if first + count > 65_536:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind((host, port))
+        except OSError:
+            continue
+        return first
 
 
 def write_bench_config(
     default_config: Path, users: Path, inventory: Path, *, xsd_dir: Path | None,
-    tls_slots: list[list[str]] | None,
+    tls_slots: list[list[str]] | None, admin_ports: int = 1,
 ) -> Path:
     """bench.toml beside the default config: free ports, the slot estate, XSD and TLS.
 
@@ -196,8 +206,11 @@ def write_bench_config(
     first User ID, which `tls.identities` lets speak for all of them.
     """
     config = tomllib.loads(default_config.read_text())
-    config["listen"]["port"] = free_port()
-    config["admin"]["port"] = free_port()
+    admin = free_ports(admin_ports)
+    duis = free_ports(1)
+    while admin <= duis < admin + admin_ports:  # probes are closed: the kernel may repeat one
+        duis = free_ports(1)
+    config["admin"]["port"], config["listen"]["port"] = admin, duis
     config["registry"]["users_file"] = str(users)
     config["registry"]["inventory_file"] = str(inventory)
     if xsd_dir is not None:

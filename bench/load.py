@@ -340,12 +340,13 @@ def workers_unavailable() -> str | None:
 
 
 class GatewayProcess:
-    def __init__(self, process: subprocess.Popen[bytes], config: Path) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], config: Path, workers: int) -> None:
         self.process = process
         self.config_path = config
         values = tomllib.loads(config.read_text())
         self.duis_port: int = values["listen"]["port"]
-        self.admin_port: int = values["admin"]["port"]
+        # gateway/workers.py: worker i's admin listener is on admin.port + i.
+        self.admin_ports = [values["admin"]["port"] + i for i in range(workers)]
         self.log_path = config.with_name("gateway.log")
 
     @classmethod
@@ -358,23 +359,27 @@ class GatewayProcess:
             # Before the interpreter has started any thread: every later one inherits it.
             with contextlib.suppress(ProcessLookupError):  # wait_ready reports an early exit
                 os.sched_setaffinity(process.pid, cores)
-        return cls(process, config)
+        return cls(process, config, workers)
 
     def wait_ready(self) -> None:
-        url = f"http://127.0.0.1:{self.admin_port}/readyz"
+        """Until every worker's /readyz answers 200."""
+        waiting = list(self.admin_ports)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
+        while waiting and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise GatewayFailed(f"gateway exited {self.process.returncode} before it was "
                                     f"ready:\n{self.log_tail()}")
             try:
+                url = f"http://127.0.0.1:{waiting[0]}/readyz"
                 with urllib.request.urlopen(url, timeout=1) as answer:
                     if answer.status == 200:
-                        return
+                        waiting.pop(0)
+                        continue
             except OSError:
                 pass
             time.sleep(0.05)
-        raise GatewayFailed(f"not ready after {READY_TIMEOUT_SECONDS} s:\n{self.log_tail()}")
+        if waiting:
+            raise GatewayFailed(f"not ready after {READY_TIMEOUT_SECONDS} s:\n{self.log_tail()}")
 
     def stop(self) -> int | None:
         """SIGTERM, then the exit status; None (after SIGKILL) if it does not exit."""
@@ -393,10 +398,11 @@ class GatewayProcess:
 
     def latency_buckets(self) -> dict[float, float]:
         """The gateway's own request-latency histogram (cumulative counts by upper bound),
-        summed over endpoints and workers' shared metrics: what the server timed."""
-        url = f"http://127.0.0.1:{self.admin_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode()
+        summed over endpoints and workers: what the server timed."""
+        text = ""
+        for port in self.admin_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text += answer.read().decode()
         buckets: dict[float, float] = {}
         for line in text.splitlines():
             if line.startswith(SERVER_HISTOGRAM + "_bucket{"):
@@ -500,7 +506,7 @@ def _prepare_state(
     config = corpus_mod.write_bench_config(
         default_config, users, inventory,
         xsd_dir=shared / "duis" / "xsd" if options.xsd else None,
-        tls_slots=slot_ids if options.tls else None,
+        tls_slots=slot_ids if options.tls else None, admin_ports=options.workers,
     )
     return config, slot_ids
 

@@ -15,6 +15,7 @@ import trio
 from gateway import admin_client
 from gateway.config import ConfigError, load_config
 from gateway.default import DEFAULT_STATE_DIR, ensure_default_state
+from parse_correlate import cli as pc_cli
 
 log = logging.getLogger("duisgw")
 
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--print-request", action="store_true", help="print the signed request")
 
     admin_client.add_arguments(commands)
+    pc = commands.add_parser("pc", help="Parse and Correlate for Users (GBCS -> MMC output)")
+    pc_cli.add_arguments(pc)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "send":
         return _send(args)
+    if args.command == "pc":
+        return pc_cli.run(args)
     return admin_client.run(args)
 
 

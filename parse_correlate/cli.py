@@ -314,19 +314,28 @@ def _run_correlate(args: argparse.Namespace) -> int:
     if failed:
         # Signing is what hands the device a command: never for a mismatching one.
         raise _BadInput("not signed: the Pre-Command does not match the request")
+    _write_signed_request(args, request, source.gbcs, signing_key)
+    return 0
+
+
+def _write_signed_request(
+    args: argparse.Namespace,
+    request: DuisRequest,
+    pre_command: bytes,
+    signing_key: ec.EllipticCurvePrivateKey,
+) -> None:
     try:
-        signed = sign_pre_command(source.gbcs, signing_key)
+        signed = sign_pre_command(pre_command, signing_key)
     except CorrelationError as exc:
         raise _BadInput(f"not signed: {exc}") from None
     document = signed_pre_command_request(request, signed, args.command_variant)
     if args.out is None:
         sys.stdout.write(document.decode("utf-8") + "\n")
-        return 0
+        return
     try:
         args.out.write_bytes(document)
     except OSError as exc:
         raise _BadInvocation(f"--out {args.out}: {exc.strerror or exc}") from None
-    return 0
 
 
 def check_pre_command(

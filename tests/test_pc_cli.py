@@ -403,3 +403,21 @@ def test_correlate_invocation_errors_exit_2(
     assert "not an unencrypted PEM private key" in capsys.readouterr().err
     assert _run(parser, "correlate", pre, pre) == 1  # REQUEST must be a DUIS request
     assert "not well-formed XML" in capsys.readouterr().err
+
+
+def test_known_use_case_is_checked_and_a_non_critical_request_flagged(
+    parser: argparse.ArgumentParser,
+    shared_dir: Path,
+    rtds: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A non-critical read (CV 2) and the DCC's command for it: not a Pre-Command exchange.
+    request = shared_dir / "duis/samples/requests/ECS17b_4.1.1_REQUEST_DUIS.XML"
+    command = rtds / "4.1.1_ECS17b/ECS17b_4.1.1_SINGLE_SUCCESS_COMMAND_GBCS.HEX"
+    assert _run(parser, "correlate", request, command) == 1
+    out = capsys.readouterr().out
+    verdicts = _report(out)
+    assert verdicts["message code"] == "OK"
+    assert "0x0027 (ECS17b), a use case of SRV 4.1.1" in out
+    assert verdicts["command variant"] == "MISMATCH"
+    assert verdicts["unsigned command"] == "MISMATCH"
