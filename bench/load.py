@@ -6,8 +6,8 @@
 Each run gets a fresh state directory (dev PKI, bench estate, config on free ports),
 a corpus signed before the gateway starts, and a gateway pinned to one core while
 this process (the client) pins itself to the other, so the two never share a core
-on a 2-core machine. `--workers N` leaves the gateway on every core and does not pin
-the client either; the client's CPU time is reported so its share can be judged.
+on a 2-core machine. With `--workers N` duisgw places its own workers and the client
+is not pinned; the client's CPU time is reported so its share can be judged.
 
 Closed loop: every connection sends its next request as soon as the last answer is
 in (the maximum rate). Open loop: request j is due at start + j/rate; connection
@@ -538,9 +538,11 @@ def _drive(
         server_buckets = {bound: after[bound] - buckets.get(bound, 0.0) for bound in after}
     finally:
         os.sched_setaffinity(0, previous)
+    gateway_pin = (f"gateway on core {options.server_core}" if options.server_core >= 0
+                   else "gateway unpinned")
     pinning = ", ".join([
-        f"gateway on core {options.server_core}"
-        if options.workers == 1 and options.server_core >= 0 else "gateway unpinned",
+        gateway_pin if options.workers == 1
+        else f"{options.workers} gateway workers placed by duisgw itself",
         f"client on core {options.client_core}" if pinned else "client unpinned",
     ])
     report = _report(options, corpus, tally, server_cpu, client_cpu, pinning)

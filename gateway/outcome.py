@@ -37,6 +37,7 @@ class Refusal(Exception):
         self.stage = stage
         self.reason = reason
         self.detail = detail
+        self.request_id: str | None = None  # when the header could be read
 
 
 class Verified(msgspec.Struct, frozen=True):

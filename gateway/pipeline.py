@@ -85,8 +85,11 @@ def verify_request(
     except IngestError as exc:
         raise Refusal(400, "ingest", exc.reason, exc.detail) from None
     if check_signature:
-        _check_signature(state, route, header, root)
-    else:
+        try:
+            _check_signature(state, route, header, root)
+        except Refusal as refusal:
+            refusal.request_id = str(header.request_id)
+            raise
         for signature in root.findall(SIGNATURE_TAG):
             detach_keeping_tail(signature)
     srv = route.catalogue.srvs.get(header.service_reference_variant)
@@ -238,7 +241,8 @@ class RequestPipeline:
         except Refusal as refusal:
             state.metrics.refusals.labels(refusal.stage, refusal.reason).inc()
             log.info(
-                "refused stage=%s reason=%s detail=%s",
+                "refused request_id=%s stage=%s reason=%s detail=%s",
+                refusal.request_id or "-",
                 refusal.stage,
                 refusal.reason,
                 refusal.detail,

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from bench import compare, corpus
-from bench.load import LoadReport
+from bench.load import LoadReport, workers_unavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_SECONDS = 180
@@ -74,6 +74,16 @@ def test_open_loop_answers_every_request() -> None:
                       "--connections", "2", "--warmup", "5", "--sign-processes", "1")
     assert_answered_as_expected(report, 100 - 2 * 5)
     assert report["target_rate_per_second"] == 100
+
+
+def test_workers_run_answers_every_request() -> None:
+    reason = workers_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    report = run_json("bench.load", "--workers", "2", "--requests", "200", "--connections", "2",
+                      "--warmup", "5", "--sign-processes", "1")
+    assert_answered_as_expected(report, 200 - 2 * 5)
+    assert report["workers"] == 2
 
 
 def test_hotpath_reports_every_stage() -> None:

@@ -113,12 +113,13 @@ T = TypeVar("T")
 
 
 class _Op(Generic[T]):
-    __slots__ = ("done", "error", "fn", "value")
+    __slots__ = ("committed", "done", "error", "fn", "value")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
         self.fn = fn
         self.value: T | None = None
         self.error: BaseException | None = None
+        self.committed = False  # set only by a COMMIT that carried this op
         self.done = trio.Event()
 
 
@@ -288,8 +289,11 @@ class QuarantineStore:
 
     def _fail_waiting(self, batch: list[_Op[Any]]) -> None:
         # A batch cancelled in flight has run to completion in its thread: each op
-        # has its outcome. Ops still queued never ran.
+        # has its outcome. One cancelled before its thread started never ran: its
+        # callers must not be told it was stored. Ops still queued never ran.
         for op in batch:
+            if not op.committed and op.error is None:
+                op.error = QuarantineStoreError("quarantine store stopped before committing")
             op.done.set()
         while True:
             try:
@@ -356,6 +360,8 @@ def _apply(conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
                 op.error = exc
             conn.execute("RELEASE op")
         conn.execute("COMMIT")
+        for op in batch:
+            op.committed = True
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
