@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import msgspec
@@ -68,16 +69,23 @@ async def test_refusals_name_their_reason(
 
 
 async def test_tampered_request_is_refused_for_its_digest(
-    tmp_path: Path, shared_dir: Path, key_dirs: list[Path]
+    tmp_path: Path, shared_dir: Path, key_dirs: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     from gateway.client import sign_request
 
+    caplog.set_level(logging.INFO, logger="duisgw.pipeline")
     async with running_gateway(default_config(tmp_path), key_dirs) as gw:
-        signed, path = sign_request(sample(shared_dir, INVENTORY), key_dirs, counter=next_counter())
+        counter = next_counter()
+        signed, path = sign_request(sample(shared_dir, INVENTORY), key_dirs, counter=counter)
         tampered = signed.replace(b"90-A2</sr:DeviceID>", b"90-A3</sr:DeviceID>")
         assert tampered != signed
         r = await gw.post(path, tampered)
         assert r.status_code == 403 and "digest_mismatch" in r.text
+    # Logged once, with the RequestID, the certificate serial and the reason.
+    lines = [rec.getMessage() for rec in caplog.records if "digest_mismatch" in rec.getMessage()]
+    assert len(lines) == 1
+    assert f"request_id=90-B3-D5-1F-30-01-00-00:90-B3-D5-1F-30-00-00-02:{counter}" in lines[0]
+    assert "serial " in lines[0]
 
 
 async def test_replayed_counter_is_refused(
