@@ -1,16 +1,23 @@
 """Replay protection: the RequestID counter must strictly increase per originator.
 
-`ReplayGuard` is the sans-IO core: it decides and records, in memory, and keeps a
-batch of what changed since the last flush. `ReplayStore` is the durable copy (SQLite
-in WAL mode, synchronous=FULL), blocking and single-threaded. `DurableReplayGuard` joins
-them for trio: decisions are immediate, and `await flush()` makes every decision taken
-so far durable, with one transaction (one fsync) for all the requests that wait on it
-at once (group commit). The pipeline flushes before it acknowledges, so an
-acknowledged counter is never accepted again after a crash.
+Several gateway processes may share one state directory (SO_REUSEPORT workers), so no
+process may decide from its own memory: a counter accepted by one must be refused by
+all. The decision is therefore taken INSIDE a SQLite write transaction (BEGIN
+IMMEDIATE ... COMMIT; WAL, synchronous=FULL): SQLite's write lock serialises the
+processes, and a caller hears its verdict only once the transaction carrying it is
+committed and fsynced. Concurrent callers in one process share one transaction (group
+commit), so N concurrent requests cost about two fsyncs, not N.
+
+- `decide` is the rule, a plain function over a `CounterBook` (the four facts it reads
+  and changes). `ReplayGuard` is the in-memory book: the sans-IO model, and the
+  reference the database must agree with.
+- `ReplayDatabase` is the SQLite book and its transactions: blocking, one thread at a time.
+- `SharedReplayGuard` runs queued admissions through `ReplayDatabase` for trio.
+- `DurableReplayGuard` bridges callers that still decide synchronously; temporary.
 
 Signed Pre-Commands. A CV 4 request is transformed into a Pre-Command; the User signs
 it and sends it back as a SignedPreCommand with CV 5, 6 or 7 and the SAME RequestID.
-`admit` therefore records, for each fresh CV 4, an allowance for exactly one CV 5/6/7
+`decide` therefore records, for each fresh CV 4, an allowance for exactly one CV 5/6/7
 with that originator and counter; using it consumes it. Allowances are durable too and
 bounded per originator (the oldest is dropped first).
 
@@ -26,10 +33,14 @@ Response codes (present in every served DUIS version's ResponseCode enumeration)
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import enum
+import functools
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -38,8 +49,16 @@ from mmc.identifiers import Eui64, RequestId
 SIGNED_PRE_COMMAND_VARIANTS = frozenset({5, 6, 7})
 TRANSFORM_VARIANT = 4
 # A supplier may transform a large batch (a tariff change across its estate) and sign
-# the Pre-Commands offline later; this bounds memory, not a realistic backlog.
+# the Pre-Commands offline later; this bounds storage, not a realistic backlog.
 MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR = 65_536
+# Admissions waiting for the next transaction; callers beyond it wait. One transaction
+# takes them all, and it holds the write lock every other process waits on, so this
+# also bounds that wait (a few microseconds per admission).
+MAX_QUEUED_ADMISSIONS = 4_096
+# How long a transaction waits for another process's write lock before failing.
+DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
+
+_T = TypeVar("_T")
 
 
 class ReplayVerdict(enum.Enum):
@@ -53,33 +72,42 @@ class ReplayVerdict(enum.Enum):
         return self.value  # type: ignore[no-any-return]
 
 
-class ReplayBatch:
-    """What changed since the last flush, in the form the store applies."""
+class ReplayStoreError(Exception):
+    """The replay database did not commit a decision: our fault, not the User's (5xx)."""
 
-    __slots__ = ("advanced", "consumed", "granted")
 
-    def __init__(self) -> None:
-        self.advanced: dict[Eui64, int] = {}
-        self.granted: set[tuple[Eui64, int]] = set()
-        self.consumed: set[tuple[Eui64, int]] = set()
+class ReplayConflict(ReplayStoreError):
+    """DurableReplayGuard accepted from memory what the shared database had spent."""
 
-    def __bool__(self) -> bool:
-        return bool(self.advanced or self.granted or self.consumed)
 
-    def merge_older(self, older: ReplayBatch) -> None:
-        """Fold a batch that failed to write back in, under the newer changes."""
-        for originator, counter in older.advanced.items():
-            if counter > self.advanced.get(originator, -1):
-                self.advanced[originator] = counter
-        # Applying grants before consumptions keeps a grant consumed since then consumed.
-        self.granted |= older.granted
-        self.consumed |= older.consumed
+class CounterBook(Protocol):
+    def last_counter(self, originator: Eui64) -> int | None: ...
+    def check_and_advance(self, originator: Eui64, counter: int) -> bool: ...
+    def allow_signed_pre_command(self, originator: Eui64, counter: int) -> None: ...
+    def consume_signed_pre_command(self, originator: Eui64, counter: int) -> bool: ...
+
+
+def decide(book: CounterBook, request_id: RequestId, command_variant: int) -> ReplayVerdict:
+    """The whole rule for one authenticated request; call it after signature checks."""
+    originator, counter = request_id.originator, request_id.counter
+    if command_variant in SIGNED_PRE_COMMAND_VARIANTS:
+        if book.consume_signed_pre_command(originator, counter):
+            return ReplayVerdict.FRESH
+        last = book.last_counter(originator)
+        if last is not None and counter <= last:
+            return ReplayVerdict.REPLAYED
+        return ReplayVerdict.NO_PRE_COMMAND
+    if not book.check_and_advance(originator, counter):
+        return ReplayVerdict.REPLAYED
+    if command_variant == TRANSFORM_VARIANT:
+        book.allow_signed_pre_command(originator, counter)
+    return ReplayVerdict.FRESH
 
 
 class ReplayGuard:
-    """The in-memory decision. Not thread-safe: one trio thread owns it."""
+    """The in-memory CounterBook. Not thread-safe, not shared: a model and a bench."""
 
-    __slots__ = ("_batch", "_last", "_open", "_sequence")
+    __slots__ = ("_last", "_open")
 
     def __init__(
         self,
@@ -93,12 +121,6 @@ class ReplayGuard:
             originator: dict.fromkeys(sorted(counters))
             for originator, counters in (open_pre_commands or {}).items()
         }
-        self._batch = ReplayBatch()
-        self._sequence = 0  # counts changes; flush() waits for a sequence to be durable
-
-    @property
-    def sequence(self) -> int:
-        return self._sequence
 
     def last_counter(self, originator: Eui64) -> int | None:
         return self._last.get(originator)
@@ -109,22 +131,14 @@ class ReplayGuard:
         if last is not None and counter <= last:
             return False
         self._last[originator] = counter
-        self._batch.advanced[originator] = counter
-        self._sequence += 1
         return True
 
     def allow_signed_pre_command(self, originator: Eui64, counter: int) -> None:
         """Let one CV 5/6/7 reuse this counter (call after a fresh CV 4)."""
         allowances = self._open.setdefault(originator, {})
-        if counter in allowances:
-            return
         allowances[counter] = None
-        self._record_grant(originator, counter)
         if len(allowances) > MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR:
-            oldest = next(iter(allowances))
-            del allowances[oldest]
-            self._record_consume(originator, oldest)
-        self._sequence += 1
+            del allowances[next(iter(allowances))]
 
     def consume_signed_pre_command(self, originator: Eui64, counter: int) -> bool:
         """True (once) if a CV 4 with this originator and counter left an allowance."""
@@ -134,72 +148,126 @@ class ReplayGuard:
         del allowances[counter]
         if not allowances:
             del self._open[originator]
-        self._record_consume(originator, counter)
-        self._sequence += 1
         return True
 
     def admit(self, request_id: RequestId, command_variant: int) -> ReplayVerdict:
-        """The whole rule for one authenticated request; call it after signature checks."""
-        originator, counter = request_id.originator, request_id.counter
-        if command_variant in SIGNED_PRE_COMMAND_VARIANTS:
-            if self.consume_signed_pre_command(originator, counter):
-                return ReplayVerdict.FRESH
-            last = self._last.get(originator)
-            if last is not None and counter <= last:
-                return ReplayVerdict.REPLAYED
-            return ReplayVerdict.NO_PRE_COMMAND
-        if not self.check_and_advance(originator, counter):
-            return ReplayVerdict.REPLAYED
-        if command_variant == TRANSFORM_VARIANT:
-            self.allow_signed_pre_command(originator, counter)
-        return ReplayVerdict.FRESH
-
-    def take_batch(self) -> tuple[ReplayBatch, int]:
-        """Hand the pending changes (and the sequence they reach) to the writer."""
-        batch, self._batch = self._batch, ReplayBatch()
-        return batch, self._sequence
-
-    def return_batch(self, batch: ReplayBatch) -> None:
-        """Put back a batch the writer could not make durable, to retry with the next."""
-        self._batch.merge_older(batch)
-
-    def _record_grant(self, originator: Eui64, counter: int) -> None:
-        self._batch.consumed.discard((originator, counter))
-        self._batch.granted.add((originator, counter))
-
-    def _record_consume(self, originator: Eui64, counter: int) -> None:
-        # Delete on disk even if the grant seems unwritten: the store applies grants
-        # before deletions, so this is always right and never resurrects an allowance.
-        self._batch.granted.discard((originator, counter))
-        self._batch.consumed.add((originator, counter))
+        return decide(self, request_id, command_variant)
 
 
 # SQLite integers are signed 64-bit; RequestID counters are unsigned 64-bit. Shifting
 # by 2**63 keeps every counter representable and keeps their order.
 _SHIFT = 2**63
+_SCHEMA_VERSION = 1
+_CREATE_TABLES = (
+    # open_pre_commands counts the originator's allowances, so the cap costs O(1) per
+    # CV 4 instead of a count(*) over up to 65,536 rows inside the shared write lock.
+    "CREATE TABLE last_counter (originator TEXT PRIMARY KEY, counter INTEGER NOT NULL, "
+    "open_pre_commands INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    "CREATE TABLE open_pre_command (originator TEXT NOT NULL, counter INTEGER NOT NULL, "
+    "PRIMARY KEY (originator, counter)) WITHOUT ROWID",
+)
+# Files from the single-process gateway (user_version 0) lack the count.
+_MIGRATE_FROM_UNVERSIONED = (
+    "ALTER TABLE last_counter ADD COLUMN open_pre_commands INTEGER NOT NULL DEFAULT 0",
+    "UPDATE last_counter SET open_pre_commands = (SELECT count(*) FROM open_pre_command AS o "
+    "WHERE o.originator = last_counter.originator)",
+)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS last_counter (
-    originator TEXT PRIMARY KEY, counter INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS open_pre_command (
-    originator TEXT NOT NULL, counter INTEGER NOT NULL,
-    PRIMARY KEY (originator, counter)) WITHOUT ROWID;
-"""
+
+class _SqlCounterBook:
+    """The CounterBook over an open write transaction (the caller owns BEGIN/COMMIT)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def last_counter(self, originator: Eui64) -> int | None:
+        row = self._db.execute(
+            "SELECT counter FROM last_counter WHERE originator = ?", (originator,)
+        ).fetchone()
+        return None if row is None else int(row[0]) + _SHIFT
+
+    def check_and_advance(self, originator: Eui64, counter: int) -> bool:
+        # The WHERE makes the write conditional, so the row count is the answer: 1 for a
+        # new originator or a higher counter, 0 for a replay (nothing written).
+        return self._db.execute(
+            "INSERT INTO last_counter (originator, counter) VALUES (?, ?) "
+            "ON CONFLICT (originator) DO UPDATE SET counter = excluded.counter "
+            "WHERE excluded.counter > last_counter.counter",
+            (originator, counter - _SHIFT),
+        ).rowcount == 1
+
+    def allow_signed_pre_command(self, originator: Eui64, counter: int) -> None:
+        db = self._db
+        if not db.execute(
+            "INSERT OR IGNORE INTO open_pre_command (originator, counter) VALUES (?, ?)",
+            (originator, counter - _SHIFT),
+        ).rowcount:
+            return
+        # fetchall: run the statement to completion so it does not stay active.
+        [(open_count,)] = db.execute(
+            "UPDATE last_counter SET open_pre_commands = open_pre_commands + 1 "
+            "WHERE originator = ? RETURNING open_pre_commands", (originator,),
+        ).fetchall()
+        if open_count > MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR:
+            # Allowances are made for fresh counters only: the smallest is the oldest.
+            db.execute(
+                "DELETE FROM open_pre_command WHERE originator = ?1 AND counter = "
+                "(SELECT min(counter) FROM open_pre_command WHERE originator = ?1)",
+                (originator,),
+            )
+            self._uncount(originator)
+
+    def consume_signed_pre_command(self, originator: Eui64, counter: int) -> bool:
+        if not self._db.execute(
+            "DELETE FROM open_pre_command WHERE originator = ? AND counter = ?",
+            (originator, counter - _SHIFT),
+        ).rowcount:
+            return False
+        self._uncount(originator)
+        return True
+
+    def _uncount(self, originator: Eui64) -> None:
+        self._db.execute(
+            "UPDATE last_counter SET open_pre_commands = open_pre_commands - 1 "
+            "WHERE originator = ?", (originator,),
+        )
 
 
-class ReplayStore:
-    """The durable copy of a ReplayGuard. Blocking; use from one thread at a time."""
+class ReplayDatabase:
+    """The shared counters in one SQLite file. Blocking: use from one thread at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
+    ) -> None:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread off
-        # because trio's worker threads vary; DurableReplayGuard serialises all use.
+        # because trio's worker threads vary; SharedReplayGuard's limiter serialises use.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit is fsynced, so an acknowledged counter survives power loss.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            # Another process holding the write lock is waited for, not an error.
+            self._db.execute(f"PRAGMA busy_timeout = {round(busy_timeout_seconds * 1000)}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: every commit is fsynced, so an acknowledged counter survives power loss.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._transaction(self._ensure_schema)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def decide_batch(self, requests: Sequence[tuple[RequestId, int]]) -> list[ReplayVerdict]:
+        """Decide (RequestID, CV) pairs in order in one transaction: one fsync, all or none."""
+        return self._transaction(lambda: self.decide_in_transaction(self._db, requests))
+
+    def decide_in_transaction(
+        self, db: sqlite3.Connection, requests: Sequence[tuple[RequestId, int]]
+    ) -> list[ReplayVerdict]:
+        """Inside the open transaction, in order: each request sees those before it."""
+        book = _SqlCounterBook(db)
+        return [decide(book, request_id, variant) for request_id, variant in requests]
 
     def load(self) -> ReplayGuard:
+        """An in-memory copy of what is committed now."""
         last = {
             originator: counter + _SHIFT
             for originator, counter in self._db.execute(
@@ -213,89 +281,219 @@ class ReplayStore:
             open_pre_commands.setdefault(originator, []).append(counter + _SHIFT)
         return ReplayGuard(last, open_pre_commands)
 
-    def apply(self, batch: ReplayBatch) -> None:
-        """Write one batch in one transaction (one fsync)."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "INSERT INTO last_counter (originator, counter) VALUES (?, ?) "
-                "ON CONFLICT (originator) DO UPDATE "
-                "SET counter = max(counter, excluded.counter)",
-                [(o, c - _SHIFT) for o, c in batch.advanced.items()],
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO open_pre_command (originator, counter) VALUES (?, ?)",
-                [(o, c - _SHIFT) for o, c in batch.granted],
-            )
-            db.executemany(
-                "DELETE FROM open_pre_command WHERE originator = ? AND counter = ?",
-                [(o, c - _SHIFT) for o, c in batch.consumed],
-            )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
     def close(self) -> None:
         self._db.close()
 
+    def _transaction(self, work: Callable[[], _T]) -> _T:
+        # IMMEDIATE takes the write lock first, so what we read is what we write over:
+        # no other process can commit in between.
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work()
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
 
-class DurableReplayGuard:
-    """A ReplayGuard whose decisions `flush()` makes durable, for use from trio."""
+    def _ensure_schema(self) -> None:
+        # In the write transaction: processes starting together migrate exactly once.
+        db = self._db
+        [(version,)] = db.execute("PRAGMA user_version").fetchall()
+        if version == _SCHEMA_VERSION:
+            return
+        if version != 0:
+            raise ReplayStoreError(f"replay database schema {version} is newer than ours")
+        exists = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'last_counter'"
+        ).fetchone()
+        for statement in _MIGRATE_FROM_UNVERSIONED if exists else _CREATE_TABLES:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
-    def __init__(self, store: ReplayStore, guard: ReplayGuard) -> None:
-        self._store = store
-        self.guard = guard
-        self._durable_sequence = guard.sequence
+
+class _Admission:
+    __slots__ = ("command_variant", "error", "request_id", "verdict")
+
+    def __init__(self, request_id: RequestId, command_variant: int) -> None:
+        self.request_id = request_id
+        self.command_variant = command_variant
+        self.verdict: ReplayVerdict | None = None  # set once committed
+        self.error: BaseException | None = None  # set if its transaction rolled back
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayGuardStatistics:
+    queued: int  # admissions waiting for the next transaction (a gauge)
+    committing: int  # admissions in the transaction running now (a gauge)
+    transactions_total: int  # committed group transactions since open
+    refused_in_memory_total: int  # replays refused from the local floor, no transaction
+
+
+class SharedReplayGuard:
+    """Replay decisions shared by every process using one SQLite file, for trio."""
+
+    def __init__(self, database: ReplayDatabase) -> None:
+        self._database = database
+        self._limiter = trio.CapacityLimiter(1)  # one thread on the connection at a time
+        self._queue: list[_Admission] = []
+        self._committing = 0
         self._writing = False
         self._written = trio.Event()
-        self._limiter = trio.CapacityLimiter(1)
+        self._closed = False
+        self._last: _Admission | None = None
+        # Per originator, a counter the database is known to hold or exceed. It only
+        # grows there, so a CV 1-4 at or below it is a replay, refused here with no
+        # transaction. Keys are authenticated User IDs: bounded by the User registry.
+        self._floor: dict[Eui64, int] = {}
+        self._transactions = 0
+        self._refused_in_memory = 0
 
     @classmethod
-    async def open(cls, path: Path) -> DurableReplayGuard:
-        def _open() -> tuple[ReplayStore, ReplayGuard]:
-            store = ReplayStore(path)
-            return store, store.load()
+    async def open(
+        cls, path: Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
+    ) -> SharedReplayGuard:
+        opener = functools.partial(ReplayDatabase, path, busy_timeout_seconds=busy_timeout_seconds)
+        return cls(await trio.to_thread.run_sync(opener))
 
-        store, guard = await trio.to_thread.run_sync(_open)
-        return cls(store, guard)
+    async def admit(self, request_id: RequestId, command_variant: int) -> ReplayVerdict:
+        """The verdict for one request, once it is committed to the shared file.
 
-    def admit(self, request_id: RequestId, command_variant: int) -> ReplayVerdict:
-        return self.guard.admit(request_id, command_variant)
-
-    async def flush(self) -> None:
-        """Return once every decision taken before the call is on disk.
-
-        Callers that arrive while a write is running wait for it and then share the
-        next one, so N concurrent requests cost about two fsyncs, not N.
+        Raises ReplayStoreError if its transaction failed (nothing was decided). A caller
+        cancelled while waiting may have spent its counter: safe, never accepted twice.
         """
-        target = self.guard.sequence
-        while self._durable_sequence < target:
-            if self._writing:
-                await self._written.wait()
-                continue
-            await self._write_once()
+        await trio.lowlevel.checkpoint_if_cancelled()  # cancelled already: spend nothing
+        if (command_variant not in SIGNED_PRE_COMMAND_VARIANTS
+                and request_id.counter <= self._floor.get(request_id.originator, -1)):
+            self._refused_in_memory += 1
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return ReplayVerdict.REPLAYED
+        while len(self._queue) >= MAX_QUEUED_ADMISSIONS:
+            await self._write_or_wait()
+        return await self._outcome(self._enqueue(request_id, command_variant))
 
-    async def _write_once(self) -> None:
-        self._writing = True
-        written = self._written
-        batch, sequence = self.guard.take_batch()
+    def statistics(self) -> ReplayGuardStatistics:
+        return ReplayGuardStatistics(len(self._queue), self._committing, self._transactions,
+                                     self._refused_in_memory)
+
+    async def aclose(self) -> None:
+        """Commit what is queued (cancelled callers' admissions too), then close the file."""
+        self._closed = True
+        while self._writing or self._queue:
+            await self._write_or_wait()
+        await trio.to_thread.run_sync(self._database.close, limiter=self._limiter)
+
+    def _raise_floor(self, request_id: RequestId) -> None:
+        originator, counter = request_id.originator, request_id.counter
+        if counter > self._floor.get(originator, -1):
+            self._floor[originator] = counter
+
+    def _enqueue(self, request_id: RequestId, command_variant: int) -> _Admission:
+        if self._closed:
+            raise trio.ClosedResourceError("the replay guard is closed")
+        admission = self._last = _Admission(request_id, command_variant)
+        self._queue.append(admission)
+        return admission
+
+    async def _outcome(self, admission: _Admission) -> ReplayVerdict:
+        while admission.verdict is None and admission.error is None:
+            await self._write_or_wait()
+        if admission.verdict is None:
+            # A fresh exception per caller: many tasks re-raising one object would
+            # tangle its traceback.
+            raise ReplayStoreError("the replay decision was not committed") from admission.error
+        return admission.verdict
+
+    async def _write_or_wait(self) -> None:
+        # Whoever needs a transaction while none runs becomes the writer, so there is
+        # always a writer while anyone waits and no background task (the guard has no
+        # nursery of its own); the others wait for it and then look again.
+        if self._writing:
+            await self._written.wait()
+            return
+        if not self._queue:  # their admissions were in the batch that just finished
+            await trio.lowlevel.checkpoint()
+            return
+        batch, self._queue = self._queue, []
+        self._writing, self._committing, written = True, len(batch), self._written
+        started = False
+
+        def run() -> list[ReplayVerdict]:
+            nonlocal started
+            started = True
+            return self._database.decide_batch([(a.request_id, a.command_variant) for a in batch])
+
         try:
-            # Not abandoned on cancel: once started, the transaction completes and
-            # the batch is accounted for either way.
-            await trio.to_thread.run_sync(self._store.apply, batch, limiter=self._limiter)
-        except BaseException:
-            self.guard.return_batch(batch)
-            raise
+            # Not abandoned on cancel: once the thread runs, the transaction completes
+            # and every admission in it is answered, whichever caller was cancelled.
+            verdicts = await trio.to_thread.run_sync(run, limiter=self._limiter)
+        except BaseException as exc:
+            if started:
+                for admission in batch:  # rolled back: each of its callers hears why
+                    admission.error = exc
+            else:  # cancelled before BEGIN: nothing decided, so back in front, in order
+                self._queue[:0] = batch
+            if not started or not isinstance(exc, Exception):
+                raise
         else:
-            self._durable_sequence = max(self._durable_sequence, sequence)
+            self._transactions += 1
+            for admission, verdict in zip(batch, verdicts, strict=True):
+                admission.verdict = verdict
+                if verdict is not ReplayVerdict.NO_PRE_COMMAND:  # E12: counter above all
+                    self._raise_floor(admission.request_id)
         finally:
-            self._writing = False
+            self._writing, self._committing = False, 0
             self._written = trio.Event()
             written.set()
 
+
+# DurableReplayGuard.admit's decision in this task, until its flush(). trio runs each
+# task in its own context, so flush() checks exactly the decision its request took.
+_UNFLUSHED: contextvars.ContextVar[tuple[DurableReplayGuard, _Admission, ReplayVerdict]
+                                   | None] = contextvars.ContextVar("_UNFLUSHED", default=None)
+
+
+class DurableReplayGuard:
+    """For callers that still decide synchronously (`admit`, then `await flush()`).
+
+    Remove once they await `SharedReplayGuard.admit`. `admit` answers from an in-memory
+    copy loaded at open and queues the same request for the shared database; `flush`
+    waits for its commit. Alone on the file the two always agree (same rule, same
+    order); if another process spent the counter first, `flush` raises ReplayConflict
+    so that the request is not acknowledged: it fails closed.
+    """
+
+    def __init__(self, shared: SharedReplayGuard, memory: ReplayGuard) -> None:
+        self._shared = shared
+        self._memory = memory
+
+    @classmethod
+    async def open(cls, path: Path) -> DurableReplayGuard:
+        database = await trio.to_thread.run_sync(ReplayDatabase, path)
+        return cls(SharedReplayGuard(database), await trio.to_thread.run_sync(database.load))
+
+    def admit(self, request_id: RequestId, command_variant: int) -> ReplayVerdict:
+        verdict = self._memory.admit(request_id, command_variant)
+        # Past MAX_QUEUED_ADMISSIONS too: a synchronous caller cannot wait. The server's
+        # connection limit bounds these callers.
+        admission = self._shared._enqueue(request_id, command_variant)
+        _UNFLUSHED.set((self, admission, verdict))
+        return verdict
+
+    async def flush(self) -> None:
+        """Return once this task's decision (and every earlier one) is committed."""
+        pending = _UNFLUSHED.get()
+        if pending is None or pending[0] is not self:
+            if self._shared._last is not None:
+                await self._shared._outcome(self._shared._last)
+            return
+        _UNFLUSHED.set(None)
+        _, admission, expected = pending
+        committed = await self._shared._outcome(admission)
+        if expected is ReplayVerdict.FRESH and committed is not ReplayVerdict.FRESH:
+            raise ReplayConflict(f"{admission.request_id} was spent by another process")
+
     async def aclose(self) -> None:
-        """Flush what is pending and close the database."""
-        await self.flush()
-        await trio.to_thread.run_sync(self._store.close, limiter=self._limiter)
+        await self._shared.aclose()
