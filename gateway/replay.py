@@ -191,12 +191,13 @@ class _SqlCounterBook:
     def check_and_advance(self, originator: Eui64, counter: int) -> bool:
         # The WHERE makes the write conditional, so the row count is the answer: 1 for a
         # new originator or a higher counter, 0 for a replay (nothing written).
-        return self._db.execute(
+        cursor = self._db.execute(
             "INSERT INTO last_counter (originator, counter) VALUES (?, ?) "
             "ON CONFLICT (originator) DO UPDATE SET counter = excluded.counter "
             "WHERE excluded.counter > last_counter.counter",
             (originator, counter - _SHIFT),
-        ).rowcount == 1
+        )
+        return cursor.rowcount == 1
 
     def allow_signed_pre_command(self, originator: Eui64, counter: int) -> None:
         db = self._db
@@ -208,7 +209,8 @@ class _SqlCounterBook:
         # fetchall: run the statement to completion so it does not stay active.
         [(open_count,)] = db.execute(
             "UPDATE last_counter SET open_pre_commands = open_pre_commands + 1 "
-            "WHERE originator = ? RETURNING open_pre_commands", (originator,),
+            "WHERE originator = ? RETURNING open_pre_commands",
+            (originator,),
         ).fetchall()
         if open_count > MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR:
             # Allowances are made for fresh counters only: the smallest is the oldest.
@@ -231,7 +233,8 @@ class _SqlCounterBook:
     def _uncount(self, originator: Eui64) -> None:
         self._db.execute(
             "UPDATE last_counter SET open_pre_commands = open_pre_commands - 1 "
-            "WHERE originator = ?", (originator,),
+            "WHERE originator = ?",
+            (originator,),
         )
 
 
@@ -365,8 +368,10 @@ class SharedReplayGuard:
         cancelled while waiting may have spent its counter: safe, never accepted twice.
         """
         await trio.lowlevel.checkpoint_if_cancelled()  # cancelled already: spend nothing
-        if (command_variant not in SIGNED_PRE_COMMAND_VARIANTS
-                and request_id.counter <= self._floor.get(request_id.originator, -1)):
+        if (
+            command_variant not in SIGNED_PRE_COMMAND_VARIANTS
+            and request_id.counter <= self._floor.get(request_id.originator, -1)
+        ):
             self._refused_in_memory += 1
             await trio.lowlevel.cancel_shielded_checkpoint()
             return ReplayVerdict.REPLAYED
@@ -375,8 +380,9 @@ class SharedReplayGuard:
         return await self._outcome(self._enqueue(request_id, command_variant))
 
     def statistics(self) -> ReplayGuardStatistics:
-        return ReplayGuardStatistics(len(self._queue), self._committing, self._transactions,
-                                     self._refused_in_memory)
+        return ReplayGuardStatistics(
+            len(self._queue), self._committing, self._transactions, self._refused_in_memory
+        )
 
     async def aclose(self) -> None:
         """Commit what is queued (cancelled callers' admissions too), then close the file."""
@@ -451,8 +457,9 @@ class SharedReplayGuard:
 
 # DurableReplayGuard.admit's decision in this task, until its flush(). trio runs each
 # task in its own context, so flush() checks exactly the decision its request took.
-_UNFLUSHED: contextvars.ContextVar[tuple[DurableReplayGuard, _Admission, ReplayVerdict]
-                                   | None] = contextvars.ContextVar("_UNFLUSHED", default=None)
+_UNFLUSHED: contextvars.ContextVar[tuple[DurableReplayGuard, _Admission, ReplayVerdict] | None] = (
+    contextvars.ContextVar("_UNFLUSHED", default=None)
+)
 
 
 class DurableReplayGuard:
@@ -494,6 +501,9 @@ class DurableReplayGuard:
         committed = await self._shared._outcome(admission)
         if expected is ReplayVerdict.FRESH and committed is not ReplayVerdict.FRESH:
             raise ReplayConflict(f"{admission.request_id} was spent by another process")
+
+    def statistics(self) -> ReplayGuardStatistics:
+        return self._shared.statistics()
 
     async def aclose(self) -> None:
         await self._shared.aclose()

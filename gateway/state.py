@@ -18,7 +18,7 @@ from gateway.clock import Clock
 from gateway.ingest import SchemaSet
 from gateway.metrics import Metrics
 from gateway.registry import Inventory, UserRegistry
-from gateway.signature import sign_document
+from gateway.signature import sign_canonical_document
 from gateway.versions import VersionRegistry
 from mmc.identifiers import Eui64
 
@@ -32,7 +32,8 @@ class ResponseSigner:
     serial: int
 
     def sign(self, document: bytes) -> bytes:
-        return sign_document(document, self.private_key, self.issuer_name, self.serial)
+        """Sign a document from mmc.responses (already canonical and compact)."""
+        return sign_canonical_document(document, self.private_key, self.issuer_name, self.serial)
 
 
 @dataclass

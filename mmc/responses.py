@@ -2,7 +2,8 @@
 
 Responses are written as compact XML text (no whitespace between elements):
 the DCC's own tools drop such whitespace before digesting, so anything we sign
-must not carry it. Every value placed here is either produced by the gateway
+must not carry it. The text is also the document's inclusive canonical form,
+so signing needs no parse. Every value placed here is either produced by the gateway
 or was validated on the way in; text is still escaped, because validation rules
 change and escaping costs nothing.
 """
@@ -19,9 +20,12 @@ import msgspec
 from mmc.catalogue import Catalogue
 from mmc.identifiers import Eui64, RequestId
 
+# Written in inclusive canonical form (namespace declarations sorted by prefix, then
+# attributes; no empty-element tags; C14N text escaping), so the signer can digest the
+# bytes as they are: tests check c14n(parse(x)) == x for every builder.
 _OPEN = (
-    '<sr:Response xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" '
-    'xmlns:ra="http://www.dccinterface.co.uk/ResponseAndAlert" schemaVersion="{version}">'
+    '<sr:Response xmlns:ra="http://www.dccinterface.co.uk/ResponseAndAlert" '
+    'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" schemaVersion="{version}">'
 )
 
 # A code a version lacks is answered with the closest one it has. Only codes
