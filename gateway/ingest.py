@@ -31,6 +31,7 @@ _HEADER_ORDER = (
     "ServiceReference",
     "ServiceReferenceVariant",
 )
+_SR_PREFIX = f"{{{SR_NS}}}"
 _OPTIONAL = frozenset({"FirstInSequence", "PrecedingServiceRequestID"})
 MAX_TEXT_FIELD_CHARS = 128
 
@@ -115,7 +116,8 @@ def decode_header(root: etree._Element) -> RequestHeader:
             "bad_body", f"sr:Body must hold exactly one element, not {len(body_children)}"
         )
     body = body_children[0]
-    if etree.QName(body).namespace != SR_NS:
+    body_tag = str(body.tag)
+    if not body_tag.startswith(_SR_PREFIX):
         raise IngestError("bad_body", "the sr:Body element is not in the DUIS namespace")
     try:
         return RequestHeader(
@@ -124,7 +126,7 @@ def decode_header(root: etree._Element) -> RequestHeader:
             command_variant=_command_variant(fields["CommandVariant"]),
             service_reference=fields["ServiceReference"],
             service_reference_variant=fields["ServiceReferenceVariant"],
-            body_element=etree.QName(body).localname,
+            body_element=body_tag[len(_SR_PREFIX) :],
             first_in_sequence=_bool(fields.get("FirstInSequence")),
             preceding_request_id=(
                 parse_request_id(fields["PrecedingServiceRequestID"])
@@ -136,17 +138,20 @@ def decode_header(root: etree._Element) -> RequestHeader:
         raise IngestError("bad_request_id", str(exc)) from None
 
 
+_HEADER_POSITION = {f"{{{SR_NS}}}{name}": i for i, name in enumerate(_HEADER_ORDER)}
+
+
 def _header_fields(header: etree._Element) -> dict[str, str]:
     fields: dict[str, str] = {}
     position = 0
     for child in header:
-        if not isinstance(child.tag, str):
+        tag = child.tag
+        if not isinstance(tag, str):
             continue
-        qname = etree.QName(child)
-        name = qname.localname
-        if qname.namespace != SR_NS or name not in _HEADER_ORDER:
-            raise IngestError("bad_header", f"unexpected header element {name!r}")
-        index = _HEADER_ORDER.index(name)
+        index = _HEADER_POSITION.get(tag)  # a dict of full tags: no QName per child
+        if index is None:
+            raise IngestError("bad_header", f"unexpected header element {tag[-60:]!r}")
+        name = _HEADER_ORDER[index]
         if index < position or name in fields:
             raise IngestError("bad_header", f"header element {name!r} out of order or repeated")
         position = index
