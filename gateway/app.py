@@ -35,7 +35,7 @@ from gateway.ingest import SchemaSet
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, open_outbox
-from gateway.pipeline import RequestPipeline
+from gateway.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.precommands import PreCommandStore
 from gateway.quarantine_ops import QuarantineOps
 from gateway.registry import IdPolicy, check_policy, load_inventory, load_users
@@ -45,6 +45,7 @@ from gateway.server import ConnectionHandler, Draining, PeerInfo
 from gateway.state import GatewayState, ResponseSigner
 from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
+from gateway.version_mismatch import authenticated_header, mismatch_alert
 from gateway.versions import VersionRegistry
 from gateway.workers import worker_state_dir
 from mmc.catalogue import Endpoint
@@ -294,7 +295,13 @@ async def _run_services(
         ops = QuarantineOps(
             state, screen, dispatcher, lifecycle, config.thresholds.quarantine_retention_seconds
         )
-        pipeline = RequestPipeline(state, replay, dispatcher, screen)
+        pipeline = RequestPipeline(
+            state,
+            replay,
+            dispatcher,
+            screen,
+            version_mismatch_alert=version_mismatch_sender(config, state, lifecycle),
+        )
         await services.start(
             functools.partial(run_delivery, outbox, config.delivery, metrics=metrics)
         )
@@ -349,6 +356,26 @@ async def _run_services(
                 log.warning("drain deadline passed with %d requests in flight", draining.in_flight)
             connections.cancel_scope.cancel()
         services.cancel_scope.cancel()
+
+
+def version_mismatch_sender(
+    config: Config, state: GatewayState, lifecycle: Lifecycle
+) -> VersionMismatchAlert | None:
+    code = config.duis.version_mismatch_alert_code
+    if code is None:
+        return None
+
+    async def send(raw: bytes) -> None:
+        header = authenticated_header(state, raw)
+        if header is None:
+            return
+        alert = mismatch_alert(state, header, code)
+        if alert is not None:
+            await lifecycle.deliver_alert(
+                header.request_id.originator, f"{header.request_id}:version-mismatch", alert
+            )
+
+    return send
 
 
 def load_threshold_rules(config: Config) -> ThresholdConfig:

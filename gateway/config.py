@@ -69,6 +69,10 @@ class DuisConfig(Base, frozen=True, kw_only=True):
     retired_from: dict[str, dt.date] = {}
     xsd_dir: str | None = None
     dcc_eui64: Eui64Text = "90-B3-D5-1F-30-00-00-02"
+    # DCCAlertCode of the DUISVersionMismatch alert; unset: no alert (see README).
+    version_mismatch_alert_code: Annotated[str, msgspec.Meta(pattern=r"^N[0-9]{1,3}$")] | None = (
+        None
+    )
 
 
 class TrustConfig(Base, frozen=True, kw_only=True):

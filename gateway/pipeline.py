@@ -12,6 +12,7 @@ proves who is asking); "we broke" is the server's 500 with a traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from lxml import etree
 
@@ -44,6 +45,8 @@ from mmc.codec import BodyError, extract_body_facts
 log = logging.getLogger("duisgw.pipeline")
 
 SIGNED_PRE_COMMAND_VARIANTS = frozenset({5, 6, 7})
+# Told about a request in a version not served (gateway/version_mismatch.py).
+VersionMismatchAlert = Callable[[bytes], Awaitable[None]]
 
 
 def refusal_outcome(refusal: Refusal) -> Outcome:
@@ -217,11 +220,14 @@ class RequestPipeline:
         replay: DurableReplayGuard,
         dispatcher: Dispatcher,
         screen: ThresholdScreen | None = None,
+        *,
+        version_mismatch_alert: VersionMismatchAlert | None = None,
     ) -> None:
         self._state = state
         self._replay = replay
         self._dispatcher = dispatcher
         self._screen = screen
+        self._version_mismatch_alert = version_mismatch_alert
 
     async def handle(
         self, endpoint: Endpoint, raw: bytes, speaks_for: frozenset[str] | None = None
@@ -247,6 +253,8 @@ class RequestPipeline:
                 refusal.reason,
                 refusal.detail,
             )
+            if refusal.reason == "unsupported_version" and self._version_mismatch_alert:
+                await self._version_mismatch_alert(raw)
             return refusal_outcome(refusal)
         header = request.header
         code = self._replay.admit(header.request_id, header.command_variant).code

@@ -163,3 +163,30 @@ def signed_pre_command_request(cv4: bytes, signed_gbcs: bytes) -> bytes:
         + "</sr:GBCSPayload></sr:SignedPreCommand></sr:Body>"
     )
     return re.sub(r"<sr:Body>.*</sr:Body>", body, text, flags=re.S).encode()
+
+
+async def test_unserved_version_gets_a_version_mismatch_alert(
+    tmp_path: Path, shared_dir: Path, schemas: SchemaSet
+) -> None:
+    receiver = Receiver()
+    inventory = (shared_dir / REQUESTS / "8.2_READ_INVENTORY_REQUEST_DUIS.XML").read_bytes()
+    future = inventory.replace(b'schemaVersion="5.4"', b'schemaVersion="6.0"')
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(receiver.serve)
+        config = config_with_receiver(tmp_path, port)
+        config = msgspec.structs.replace(
+            config, duis=msgspec.structs.replace(config.duis, version_mismatch_alert_code="N25")
+        )
+        async with running_gateway(config, [tmp_path / "pki"]) as gw:
+            unsigned = await gw.post("/api/v1/serviceD", future)  # not proven: no alert
+            assert unsigned.status_code == 400
+            r = await gw.send(future)
+            assert r.status_code == 400 and "unsupported_version" in r.text
+            await wait_for(receiver, 1)
+            await trio.sleep(0.2)
+            assert len(receiver.accepted) == 1
+            alert = check_signed(receiver.accepted[0].body, tmp_path, schemas)
+            assert alert.get("schemaVersion") == "5.4"
+            assert alert.findtext(".//{*}DCCAlertCode") == "N25"
+            assert alert.findtext(".//{*}ServiceRequestDUISVersion") == "6.0"
+        nursery.cancel_scope.cancel()
