@@ -9,33 +9,21 @@ this process (the client) pins itself to the other, so the two never share a cor
 on a 2-core machine. With `--workers N` duisgw places its own workers and the client
 is not pinned; the client's CPU time is reported so its share can be judged.
 
-Closed loop: every connection sends its next request as soon as the last answer is
-in (the maximum rate). Open loop: request j is due at start + j/rate; connection
-j mod K sends it when due (or when it is free, if later) and its latency counts from
-the due time, so a stalled server cannot hide its queue (no coordinated omission).
-Connection j mod K keeps the corpus's per-originator order (see bench/corpus.py).
-
-The module has three sections (the client, the gateway process, one run). They are
-ready to become bench/client.py and bench/gateway_process.py: only `run` and
-`_drive` use both.
+This module is one run and its report. The client, and what closed and open loop
+mean, is bench/client.py; the gateway subprocess is bench/gateway_process.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import math
 import os
 import shutil
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
-import tomllib
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -44,9 +32,11 @@ import msgspec
 import trio
 
 from bench import corpus as corpus_mod
-from bench.corpus import Prepared
+from bench.client import Tally, closed_loop, open_loop, tls_contexts
+from bench.gateway_process import GatewayFailed as GatewayFailed  # re-exported for callers
+from bench.gateway_process import GatewayProcess
+from bench.gateway_process import workers_unavailable as workers_unavailable  # re-exported
 from gateway.default import ensure_default_state
-from gateway.devpki import TLS_CA_NAME, TLS_SUBDIRECTORY
 
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_WARMUP_PER_CONNECTION = 20
@@ -140,314 +130,6 @@ def summarise(latencies: list[float]) -> Latency:
     )
 
 
-# ------------------------------------------------------------------ client
-
-RESPONSE_TIMEOUT_SECONDS = 30.0
-RECEIVE_BYTES = 65_536
-OPEN_LOOP_LEAD_SECONDS = 0.2  # connections open before the first request is due
-
-
-class Tally:
-    """What one run saw, shared by its connection tasks (trio runs one at a time)."""
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.send_lags: list[float] = []
-        self.wake_lateness: list[float] = []
-        self.statuses: Counter[int] = Counter()
-        self.codes: Counter[str] = Counter()
-        self.unexpected = 0
-        self.failures: Counter[str] = Counter()
-        self.last_answer = 0.0
-        self.elapsed = 0.0
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection: the request is pre-rendered bytes, and the
-    answer is read with two `find`s, because a client costing as much CPU as the server
-    would measure itself."""
-
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext | None) -> None:
-        self._address = address
-        self._context = context
-        self._stream: trio.abc.Stream | None = None
-        self._buffer = bytearray()
-
-    async def exchange(self, wire: bytes) -> tuple[int, bytes]:
-        if self._stream is None:
-            self._stream = await self._connect()
-        stream, buffer = self._stream, self._buffer
-        await stream.send_all(wire)
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            buffer += await self._receive(stream)
-        head = bytes(buffer[:end]).lower()
-        status = int(head[9:12])
-        start = head.find(b"\r\ncontent-length:") + 17
-        stop = head.find(b"\r\n", start)
-        total = end + 4 + int(head[start : stop if stop >= 0 else len(head)])
-        while len(buffer) < total:
-            buffer += await self._receive(stream)
-        body = bytes(buffer[end + 4 : total])
-        del buffer[:total]
-        if b"\r\nconnection: close" in head:
-            await self.close()
-        return status, body
-
-    async def _connect(self) -> trio.abc.Stream:
-        stream: trio.abc.Stream = await trio.open_tcp_stream(*self._address)
-        if self._context is not None:
-            stream = trio.SSLStream(stream, self._context, server_hostname="localhost")
-            await stream.do_handshake()
-        return stream
-
-    @staticmethod
-    async def _receive(stream: trio.abc.Stream) -> bytes | bytearray:
-        chunk = await stream.receive_some(RECEIVE_BYTES)
-        if not chunk:
-            raise trio.BrokenResourceError("the gateway closed the connection")
-        return chunk
-
-    async def close(self) -> None:
-        stream, self._stream = self._stream, None
-        self._buffer.clear()
-        if stream is not None:
-            with trio.move_on_after(1) as scope:
-                scope.shield = True
-                await trio.aclose_forcefully(stream)
-
-
-def duis_code(body: bytes) -> str:
-    """The ResponseCode by byte search: an XML parse here would cost more than the server's."""
-    start = body.find(b"ResponseCode>")
-    if start < 0:
-        return "none"
-    return body[start + 13 : body.find(b"<", start)].decode("ascii", "replace")
-
-
-async def _one(conn: Connection, request: Prepared, due: float, tally: Tally) -> None:
-    wire, expected = request
-    try:
-        with trio.fail_after(RESPONSE_TIMEOUT_SECONDS):
-            status, body = await conn.exchange(wire)
-    except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError, ValueError) as exc:
-        tally.failures[type(exc).__name__] += 1
-        await conn.close()
-        return
-    now = trio.current_time()
-    tally.latencies.append(now - due)
-    tally.last_answer = now
-    tally.statuses[status] += 1
-    code = duis_code(body) if status == 200 else f"HTTP {status}"
-    tally.codes[code] += 1
-    if code not in expected:
-        tally.unexpected += 1
-
-
-async def closed_loop(
-    address: tuple[str, int], slots: list[list[Prepared]],
-    contexts: list[ssl.SSLContext] | None, seconds: float | None,
-) -> Tally:
-    tally = Tally()
-    start = trio.current_time()
-    stop_at = start + seconds if seconds else math.inf
-
-    async def connection(k: int) -> None:
-        conn = Connection(address, contexts[k] if contexts else None)
-        try:
-            for request in slots[k]:
-                if trio.current_time() >= stop_at:
-                    break
-                await _one(conn, request, trio.current_time(), tally)
-        finally:
-            await conn.close()
-
-    async with trio.open_nursery() as nursery:
-        for k in range(len(slots)):
-            nursery.start_soon(connection, k)
-    tally.elapsed = max(tally.last_answer - start, 1e-9)
-    return tally
-
-
-async def open_loop(
-    address: tuple[str, int], slots: list[list[Prepared]],
-    contexts: list[ssl.SSLContext] | None, rate: float,
-) -> Tally:
-    tally = Tally()
-    start = trio.current_time() + OPEN_LOOP_LEAD_SECONDS
-    width = len(slots)
-
-    async def connection(k: int) -> None:
-        conn = Connection(address, contexts[k] if contexts else None)
-        try:
-            for m, request in enumerate(slots[k]):
-                due = start + (m * width + k) / rate
-                if trio.current_time() < due:
-                    await trio.sleep_until(due)
-                    # How late the client itself woke: its own health, not the server's.
-                    tally.wake_lateness.append(trio.current_time() - due)
-                tally.send_lags.append(trio.current_time() - due)
-                await _one(conn, request, due, tally)
-        finally:
-            await conn.close()
-
-    async with trio.open_nursery() as nursery:
-        for k in range(width):
-            nursery.start_soon(connection, k)
-    tally.elapsed = max(tally.last_answer - start, 1e-9)
-    return tally
-
-
-def tls_contexts(pki: Path, slot_ids: list[list[str]]) -> list[ssl.SSLContext]:
-    """One client context per slot, with the TLS certificate of the slot's first User ID."""
-    tls_dir = pki / TLS_SUBDIRECTORY
-    contexts = []
-    for ids in slot_ids:
-        eui = ids[0].replace("-", "")
-        context = ssl.create_default_context(cafile=str(tls_dir / f"{TLS_CA_NAME}.cert.pem"))
-        context.load_cert_chain(tls_dir / f"tls-client-{eui}.cert.pem",
-                                tls_dir / f"tls-client-{eui}.key.pem")
-        contexts.append(context)
-    return contexts
-
-
-# ------------------------------------------------------------------ the gateway process
-
-READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 30.0  # above the gateway's default drain_timeout_seconds (10)
-LOG_TAIL_BYTES = 3000
-SERVER_HISTOGRAM = "duisgw_request_seconds"  # gateway/metrics.py: request in -> answer ready
-
-
-class GatewayFailed(Exception):
-    """The gateway did not start, or did not stop cleanly; the message holds its log tail."""
-
-
-def gateway_command(config: Path, workers: int, profile: Path | None) -> list[str]:
-    # `python -m gateway.cli` is `duisgw` (same entry point, same interpreter), and
-    # it can run under cProfile.
-    prefix = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
-    extra = ["--workers", str(workers)] if workers != 1 else []
-    return [*prefix, "-m", "gateway.cli", "serve", "--config", str(config), *extra]
-
-
-def workers_unavailable() -> str | None:
-    """None if `duisgw serve` takes --workers, else why not."""
-    help_text = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--help"],
-        capture_output=True, text=True, timeout=60, check=False,
-    ).stdout
-    return None if "--workers" in help_text else "duisgw serve has no --workers option"
-
-
-class GatewayProcess:
-    def __init__(self, process: subprocess.Popen[bytes], config: Path, workers: int) -> None:
-        self.process = process
-        self.config_path = config
-        values = tomllib.loads(config.read_text())
-        self.duis_port: int = values["listen"]["port"]
-        # gateway/workers.py: worker i's admin listener is on admin.port + i.
-        self.admin_ports = [values["admin"]["port"] + i for i in range(workers)]
-        self.log_path = config.with_name("gateway.log")
-
-    @classmethod
-    def start(cls, config: Path, *, workers: int, cores: set[int] | None,
-              profile: Path | None) -> GatewayProcess:
-        with config.with_name("gateway.log").open("wb") as log:
-            process = subprocess.Popen(gateway_command(config, workers, profile), stdout=log,
-                                       stderr=subprocess.STDOUT, cwd=config.parent)
-        if cores is not None:
-            # Before the interpreter has started any thread: every later one inherits it.
-            with contextlib.suppress(ProcessLookupError):  # wait_ready reports an early exit
-                os.sched_setaffinity(process.pid, cores)
-        return cls(process, config, workers)
-
-    def wait_ready(self) -> None:
-        """Until every worker's /readyz answers 200."""
-        waiting = list(self.admin_ports)
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while waiting and time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise GatewayFailed(f"gateway exited {self.process.returncode} before it was "
-                                    f"ready:\n{self.log_tail()}")
-            try:
-                url = f"http://127.0.0.1:{waiting[0]}/readyz"
-                with urllib.request.urlopen(url, timeout=1) as answer:
-                    if answer.status == 200:
-                        waiting.pop(0)
-                        continue
-            except OSError:
-                pass
-            time.sleep(0.05)
-        if waiting:
-            raise GatewayFailed(f"not ready after {READY_TIMEOUT_SECONDS} s:\n{self.log_tail()}")
-
-    def stop(self) -> int | None:
-        """SIGTERM, then the exit status; None (after SIGKILL) if it does not exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return None
-
-    def log_tail(self) -> str:
-        data = self.log_path.read_bytes() if self.log_path.exists() else b""
-        return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
-
-    def latency_buckets(self) -> dict[float, float]:
-        """The gateway's own request-latency histogram (cumulative counts by upper bound),
-        summed over endpoints and workers: what the server timed."""
-        text = ""
-        for port in self.admin_ports:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-                text += answer.read().decode()
-        buckets: dict[float, float] = {}
-        for line in text.splitlines():
-            if line.startswith(SERVER_HISTOGRAM + "_bucket{"):
-                labels, value = line.rsplit(" ", 1)
-                bound = labels.split('le="', 1)[1].split('"', 1)[0]
-                key = math.inf if bound == "+Inf" else float(bound)
-                buckets[key] = buckets.get(key, 0.0) + float(value)
-        return buckets
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the gateway and its worker processes, from /proc."""
-        pids = {self.process.pid}
-        pids |= _descendants(pids)
-        return sum(_cpu(pid) for pid in pids)
-
-
-def _stat_fields(pid: int) -> list[str]:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()  # field 3 (state) is index 0
-
-
-def _cpu(pid: int) -> float:
-    try:
-        fields = _stat_fields(pid)
-    except (OSError, ValueError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _descendants(roots: set[int]) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(_stat_fields(int(entry.name))[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found: set[int] = set()
-    frontier = set(roots)
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
 # ------------------------------------------------------------------ one run
 
 
@@ -462,17 +144,24 @@ def run(options: LoadOptions) -> LoadReport:
     try:
         config, slot_ids = _prepare_state(state, shared, templates, options)
         corpus = corpus_mod.build_corpus(
-            templates, state / "pki", slots=options.connections, total=options.requests,
+            templates,
+            state / "pki",
+            slots=options.connections,
+            total=options.requests,
             versions=corpus_mod.SERVED_VERSIONS if options.all_versions else None,
             processes=options.sign_processes,
         )
-        print(f"corpus: {corpus.size:,} signed requests in {corpus.build_seconds:.2f} s "
-              f"({corpus.sign_processes} process(es)), {corpus.async_share:.0%} asynchronous",
-              file=sys.stderr)
+        print(
+            f"corpus: {corpus.size:,} signed requests in {corpus.build_seconds:.2f} s "
+            f"({corpus.sign_processes} process(es)), {corpus.async_share:.0%} asynchronous",
+            file=sys.stderr,
+        )
         contexts = tls_contexts(state / "pki", slot_ids) if options.tls else None
         pin = options.workers == 1 and options.server_core >= 0
         gateway = GatewayProcess.start(
-            config, workers=options.workers, cores={options.server_core} if pin else None,
+            config,
+            workers=options.workers,
+            cores={options.server_core} if pin else None,
             profile=Path(options.profile).resolve() if options.profile else None,
         )
         ready = False
@@ -501,18 +190,24 @@ def _prepare_state(
     default_config = ensure_default_state(state, now)
     originals = sorted({t.originator for t in templates})
     users, inventory = corpus_mod.add_slot_users(state, originals, options.connections, now)
-    slot_ids = [[corpus_mod.slot_user_id(o, k) for o in originals]
-                for k in range(options.connections)]
+    slot_ids = [
+        [corpus_mod.slot_user_id(o, k) for o in originals] for k in range(options.connections)
+    ]
     config = corpus_mod.write_bench_config(
-        default_config, users, inventory,
+        default_config,
+        users,
+        inventory,
         xsd_dir=shared / "duis" / "xsd" if options.xsd else None,
-        tls_slots=slot_ids if options.tls else None, admin_ports=options.workers,
+        tls_slots=slot_ids if options.tls else None,
+        admin_ports=options.workers,
     )
     return config, slot_ids
 
 
 def _drive(
-    options: LoadOptions, corpus: corpus_mod.Corpus, gateway: GatewayProcess,
+    options: LoadOptions,
+    corpus: corpus_mod.Corpus,
+    gateway: GatewayProcess,
     contexts: list[ssl.SSLContext] | None,
 ) -> LoadReport:
     pinned = options.workers == 1 and options.client_core >= 0
@@ -538,13 +233,17 @@ def _drive(
         server_buckets = {bound: after[bound] - buckets.get(bound, 0.0) for bound in after}
     finally:
         os.sched_setaffinity(0, previous)
-    gateway_pin = (f"gateway on core {options.server_core}" if options.server_core >= 0
-                   else "gateway unpinned")
-    pinning = ", ".join([
-        gateway_pin if options.workers == 1
-        else f"{options.workers} gateway workers placed by duisgw itself",
-        f"client on core {options.client_core}" if pinned else "client unpinned",
-    ])
+    gateway_pin = (
+        f"gateway on core {options.server_core}" if options.server_core >= 0 else "gateway unpinned"
+    )
+    pinning = ", ".join(
+        [
+            gateway_pin
+            if options.workers == 1
+            else f"{options.workers} gateway workers placed by duisgw itself",
+            f"client on core {options.client_core}" if pinned else "client unpinned",
+        ]
+    )
     report = _report(options, corpus, tally, server_cpu, client_cpu, pinning)
     report.server_timed_p99_ms = bucket_percentile(server_buckets, 0.99) * 1000
     return report
@@ -560,14 +259,22 @@ def bucket_percentile(cumulative: dict[float, float], fraction: float) -> float:
 
 
 def _report(
-    options: LoadOptions, corpus: corpus_mod.Corpus, tally: Tally, server_cpu: float,
-    client_cpu: float, pinning: str,
+    options: LoadOptions,
+    corpus: corpus_mod.Corpus,
+    tally: Tally,
+    server_cpu: float,
+    client_cpu: float,
+    pinning: str,
 ) -> LoadReport:
     answered = len(tally.latencies)
     lags = sorted(tally.send_lags)
     return LoadReport(
-        mode=options.mode, connections=options.connections, workers=options.workers,
-        tls=options.tls, xsd=options.xsd, requests_measured=answered,
+        mode=options.mode,
+        connections=options.connections,
+        workers=options.workers,
+        tls=options.tls,
+        xsd=options.xsd,
+        requests_measured=answered,
         seconds=tally.elapsed,
         throughput_per_second=answered / tally.elapsed if tally.elapsed else 0.0,
         target_rate_per_second=options.rate if options.mode == "open" else None,
@@ -576,13 +283,19 @@ def _report(
         client_wake_lateness_p99_ms=percentile(sorted(tally.wake_lateness), 0.99) * 1000,
         http_status={str(k): v for k, v in sorted(tally.statuses.items())},
         duis_codes=dict(sorted(tally.codes.items())),
-        unexpected_codes=tally.unexpected, failures=dict(tally.failures),
-        client_cpu_seconds=client_cpu, server_cpu_seconds=server_cpu,
+        unexpected_codes=tally.unexpected,
+        failures=dict(tally.failures),
+        client_cpu_seconds=client_cpu,
+        server_cpu_seconds=server_cpu,
         server_cpu_per_request_us=server_cpu / answered * 1e6 if answered else 0.0,
-        server_exit_code=None, corpus_size=corpus.size,
-        corpus_build_seconds=corpus.build_seconds, corpus_sign_processes=corpus.sign_processes,
-        corpus_async_share=corpus.async_share, versions=list(corpus.versions),
-        templates=list(corpus.templates), pinning=pinning,
+        server_exit_code=None,
+        corpus_size=corpus.size,
+        corpus_build_seconds=corpus.build_seconds,
+        corpus_sign_processes=corpus.sign_processes,
+        corpus_async_share=corpus.async_share,
+        versions=list(corpus.versions),
+        templates=list(corpus.templates),
+        pinning=pinning,
     )
 
 
@@ -600,7 +313,8 @@ def format_report(r: LoadReport) -> str:
         "histogram ms    " + "  ".join(f"{k}:{v}" for k, v in lat.histogram_ms.items()),
         f"server-timed    p99 <= {r.server_timed_p99_ms:g} ms (gateway histogram bucket)",
         f"send delay p99  {r.send_delay_p99_ms:.2f} ms after due; client wake-up lateness p99 "
-        f"{r.client_wake_lateness_p99_ms:.2f} ms" if r.mode == "open"
+        f"{r.client_wake_lateness_p99_ms:.2f} ms"
+        if r.mode == "open"
         else "send delay      - (closed loop)",
         f"HTTP status     {r.http_status}",
         f"DUIS codes      {r.duis_codes}  unexpected: {r.unexpected_codes}",
@@ -622,11 +336,18 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
     p.add_argument("--connections", type=int, default=32, help="one slot of User IDs each")
     p.add_argument("--seconds", type=float, help="closed loop: stop after this long")
     p.add_argument("--rate", type=float, help="open loop: requests per second")
-    p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP_PER_CONNECTION,
-                   help="requests per connection sent before measuring")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=DEFAULT_WARMUP_PER_CONNECTION,
+        help="requests per connection sent before measuring",
+    )
     p.add_argument("--variants", default="1,8", help="CommandVariants of the templates used")
-    p.add_argument("--all-versions", action="store_true",
-                   help="rewrite schemaVersion through every served version (5.0, 5.1, 5.3, 5.4)")
+    p.add_argument(
+        "--all-versions",
+        action="store_true",
+        help="rewrite schemaVersion through every served version (5.0, 5.1, 5.3, 5.4)",
+    )
     p.add_argument("--no-xsd", dest="xsd", action="store_false", help="gateway without XSD checks")
     p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
     p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")

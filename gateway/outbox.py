@@ -5,15 +5,15 @@ Service Response later, POSTed to its Receive Response URL (gateway/delivery.py)
 Nothing acknowledged may be lost, so the pipeline awaits `put` *before* it sends
 the I99: `put` returns only once the message is committed to disk.
 
-Storage is one SQLite file in WAL mode with `synchronous=FULL`, so every commit
-is fsynced. Durability costs one fsync per *batch*, not per message: one writer
-task (`run`) owns the only connection, takes every operation already queued (up
-to `max_batch`), runs them in one transaction in a worker thread and commits
-once (group commit). Operations arriving while a commit is in flight wait in a
-bounded channel and share the next commit; when the channel is full, callers
-wait (backpressure, not unbounded memory). The connection is used by one thread
-at a time (a CapacityLimiter of 1, and only the writer task calls it); reads go
-the same way, so they see every committed write in order.
+Storage is one SQLite file (its layer is gateway/outbox_store.py) in WAL mode with
+`synchronous=FULL`, so every commit is fsynced. Durability costs one fsync per
+*batch*, not per message: one writer task (`run`) owns the only connection, takes
+every operation already queued (up to `max_batch`), runs them in one transaction in
+a worker thread and commits once (group commit). Operations arriving while a
+commit is in flight wait in a bounded channel and share the next commit; when the
+channel is full, callers wait (backpressure, not unbounded memory). The connection
+is used by one thread at a time (a CapacityLimiter of 1, and only the writer task
+calls it); reads go the same way, so they see every committed write in order.
 
 Ordering: each User ID has its own gap-free sequence (`user_seq`, from the
 `outbox_user` counter row, never reused even after purges); delivery goes in
@@ -36,54 +36,33 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Final, Generic, Literal, NoReturn, TypeVar
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 import msgspec
 import trio
 
 from gateway.clock import Clock, SystemClock
 from gateway.metrics import Metrics
+from gateway.outbox_store import (
+    COLUMNS,
+    MessageKind,
+    MessageState,
+    apply_batch,
+    connect,
+    row_to_message,
+    to_us,
+)
 
-MessageKind = Literal["response", "alert"]
-MessageState = Literal["pending", "delivered", "dead"]
+# Re-exported: callers import these from here.
+from gateway.outbox_store import OutboxStoreError as OutboxStoreError
+from gateway.outbox_store import StoredMessage as StoredMessage
 
 QUEUE_SIZE: Final = 1024  # operations waiting for the writer; callers wait beyond it
 MAX_BATCH_OPS: Final = 512  # operations per transaction (one fsync)
 MAX_LIST_ROWS: Final = 1000  # rows per admin listing; callers page with after_id
 MAX_PURGE_ROWS: Final = 5000  # delivered rows removed per transaction
 MAX_ERROR_CHARS: Final = 500  # last_error kept per message
-BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
 XML_CONTENT_TYPE: Final = "application/xml"
-
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US: Final = dt.timedelta(microseconds=1)
-_COLUMNS: Final = (
-    "id, message_id, user_id, user_seq, kind, url, content_type, created_at_us, state,"
-    " attempts, last_error, finished_at_us, body"
-)
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS outbox_user (
-    user_id TEXT PRIMARY KEY,
-    last_seq INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    user_seq INTEGER NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('response', 'alert')),
-    url TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    created_at_us INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    finished_at_us INTEGER,
-    body BLOB NOT NULL,
-    UNIQUE (user_id, user_seq)
-);
-CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, user_id, user_seq);
-"""
 
 
 class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,22 +75,6 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     created_at: dt.datetime  # aware UTC, from the injected clock
     kind: MessageKind = "response"
     content_type: str = XML_CONTENT_TYPE
-
-
-class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
-    id: int  # arrival order across Users
-    message_id: str
-    user_id: str
-    user_seq: int  # delivery order within the User ID, from 1
-    kind: MessageKind
-    url: str
-    content_type: str
-    created_at: dt.datetime
-    state: MessageState
-    attempts: int  # failed delivery attempts recorded so far
-    last_error: str | None
-    finished_at: dt.datetime | None  # delivered or dead-lettered at
-    body: bytes  # empty once delivered
 
 
 class OutboxError(Exception):
@@ -130,10 +93,6 @@ class NotDeadLettered(OutboxError):
     pass
 
 
-class OutboxStoreError(Exception):
-    """We broke: the database failed or the writer is not running."""
-
-
 T = TypeVar("T")
 
 
@@ -147,7 +106,7 @@ class _Op(Generic[T]):
         self.after = after
         self.value: T | None = None
         self.error: BaseException | None = None
-        self.ran = False  # set by _apply once the op's outcome is final (commit or not)
+        self.ran = False  # set by apply_batch once the op's outcome is final (commit or not)
         self.done = trio.Event()
 
 
@@ -196,7 +155,7 @@ class Outbox:
         """
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be at least 1")
-        conn, pending, dead = await trio.to_thread.run_sync(_connect, str(path))
+        conn, pending, dead = await trio.to_thread.run_sync(connect, str(path))
         return cls(
             conn,
             pending,
@@ -227,7 +186,7 @@ class Outbox:
                         break
                 # Not abandoned on cancel: the transaction finishes (committed or rolled
                 # back) before we return, so the file and each op's outcome agree.
-                await trio.to_thread.run_sync(_apply, conn, batch, limiter=self._limiter)
+                await trio.to_thread.run_sync(apply_batch, conn, batch, limiter=self._limiter)
                 self._finish(batch)
                 batch = []
         finally:
@@ -288,7 +247,7 @@ class Outbox:
         database failed: then nothing was stored and no I99 may be sent. If the caller
         is cancelled while waiting, the message may still be committed (and delivered).
         """
-        created_us = _to_us(message.created_at)
+        created_us = to_us(message.created_at)
 
         def insert(conn: sqlite3.Connection) -> None:
             if conn.execute(
@@ -313,7 +272,7 @@ class Outbox:
 
     async def mark_delivered(self, message_id: str) -> None:
         """The User answered 2xx: never send it again. Drops the body."""
-        now_us = _to_us(self._clock.now())
+        now_us = to_us(self._clock.now())
 
         update = _fetch_one(
             "UPDATE outbox SET state = 'delivered', finished_at_us = ?, body = x''"
@@ -334,7 +293,7 @@ class Outbox:
 
     async def dead_letter(self, message_id: str, error: str) -> None:
         """Give up on a message (counted as a failed attempt); kept with its body."""
-        now_us = _to_us(self._clock.now())
+        now_us = to_us(self._clock.now())
 
         update = _fetch_one(
             "UPDATE outbox SET state = 'dead', finished_at_us = ?, last_error = ?,"
@@ -394,7 +353,7 @@ class Outbox:
 
         Until then a repeated put of a delivered message id is refused as a duplicate.
         """
-        cutoff = _to_us(self._clock.now()) - round(retention_seconds * 1e6)
+        cutoff = to_us(self._clock.now()) - round(retention_seconds * 1e6)
 
         def delete(conn: sqlite3.Connection) -> int:
             # In id order: rows finish roughly in arrival order, so the scan stops early.
@@ -429,21 +388,23 @@ class Outbox:
 
     async def _select_one(self, where: str, param: str) -> StoredMessage | None:
         found = await self._submit(
-            _fetch_one(f"SELECT {_COLUMNS} FROM outbox WHERE {where}", (param,))
+            _fetch_one(f"SELECT {COLUMNS} FROM outbox WHERE {where}", (param,))
         )
-        return None if found is None else _row(found)
+        return None if found is None else row_to_message(found)
 
     async def _list(
         self, state: MessageState, user_id: str | None, after_id: int, limit: int
     ) -> list[StoredMessage]:
-        sql = f"SELECT {_COLUMNS} FROM outbox WHERE state = ? AND id > ?"
+        sql = f"SELECT {COLUMNS} FROM outbox WHERE state = ? AND id > ?"
         params: list[object] = [state, after_id]
         if user_id is not None:
             sql += " AND user_id = ?"
             params.append(user_id)
         sql += " ORDER BY id LIMIT ?"
         params.append(max(0, min(limit, MAX_LIST_ROWS)))
-        return await self._submit(lambda conn: [_row(r) for r in conn.execute(sql, params)])
+        return await self._submit(
+            lambda conn: [row_to_message(r) for r in conn.execute(sql, params)]
+        )
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -528,52 +489,6 @@ async def open_outbox(
         outbox.close()
 
 
-def _connect(path: str) -> tuple[sqlite3.Connection, dict[str, int], int]:
-    # Autocommit mode: transactions are opened explicitly per batch in _apply.
-    # check_same_thread off: trio's worker threads vary; the limiter serialises use.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")  # WAL + NORMAL may lose commits on power loss
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.executescript(_SCHEMA)
-        pending = {
-            str(user): int(count)
-            for user, count, _ in conn.execute(
-                "SELECT user_id, COUNT(*), MIN(id) AS first FROM outbox"
-                " WHERE state = 'pending' GROUP BY user_id ORDER BY first"
-            )
-        }
-        (dead,) = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()
-    except sqlite3.Error:
-        conn.close()
-        raise
-    return conn, pending, int(dead)
-
-
-def _apply(conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
-    """One transaction for the batch; each op in a savepoint so one refusal spares the rest."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for op in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                op.value = op.fn(conn)
-            except Exception as exc:  # handed to that op's caller, not the writer
-                conn.execute("ROLLBACK TO op")
-                op.error = exc
-            conn.execute("RELEASE op")
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        for op in batch:
-            op.value = None
-            op.error = OutboxStoreError(f"outbox database: {exc}")
-    for op in batch:
-        op.ran = True
-
-
 def _fetch_one(sql: str, params: tuple[object, ...]) -> Callable[[sqlite3.Connection], Any]:
     return lambda conn: conn.execute(sql, params).fetchone()
 
@@ -587,31 +502,3 @@ def _refuse_not_dead(conn: sqlite3.Connection, message_id: str) -> NoReturn:
     if prior is None:
         raise UnknownMessage(f"no message {message_id!r}")
     raise NotDeadLettered(f"message {message_id!r} is {prior[0]}, not dead-lettered")
-
-
-def _row(r: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(
-        id=r[0],
-        message_id=r[1],
-        user_id=r[2],
-        user_seq=r[3],
-        kind=r[4],
-        url=r[5],
-        content_type=r[6],
-        created_at=_from_us(r[7]),
-        state=r[8],
-        attempts=r[9],
-        last_error=r[10],
-        finished_at=None if r[11] is None else _from_us(r[11]),
-        body=bytes(r[12]),
-    )
-
-
-def _to_us(t: dt.datetime) -> int:
-    if t.tzinfo is None:
-        raise ValueError("outbox times must be timezone-aware")
-    return (t - _EPOCH) // _US
-
-
-def _from_us(us: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=us)

@@ -41,7 +41,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import trio
 
@@ -318,7 +318,9 @@ class ReplayDatabase:
             time.sleep(pause)
             pause = min(pause * 2, BUSY_POLL_MAX_SECONDS)
 
-    def _transaction(self, work: Callable[[], _T], mode: str = "IMMEDIATE") -> _T:
+    def _transaction(
+        self, work: Callable[[], _T], mode: Literal["IMMEDIATE", "DEFERRED"] = "IMMEDIATE"
+    ) -> _T:
         # IMMEDIATE takes the write lock first, so what we read is what we write over:
         # no other process can commit in between.
         db = self._db
@@ -467,13 +469,15 @@ class SharedReplayGuard:
             # and every admission in it is answered, whichever caller was cancelled.
             verdicts = await trio.to_thread.run_sync(run, limiter=self._limiter)
         except BaseException as exc:
-            if started:
-                for admission in batch:  # rolled back: each of its callers hears why
-                    admission.error = exc
-            else:  # cancelled before BEGIN: nothing decided, so back in front, in order
+            if not started:  # cancelled before BEGIN: nothing decided; back in front, in order
                 self._queue[:0] = batch
-            if not started or not isinstance(exc, Exception):
                 raise
+            for admission in batch:  # rolled back: each of its callers hears why
+                admission.error = exc
+            if not isinstance(exc, Exception):
+                raise
+            # An Exception is theirs to raise (see _outcome), not this writer's: its own
+            # admission may be in another batch.
         else:
             self._transactions += 1
             for admission, verdict in zip(batch, verdicts, strict=True):

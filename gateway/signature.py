@@ -82,20 +82,6 @@ def _ds(local: str) -> str:
 
 
 _SIGNATURE: Final = _ds("Signature")
-_SIGNED_INFO: Final = _ds("SignedInfo")
-_C14N_METHOD: Final = _ds("CanonicalizationMethod")
-_SIGNATURE_METHOD: Final = _ds("SignatureMethod")
-_REFERENCE: Final = _ds("Reference")
-_TRANSFORMS: Final = _ds("Transforms")
-_TRANSFORM: Final = _ds("Transform")
-_DIGEST_METHOD: Final = _ds("DigestMethod")
-_DIGEST_VALUE: Final = _ds("DigestValue")
-_SIGNATURE_VALUE: Final = _ds("SignatureValue")
-_KEY_INFO: Final = _ds("KeyInfo")
-_X509_DATA: Final = _ds("X509Data")
-_ISSUER_SERIAL: Final = _ds("X509IssuerSerial")
-_ISSUER_NAME: Final = _ds("X509IssuerName")
-_SERIAL_NUMBER: Final = _ds("X509SerialNumber")
 
 _DS_NS_BYTES: Final = DS_NS.encode("ascii")
 _XML_WS: Final = " \t\r\n"
@@ -136,14 +122,18 @@ def parse_signature(root: etree._Element) -> SignatureParts:
     Acceptance is one anchored pattern over the exclusive canonical form of the
     Signature: C14N has already fixed attribute order, quoting, empty-element form
     and escaping, so the pattern is the whole profile in one place and costs about a
-    microsecond. Only a refused signature takes the slower element-by-element walk,
-    whose job is to name the reason.
+    microsecond. Only a refused signature takes the slower element-by-element walk
+    (`gateway.signature_refusals`), whose job is to name the reason.
     """
     signature = _the_enveloped_signature(root)
     _refuse_non_elements(signature)
     match = _PROFILE.match(_c14n_exclusive(signature, "Signature"))
     if match is None:
-        _explain_refusal(signature)
+        # Imported here, not at the top: signature_refusals builds on this module's
+        # decoders, and only a refused signature needs it.
+        from gateway.signature_refusals import explain_refusal
+
+        explain_refusal(signature)
         raise SignatureError("bad_structure", "ds:Signature is outside the profile's form")
     digest = _decode_digest(_c14n_text(match["digest"]))
     r, s = _decode_signature_value(_c14n_text(match["value"]))
@@ -308,6 +298,10 @@ def _serial(text: str) -> int:
     return int(text)
 
 
+def _blank(text: str | None) -> bool:
+    return text is None or not text.strip(_XML_WS)
+
+
 def _c14n_exclusive(element: etree._Element, where: str) -> bytes:
     try:
         return etree.tostring(element, method="c14n", exclusive=True)
@@ -325,117 +319,6 @@ def _c14n_document(root: etree._Element) -> bytes:
         raise SignatureError(
             "canonicalization_failed", "the document cannot be canonicalised"
         ) from None
-
-
-# --------------------------------------------------------------------------- refusals
-# The walk below runs only for a signature the pattern refused: it names the first
-# fault in document order. It never accepts anything on its own.
-
-
-def _explain_refusal(signature: etree._Element) -> None:
-    _no_attributes(signature, "Signature")
-    signed_info, signature_value, key_info = _expect_children(
-        signature, (_SIGNED_INFO, _SIGNATURE_VALUE, _KEY_INFO), "Signature"
-    )
-    _explain_signed_info(signed_info)
-    _no_attributes(signature_value, "SignatureValue")
-    _decode_signature_value(_leaf_text(signature_value, "bad_signature_value", "SignatureValue"))
-    _explain_key_info(key_info)
-
-
-def _explain_signed_info(signed_info: etree._Element) -> None:
-    _no_attributes(signed_info, "SignedInfo")
-    c14n_method, signature_method, reference = _expect_children(
-        signed_info, (_C14N_METHOD, _SIGNATURE_METHOD, _REFERENCE), "SignedInfo"
-    )
-    _expect_algorithm(c14n_method, EXC_C14N, "CanonicalizationMethod")
-    _expect_algorithm(signature_method, ECDSA_SHA256, "SignatureMethod")
-    attrib = reference.attrib
-    if attrib.get("URI") != "":
-        raise SignatureError("bad_reference_uri", 'Reference must have URI=""')
-    if len(attrib) != 1:
-        raise SignatureError("unexpected_attribute", "Reference carries attributes beyond URI")
-    transforms, digest_method, digest_value = _expect_children(
-        reference, (_TRANSFORMS, _DIGEST_METHOD, _DIGEST_VALUE), "Reference"
-    )
-    _explain_transforms(transforms)
-    _expect_algorithm(digest_method, SHA256, "DigestMethod")
-    _no_attributes(digest_value, "DigestValue")
-    _decode_digest(_leaf_text(digest_value, "bad_digest_value", "DigestValue"))
-
-
-def _explain_transforms(transforms: etree._Element) -> None:
-    _no_attributes(transforms, "Transforms")
-    children = list(transforms)
-    if len(children) != 1 or children[0].tag != _TRANSFORM:
-        raise SignatureError("bad_transforms", "Transforms must be exactly [enveloped-signature]")
-    transform = children[0]
-    if transform.get("Algorithm") != ENVELOPED or len(transform) or not _blank(transform.text):
-        raise SignatureError("bad_transforms", "the one Transform must be enveloped-signature")
-    if len(transform.attrib) != 1:
-        raise SignatureError("unexpected_attribute", "Transform has attributes beyond Algorithm")
-    _blank_between_children(transforms, "Transforms")
-
-
-def _explain_key_info(key_info: etree._Element) -> None:
-    # One code for the whole KeyInfo subtree: the operator's question is "which
-    # certificate?", and the detail says what was wrong.
-    try:
-        _no_attributes(key_info, "KeyInfo")
-        (x509_data,) = _expect_children(key_info, (_X509_DATA,), "KeyInfo")
-        _no_attributes(x509_data, "X509Data")
-        (issuer_serial,) = _expect_children(x509_data, (_ISSUER_SERIAL,), "X509Data")
-        _no_attributes(issuer_serial, "X509IssuerSerial")
-        name, serial = _expect_children(
-            issuer_serial, (_ISSUER_NAME, _SERIAL_NUMBER), "X509IssuerSerial"
-        )
-        _no_attributes(name, "X509IssuerName")
-        _no_attributes(serial, "X509SerialNumber")
-    except SignatureError as exc:
-        raise SignatureError("bad_key_info", exc.detail) from None
-    _issuer_name(_leaf_text(name, "bad_key_info", "X509IssuerName"))
-    _serial(_leaf_text(serial, "bad_key_info", "X509SerialNumber"))
-
-
-def _blank(text: str | None) -> bool:
-    return text is None or not text.strip(_XML_WS)
-
-
-def _no_attributes(element: etree._Element, where: str) -> None:
-    if len(element.attrib):
-        raise SignatureError("unexpected_attribute", f"{where} carries attributes (Id games?)")
-
-
-def _expect_children(
-    element: etree._Element, tags: tuple[str, ...], where: str
-) -> list[etree._Element]:
-    children = list(element)
-    if len(children) != len(tags) or any(c.tag != t for c, t in zip(children, tags, strict=True)):
-        names = ", ".join(etree.QName(t).localname for t in tags)
-        raise SignatureError("bad_structure", f"{where} must contain exactly [{names}]")
-    _blank_between_children(element, where)
-    return children
-
-
-def _blank_between_children(element: etree._Element, where: str) -> None:
-    if not _blank(element.text) or any(not _blank(c.tail) for c in element):
-        raise SignatureError("bad_structure", f"{where} holds text between its elements")
-
-
-def _expect_algorithm(element: etree._Element, algorithm: str, where: str) -> None:
-    found = element.get("Algorithm")
-    if found != algorithm:
-        raise SignatureError("bad_algorithm", f"{where} Algorithm {str(found)[:100]!r} refused")
-    if len(element.attrib) != 1:
-        raise SignatureError("unexpected_attribute", f"{where} has attributes beyond Algorithm")
-    if len(element) or not _blank(element.text):
-        raise SignatureError("bad_structure", f"{where} must be empty")
-
-
-def _leaf_text(element: etree._Element, reason: SignatureReason, where: str) -> str:
-    if len(element):
-        raise SignatureError(reason, f"{where} must hold text only")
-    return element.text or ""
 
 
 # --------------------------------------------------------------------------- verify

@@ -7,19 +7,9 @@ one hub of each HAN/WAN combination (`default_hub_variants`, consultation §2.4)
 each its own behaviour. Commands to one hub queue in HubQueues (gateway.priority): a hub
 serves `hub_capacity` commands at a time in priority order.
 
-What a reply contains:
-- REAL shapes (learned from the RTDS 4.5.0 response vectors, checked against them in
-  tests/test_simulator.py): the GBCS framing of every response (CRA response, the
-  command's counter, device -> User, general-ciphering with MAC or general-signing, like
-  the command); ECS52 (11.2) the DLMS access-response with the firmware version octets;
-  ECS17b (4.1.1) the access-response carrying the get-protected-attributes result:
-  protection parameters and the register values AES-GCM encrypted for the User, and the
-  device's date-time in the header; device alerts as Generic Non Critical Alerts
-  (0x1001): a DLMS data-notification with alert code and time stamp.
-- SIMULATED: every other use case's payload is the ASCII text "SIMULATED RESPONSE <code>
-  <SRV> <device type>"; meter register values are random; MACs and device signatures are
-  real only when a DeviceKeys is given (else a zero MAC and an empty signature field), and
-  without keys the ECS17b registers are encrypted under SIMULATED_PROTECTION_KEY.
+What a reply contains (REAL shapes from the RTDS vectors, SIMULATED payloads
+elsewhere) is gateway/simulated_responses.py.
+
 Outcomes: a device missing from the inventory, or not commissioned, or without a
 commissioned hub, is UNREACHABLE (E20); a device that is silent, or slower than
 `response_timeout_seconds`, is NO_RESPONSE (E21) after that timeout; a future-dated
@@ -33,39 +23,22 @@ rng and its RequestID, so results do not depend on how trio interleaves commands
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 import random
 from collections.abc import Callable
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal
 
 import msgspec
 import trio
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.clock import Clock, SystemClock
 from gateway.metrics import Metrics
 from gateway.priority import HubQueues, QueueLimits, QueueTimeout
 from gateway.registry import Device, Inventory
+from gateway.simulated_responses import DeviceKeys as DeviceKeys  # re-exported for callers
+from gateway.simulated_responses import simulated_alert, simulated_response
 from gateway.transport import DeviceCommand, DeviceOutcome, DeviceReply
-from mmc.identifiers import Eui64, eui64_to_bytes
-from parse_correlate.gbcs import (
-    MESSAGE_CODES,
-    BlockKind,
-    Cra,
-    GbcsError,
-    GbcsMessage,
-    GroupingHeader,
-    KeyAgreement,
-    build_message,
-    encode_general_signing,
-    message_key,
-    parse_message,
-)
-
-log = logging.getLogger("duisgw.simulator")
+from mmc.identifiers import Eui64
 
 Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=86_400.0)]
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
@@ -76,7 +49,6 @@ HAN_VARIANTS = ("Single Band", "Dual Band")  # 2.4 GHz; 2.4 GHz + 868 MHz (sub-G
 # variants are the newer hubs of each region.
 WAN_VARIANTS = ("North", "Central", "South", "4G North", "4G Central", "4G South")
 TEST_HUB_ID_PREFIX = "00-DB-12-34-56-78-C0"  # + one byte per HAN/WAN combination
-SIMULATED_PROTECTION_KEY = bytes(16)  # ECS17b registers without DeviceKeys: not secret
 _Z99 = 2.3263478740408408  # standard normal 99th percentile: p99 = median * exp(z99 sigma)
 
 
@@ -149,16 +121,6 @@ class SimulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
             raise ValueError(f"fallback_wan_variant {self.fallback_wan_variant!r} has no profile")
         if self.fallback_han_variant not in self.han_profiles:
             raise ValueError(f"fallback_han_variant {self.fallback_han_variant!r} has no profile")
-
-
-class DeviceKeys(Protocol):
-    """The simulated devices' private keys, where the operator has them (test PKI)."""
-
-    def key_agreement(self, device_id: Eui64, user_id: Eui64) -> KeyAgreement | None:
-        """The device's key agreement private key with the User's public key."""
-        ...
-
-    def signing_key(self, device_id: Eui64) -> ec.EllipticCurvePrivateKey | None: ...
 
 
 def default_hub_variants(prefix: str = TEST_HUB_ID_PREFIX) -> tuple[Device, ...]:
@@ -286,117 +248,27 @@ class Simulator:
         return table.get(variant or fallback) or table[fallback]
 
     def _response(self, command: DeviceCommand, rng: random.Random) -> bytes | None:
-        """The device's GBCS response; None when the device would drop the command."""
-        try:
-            message = parse_message(command.gbcs)
-        except GbcsError as exc:
-            log.warning(
-                "request_id=%s: device drops a malformed command: %s", command.request_id, exc
-            )
-            return None
-        sent = message.header
-        if sent.cra != Cra.COMMAND or sent.recipient != command.device_id:
-            log.warning(
-                "request_id=%s: device %s drops a command (CRA %s) addressed to %s",
-                command.request_id,
-                command.device_id,
-                sent.cra.name,
-                sent.recipient,
-            )
-            return None
-        code = sent.message_code
-        date_time = None
-        if code == MESSAGE_CODES["ECS17b"]:
-            date_time = _dlms_datetime(self._clock.now())
-        header = GroupingHeader(
-            cra=Cra.RESPONSE,
-            originator_counter=sent.originator_counter,
-            originator=sent.recipient,
-            recipient=sent.originator,
-            message_code=code,
-            date_time=date_time,
+        return simulated_response(
+            command,
+            rng,
+            clock=self._clock,
+            keys=self._keys,
+            firmware_version=self._firmware_version,
         )
-        payload = self._payload(command, message, header, rng)
-        return self._frame(header, payload, message.kind)
-
-    def _payload(
-        self, command: DeviceCommand, sent: GbcsMessage, header: GroupingHeader, rng: random.Random
-    ) -> bytes:
-        code = header.message_code
-        invoke = _invoke_id(sent)
-        if code == MESSAGE_CODES["ECS52"]:
-            data = _octets(self._firmware_version)
-            return _access_response(invoke, data, specification=_GET_SUCCESS)
-        if code == MESSAGE_CODES["ECS17b"]:
-            return _access_response(
-                invoke, self._protected_registers(header, rng), specification=_ACTION_SUCCESS
-            )
-        text = f"SIMULATED RESPONSE {code:04X} {command.srv_variant} {command.device_type}"
-        return text.encode("ascii")
-
-    def _protected_registers(self, header: GroupingHeader, rng: random.Random) -> bytes:
-        """ECS17b's get-protected-attributes result: the active and reactive import
-        registers (Wh, varh; scaler 0), AES-GCM encrypted by the device for the User."""
-        device, user = header.originator, header.recipient
-        registers = _structure(
-            _structure(
-                bytes([_DOUBLE_LONG_UNSIGNED]) + rng.randrange(1 << 24).to_bytes(4, "big"),
-                _structure(bytes([_INTEGER, 0]), bytes([_ENUM, _UNIT_WH])),
-                bytes([_DOUBLE_LONG_UNSIGNED]) + rng.randrange(1 << 20).to_bytes(4, "big"),
-                _structure(bytes([_INTEGER, 0]), bytes([_ENUM, _UNIT_VARH])),
-            )
-        )
-        transaction_id = _PROTECTION_PREFIX + header.originator_counter.to_bytes(8, "big")
-        keys = self._keys.key_agreement(device, user) if self._keys else None
-        key = message_key(keys, device, transaction_id, user) if keys else SIMULATED_PROTECTION_KEY
-        iv = eui64_to_bytes(device) + bytes(4)  # invocation counter 0, as in every vector
-        encryptor = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
-        encryptor.authenticate_additional_data(bytes([_SECURITY_CONTROL_ENCRYPTED]))
-        ciphertext = encryptor.update(registers) + encryptor.finalize()
-        protected = bytes([_SECURITY_CONTROL_ENCRYPTED]) + bytes(4) + ciphertext
-        protection = _structure(
-            bytes([_ENUM, 2]),  # authenticated and encrypted
-            _structure(
-                _octets(transaction_id),
-                _octets(eui64_to_bytes(device)),
-                _octets(eui64_to_bytes(user)),
-                _octets(b""),
-                _structure(bytes([_ENUM, 2]), _structure(_octets(b"\x02"), _octets(b""))),
-            ),
-        )
-        return _structure(_array(protection), _octets(protected + encryptor.tag[:12]))
-
-    def _frame(self, header: GroupingHeader, payload: bytes, kind: BlockKind) -> bytes:
-        device, user = header.originator, header.recipient
-        if kind == BlockKind.GENERAL_CIPHERING:
-            keys = self._keys.key_agreement(device, user) if self._keys else None
-            return build_message(header, payload, mac_keys=keys)
-        signing_key = self._keys.signing_key(device) if self._keys else None
-        if signing_key is None:
-            return build_message(header, payload, ciphering=False)  # signature field empty
-        unsigned = encode_general_signing(header, payload, signature=None)
-        r, s = utils.decode_dss_signature(signing_key.sign(unsigned[1:], ec.ECDSA(hashes.SHA256())))
-        return unsigned + b"\x40" + r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def _alert(self, command: DeviceCommand) -> bytes:
         """A Generic Non Critical Alert from the device to the User it just answered."""
         device, user = command.device_id, command.request_id.originator
         counter = self._alert_counters.get(device, 0) + 1
         self._alert_counters[device] = counter
-        header = GroupingHeader(
-            cra=Cra.ALERT,
-            originator_counter=counter,
-            originator=device,
-            recipient=user,
-            message_code=MESSAGE_CODES["GNCA-DLMS"],
+        return simulated_alert(
+            device,
+            user,
+            counter,
+            alert_code=self._config.device_alert_code,
+            clock=self._clock,
+            keys=self._keys,
         )
-        body = _structure(
-            bytes([_LONG_UNSIGNED]) + self._config.device_alert_code.to_bytes(2, "big"),
-            _octets(_dlms_datetime(self._clock.now())),
-        )
-        notification = bytes([_DATA_NOTIFICATION]) + _invoke(counter) + b"\x00" + body
-        keys = self._keys.key_agreement(device, user) if self._keys else None
-        return build_message(header, notification, mac_keys=keys)
 
 
 def _hub_of(device: Device | None, command: DeviceCommand, inventory: Inventory) -> Device | None:
@@ -410,60 +282,3 @@ def _hub_of(device: Device | None, command: DeviceCommand, inventory: Inventory)
     if hub is None or hub.device_type != "CHF" or hub.status != "commissioned":
         return None
     return hub
-
-
-# ---- DLMS A-XDR: just what the real response shapes need -------------------------------
-
-_ACCESS_REQUEST, _ACCESS_RESPONSE, _DATA_NOTIFICATION = 0xD9, 0xDA, 0x0F
-_ARRAY, _STRUCTURE, _DOUBLE_LONG_UNSIGNED, _OCTETS = 0x01, 0x02, 0x06, 0x09
-_INTEGER, _LONG_UNSIGNED, _ENUM = 0x0F, 0x12, 0x16
-_UNIT_WH, _UNIT_VARH = 30, 32  # DLMS unit enumeration
-_INVOKE_FLAGS = 0x20000000  # as every RTDS message: the low 24 bits carry the counter
-_GET_SUCCESS, _ACTION_SUCCESS = b"\x01\x00", b"\x03\x00"  # access-response-get/action, ok
-_PROTECTION_PREFIX = b"\x04"  # first octet of the protection transaction-id, as commands
-_SECURITY_CONTROL_ENCRYPTED = 0x31
-
-
-def _octets(value: bytes) -> bytes:
-    if len(value) > 0x7F:
-        raise ValueError("octet string too long for this encoder")
-    return bytes([_OCTETS, len(value)]) + value
-
-
-def _structure(*items: bytes) -> bytes:
-    return bytes([_STRUCTURE, len(items)]) + b"".join(items)
-
-
-def _array(*items: bytes) -> bytes:
-    return bytes([_ARRAY, len(items)]) + b"".join(items)
-
-
-def _invoke(counter: int) -> bytes:
-    return (_INVOKE_FLAGS | (counter & 0xFFFFFF)).to_bytes(4, "big")
-
-
-def _invoke_id(sent: GbcsMessage) -> bytes:
-    """The command's long-invoke-id-and-priority, which the response echoes."""
-    payload = sent.payload
-    if len(payload) >= 5 and payload[0] == _ACCESS_REQUEST:
-        return payload[1:5]
-    return _invoke(sent.header.originator_counter)
-
-
-def _access_response(invoke: bytes, data: bytes, *, specification: bytes) -> bytes:
-    # tag, invoke id, date-time absent, access-request-specification absent, one data
-    # item, one access-response-specification.
-    return bytes([_ACCESS_RESPONSE]) + invoke + b"\x00\x00\x01" + data + b"\x01" + specification
-
-
-def _dlms_datetime(when: dt.datetime) -> bytes:
-    """12-byte DLMS date-time in UTC, laid out as the RTDS devices write it: day of week
-    and deviation not specified, clock status not specified."""
-    t = when.astimezone(dt.UTC)
-    return b"".join(
-        (
-            t.year.to_bytes(2, "big"),
-            bytes([t.month, t.day, 0xFF, t.hour, t.minute, t.second, t.microsecond // 10_000]),
-            b"\x80\x00\xff",
-        )
-    )

@@ -3,6 +3,7 @@ decisions shared through one SQLite file by several processes, group commit."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import sqlite3
@@ -196,12 +197,12 @@ def test_a_file_from_the_single_process_gateway_is_migrated(tmp_path: Path) -> N
     with mock.patch.object(replay, "MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR", 2):
         database = ReplayDatabase(path)
         try:
-            assert database.decide_batch([(rid(30), 1), (rid(31), 4), (rid(10), 5), (rid(20), 5)])
-            assert database.decide_batch([(rid(10), 5), (rid(20), 5), (rid(31), 5)]) == [
-                ReplayVerdict.REPLAYED,  # the cap of 2 dropped the oldest when 31 came
-                ReplayVerdict.REPLAYED,  # consumed in the batch before
-                ReplayVerdict.FRESH,
-            ]
+            fresh, e1 = ReplayVerdict.FRESH, ReplayVerdict.REPLAYED
+            # 31's allowance is the third: the cap of 2 drops the oldest, 10.
+            first = [(rid(30), 1), (rid(31), 4), (rid(10), 5), (rid(20), 5)]
+            assert database.decide_batch(first) == [e1, fresh, e1, fresh]
+            second = [(rid(20), 5), (rid(31), 5)]
+            assert database.decide_batch(second) == [e1, fresh]
         finally:
             database.close()
     assert_counts_consistent(path)
@@ -474,6 +475,35 @@ async def test_callers_wait_beyond_the_queue_bound(
     assert verdicts == [ReplayVerdict.FRESH] * 10
 
 
+async def test_a_peer_holding_the_write_lock_is_waited_for(tmp_path: Path) -> None:
+    path = tmp_path / "replay.sqlite"
+    guard = await SharedReplayGuard.open(path)
+    peer = sqlite3.connect(path, isolation_level=None)
+    peer.execute("BEGIN IMMEDIATE")  # as another worker's transaction would
+    verdicts: list[ReplayVerdict] = []
+
+    async def one() -> None:
+        verdicts.append(await guard.admit(rid(1), 1))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one)
+        await trio.testing.wait_all_tasks_blocked()
+        assert guard.statistics().committing == 1 and not verdicts
+        peer.execute("COMMIT")
+    assert verdicts == [ReplayVerdict.FRESH]
+    # Held past the (short) timeout, the lock fails the batch rather than hanging it.
+    impatient = await SharedReplayGuard.open(path, busy_timeout_seconds=0.05)
+    peer.execute("BEGIN IMMEDIATE")
+    with pytest.raises(ReplayStoreError) as failure:
+        await impatient.admit(rid(2), 1)
+    assert isinstance(failure.value.__cause__, sqlite3.OperationalError)
+    peer.execute("COMMIT")
+    assert await impatient.admit(rid(2), 1) is ReplayVerdict.FRESH
+    peer.close()
+    await impatient.aclose()
+    await guard.aclose()
+
+
 # ----------------------------------------------------- several processes, one file
 
 
@@ -501,14 +531,14 @@ def worker_main() -> None:
     """A gateway-like process: concurrent tasks admitting overlapping RequestIDs.
 
     Run as `python -c 'from tests.test_replay import worker_main; worker_main()' PATH
-    TASKS ADMISSIONS`. Prints "ready", waits for a line on stdin (so workers start
-    together), then prints "originator counter variant" for every FRESH verdict.
+    WORKER TASKS ADMISSIONS`. Prints "ready", waits for a line on stdin (so workers
+    start together), then prints "originator counter variant" for every FRESH verdict.
     """
-    path, tasks, admissions = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    trio.run(run_worker, path, tasks, admissions)
+    path, worker, tasks, admissions = Path(sys.argv[1]), *map(int, sys.argv[2:5])
+    trio.run(run_worker, path, worker, tasks, admissions)
 
 
-async def run_worker(path: Path, tasks: int, admissions: int) -> None:
+async def run_worker(path: Path, worker: int, tasks: int, admissions: int) -> None:
     guard = SharedReplayGuard(await trio.to_thread.run_sync(AuditedDatabase, path))
     print("ready", flush=True)
     await trio.to_thread.run_sync(sys.stdin.readline)
@@ -530,9 +560,12 @@ async def run_worker(path: Path, tasks: int, admissions: int) -> None:
                 print(request_id.originator, request_id.counter, variant, flush=True)
 
     async with trio.open_nursery() as nursery:
-        # Every worker runs the same seeds: each request is replayed to the other worker.
+        # Even tasks run the same seeds in every worker: each of their requests is
+        # replayed to the other worker. Odd tasks race it with counters of their own.
         for task in range(tasks):
-            nursery.start_soon(walk, random.Random(task))
+            nursery.start_soon(
+                walk, random.Random(task if task % 2 == 0 else 1000 * (worker + 1) + task)
+            )
     await guard.aclose()
 
 
@@ -542,21 +575,23 @@ class Worker:
         self.output = b""
 
     @classmethod
-    async def start(cls, path: Path, tasks: int, admissions: int, stderr: Path) -> Worker:
+    async def start(
+        cls, path: Path, worker: int, tasks: int, admissions: int, stderr: Path
+    ) -> Worker:
         command = [
             sys.executable,
             "-c",
             "from tests.test_replay import worker_main; worker_main()",
-            *map(str, (path, tasks, admissions)),
+            *map(str, (path, worker, tasks, admissions)),
         ]
         with stderr.open("wb") as errors:
             process = await trio.lowlevel.open_process(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
                 cwd=PROJECT_ROOT,
             )  # fmt: skip
-        worker = cls(process)
-        await worker.read_until(lambda: worker.output.startswith(b"ready\n"))
-        return worker
+        started = cls(process)
+        await started.read_until(lambda: started.output.startswith(b"ready\n"))
+        return started
 
     async def read_until(self, condition: Callable[[], bool]) -> None:
         assert self.process.stdout is not None
@@ -619,7 +654,7 @@ async def test_two_processes_never_accept_one_counter_twice(tmp_path: Path) -> N
     path = audited_file(tmp_path)
     with trio.fail_after(PROCESS_TIMEOUT_SECONDS):
         workers = [
-            await Worker.start(path, tasks=8, admissions=150, stderr=tmp_path / f"{n}.err")
+            await Worker.start(path, n, tasks=8, admissions=150, stderr=tmp_path / f"{n}.err")
             for n in range(2)
         ]
         for worker in workers:
@@ -633,15 +668,17 @@ async def test_two_processes_never_accept_one_counter_twice(tmp_path: Path) -> N
     pids = [worker.process.pid for worker in workers]
     assert {(o, c, v) for pid, o, c, v in rows if pid == pids[0]} == reported[0]
     assert {(o, c, v) for pid, o, c, v in rows if pid == pids[1]} == reported[1]
-    switches = sum(1 for a, b in zip(rows, rows[1:], strict=False) if a[0] != b[0])
+    with sqlite3.connect(path) as db:
+        order = [pid for (pid,) in db.execute("SELECT pid FROM audit ORDER BY seq")]
+    switches = sum(1 for a, b in itertools.pairwise(order) if a != b)
     assert switches > 2, "the workers' transactions should interleave"
 
 
 async def test_a_worker_killed_mid_run_leaves_its_acceptances_on_disk(tmp_path: Path) -> None:
     path = audited_file(tmp_path)
     with trio.fail_after(PROCESS_TIMEOUT_SECONDS):
-        doomed = await Worker.start(path, tasks=8, admissions=10**6, stderr=tmp_path / "d.err")
-        survivor = await Worker.start(path, tasks=8, admissions=150, stderr=tmp_path / "s.err")
+        doomed = await Worker.start(path, 0, tasks=8, admissions=10**6, stderr=tmp_path / "d.err")
+        survivor = await Worker.start(path, 1, tasks=8, admissions=150, stderr=tmp_path / "s.err")
         await doomed.go()
         await survivor.go()
         await doomed.read_until(lambda: doomed.output.count(b"\n") > 300)
@@ -656,7 +693,6 @@ async def test_a_worker_killed_mid_run_leaves_its_acceptances_on_disk(tmp_path: 
     assert set(doomed.accepted()) <= on_disk  # every acceptance it reported was committed
     guard = await SharedReplayGuard.open(path)
     for originator, counter, variant in doomed.accepted():
-        assert await guard.admit(rid(counter, originator=originator), variant) is not (
-            ReplayVerdict.FRESH
-        )
+        verdict = await guard.admit(rid(counter, originator=originator), variant)
+        assert verdict is not ReplayVerdict.FRESH
     await guard.aclose()

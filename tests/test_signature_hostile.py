@@ -628,7 +628,9 @@ ELEMENT_OPERATIONS = [
 
 
 def mutate_element(root: etree._Element, index: int, operation: str) -> None:
-    elements = list(root.iter())
+    # Elements only: an earlier mutation may have inserted a comment, which takes no
+    # attributes or children.
+    elements = [e for e in root.iter() if isinstance(e.tag, str)]
     element = elements[index % len(elements)]
     parent = element.getparent()
     if parent is None:
