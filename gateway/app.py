@@ -39,7 +39,7 @@ from gateway.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.precommands import PreCommandStore
 from gateway.quarantine_ops import QuarantineOps
 from gateway.registry import IdPolicy, check_policy, load_inventory, load_users
-from gateway.replay import DurableReplayGuard
+from gateway.replay import SharedReplayGuard
 from gateway.screen import CounterStore, ThresholdScreen
 from gateway.server import ConnectionHandler, Draining, PeerInfo
 from gateway.state import GatewayState, ResponseSigner
@@ -233,7 +233,7 @@ async def serve(
             config, admin=msgspec.structs.replace(config.admin, port=admin_port)
         )
         reuse_port = True
-    replay = await DurableReplayGuard.open(state_dir / "replay.sqlite")
+    replay = await SharedReplayGuard.open(state_dir / "replay.sqlite")
     try:
         async with AsyncExitStack() as stack:
             outbox = await stack.enter_async_context(
@@ -268,7 +268,7 @@ async def serve(
 async def _run_services(
     config: Config,
     state: GatewayState,
-    replay: DurableReplayGuard,
+    replay: SharedReplayGuard,
     outbox: Outbox,
     jobs: Outbox,
     quarantine: QuarantineStore,

@@ -28,7 +28,7 @@ from gateway.ingest import (
     request_version,
 )
 from gateway.outcome import Outcome, Refusal, Verified
-from gateway.replay import DurableReplayGuard
+from gateway.replay import SharedReplayGuard
 from gateway.screen import ThresholdScreen
 from gateway.signature import (
     SignatureError,
@@ -217,7 +217,7 @@ class RequestPipeline:
     def __init__(
         self,
         state: GatewayState,
-        replay: DurableReplayGuard,
+        replay: SharedReplayGuard,
         dispatcher: Dispatcher,
         screen: ThresholdScreen | None = None,
         *,
@@ -257,7 +257,9 @@ class RequestPipeline:
                 await self._version_mismatch_alert(raw)
             return refusal_outcome(refusal)
         header = request.header
-        code = self._replay.admit(header.request_id, header.command_variant).code
+        # Returns once the decision is committed to the replay file every worker shares:
+        # the counter is spent, durably, before anything is acknowledged.
+        code = (await self._replay.admit(header.request_id, header.command_variant)).code
         if code is None:
             code = access_decision(state, endpoint, request)
         else:
@@ -266,9 +268,6 @@ class RequestPipeline:
                 header.request_id,
                 code,
             )
-        # The counter is spent whether or not the request goes on: make it durable
-        # before anything is acknowledged.
-        await self._replay.flush()
         if code is not None:
             return self._count(error_acknowledgement(state, request, code))
         if self._screen is not None:

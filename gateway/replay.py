@@ -13,7 +13,6 @@ commit), so N concurrent requests cost about two fsyncs, not N.
   reference the database must agree with.
 - `ReplayDatabase` is the SQLite book and its transactions: blocking, one thread at a time.
 - `SharedReplayGuard` runs queued admissions through `ReplayDatabase` for trio.
-- `DurableReplayGuard` bridges callers that still decide synchronously; temporary.
 
 Signed Pre-Commands. A CV 4 request is transformed into a Pre-Command; the User signs
 it and sends it back as a SignedPreCommand with CV 5, 6 or 7 and the SAME RequestID.
@@ -33,7 +32,6 @@ Response codes (present in every served DUIS version's ResponseCode enumeration)
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import enum
 import functools
@@ -80,10 +78,6 @@ class ReplayVerdict(enum.Enum):
 
 class ReplayStoreError(Exception):
     """The replay database did not commit a decision: our fault, not the User's (5xx)."""
-
-
-class ReplayConflict(ReplayStoreError):
-    """DurableReplayGuard accepted from memory what the shared database had spent."""
 
 
 class CounterBook(Protocol):
@@ -488,57 +482,3 @@ class SharedReplayGuard:
             self._writing, self._committing = False, 0
             self._written = trio.Event()
             written.set()
-
-
-# DurableReplayGuard.admit's decision in this task, until its flush(). trio runs each
-# task in its own context, so flush() checks exactly the decision its request took.
-_UNFLUSHED: contextvars.ContextVar[tuple[DurableReplayGuard, _Admission, ReplayVerdict] | None] = (
-    contextvars.ContextVar("_UNFLUSHED", default=None)
-)
-
-
-class DurableReplayGuard:
-    """For callers that still decide synchronously (`admit`, then `await flush()`).
-
-    Remove once they await `SharedReplayGuard.admit`. `admit` answers from an in-memory
-    copy loaded at open and queues the same request for the shared database; `flush`
-    waits for its commit. Alone on the file the two always agree (same rule, same
-    order); if another process spent the counter first, `flush` raises ReplayConflict
-    so that the request is not acknowledged: it fails closed.
-    """
-
-    def __init__(self, shared: SharedReplayGuard, memory: ReplayGuard) -> None:
-        self._shared = shared
-        self._memory = memory
-
-    @classmethod
-    async def open(cls, path: Path) -> DurableReplayGuard:
-        database = await trio.to_thread.run_sync(ReplayDatabase, path)
-        return cls(SharedReplayGuard(database), await trio.to_thread.run_sync(database.load))
-
-    def admit(self, request_id: RequestId, command_variant: int) -> ReplayVerdict:
-        verdict = self._memory.admit(request_id, command_variant)
-        # Past MAX_QUEUED_ADMISSIONS too: a synchronous caller cannot wait. The server's
-        # connection limit bounds these callers.
-        admission = self._shared._enqueue(request_id, command_variant)
-        _UNFLUSHED.set((self, admission, verdict))
-        return verdict
-
-    async def flush(self) -> None:
-        """Return once this task's decision (and every earlier one) is committed."""
-        pending = _UNFLUSHED.get()
-        if pending is None or pending[0] is not self:
-            if self._shared._last is not None:
-                await self._shared._outcome(self._shared._last)
-            return
-        _UNFLUSHED.set(None)
-        _, admission, expected = pending
-        committed = await self._shared._outcome(admission)
-        if expected is ReplayVerdict.FRESH and committed is not ReplayVerdict.FRESH:
-            raise ReplayConflict(f"{admission.request_id} was spent by another process")
-
-    def statistics(self) -> ReplayGuardStatistics:
-        return self._shared.statistics()
-
-    async def aclose(self) -> None:
-        await self._shared.aclose()

@@ -23,8 +23,6 @@ from hypothesis import strategies as st
 
 from gateway import replay
 from gateway.replay import (
-    DurableReplayGuard,
-    ReplayConflict,
     ReplayDatabase,
     ReplayGuard,
     ReplayStoreError,
@@ -233,57 +231,6 @@ async def test_restart_survival(tmp_path: Path) -> None:
     await first.aclose()
     with pytest.raises(trio.ClosedResourceError):
         await first.admit(rid(99), 1)
-
-
-async def test_the_synchronous_bridge_survives_restarts(tmp_path: Path) -> None:
-    path = tmp_path / "replay.sqlite"
-    first = await DurableReplayGuard.open(path)
-    assert first.admit(rid(41), 1) is ReplayVerdict.FRESH
-    assert first.admit(rid(42), 4) is ReplayVerdict.FRESH
-    assert first.admit(rid(3, originator=NET), 1) is ReplayVerdict.FRESH
-    await first.flush()
-    second = await DurableReplayGuard.open(path)
-    assert second.admit(rid(41), 1) is ReplayVerdict.REPLAYED
-    assert second.admit(rid(3, originator=NET), 1) is ReplayVerdict.REPLAYED
-    assert second.admit(rid(42), 5) is ReplayVerdict.FRESH
-    assert second.admit(rid(43), 1) is ReplayVerdict.FRESH
-    await second.aclose()
-    third = await DurableReplayGuard.open(path)
-    assert third.admit(rid(42), 5) is ReplayVerdict.REPLAYED
-    assert third.admit(rid(43), 1) is ReplayVerdict.REPLAYED
-    await third.aclose()
-    await first.aclose()
-
-
-async def test_the_bridge_fails_closed_when_another_process_spent_the_counter(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "replay.sqlite"
-    bridge = await DurableReplayGuard.open(path)
-    other = await SharedReplayGuard.open(path)
-    assert await other.admit(rid(10), 1) is ReplayVerdict.FRESH
-    assert bridge.admit(rid(10), 1) is ReplayVerdict.FRESH  # its memory predates that
-    with pytest.raises(ReplayConflict):
-        await bridge.flush()
-    assert bridge.admit(rid(11), 1) is ReplayVerdict.FRESH
-    await bridge.flush()
-    await other.aclose()
-    await bridge.aclose()
-
-
-async def test_bridge_flushes_share_transactions(tmp_path: Path) -> None:
-    bridge = await DurableReplayGuard.open(tmp_path / "replay.sqlite")
-    requests = 200
-
-    async def one(counter: int) -> None:
-        assert bridge.admit(rid(counter, originator=originator_for(counter)), 1).code is None
-        await bridge.flush()
-
-    async with trio.open_nursery() as nursery:
-        for counter in range(requests):
-            nursery.start_soon(one, counter)
-    assert bridge.statistics().transactions_total < requests / 4
-    await bridge.aclose()
 
 
 def originator_for(number: int) -> str:
