@@ -20,6 +20,8 @@ from tests.receiver import Receiver
 
 ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
+WAN = ("North", "Central", "South", "4G North", "4G Central", "4G South")
+HAN = ("Single Band", "Dual Band")
 
 
 def free_port() -> int:
@@ -45,10 +47,8 @@ def write_config(state: Path, duis: int, admin: int, receiver: int, latency: flo
     text = (
         base.replace("port = 8079", f"port = {duis}").replace("port = 8078", f"port = {admin}")
         + "\n[simulator]\n"
-        + "\n".join(
-            f'[simulator.wan_profiles."{w}"]\n{link}'
-            for w in ("North", "Central", "South", "4G North", "4G Central", "4G South")
-        )
+        + "\n".join(f'[simulator.wan_profiles."{w}"]\n{link}' for w in WAN)
+        + "\n".join(f'[simulator.han_profiles."{h}"]\n{link}' for h in HAN)
         + "\n[delivery]\nbackoff_base_seconds = 0.05\nbackoff_cap_seconds = 0.2\n"
     )
     path = state / "test.toml"
