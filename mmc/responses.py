@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from xml.sax.saxutils import escape
 
 import msgspec
 
@@ -55,10 +54,25 @@ class InventoryDevice(msgspec.Struct, frozen=True):
     gbcs_version: str | None = None
 
 
+def escape(text: str) -> str:
+    """C14N text escaping; most values need none, so test before replacing."""
+    if "&" in text or "<" in text or ">" in text or "\r" in text:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        text = text.replace("\r", "&#xD;")
+    return text
+
+
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def timestamp(now: dt.datetime) -> str:
     """xs:dateTime in the DCC's form: 2025-12-28T16:51:01.185Z."""
+    global _second_cache
     utc = now.astimezone(dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    second = int(utc.timestamp())
+    if _second_cache[0] != second:  # strftime costs ~7 µs; the second changes rarely
+        _second_cache = (second, utc.strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{_second_cache[1]}{utc.microsecond // 1000:03d}Z"
 
 
 def response_code(catalogue: Catalogue, code: str) -> str:
