@@ -1,4 +1,5 @@
-"""The admin listener: health, readiness, metrics, reload, quarantine, outbox, thresholds.
+"""The admin listener: health, readiness, metrics, reload, quarantine, outbox, thresholds,
+and the dev inbox (gateway/inbox.py).
 
 A separate port from DUIS so it can live on a management network. JSON in and
 out (msgspec); the `duisgw quarantine` / `duisgw outbox` commands call it.
@@ -17,6 +18,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.http import HttpRequest
+from gateway.inbox import Inbox
 from gateway.outbox import NotDeadLettered, Outbox, StoredMessage, UnknownMessage
 from gateway.quarantine_ops import QuarantineOps
 from gateway.server import PeerInfo
@@ -31,6 +33,7 @@ JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 Answer = tuple[int, bytes, bytes]
 AUDIT_FILE = "thresholds-audit.jsonl"
+INBOX_FILE = "inbox.jsonl"
 
 
 class QuarantineView(msgspec.Struct, frozen=True):
@@ -106,6 +109,7 @@ class AdminApi:
         self._ops = quarantine
         self._outbox = outbox
         self._audit = state_dir / AUDIT_FILE
+        self._inbox = Inbox(state_dir / INBOX_FILE)
         self.ready = False
 
     async def __call__(self, request: HttpRequest, peer: PeerInfo) -> Answer:
@@ -131,6 +135,8 @@ class AdminApi:
             return (200, b"ready\n", TEXT) if self.ready else (503, b"not ready\n", TEXT)
         if parts == ["metrics"]:
             return 200, generate_latest(self._state.metrics.registry), CONTENT_TYPE_LATEST.encode()
+        if parts[:1] == ["inbox"]:
+            return self._inbox_route(method, parts[1:], params, request)
         if parts[:1] != ["admin"]:
             return 404, b"unknown admin path\n", TEXT
         rest = parts[1:]
@@ -146,6 +152,17 @@ class AdminApi:
         if rest == ["thresholds"]:
             return self._thresholds(method, request, peer)
         return 404, b"unknown admin path\n", TEXT
+
+    def _inbox_route(
+        self, method: str, rest: list[str], params: dict[str, str], request: HttpRequest
+    ) -> Answer:
+        if method == "POST" and len(rest) == 1:
+            message_id = (request.header(b"x-duis-message-id") or b"-").decode("ascii", "replace")
+            self._inbox.receive(rest[0], message_id, request.body, self._state.clock.now())
+            return 200, b"", TEXT
+        if method == "GET" and not rest:
+            return _json(200, self._inbox.messages(params.get("user_id")))
+        return 404, b"unknown inbox path\n", TEXT
 
     def _status(self) -> dict[str, object]:
         state = self._state

@@ -37,7 +37,10 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     t.add_parser("show")
     t.add_parser("set").add_argument("file", type=Path, help="TOML rules file")
 
-    leaves = [commands.add_parser("reload", help="reload trust and registry")]
+    inbox = commands.add_parser("inbox", help="what reached the dev inbox (embedded default)")
+    inbox.add_argument("--user-id")
+    inbox.add_argument("--xml", action="store_true", help="print each document in full")
+    leaves = [commands.add_parser("reload", help="reload trust and registry"), inbox]
     for group in (q, o, t):
         leaves.extend(group.choices.values())
     for leaf in leaves:
@@ -51,6 +54,15 @@ def run(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"duisgw {args.command}: {base}: {exc}", file=sys.stderr)
         return 1
+    if args.command == "inbox" and response.status_code == 200:
+        for message in response.json():
+            print(
+                f"{message['received_at']}  {message['user_id']}  {message['kind']:8}  "
+                f"{message['response_code'] or '-':5}  {message['request_id'] or '-'}"
+            )
+            if args.xml:
+                print(message["xml"])
+        return 0
     print(response.text)
     return 0 if response.status_code < 400 else 1
 
@@ -59,6 +71,9 @@ def _call(args: argparse.Namespace, base: str) -> httpx.Response:
     command, action = args.command, getattr(args, "action", None)
     if command == "reload":
         return httpx.post(f"{base}/admin/reload")
+    if command == "inbox":
+        params = {"user_id": args.user_id} if args.user_id else {}
+        return httpx.get(f"{base}/inbox", params=params)
     if command == "quarantine":
         if action == "list":
             params = {

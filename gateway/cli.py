@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     pc = commands.add_parser("pc", help="Parse and Correlate for Users (GBCS -> MMC output)")
     pc_cli.add_arguments(pc)
     args = parser.parse_args(argv)
+    quiet = args.command not in ("serve",)  # client commands print results, not logs
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else (logging.WARNING if quiet else logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     if args.command == "serve":

@@ -33,13 +33,11 @@ def free_port() -> int:
 def write_config(state: Path, duis: int, admin: int, receiver: int, latency: float) -> Path:
     base = ensure_default_state(state, dt.datetime.now(dt.UTC)).read_text()
     users = (state / "users.toml").read_text()
-    if "response_url" not in users:
-        (state / "users.toml").write_text(
-            users.replace(
-                f'user_id = "{SUPPLIER}"',
-                f'user_id = "{SUPPLIER}"\nresponse_url = "http://127.0.0.1:{receiver}/duis"',
-            )
+    (state / "users.toml").write_text(
+        users.replace(
+            f"http://127.0.0.1:8078/inbox/{SUPPLIER}", f"http://127.0.0.1:{receiver}/duis"
         )
+    )
     link = (
         f'distribution = "fixed"\nlatency_median_seconds = {latency}\n'
         f"latency_p99_seconds = {latency}\n"
