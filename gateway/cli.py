@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the file's RequestID counter (e.g. a SignedPreCommand)",
     )
     send.add_argument("--print-request", action="store_true", help="print the signed request")
+    send.add_argument("--save-request", type=Path, help="write the signed request here")
+    send.add_argument("--save-response", type=Path, help="write the response body here")
 
     admin_client.add_arguments(commands)
     pc = commands.add_parser("pc", help="Parse and Correlate for Users (GBCS -> MMC output)")
@@ -149,6 +151,8 @@ def _send(args: argparse.Namespace) -> int:
         return 2
     if args.print_request:
         print(signed.decode())
+    if args.save_request:
+        args.save_request.write_bytes(signed)
     url = args.url.rstrip("/") + path
     try:
         response = post(url, signed)
@@ -157,6 +161,8 @@ def _send(args: argparse.Namespace) -> int:
         return 1
     print(f"HTTP {response.status_code} from {url}", file=sys.stderr)
     print(response.text)
+    if args.save_response:
+        args.save_response.write_bytes(response.content)
     return 0 if response.status_code < 500 else 1
 
 
