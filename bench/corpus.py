@@ -196,7 +196,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> int:
 
 def write_bench_config(
     default_config: Path, users: Path, inventory: Path, *, xsd_dir: Path | None,
-    tls_slots: list[list[str]] | None, admin_ports: int = 1,
+    tls_slots: list[list[str]] | None, admin_ports: int = 1, rules: Path | None = None,
 ) -> Path:
     """bench.toml beside the default config: free ports, the slot estate, XSD and TLS.
 
@@ -215,6 +215,8 @@ def write_bench_config(
     config["registry"]["inventory_file"] = str(inventory)
     if xsd_dir is not None:
         config["duis"]["xsd_dir"] = str(xsd_dir)
+    if rules is not None:
+        config["thresholds"]["rules_file"] = str(rules.resolve())
     if tls_slots is not None:
         tls_dir = default_config.parent / "pki" / TLS_SUBDIRECTORY
         config["tls"] = {

@@ -62,6 +62,7 @@ class LoadOptions(msgspec.Struct, kw_only=True):
     keep_state: bool = False
     profile: str | None = None  # write the gateway's cProfile stats here
     state_parent: str | None = None  # where the fresh state dir (and its journals) goes
+    rules: str | None = None  # threshold rules file for the gateway (thresholds on)
 
 
 class Latency(msgspec.Struct):
@@ -200,6 +201,7 @@ def _prepare_state(
         xsd_dir=shared / "duis" / "xsd" if options.xsd else None,
         tls_slots=slot_ids if options.tls else None,
         admin_ports=options.workers,
+        rules=Path(options.rules) if options.rules else None,
     )
     return config, slot_ids
 
@@ -349,6 +351,7 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
         help="rewrite schemaVersion through every served version (5.0, 5.1, 5.3, 5.4)",
     )
     p.add_argument("--no-xsd", dest="xsd", action="store_false", help="gateway without XSD checks")
+    p.add_argument("--rules", help="threshold rules file (TOML) for the gateway")
     p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
     p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")
     p.add_argument("--server-core", type=int, default=0, help="-1: do not pin the gateway")
