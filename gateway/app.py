@@ -42,6 +42,7 @@ from gateway.registry import IdPolicy, check_policy, load_inventory, load_users
 from gateway.replay import SharedReplayGuard
 from gateway.screen import CounterStore, ThresholdScreen
 from gateway.server import ConnectionHandler, Draining, PeerInfo
+from gateway.sqlite_durability import Synchronous
 from gateway.state import GatewayState, ResponseSigner
 from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
@@ -233,17 +234,20 @@ async def serve(
             config, admin=msgspec.structs.replace(config.admin, port=admin_port)
         )
         reuse_port = True
-    replay = await SharedReplayGuard.open(state_dir / "replay.sqlite")
+    sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
+    replay = await SharedReplayGuard.open(state_dir / "replay.sqlite", synchronous=sync)
     try:
         async with AsyncExitStack() as stack:
             outbox = await stack.enter_async_context(
-                open_outbox(own_dir / "outbox.sqlite", clock=clock, metrics=metrics)
+                open_outbox(
+                    own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync
+                )
             )
             jobs = await stack.enter_async_context(
-                open_outbox(own_dir / "jobs.sqlite", clock=clock)
+                open_outbox(own_dir / "jobs.sqlite", clock=clock, synchronous=sync)
             )
             quarantine = await stack.enter_async_context(
-                open_quarantine_store(state_dir / "quarantine.sqlite", clock)
+                open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
             )
             counters = await stack.enter_async_context(threshold_counters(config, rules))
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)

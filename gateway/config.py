@@ -102,6 +102,11 @@ def _default_simulator() -> SimulatorConfig:
     return SimulatorConfig()
 
 
+class StorageConfig(Base, frozen=True, kw_only=True):
+    # "full": fsync every commit (survives power loss); "normal": survives kill -9 only.
+    synchronous: Literal["full", "normal"] = "full"
+
+
 class Config(Base, frozen=True, kw_only=True):
     state_dir: str
     listen: ListenConfig = ListenConfig()
@@ -113,6 +118,7 @@ class Config(Base, frozen=True, kw_only=True):
     trust: TrustConfig
     registry: RegistryConfig
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    storage: StorageConfig = StorageConfig()
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
     # The embedded device simulator (the default device transport).
     simulator: SimulatorConfig = msgspec.field(default_factory=_default_simulator)

@@ -56,6 +56,7 @@ from gateway.outbox_store import (
 # Re-exported: callers import these from here.
 from gateway.outbox_store import OutboxStoreError as OutboxStoreError
 from gateway.outbox_store import StoredMessage as StoredMessage
+from gateway.sqlite_durability import Synchronous
 
 QUEUE_SIZE: Final = 1024  # operations waiting for the writer; callers wait beyond it
 MAX_BATCH_OPS: Final = 512  # operations per transaction (one fsync)
@@ -148,6 +149,7 @@ class Outbox:
         metrics: Metrics | None = None,
         max_batch: int = MAX_BATCH_OPS,
         queue_size: int = QUEUE_SIZE,
+        synchronous: Synchronous = "FULL",
     ) -> Outbox:
         """Open (or create) the file and load what is still to deliver.
 
@@ -155,7 +157,7 @@ class Outbox:
         """
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be at least 1")
-        conn, pending, dead = await trio.to_thread.run_sync(connect, str(path))
+        conn, pending, dead = await trio.to_thread.run_sync(connect, str(path), synchronous)
         return cls(
             conn,
             pending,
@@ -471,13 +473,17 @@ class Outbox:
 
 @asynccontextmanager
 async def open_outbox(
-    path: Path, *, clock: Clock | None = None, metrics: Metrics | None = None
+    path: Path,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    synchronous: Synchronous = "FULL",
 ) -> AsyncIterator[Outbox]:
     """A running outbox for the duration of the block (its writer in a child nursery).
 
     Stop delivery before leaving the block, so its last commits still have a writer.
     """
-    outbox = await Outbox.open(path, clock=clock, metrics=metrics)
+    outbox = await Outbox.open(path, clock=clock, metrics=metrics, synchronous=synchronous)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(outbox.run)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
+from gateway.sqlite_durability import Synchronous, checked_synchronous
+
 if TYPE_CHECKING:
     from gateway.outbox import _Op
 
@@ -73,7 +75,9 @@ class OutboxStoreError(Exception):
     """We broke: the database failed or the writer is not running."""
 
 
-def connect(path: str) -> tuple[sqlite3.Connection, dict[str, int], int]:
+def connect(
+    path: str, synchronous: Synchronous = "FULL"
+) -> tuple[sqlite3.Connection, dict[str, int], int]:
     """Open (or create) the file; return it with pending counts per User and dead count.
 
     Pending counts are in the order Users first had work (lowest id first).
@@ -83,7 +87,8 @@ def connect(path: str) -> tuple[sqlite3.Connection, dict[str, int], int]:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")  # WAL + NORMAL may lose commits on power loss
+        # FULL by default: WAL + NORMAL may lose the last commits on power loss (not on kill -9).
+        conn.execute(f"PRAGMA synchronous = {checked_synchronous(synchronous)}")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.executescript(_SCHEMA)
         pending = {

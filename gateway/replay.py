@@ -43,6 +43,7 @@ from typing import Literal, Protocol, TypeVar
 
 import trio
 
+from gateway.sqlite_durability import Synchronous, checked_synchronous
 from mmc.identifiers import Eui64, RequestId
 
 SIGNED_PRE_COMMAND_VARIANTS = frozenset({5, 6, 7})
@@ -242,9 +243,14 @@ class ReplayDatabase:
     """The shared counters in one SQLite file. Blocking: use from one thread at a time."""
 
     def __init__(
-        self, path: Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
+        self,
+        path: Path,
+        *,
+        busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+        synchronous: Synchronous = "FULL",
     ) -> None:
         self._busy_timeout_seconds = busy_timeout_seconds
+        self._synchronous = synchronous
         # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread off
         # because trio's worker threads vary; SharedReplayGuard's limiter serialises use.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -280,7 +286,8 @@ class ReplayDatabase:
     def _configure(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: every commit is fsynced, so an acknowledged counter survives power loss.
-        self._db.execute("PRAGMA synchronous=FULL")
+        # NORMAL (an operator's choice): survives a process crash, not a power cut.
+        self._db.execute(f"PRAGMA synchronous={checked_synchronous(self._synchronous)}")
         self._transaction(self._ensure_schema)
 
     def _copy(self) -> ReplayGuard:
@@ -383,9 +390,15 @@ class SharedReplayGuard:
 
     @classmethod
     async def open(
-        cls, path: Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
+        cls,
+        path: Path,
+        *,
+        busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+        synchronous: Synchronous = "FULL",
     ) -> SharedReplayGuard:
-        opener = functools.partial(ReplayDatabase, path, busy_timeout_seconds=busy_timeout_seconds)
+        opener = functools.partial(
+            ReplayDatabase, path, busy_timeout_seconds=busy_timeout_seconds, synchronous=synchronous
+        )
         return cls(await trio.to_thread.run_sync(opener))
 
     async def admit(self, request_id: RequestId, command_variant: int) -> ReplayVerdict:

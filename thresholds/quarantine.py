@@ -124,7 +124,12 @@ class _Op(Generic[T]):
 
 
 class QuarantineStore:
-    def __init__(self, path: str | Path, clock: Clock, *, node_id: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, clock: Clock, *, node_id: int = 0, synchronous: str = "FULL"
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
+        self._synchronous = synchronous
         if not 0 <= node_id <= MAX_NODE_ID:
             raise ValueError(f"node_id must be within 0..{MAX_NODE_ID}")
         self._path = str(path)
@@ -141,7 +146,7 @@ class QuarantineStore:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer: open the file, then apply queued operations in batches."""
-        conn = await trio.to_thread.run_sync(_connect, self._path, self._node_id)
+        conn = await trio.to_thread.run_sync(_connect, self._path, self._node_id, self._synchronous)
         batch: list[_Op[Any]] = []
         try:
             self._running = True
@@ -306,10 +311,10 @@ class QuarantineStore:
 
 @asynccontextmanager
 async def open_quarantine_store(
-    path: str | Path, clock: Clock, *, node_id: int = 0
+    path: str | Path, clock: Clock, *, node_id: int = 0, synchronous: str = "FULL"
 ) -> AsyncIterator[QuarantineStore]:
     """A running store for the duration of the block (its writer in a child nursery)."""
-    store = QuarantineStore(path, clock, node_id=node_id)
+    store = QuarantineStore(path, clock, node_id=node_id, synchronous=synchronous)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
@@ -324,12 +329,13 @@ async def open_quarantine_store(
         raise
 
 
-def _connect(path: str, node_id: int) -> sqlite3.Connection:
+def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Connection:
     # Autocommit mode: transactions are opened explicitly per batch in _apply.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")  # WAL + NORMAL may lose commits on power loss
+        # FULL by default: WAL + NORMAL may lose the last commits on power loss (not on kill -9).
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.executescript(_SCHEMA)
         conn.execute(
