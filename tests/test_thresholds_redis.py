@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from tests.conftest import REDIS_HOST, REDIS_PORT
 from thresholds.config import RedisStoreSettings, ThresholdConfig, ThresholdKind, ThresholdRule
 from thresholds.engine import Action
 from thresholds.memory import MemoryThresholdStore
@@ -30,7 +31,6 @@ from thresholds.redis import (
     open_redis_threshold_store,
 )
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 U = "90-B3-D5-1F-30-01-00-00"
 V = "90-B3-D5-1F-30-01-00-01"
@@ -43,25 +43,6 @@ def config(
 ) -> ThresholdConfig:
     rule = ThresholdRule(user_id="*", srv="*", window_seconds=window, limit=limit, kind=kind)
     return ThresholdConfig(rules=(rule,))
-
-
-def redis_reachable() -> bool:
-    try:
-        socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.fixture
-def redis_available() -> None:
-    """Skip without Redis; fail instead when CI is set, so CI cannot pass by skipping."""
-    if redis_reachable():
-        return
-    reason = f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} and CI is set: Redis tests must run in CI")
-    pytest.skip(f"{reason} (with CI set this fails instead)")
 
 
 @pytest.fixture
