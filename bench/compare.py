@@ -70,24 +70,35 @@ def compare(seconds: float, connections: int, server_core: int, client_core: int
     # Signing costs about as much as the gateway's own verify, so the corpus is sized for
     # CORPUS_RATE_FACTOR x raw verify: a faster gateway ends the run early, and throughput
     # counts only the time it used.
-    closed = run(msgspec.structs.replace(
-        base, mode="closed", seconds=seconds,
-        requests=corpus_size(raw * CORPUS_RATE_FACTOR, seconds, connections, warmup)))
+    closed = run(
+        msgspec.structs.replace(
+            base,
+            mode="closed",
+            seconds=seconds,
+            requests=corpus_size(raw * CORPUS_RATE_FACTOR, seconds, connections, warmup),
+        )
+    )
     print(format_report(closed), file=sys.stderr)
     half = closed.throughput_per_second / 2
     opened = None
     if half >= 1:
-        opened = run(msgspec.structs.replace(
-            base, mode="open", rate=half,
-            requests=int(half * seconds) + connections * warmup))
+        opened = run(
+            msgspec.structs.replace(
+                base, mode="open", rate=half, requests=int(half * seconds) + connections * warmup
+            )
+        )
         print(format_report(opened), file=sys.stderr)
     workers, note = _workers(base, seconds, closed, warmup)
     raw_after = raw_verify_rate(server_core)
     reports = [r for r in (closed, opened, workers) if r is not None]
     return Comparison(
-        raw_verify_per_second=raw, raw_verify_per_second_after=raw_after,
+        raw_verify_per_second=raw,
+        raw_verify_per_second_after=raw_after,
         targets=targets(max(raw, raw_after), closed, opened, workers, note),
-        closed=closed, open=opened, workers=workers, workers_note=note,
+        closed=closed,
+        open=opened,
+        workers=workers,
+        workers_note=note,
         clean=all(clean(r) for r in reports),
     )
 
@@ -110,9 +121,15 @@ def _workers(
         return None, f"not available: {reason}"
     rate = closed.throughput_per_second * 2.5  # room for better than linear scaling
     try:
-        report = run(msgspec.structs.replace(
-            base, mode="closed", seconds=seconds, workers=2,
-            requests=corpus_size(rate, seconds, base.connections, warmup)))
+        report = run(
+            msgspec.structs.replace(
+                base,
+                mode="closed",
+                seconds=seconds,
+                workers=2,
+                requests=corpus_size(rate, seconds, base.connections, warmup),
+            )
+        )
     except GatewayFailed as exc:
         first = str(exc).strip().splitlines()
         return None, "not available: " + (first[-1] if first else "the gateway failed")
@@ -121,41 +138,91 @@ def _workers(
 
 
 def targets(
-    raw: float, closed: LoadReport, opened: LoadReport | None, workers: LoadReport | None,
+    raw: float,
+    closed: LoadReport,
+    opened: LoadReport | None,
+    workers: LoadReport | None,
     workers_note: str | None,
 ) -> list[Target]:
     throughput = closed.throughput_per_second
     cpu_us = closed.server_cpu_per_request_us
     per_cpu_second = 1e6 / cpu_us if cpu_us else 0.0
     rows = [
-        _judge("throughput, 1 worker on 1 core (req/s)", f"{throughput:,.0f}",
-               f">= {THROUGHPUT_TARGET:.2f} x raw verify {raw:,.0f}/s", throughput / raw,
-               THROUGHPUT_TARGET),
-        Target("  same, per server CPU-second", f"{per_cpu_second:,.0f}",
-               "(information)", per_cpu_second / raw, "INFO"),
+        _judge(
+            "throughput, 1 worker on 1 core (req/s)",
+            f"{throughput:,.0f}",
+            f">= {THROUGHPUT_TARGET:.2f} x raw verify {raw:,.0f}/s",
+            throughput / raw,
+            THROUGHPUT_TARGET,
+        ),
+        Target(
+            "  same, per server CPU-second",
+            f"{per_cpu_second:,.0f}",
+            "(information)",
+            per_cpu_second / raw,
+            "INFO",
+        ),
     ]
     if opened is not None:
         p99 = opened.latency.p99_ms
-        rows.append(Target(
-            f"p99 ack latency at {opened.target_rate_per_second or 0:,.0f}/s (ms)", f"{p99:.2f}",
-            f"<= {LATENCY_TARGET_MS:.1f} ms", p99 / LATENCY_TARGET_MS,
-            "PASS" if p99 <= LATENCY_TARGET_MS else "MISS"))
-        rows.append(Target("  p99.9 at the same rate (ms)", f"{opened.latency.p999_ms:.2f}",
-                           "(reported)", None, "INFO"))
-        rows.append(Target("  p99 timed by the gateway itself (ms)",
-                           f"<= {opened.server_timed_p99_ms:g}", "(histogram bucket bound)",
-                           None, "INFO"))
+        rows.append(
+            Target(
+                f"p99 ack latency at {opened.target_rate_per_second or 0:,.0f}/s (ms)",
+                f"{p99:.2f}",
+                f"<= {LATENCY_TARGET_MS:.1f} ms",
+                p99 / LATENCY_TARGET_MS,
+                "PASS" if p99 <= LATENCY_TARGET_MS else "MISS",
+            )
+        )
+        rows.append(
+            Target(
+                "  p99.9 at the same rate (ms)",
+                f"{opened.latency.p999_ms:.2f}",
+                "(reported)",
+                None,
+                "INFO",
+            )
+        )
+        rows.append(
+            Target(
+                "  p99 timed by the gateway itself (ms)",
+                f"<= {opened.server_timed_p99_ms:g}",
+                "(histogram bucket bound)",
+                None,
+                "INFO",
+            )
+        )
     if workers is not None:
-        rows.append(_judge("--workers 2 over 1 worker", f"{workers.throughput_per_second:,.0f}/s",
-                           f">= {SCALE_TARGET:.1f} x", workers.throughput_per_second / throughput,
-                           SCALE_TARGET))
+        rows.append(
+            _judge(
+                "--workers 2 over 1 worker",
+                f"{workers.throughput_per_second:,.0f}/s",
+                f">= {SCALE_TARGET:.1f} x",
+                workers.throughput_per_second / throughput,
+                SCALE_TARGET,
+            )
+        )
     else:
-        rows.append(Target("--workers 2 over 1 worker", "-", f">= {SCALE_TARGET:.1f} x", None,
-                           workers_note or "not available"))
+        rows.append(
+            Target(
+                "--workers 2 over 1 worker",
+                "-",
+                f">= {SCALE_TARGET:.1f} x",
+                None,
+                workers_note or "not available",
+            )
+        )
     best = max(throughput, workers.throughput_per_second if workers else 0.0)
     absorbed = best / GB_AVERAGE_2022_PER_SECOND
-    rows.append(Target("GB 2022 averages (1,500 msg/s) absorbed", f"{absorbed:.1f}",
-                       "(context: best run above)", None, "INFO"))
+    rows.append(
+        Target(
+            "GB 2022 averages (1,500 msg/s) absorbed",
+            f"{absorbed:.1f}",
+            "(context: best run above)",
+            None,
+            "INFO",
+        )
+    )
     return rows
 
 
@@ -168,16 +235,21 @@ def format_table(comparison: Comparison) -> str:
     for t in comparison.targets:
         ratio = f"{t.ratio:6.2f}" if t.ratio is not None else "     -"
         lines.append(f"{t.name:<44} {t.measured:>10}  {t.threshold:<36} {ratio}  {t.verdict}")
-    lines.append(f"raw verify before/after the runs: {comparison.raw_verify_per_second:,.0f}/s, "
-                 f"{comparison.raw_verify_per_second_after:,.0f}/s (the larger is the reference)")
-    lines.append("runs clean (expected DUIS codes, gateways exited 0): "
-                 + ("yes" if comparison.clean else "NO"))
+    lines.append(
+        f"raw verify before/after the runs: {comparison.raw_verify_per_second:,.0f}/s, "
+        f"{comparison.raw_verify_per_second_after:,.0f}/s (the larger is the reference)"
+    )
+    lines.append(
+        "runs clean (expected DUIS codes, gateways exited 0): "
+        + ("yes" if comparison.clean else "NO")
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.compare",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compare", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--server-core", type=int, default=0)

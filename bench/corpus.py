@@ -101,8 +101,13 @@ def load_templates(
         if not rewrite_versions and header.schema_version not in SERVED_VERSIONS:
             continue
         templates.append(
-            Template(path.stem, xml, header.schema_version, header.command_variant,
-                     header.request_id.originator)
+            Template(
+                path.stem,
+                xml,
+                header.schema_version,
+                header.command_variant,
+                header.request_id.originator,
+            )
         )
     if not templates:
         raise ValueError(f"no sample request in {shared / SAMPLES} has CV {sorted(variants)}")
@@ -195,8 +200,14 @@ def free_ports(count: int, host: str = "127.0.0.1") -> int:
 
 
 def write_bench_config(
-    default_config: Path, users: Path, inventory: Path, *, xsd_dir: Path | None,
-    tls_slots: list[list[str]] | None, admin_ports: int = 1, rules: Path | None = None,
+    default_config: Path,
+    users: Path,
+    inventory: Path,
+    *,
+    xsd_dir: Path | None,
+    tls_slots: list[list[str]] | None,
+    admin_ports: int = 1,
+    rules: Path | None = None,
 ) -> Path:
     """bench.toml beside the default config: free ports, the slot estate, XSD and TLS.
 
@@ -232,8 +243,9 @@ def write_bench_config(
 
 def _toml(table: dict[str, object], prefix: str = "") -> str:
     """TOML for a config: scalars and arrays of scalars, nested tables (no writer in stdlib)."""
-    scalars = [f"{_toml_value(k)} = {_toml_value(v)}"
-               for k, v in table.items() if not isinstance(v, dict)]
+    scalars = [
+        f"{_toml_value(k)} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)
+    ]
     parts = ["\n".join(scalars) + "\n" if scalars else ""]
     for key, value in table.items():
         if isinstance(value, dict):
@@ -346,8 +358,10 @@ def build_corpus(
     """
     started = time.perf_counter()
     base = counter_base if counter_base is not None else time.time_ns() // 1000
-    groups = ([t for t in templates if t.command_variant in ASYNC_VARIANTS],
-              [t for t in templates if t.command_variant not in ASYNC_VARIANTS])
+    groups = (
+        [t for t in templates if t.command_variant in ASYNC_VARIANTS],
+        [t for t in templates if t.command_variant not in ASYNC_VARIANTS],
+    )
     share = len(groups[0]) / len(templates)
     chosen_versions = tuple(versions) if versions else ()
     documents: dict[tuple[str, str], int] = {}
@@ -365,16 +379,22 @@ def build_corpus(
         n = drawn[group]
         drawn[group] += 1
         template = groups[group][n % len(groups[group])]
-        version = (chosen_versions[(n // len(groups[group])) % len(chosen_versions)]
-                   if chosen_versions else template.version)
+        version = (
+            chosen_versions[(n // len(groups[group])) % len(chosen_versions)]
+            if chosen_versions
+            else template.version
+        )
         index = documents.get((template.name, version))
         if index is None:
             index = documents[(template.name, version)] = len(doc_list)
             xml = with_version(template.xml, version)
             header = decode_header(parse_xml(xml))
             doc_list.append(xml)
-            paths.append(endpoint_path(version, header.service_reference_variant,
-                                       header.command_variant).encode())
+            paths.append(
+                endpoint_path(
+                    version, header.service_reference_variant, header.command_variant
+                ).encode()
+            )
             expected.append(expected_codes(template.command_variant))
         jobs.append((index, slot_user_id(template.originator, i % slots), version, base + i))
     keys = signing_keys(pki, {(originator, version) for _, originator, version, _ in jobs})

@@ -128,8 +128,9 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
     request_id = header.request_id
     counters = itertools.count(request_id.counter)
     replay = ReplayGuard()
-    ack = responses.acknowledgement(route.catalogue, request_id, "I99", srv.reference,
-                                    srv.variant, now)
+    ack = responses.acknowledgement(
+        route.catalogue, request_id, "I99", srv.reference, srv.variant, now
+    )
     requests_counter = state.metrics.requests.labels(route.version, srv.variant, "I99")
     latency = state.metrics.latency.labels("S")
     device = state.inventory.get(request_id.target)
@@ -143,21 +144,32 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
     def certificate() -> None:
         found = state.certstore.lookup(parts.issuer_name, parts.serial)
         assert found is not None
-        check_signing_certificate(found, at=now, signer_eui64=request_id.originator,
-                                  allowed_role_codes=route.catalogue.signer_role_codes,
-                                  store=state.certstore)
+        check_signing_certificate(
+            found,
+            at=now,
+            signer_eui64=request_id.originator,
+            allowed_role_codes=route.catalogue.signer_role_codes,
+            store=state.certstore,
+        )
 
     def command() -> object:
-        return build_command(srv.variant, request_id, CommandFacts(device_type=device_type),
-                             originator_counter=request_id.counter, now=now, critical=srv.critical)
+        return build_command(
+            srv.variant,
+            request_id,
+            CommandFacts(device_type=device_type),
+            originator_counter=request_id.counter,
+            now=now,
+            critical=srv.critical,
+        )
 
     def metrics() -> None:
         requests_counter.inc()
         latency.observe(0.001)
 
     def service_response() -> bytes:
-        return responses.service_response(route.catalogue, request_id, "I0", srv.reference,
-                                          srv.variant, now)
+        return responses.service_response(
+            route.catalogue, request_id, "I0", srv.reference, srv.variant, now
+        )
 
     response = service_response()
 
@@ -170,28 +182,43 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
         "signature profile + SignedInfo exc-C14N": (lambda: parse_signature(root), True),
         "certificate lookup + rules": (certificate, True),
         "document C14N (inclusive)": (
-            lambda: etree.tostring(unsigned.getroottree(), method="c14n"), True),
+            lambda: etree.tostring(unsigned.getroottree(), method="c14n"),
+            True,
+        ),
         "digest SHA-256": (lambda: hashlib.sha256(document).digest(), True),
         "ECDSA P-256 verify": (verify_ecdsa, True),
         "body facts": (lambda: extract_body_facts(body), True),
         "replay admit (in memory)": (
-            lambda: replay.admit(RequestId(request_id.originator, request_id.target,
-                                           next(counters)), 1), True),
+            lambda: replay.admit(
+                RequestId(request_id.originator, request_id.target, next(counters)), 1
+            ),
+            True,
+        ),
         "access control (access.decide)": (
-            lambda: decide(access, srv, state.registry, state.inventory, now,
-                           Endpoint.SEND, state.dcc_eui64), True),
+            lambda: decide(
+                access, srv, state.registry, state.inventory, now, Endpoint.SEND, state.dcc_eui64
+            ),
+            True,
+        ),
         "GBCS command build (CV 1)": (command, True),
         "acknowledgement build (I99)": (
-            lambda: responses.acknowledgement(route.catalogue, request_id, "I99",
-                                              srv.reference, srv.variant, now), True),
+            lambda: responses.acknowledgement(
+                route.catalogue, request_id, "I99", srv.reference, srv.variant, now
+            ),
+            True,
+        ),
         "metrics: counter inc + histogram observe (bound)": (metrics, True),
         "HTTP response render": (lambda: render_response(200, ack), True),
         "(alt) HTTP parse (h11)": (lambda: h11_parser.feed(wire), False),
         "(CV 8) service response build": (service_response, False),
         "(CV 8) response signing (ResponseSigner.sign)": (
-            lambda: state.signer.sign(response), False),
+            lambda: state.signer.sign(response),
+            False,
+        ),
         "(as pipeline) metrics labels() lookup + inc": (
-            lambda: state.metrics.requests.labels(route.version, srv.variant, "I99").inc(), False),
+            lambda: state.metrics.requests.labels(route.version, srv.variant, "I99").inc(),
+            False,
+        ),
     }
     if threshold_check is not None:
         table["thresholds (memory store, 3 windows)"] = (threshold_check, True)
@@ -206,10 +233,10 @@ def _threshold_check(user_id: str, srv: str) -> Callable[[], object] | None:
     except ImportError:
         return None
     rules = (
-        ThresholdRule(user_id="*", srv="*", window_seconds=86_400, limit=10**8,
-                      kind="dcc_quarantine"),
-        ThresholdRule(user_id="*", srv="*", window_seconds=60, limit=10**6,
-                      kind="user_quarantine"),
+        ThresholdRule(
+            user_id="*", srv="*", window_seconds=86_400, limit=10**8, kind="dcc_quarantine"
+        ),
+        ThresholdRule(user_id="*", srv="*", window_seconds=60, limit=10**6, kind="user_quarantine"),
         ThresholdRule(user_id="*", srv=srv, window_seconds=3600, limit=10**7, kind="warning"),
     )
     store = MemoryThresholdStore(ThresholdConfig(rules=rules))
@@ -220,18 +247,27 @@ def _threshold_check(user_id: str, srv: str) -> Callable[[], object] | None:
 def measure(template: str, round_seconds: float) -> HotpathReport:
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as tmp:
         state, signed, path = fixture(template, Path(tmp))
-    measured = {name: (per_call_us(call, round_seconds), counted)
-                for name, (call, counted) in stages(state, signed, path).items()}
+    measured = {
+        name: (per_call_us(call, round_seconds), counted)
+        for name, (call, counted) in stages(state, signed, path).items()
+    }
     summed = sum(us for us, counted in measured.values() if counted)
-    rows = [Row(name, us, us / summed if counted else None, counted)
-            for name, (us, counted) in measured.items()]
+    rows = [
+        Row(name, us, us / summed if counted else None, counted)
+        for name, (us, counted) in measured.items()
+    ]
     rows.sort(key=lambda r: (not r.in_sum, -r.us_per_call))
     raw_us = raw_verify_us(round_seconds)
     ceiling = 1e6 / summed
     return HotpathReport(
-        template=template, request_bytes=len(signed), rows=rows, summed_us=summed,
-        implied_ceiling_per_second=ceiling, raw_verify_us=raw_us,
-        raw_verify_per_second=1e6 / raw_us, ceiling_to_raw_verify=ceiling * raw_us / 1e6,
+        template=template,
+        request_bytes=len(signed),
+        rows=rows,
+        summed_us=summed,
+        implied_ceiling_per_second=ceiling,
+        raw_verify_us=raw_us,
+        raw_verify_per_second=1e6 / raw_us,
+        ceiling_to_raw_verify=ceiling * raw_us / 1e6,
     )
 
 
@@ -244,8 +280,11 @@ def raw_verify_us(round_seconds: float) -> float:
 
 
 def format_report(report: HotpathReport) -> str:
-    lines = [f"{report.template}: {report.request_bytes} bytes signed; us per call, best of "
-             f"{ROUNDS} rounds, one core", f"{'stage':<52} {'us':>8} {'share':>7}"]
+    lines = [
+        f"{report.template}: {report.request_bytes} bytes signed; us per call, best of "
+        f"{ROUNDS} rounds, one core",
+        f"{'stage':<52} {'us':>8} {'share':>7}",
+    ]
     for row in report.rows:
         share = f"{row.share:7.1%}" if row.share is not None else "   (not summed)"
         lines.append(f"{row.stage:<52} {row.us_per_call:8.2f} {share}")
@@ -260,8 +299,9 @@ def format_report(report: HotpathReport) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.hotpath",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hotpath", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--template", default=DEFAULT_TEMPLATE, help="sample file name stem")
     parser.add_argument("--core", type=int, default=0, help="pin to this core (-1: do not pin)")
     parser.add_argument("--round-seconds", type=float, default=0.05)

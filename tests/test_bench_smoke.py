@@ -22,10 +22,25 @@ from bench.load import LoadReport, workers_unavailable
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_SECONDS = 180
 LOAD_FIELDS = {
-    "mode", "connections", "workers", "requests_measured", "seconds", "throughput_per_second",
-    "latency", "http_status", "duis_codes", "unexpected_codes", "failures",
-    "client_cpu_seconds", "server_cpu_seconds", "server_exit_code", "corpus_size",
-    "corpus_build_seconds", "pinning", "server_timed_p99_ms", "client_wake_lateness_p99_ms",
+    "mode",
+    "connections",
+    "workers",
+    "requests_measured",
+    "seconds",
+    "throughput_per_second",
+    "latency",
+    "http_status",
+    "duis_codes",
+    "unexpected_codes",
+    "failures",
+    "client_cpu_seconds",
+    "server_cpu_seconds",
+    "server_exit_code",
+    "corpus_size",
+    "corpus_build_seconds",
+    "pinning",
+    "server_timed_p99_ms",
+    "client_wake_lateness_p99_ms",
 }
 LATENCY_FIELDS = {"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "histogram_ms"}
 
@@ -41,7 +56,11 @@ def shared_data() -> Path:
 def run_json(module: str, *args: str) -> Any:
     done = subprocess.run(
         [sys.executable, "-m", module, *args, "--json"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout)
@@ -49,8 +68,17 @@ def run_json(module: str, *args: str) -> Any:
 
 @pytest.fixture(scope="module")
 def closed_report() -> Any:
-    return run_json("bench.load", "--requests", "200", "--connections", "2", "--warmup", "5",
-                    "--sign-processes", "1")
+    return run_json(
+        "bench.load",
+        "--requests",
+        "200",
+        "--connections",
+        "2",
+        "--warmup",
+        "5",
+        "--sign-processes",
+        "1",
+    )
 
 
 def assert_answered_as_expected(report: Any, measured: int) -> None:
@@ -70,8 +98,21 @@ def test_closed_loop_answers_every_request(closed_report: Any) -> None:
 
 
 def test_open_loop_answers_every_request() -> None:
-    report = run_json("bench.load", "--mode", "open", "--rate", "100", "--requests", "100",
-                      "--connections", "2", "--warmup", "5", "--sign-processes", "1")
+    report = run_json(
+        "bench.load",
+        "--mode",
+        "open",
+        "--rate",
+        "100",
+        "--requests",
+        "100",
+        "--connections",
+        "2",
+        "--warmup",
+        "5",
+        "--sign-processes",
+        "1",
+    )
     assert_answered_as_expected(report, 100 - 2 * 5)
     assert report["target_rate_per_second"] == 100
 
@@ -80,8 +121,19 @@ def test_workers_run_answers_every_request() -> None:
     reason = workers_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    report = run_json("bench.load", "--workers", "2", "--requests", "200", "--connections", "2",
-                      "--warmup", "5", "--sign-processes", "1")
+    report = run_json(
+        "bench.load",
+        "--workers",
+        "2",
+        "--requests",
+        "200",
+        "--connections",
+        "2",
+        "--warmup",
+        "5",
+        "--sign-processes",
+        "1",
+    )
     assert_answered_as_expected(report, 200 - 2 * 5)
     assert report["workers"] == 2
 
@@ -89,8 +141,15 @@ def test_workers_run_answers_every_request() -> None:
 def test_hotpath_reports_every_stage() -> None:
     report = run_json("bench.hotpath", "--round-seconds", "0.002", "--core", "-1")
     stages = {row["stage"] for row in report["rows"]}
-    for expected in ("XML parse", "XSD validation", "ECDSA P-256 verify", "access control",
-                     "HTTP parse (httptools)", "(alt) HTTP parse (h11)", "response signing"):
+    for expected in (
+        "XML parse",
+        "XSD validation",
+        "ECDSA P-256 verify",
+        "access control",
+        "HTTP parse (httptools)",
+        "(alt) HTTP parse (h11)",
+        "response signing",
+    ):
         assert any(expected in stage for stage in stages), expected
     summed = [row for row in report["rows"] if row["in_sum"]]
     assert sum(row["share"] for row in summed) == pytest.approx(1.0)
