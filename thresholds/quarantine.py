@@ -27,12 +27,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, Generic, Literal, NewType, TypeVar
+from typing import Any, Final, Generic, Literal, NewType, Protocol, TypeVar
 
 import msgspec
 import trio
 
-from gateway.clock import Clock
 from thresholds.config import Breach
 
 QuarantineEventRef = NewType("QuarantineEventRef", int)
@@ -110,6 +109,12 @@ class QuarantineStoreError(Exception):
 
 
 T = TypeVar("T")
+
+
+class Clock(Protocol):
+    """What the store needs of a clock (the gateway's clock objects fit): UTC now."""
+
+    def now(self) -> dt.datetime: ...
 
 
 class _Op(Generic[T]):
