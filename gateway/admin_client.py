@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-DEFAULT_ADMIN_URL = "http://127.0.0.1:8078"
+DEFAULT_ADMIN_URL = "http://127.0.0.1:8080"
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

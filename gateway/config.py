@@ -23,7 +23,7 @@ PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 Eui64Text = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$")]
 
 DUIS_PORT = 8079  # the DUIS port of the DCC's test environment
-ADMIN_PORT = 8078
+ADMIN_PORT = 8080
 
 
 class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

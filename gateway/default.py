@@ -41,7 +41,7 @@ port = 8079
 
 [admin]
 host = "127.0.0.1"
-port = 8078
+port = 8080
 
 [duis]
 versions = ["5.0", "5.1", "5.3", "5.4"]

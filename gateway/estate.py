@@ -50,28 +50,28 @@ party = "supplier-1"
 # OU too: the RTDS 9.1 template (eligible for OU only) is sent from this ID.
 roles = ["IS", "GS", "OU"]
 status = "active"
-response_url = "http://127.0.0.1:8078/inbox/90-B3-D5-1F-30-01-00-00"
+response_url = "http://127.0.0.1:8080/inbox/90-B3-D5-1F-30-01-00-00"
 
 [[users]]
 user_id = "90-B3-D5-1F-30-02-00-00"
 party = "network-operator"
 roles = ["ED", "GT"]
 status = "active"
-response_url = "http://127.0.0.1:8078/inbox/90-B3-D5-1F-30-02-00-00"
+response_url = "http://127.0.0.1:8080/inbox/90-B3-D5-1F-30-02-00-00"
 
 [[users]]
 user_id = "90-B3-D5-1F-30-03-00-00"
 party = "supplier-2"
 roles = ["IS", "GS"]
 status = "active"
-response_url = "http://127.0.0.1:8078/inbox/90-B3-D5-1F-30-03-00-00"
+response_url = "http://127.0.0.1:8080/inbox/90-B3-D5-1F-30-03-00-00"
 
 [[users]]
 user_id = "90-B3-D5-1F-30-01-00-08"
 party = "load-controller"
 roles = ["OU"]
 status = "active"
-response_url = "http://127.0.0.1:8078/inbox/90-B3-D5-1F-30-01-00-08"
+response_url = "http://127.0.0.1:8080/inbox/90-B3-D5-1F-30-01-00-08"
 
 [[users]]
 # The access control broker: the DCC's own EUI-64, target of non-device requests.

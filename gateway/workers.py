@@ -39,6 +39,12 @@ class WorkerConfigError(ValueError):
 def check_worker_config(config: Config, workers: int) -> None:
     if not 1 <= workers <= MAX_WORKERS:
         raise WorkerConfigError(f"--workers must be 1-{MAX_WORKERS}")
+    admin_ports = range(config.admin.port, config.admin.port + workers)
+    if workers > 1 and config.admin.port and config.listen.port in admin_ports:
+        raise WorkerConfigError(
+            f"worker admin ports {admin_ports.start}-{admin_ports.stop - 1} (admin.port + i) "
+            f"include the DUIS port {config.listen.port}: move admin.port"
+        )
     if workers > 1 and config.thresholds.store == "memory" and config.thresholds.rules_file:
         raise WorkerConfigError(
             'thresholds.store = "memory" counts per process: with --workers > 1 and '

@@ -35,7 +35,7 @@ def write_config(state: Path, duis: int, admin: int, receiver: int, latency: flo
     users = (state / "users.toml").read_text()
     (state / "users.toml").write_text(
         users.replace(
-            f"http://127.0.0.1:8078/inbox/{SUPPLIER}", f"http://127.0.0.1:{receiver}/duis"
+            f"http://127.0.0.1:8080/inbox/{SUPPLIER}", f"http://127.0.0.1:{receiver}/duis"
         )
     )
     link = (
@@ -43,7 +43,7 @@ def write_config(state: Path, duis: int, admin: int, receiver: int, latency: flo
         f"latency_p99_seconds = {latency}\n"
     )
     text = (
-        base.replace("port = 8079", f"port = {duis}").replace("port = 8078", f"port = {admin}")
+        base.replace("port = 8079", f"port = {duis}").replace("port = 8080", f"port = {admin}")
         + "\n[simulator]\n"
         + "\n".join(f'[simulator.wan_profiles."{w}"]\n{link}' for w in WAN)
         + "\n".join(f'[simulator.han_profiles."{h}"]\n{link}' for h in HAN)

@@ -26,8 +26,8 @@ async def test_async_response_reaches_the_dev_inbox(
         config, registry=msgspec.structs.replace(config.registry, users_file=str(users))
     )
     async with running_gateway(config, [tmp_path / "pki"]) as gw:
-        # The default points at admin port 8078; this test's admin port is ephemeral.
-        users.write_text(DEFAULT_USERS_TOML.replace("127.0.0.1:8078", gw.admin_url[7:]))
+        # The default points at admin port 8080; this test's admin port is ephemeral.
+        users.write_text(DEFAULT_USERS_TOML.replace("127.0.0.1:8080", gw.admin_url[7:]))
         assert (await gw.client.post(gw.admin_url + "/admin/reload")).status_code == 200
         counter = next_counter()
         ack = await gw.send((shared_dir / ECS17B).read_bytes(), counter=counter)

@@ -45,7 +45,7 @@ def config_with_receiver(tmp_path: Path, port: int) -> Config:
     users = tmp_path / "users-with-url.toml"
     users.write_text(
         DEFAULT_USERS_TOML.replace(
-            f"http://127.0.0.1:8078/inbox/{SUPPLIER}", f"http://127.0.0.1:{port}/duis"
+            f"http://127.0.0.1:8080/inbox/{SUPPLIER}", f"http://127.0.0.1:{port}/duis"
         )
     )
     registry = msgspec.structs.replace(config.registry, users_file=str(users))
