@@ -64,6 +64,7 @@ ENDPOINTS = {
     "/api/v1/serviceD": Endpoint.NON_DEVICE,
 }
 XML_CONTENT_TYPES = (b"application/xml", b"text/xml")
+LISTEN_BACKLOG = 1024
 
 
 class BoundAddresses(msgspec.Struct, frozen=True):
@@ -185,7 +186,10 @@ async def open_listeners(
         if reuse_port:
             sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
         await sock.bind((host, port))
-        sock.listen(1024)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     except BaseException:
         sock.close()
         raise

@@ -106,14 +106,22 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker_count == 1:
         _print_banner(config_path, config)
     worker = (args.worker_index, args.worker_count)
+    failures: list[BaseException] = []
     try:
         trio.run(functools.partial(serve, config, worker=worker))
-    except StartupError as exc:
-        print(f"duisgw: cannot start: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+    except* StartupError as group:  # trio wraps errors from its nurseries in groups
+        failures.extend(_leaves(group))
+    except* KeyboardInterrupt:
         pass
-    return 0
+    for exc in failures:
+        print(f"duisgw: cannot start: {exc}", file=sys.stderr)
+    return 2 if failures else 0
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def _print_banner(config_path: Path, config: object) -> None:

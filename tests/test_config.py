@@ -58,3 +58,28 @@ def test_unreadable_and_non_toml_configs_are_refused(tmp_path: Path) -> None:
     broken.write_text("[listen\nport=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken)
+
+
+def test_serve_refuses_clearly_when_it_cannot_start(
+    tmp_path: Path, default_text: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A taken port or a missing file: one line naming it, exit 2, no traceback."""
+    import socket
+
+    from gateway.cli import main
+
+    _, text = default_text
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = tmp_path / "busy.toml"
+        busy.write_text(
+            text.replace("port = 8079", f"port = {port}").replace("port = 8080", "port = 0")
+        )
+        assert main(["serve", "--config", str(busy)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    missing = tmp_path / "missing.toml"
+    missing.write_text(text.replace('users_file = "users.toml"', 'users_file = "nowhere.toml"'))
+    assert main(["serve", "--config", str(missing)]) == 2
+    assert "nowhere.toml" in capsys.readouterr().err
