@@ -113,8 +113,8 @@ def _serve(args: argparse.Namespace) -> int:
         failures.extend(_leaves(group))
     except* KeyboardInterrupt:
         pass
-    for exc in failures:
-        print(f"duisgw: cannot start: {exc}", file=sys.stderr)
+    for failure in failures:
+        print(f"duisgw: cannot start: {failure}", file=sys.stderr)
     return 2 if failures else 0
 
 
