@@ -36,7 +36,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Final, Generic, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import msgspec
 import trio
@@ -47,7 +47,6 @@ from gateway.outbox_store import (
     COLUMNS,
     MessageKind,
     MessageState,
-    apply_batch,
     connect,
     row_to_message,
     to_us,
@@ -57,6 +56,7 @@ from gateway.outbox_store import (
 from gateway.outbox_store import OutboxStoreError as OutboxStoreError
 from gateway.outbox_store import StoredMessage as StoredMessage
 from gateway.sqlite_durability import Synchronous
+from journal.group_commit import GroupCommitWriter
 
 QUEUE_SIZE: Final = 1024  # operations waiting for the writer; callers wait beyond it
 MAX_BATCH_OPS: Final = 512  # operations per transaction (one fsync)
@@ -97,20 +97,6 @@ class NotDeadLettered(OutboxError):
 T = TypeVar("T")
 
 
-class _Op(Generic[T]):
-    """One unit of work for the writer: `fn` in the thread, `after` on trio after commit."""
-
-    __slots__ = ("after", "done", "error", "fn", "ran", "value")
-
-    def __init__(self, fn: Callable[[sqlite3.Connection], T], after: Callable[[T], None] | None):
-        self.fn = fn
-        self.after = after
-        self.value: T | None = None
-        self.error: BaseException | None = None
-        self.ran = False  # set by apply_batch once the op's outcome is final (commit or not)
-        self.done = trio.Event()
-
-
 class Outbox:
     """Create with `await Outbox.open(path)`, then run `run` in a nursery (or use
     `open_outbox`). Every async method needs the writer running."""
@@ -132,10 +118,9 @@ class Outbox:
         self._dead = dead
         self._clock = clock
         self._metrics = metrics
-        self._max_batch = max_batch
-        self._send, self._receive = trio.open_memory_channel[_Op[Any]](queue_size)
-        self._limiter = trio.CapacityLimiter(1)
-        self._running = False
+        self._writer = GroupCommitWriter(
+            error_type=OutboxStoreError, what="outbox", max_batch=max_batch, queue_size=queue_size
+        )
         self._stopped = False  # the writer ran and ended: its channel is closed
         self._watcher: Callable[[str], None] | None = None
         self._publish_depth()
@@ -172,37 +157,16 @@ class Outbox:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer: apply queued operations in batches, one commit each."""
-        if self._conn is None or self._running or self._stopped:
+        if self._conn is None or self._writer.running or self._stopped:
             raise OutboxStoreError("an Outbox runs its writer once; open it again to restart")
-        conn = self._conn
-        batch: list[_Op[Any]] = []
         try:
-            self._running = True
-            task_status.started()
-            while True:
-                batch = [await self._receive.receive()]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                # Not abandoned on cancel: the transaction finishes (committed or rolled
-                # back) before we return, so the file and each op's outcome agree.
-                await trio.to_thread.run_sync(apply_batch, conn, batch, limiter=self._limiter)
-                self._finish(batch)
-                batch = []
+            await self._writer.run(self._conn, task_status=task_status)
         finally:
-            self._running = False
             self._stopped = True
-            self._finish(batch)
-            # Closing wakes callers blocked on a full queue, so none can slip an op in
-            # after the drain and wait for ever.
-            self._send.close()
-            self._fail_queued()
 
     def close(self) -> None:
         """Close the file once `run` has returned. Blocks briefly (WAL checkpoint)."""
-        if self._running:
+        if self._writer.running:
             raise OutboxStoreError("close the outbox after its writer has stopped")
         if self._conn is not None:
             self._conn.close()
@@ -210,7 +174,7 @@ class Outbox:
 
     @property
     def queue_depth(self) -> int:
-        return self._send.statistics().current_buffer_used
+        return self._writer.queue_depth
 
     # -- in-memory view (no I/O) ----------------------------------------------------
 
@@ -413,40 +377,7 @@ class Outbox:
     async def _submit(
         self, fn: Callable[[sqlite3.Connection], T], after: Callable[[T], None] | None = None
     ) -> T:
-        if not self._running:
-            raise OutboxStoreError("outbox writer is not running")
-        op = _Op(fn, after)
-        try:
-            await self._send.send(op)
-        except trio.ClosedResourceError:
-            raise OutboxStoreError("outbox writer stopped") from None
-        await op.done.wait()
-        if op.error is not None:
-            raise op.error
-        return op.value  # type: ignore[return-value]  # set whenever error is None
-
-    def _finish(self, batch: list[_Op[Any]]) -> None:
-        # Committed ops update the in-memory view before their callers can run, so a
-        # caller never sees state older than its write. Also called from run's
-        # `finally`: a cancel may land before the thread started (op never ran).
-        for op in batch:
-            if op.done.is_set():
-                continue
-            op.done.set()
-            if not op.ran:
-                op.error = OutboxStoreError("outbox writer stopped before this operation")
-            elif op.error is None and op.after is not None:
-                op.after(op.value)
-
-    def _fail_queued(self) -> None:
-        # Ops still queued when the writer stops never ran: their callers get an error.
-        while True:
-            try:
-                op = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            op.error = OutboxStoreError("outbox writer stopped")
-            op.done.set()
+        return await self._writer.submit(fn, after)
 
     def _add_pending(self, user_id: str) -> None:
         self._pending[user_id] = self._pending.get(user_id, 0) + 1

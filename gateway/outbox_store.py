@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
 from gateway.sqlite_durability import Synchronous, checked_synchronous
-
-if TYPE_CHECKING:
-    from gateway.outbox import _Op
 
 # The schema's CHECK constraints spell the same values.
 MessageKind = Literal["response", "alert"]
@@ -103,29 +100,6 @@ def connect(
         conn.close()
         raise
     return conn, pending, int(dead)
-
-
-def apply_batch(conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
-    """One transaction for the batch; each op in a savepoint so one refusal spares the rest."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for op in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                op.value = op.fn(conn)
-            except Exception as exc:  # handed to that op's caller, not the writer
-                conn.execute("ROLLBACK TO op")
-                op.error = exc
-            conn.execute("RELEASE op")
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        for op in batch:
-            op.value = None
-            op.error = OutboxStoreError(f"outbox database: {exc}")
-    for op in batch:
-        op.ran = True
 
 
 def row_to_message(r: tuple[Any, ...]) -> StoredMessage:

@@ -27,11 +27,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, Generic, Literal, NewType, Protocol, TypeVar
+from typing import Any, Final, Literal, NewType, Protocol, TypeVar
 
 import msgspec
 import trio
 
+from journal.group_commit import GroupCommitWriter
 from thresholds.config import Breach
 
 QuarantineEventRef = NewType("QuarantineEventRef", int)
@@ -117,17 +118,6 @@ class Clock(Protocol):
     def now(self) -> dt.datetime: ...
 
 
-class _Op(Generic[T]):
-    __slots__ = ("committed", "done", "error", "fn", "value")
-
-    def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
-        self.fn = fn
-        self.value: T | None = None
-        self.error: BaseException | None = None
-        self.committed = False  # set only by a COMMIT that carried this op
-        self.done = trio.Event()
-
-
 class QuarantineStore:
     def __init__(
         self, path: str | Path, clock: Clock, *, node_id: int = 0, synchronous: str = "FULL"
@@ -140,38 +130,28 @@ class QuarantineStore:
         self._path = str(path)
         self._clock = clock
         self._node_id = node_id
-        self._send, self._receive = trio.open_memory_channel[_Op[Any]](QUEUE_SIZE)
-        self._limiter = trio.CapacityLimiter(1)
-        self._running = False
-        self.transactions = 0  # batches committed or failed: holds / transactions = batching
+        self._writer = GroupCommitWriter(
+            error_type=QuarantineStoreError,
+            what="quarantine",
+            max_batch=MAX_BATCH_OPS,
+            queue_size=QUEUE_SIZE,
+        )
+
+    @property
+    def transactions(self) -> int:
+        """Batches committed or rolled back: holds / transactions = batching."""
+        return self._writer.transactions
 
     @property
     def queue_depth(self) -> int:
-        return self._send.statistics().current_buffer_used
+        return self._writer.queue_depth
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer: open the file, then apply queued operations in batches."""
         conn = await trio.to_thread.run_sync(_connect, self._path, self._node_id, self._synchronous)
-        batch: list[_Op[Any]] = []
         try:
-            self._running = True
-            task_status.started()
-            while True:
-                batch = [await self._receive.receive()]
-                while len(batch) < MAX_BATCH_OPS:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                # Not abandoned on cancel: the thread finishes and every op gets its outcome.
-                await trio.to_thread.run_sync(_apply, conn, batch, limiter=self._limiter)
-                self.transactions += 1
-                for op in batch:
-                    op.done.set()
-                batch = []
+            await self._writer.run(conn, task_status=task_status)
         finally:
-            self._running = False
-            self._fail_waiting(batch)
             conn.close()
 
     async def hold(self, item: QuarantineItem) -> QuarantineEventRef:
@@ -288,30 +268,7 @@ class QuarantineStore:
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # An op submitted before the caller is cancelled may still be applied.
-        if not self._running:
-            raise QuarantineStoreError("quarantine store is not running")
-        op = _Op(fn)
-        await self._send.send(op)
-        await op.done.wait()
-        if op.error is not None:
-            raise op.error
-        return op.value  # type: ignore[return-value]  # set whenever error is None
-
-    def _fail_waiting(self, batch: list[_Op[Any]]) -> None:
-        # A batch cancelled in flight has run to completion in its thread: each op
-        # has its outcome. One cancelled before its thread started never ran: its
-        # callers must not be told it was stored. Ops still queued never ran.
-        for op in batch:
-            if not op.committed and op.error is None:
-                op.error = QuarantineStoreError("quarantine store stopped before committing")
-            op.done.set()
-        while True:
-            try:
-                op = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            op.error = QuarantineStoreError("quarantine store stopped")
-            op.done.set()
+        return await self._writer.submit(fn)
 
 
 @asynccontextmanager
@@ -352,33 +309,6 @@ def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Conn
         conn.close()
         raise
     return conn
-
-
-def _apply(conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
-    """One transaction for the batch; each op in a savepoint so one refusal spares the rest."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for op in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                op.value = op.fn(conn)
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK TO op")
-                op.error = QuarantineStoreError(f"quarantine database: {exc}")
-                op.error.__cause__ = exc
-            except Exception as exc:  # handed to that op's caller, not the writer
-                conn.execute("ROLLBACK TO op")
-                op.error = exc
-            conn.execute("RELEASE op")
-        conn.execute("COMMIT")
-        for op in batch:
-            op.committed = True
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        for op in batch:
-            op.value = None
-            op.error = QuarantineStoreError(f"quarantine database: {exc}")
 
 
 def _select(conn: sqlite3.Connection, ref: int) -> tuple[Any, ...] | None:

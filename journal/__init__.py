@@ -1,0 +1,1 @@
+"""Durable SQLite journals: the group-commit writer the outbox and quarantine share."""
