@@ -208,6 +208,7 @@ def write_bench_config(
     tls_slots: list[list[str]] | None,
     admin_ports: int = 1,
     rules: Path | None = None,
+    synchronous: str = "full",
 ) -> Path:
     """bench.toml beside the default config: free ports, the slot estate, XSD and TLS.
 
@@ -228,6 +229,7 @@ def write_bench_config(
         config["duis"]["xsd_dir"] = str(xsd_dir)
     if rules is not None:
         config["thresholds"]["rules_file"] = str(rules.resolve())
+    config["storage"] = {"synchronous": synchronous}
     if tls_slots is not None:
         tls_dir = default_config.parent / "pki" / TLS_SUBDIRECTORY
         config["tls"] = {

@@ -63,6 +63,7 @@ class LoadOptions(msgspec.Struct, kw_only=True):
     profile: str | None = None  # write the gateway's cProfile stats here
     state_parent: str | None = None  # where the fresh state dir (and its journals) goes
     rules: str | None = None  # threshold rules file for the gateway (thresholds on)
+    synchronous: Literal["full", "normal"] = "full"  # the gateway's [storage] synchronous
 
 
 class Latency(msgspec.Struct):
@@ -202,6 +203,7 @@ def _prepare_state(
         tls_slots=slot_ids if options.tls else None,
         admin_ports=options.workers,
         rules=Path(options.rules) if options.rules else None,
+        synchronous=options.synchronous,
     )
     return config, slot_ids
 
@@ -352,6 +354,12 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
     )
     p.add_argument("--no-xsd", dest="xsd", action="store_false", help="gateway without XSD checks")
     p.add_argument("--rules", help="threshold rules file (TOML) for the gateway")
+    p.add_argument(
+        "--synchronous",
+        choices=("full", "normal"),
+        default="full",
+        help="the gateway's [storage] synchronous (journal fsync per commit or not)",
+    )
     p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
     p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")
     p.add_argument("--server-core", type=int, default=0, help="-1: do not pin the gateway")
