@@ -32,7 +32,7 @@ from lxml import etree
 
 from bench import corpus as corpus_mod
 from gateway.access import AccessRequest, decide
-from gateway.app import build_state
+from gateway.assemble import build_state
 from gateway.certstore import check_signing_certificate
 from gateway.client import sign_request
 from gateway.clock import SystemClock

@@ -9,7 +9,6 @@ in-flight requests under `drain_timeout_seconds`, flush journals, return.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import signal
@@ -20,38 +19,36 @@ from pathlib import Path
 
 import msgspec
 import trio
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.admin import AdminApi
-from gateway.certstore import CertStore
+from gateway.assemble import (
+    StartupError,
+    build_state,
+    load_threshold_rules,
+    reload,
+)
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.delivery import run_delivery
 from gateway.dispatch import Dispatcher
 from gateway.http import HttpRequest
-from gateway.ingest import SchemaSet
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, open_outbox
 from gateway.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.precommands import PreCommandStore
 from gateway.quarantine_ops import QuarantineOps
-from gateway.registry import IdPolicy, check_policy, load_inventory, load_users
 from gateway.replay import SharedReplayGuard
 from gateway.screen import CounterStore, ThresholdScreen
 from gateway.server import ConnectionHandler, Draining, PeerInfo
 from gateway.sqlite_durability import Synchronous
-from gateway.state import GatewayState, ResponseSigner
+from gateway.state import GatewayState
 from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
 from gateway.version_mismatch import authenticated_header, mismatch_alert
-from gateway.versions import VersionRegistry
 from gateway.workers import worker_state_dir
 from mmc.catalogue import Endpoint
-from mmc.identifiers import parse_eui64
-from thresholds.config import ThresholdConfig, ThresholdConfigError, decode_threshold_config
+from thresholds.config import ThresholdConfig, ThresholdConfigError
 from thresholds.memory import MemoryThresholdStore
 from thresholds.quarantine import QuarantineStore, open_quarantine_store
 from thresholds.redis import RedisThresholdStore, open_redis_threshold_store
@@ -70,69 +67,6 @@ LISTEN_BACKLOG = 1024
 class BoundAddresses(msgspec.Struct, frozen=True):
     duis: tuple[str, int]
     admin: tuple[str, int]
-
-
-class StartupError(Exception):
-    """The gateway cannot start with this configuration; the message says why."""
-
-
-def load_trust(config: Config) -> CertStore:
-    return CertStore.load(
-        [Path(p) for p in config.trust.certificate_dirs],
-        [Path(p) for p in config.trust.ca_anchors],
-        [Path(p) for p in config.trust.crl_files],
-    )
-
-
-def load_signer(config: Config) -> ResponseSigner:
-    cert_path = Path(config.trust.dcc_signing_certificate)
-    key_path = Path(config.trust.dcc_signing_key)
-    try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
-        raise StartupError(
-            f"trust.dcc_signing_*: cannot load {cert_path} / {key_path}: {exc}"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise StartupError(f"trust.dcc_signing_key: {key_path} is not an EC private key")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
-        raise StartupError("trust.dcc_signing_key does not match trust.dcc_signing_certificate")
-    # RFC 4514 order ('CN=Z1,OU=07') is how the DCC writes X509IssuerName.
-    return ResponseSigner(key, cert.issuer.rfc4514_string(), cert.serial_number)
-
-
-def load_registry(config: Config, today: dt.date):  # type: ignore[no-untyped-def]
-    users = load_users(Path(config.registry.users_file))
-    inventory = load_inventory(Path(config.registry.inventory_file))
-    check_policy(
-        users, IdPolicy(one_id_per_role_until=config.registry.one_id_per_role_until), today
-    )
-    return users, inventory
-
-
-def build_state(config: Config, clock: Clock, metrics: Metrics) -> GatewayState:
-    versions = VersionRegistry.build(config.duis.versions, config.duis.retired_from)
-    schemas = None
-    if config.duis.xsd_dir is not None:
-        files = {v: versions.route(v, clock.now()).catalogue.xsd_file for v in versions.served()}  # type: ignore[union-attr]
-        schemas = SchemaSet.load(Path(config.duis.xsd_dir), files)
-        missing = [v for v in files if not schemas.has(v)]
-        if missing:
-            raise StartupError(f"duis.xsd_dir: no XSD for versions {', '.join(missing)}")
-    users, inventory = load_registry(config, clock.now().date())
-    return GatewayState(
-        clock=clock,
-        versions=versions,
-        schemas=schemas,
-        certstore=load_trust(config),
-        registry=users,
-        inventory=inventory,
-        dcc_eui64=parse_eui64(config.duis.dcc_eui64),
-        signer=load_signer(config),
-        metrics=metrics,
-        state_dir=Path(config.state_dir),
-    )
 
 
 class DuisHandler:
@@ -386,16 +320,6 @@ def version_mismatch_sender(
     return send
 
 
-def load_threshold_rules(config: Config) -> ThresholdConfig:
-    path = config.thresholds.rules_file
-    if path is None:
-        return ThresholdConfig()
-    try:
-        return decode_threshold_config(Path(path).read_bytes())
-    except ThresholdConfigError as exc:
-        raise ThresholdConfigError(f"thresholds.rules_file {path}: {exc}") from None
-
-
 @asynccontextmanager
 async def threshold_counters(config: Config, rules: ThresholdConfig) -> AsyncIterator[CounterStore]:
     if config.thresholds.store == "memory":
@@ -423,22 +347,3 @@ async def _wait_for_stop(config: Config, state: GatewayState) -> None:
                 continue
             log.info("signal %s: draining", signal.Signals(signum).name)
             return
-
-
-def reload(config: Config, state: GatewayState) -> str:
-    """Rebuild trust and registry snapshots and swap them in; keep the old ones on error."""
-    try:
-        certstore = load_trust(config)
-        users, inventory = load_registry(config, state.clock.now().date())
-    except Exception as exc:  # the operator's files are wrong: keep serving the old set
-        state.metrics.reloads.labels("failed").inc()
-        log.error("reload failed, keeping the previous trust and registry: %s", exc)
-        return f"reload failed: {exc}"
-    state.certstore, state.registry, state.inventory = certstore, users, inventory
-    state.metrics.reloads.labels("ok").inc()
-    message = (
-        f"reloaded: {len(users)} users, {len(inventory)} devices, "
-        f"{len(certstore.skipped)} certificate files skipped"
-    )
-    log.info(message)
-    return message

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import StartupError, serve
+    from gateway.app import serve
+    from gateway.assemble import StartupError
 
     if args.config is None:
         config_path = ensure_default_state(args.state_dir, dt.datetime.now(dt.UTC))

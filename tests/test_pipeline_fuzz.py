@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.app import build_state
+from gateway.assemble import build_state
 from gateway.client import sign_request
 from gateway.clock import SystemClock
 from gateway.metrics import Metrics

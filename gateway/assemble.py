@@ -1,0 +1,129 @@
+"""Build the gateway's state from its config, and rebuild it on reload.
+
+Everything that can fail on the operator's files (trust, signing key, registry,
+catalogues, XSDs, threshold rules) is loaded here, before any port is bound,
+so a bad config never half-starts; a reload builds complete new snapshots and
+swaps them in only when all of them loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.certstore import CertStore
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.ingest import SchemaSet
+from gateway.metrics import Metrics
+from gateway.registry import (
+    IdPolicy,
+    Inventory,
+    UserRegistry,
+    check_policy,
+    load_inventory,
+    load_users,
+)
+from gateway.state import GatewayState, ResponseSigner
+from gateway.versions import VersionRegistry
+from mmc.identifiers import parse_eui64
+from thresholds.config import ThresholdConfig, ThresholdConfigError, decode_threshold_config
+
+log = logging.getLogger("duisgw")
+
+
+class StartupError(Exception):
+    """The gateway cannot start with this configuration; the message says why."""
+
+
+def load_trust(config: Config) -> CertStore:
+    return CertStore.load(
+        [Path(p) for p in config.trust.certificate_dirs],
+        [Path(p) for p in config.trust.ca_anchors],
+        [Path(p) for p in config.trust.crl_files],
+    )
+
+
+def load_signer(config: Config) -> ResponseSigner:
+    cert_path = Path(config.trust.dcc_signing_certificate)
+    key_path = Path(config.trust.dcc_signing_key)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise StartupError(
+            f"trust.dcc_signing_*: cannot load {cert_path} / {key_path}: {exc}"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise StartupError(f"trust.dcc_signing_key: {key_path} is not an EC private key")
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+        raise StartupError("trust.dcc_signing_key does not match trust.dcc_signing_certificate")
+    # RFC 4514 order ('CN=Z1,OU=07') is how the DCC writes X509IssuerName.
+    return ResponseSigner(key, cert.issuer.rfc4514_string(), cert.serial_number)
+
+
+def load_registry(config: Config, today: dt.date) -> tuple[UserRegistry, Inventory]:
+    users = load_users(Path(config.registry.users_file))
+    inventory = load_inventory(Path(config.registry.inventory_file))
+    check_policy(
+        users, IdPolicy(one_id_per_role_until=config.registry.one_id_per_role_until), today
+    )
+    return users, inventory
+
+
+def build_state(config: Config, clock: Clock, metrics: Metrics) -> GatewayState:
+    versions = VersionRegistry.build(config.duis.versions, config.duis.retired_from)
+    schemas = None
+    if config.duis.xsd_dir is not None:
+        files = {v: versions.route(v, clock.now()).catalogue.xsd_file for v in versions.served()}  # type: ignore[union-attr]
+        schemas = SchemaSet.load(Path(config.duis.xsd_dir), files)
+        missing = [v for v in files if not schemas.has(v)]
+        if missing:
+            raise StartupError(f"duis.xsd_dir: no XSD for versions {', '.join(missing)}")
+    users, inventory = load_registry(config, clock.now().date())
+    return GatewayState(
+        clock=clock,
+        versions=versions,
+        schemas=schemas,
+        certstore=load_trust(config),
+        registry=users,
+        inventory=inventory,
+        dcc_eui64=parse_eui64(config.duis.dcc_eui64),
+        signer=load_signer(config),
+        metrics=metrics,
+        state_dir=Path(config.state_dir),
+    )
+
+
+def load_threshold_rules(config: Config) -> ThresholdConfig:
+    path = config.thresholds.rules_file
+    if path is None:
+        return ThresholdConfig()
+    try:
+        return decode_threshold_config(Path(path).read_bytes())
+    except ThresholdConfigError as exc:
+        raise ThresholdConfigError(f"thresholds.rules_file {path}: {exc}") from None
+
+
+def reload(config: Config, state: GatewayState) -> str:
+    """Rebuild trust and registry snapshots and swap them in; keep the old ones on error."""
+    try:
+        certstore = load_trust(config)
+        users, inventory = load_registry(config, state.clock.now().date())
+    except Exception as exc:  # the operator's files are wrong: keep serving the old set
+        state.metrics.reloads.labels("failed").inc()
+        log.error("reload failed, keeping the previous trust and registry: %s", exc)
+        return f"reload failed: {exc}"
+    state.certstore, state.registry, state.inventory = certstore, users, inventory
+    state.metrics.reloads.labels("ok").inc()
+    message = (
+        f"reloaded: {len(users)} users, {len(inventory)} devices, "
+        f"{len(certstore.skipped)} certificate files skipped"
+    )
+    log.info(message)
+    return message
