@@ -111,3 +111,34 @@ async def test_kill_9_loses_no_acknowledged_request(tmp_path: Path, shared_dir: 
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_sigterm_drains_the_request_in_flight(tmp_path: Path, shared_dir: Path) -> None:
+    """A synchronous request waiting on a slow device is answered before the daemon exits."""
+    duis, admin = free_port(), free_port()
+    config = write_config(tmp_path, duis, admin, receiver=9, latency=1.0)
+    process = await start(config, admin)
+    xml = (shared_dir / "duis/samples/requests/ECS17b_4.1.1_REQUEST_DUIS.XML").read_bytes()
+    signed, path = sign_request(xml, [tmp_path / "pki"], counter=next_counter())
+    answers: list[httpx.Response] = []
+
+    async def ask() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            answers.append(
+                await client.post(
+                    f"http://127.0.0.1:{duis}{path}",
+                    content=signed,
+                    headers={"content-type": "application/xml"},
+                )
+            )
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            await trio.sleep(0.5)  # the device takes 2 s (WAN + HAN at 1 s each)
+            process.send_signal(signal.SIGTERM)
+        assert len(answers) == 1 and response_code(answers[0].content) == "I0"
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
