@@ -189,6 +189,11 @@ async def serve(
             )
             counters = await stack.enter_async_context(threshold_counters(config, rules))
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
+            metrics.jobs_pending.set_function(jobs.pending_count)
+            metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
+            metrics.replay_waiting.set_function(
+                lambda: replay.statistics().queued + replay.statistics().committing
+            )
             await _run_services(
                 config,
                 state,

@@ -73,6 +73,21 @@ class Metrics:
         self.outbox_depth = Gauge(
             "duisgw_outbox_pending", "Responses stored and not yet delivered", registry=r
         )
+        self.replay_waiting = Gauge(
+            "duisgw_replay_waiting",
+            "Requests waiting for their replay decision to commit (queued or committing)",
+            registry=r,
+        )
+        self.jobs_pending = Gauge(
+            "duisgw_jobs_pending",
+            "Acknowledged asynchronous requests not yet answered (journaled)",
+            registry=r,
+        )
+        self.quarantine_queue = Gauge(
+            "duisgw_quarantine_writer_queue",
+            "Quarantine operations waiting for a commit",
+            registry=r,
+        )
         self.outbox_dead_letters = Gauge(
             "duisgw_outbox_dead_letters",
             "Responses that could not be delivered, kept for retry",

@@ -66,6 +66,8 @@ async def test_refusals_name_their_reason(
 
         metrics = (await gw.client.get(gw.admin_url + "/metrics")).text
         assert 'duisgw_refusals_total{reason="dtd_forbidden",stage="ingest"} 1.0' in metrics
+        for gauge in ("duisgw_replay_waiting", "duisgw_jobs_pending", "duisgw_outbox_pending"):
+            assert f"\n{gauge} 0.0" in metrics, gauge
 
 
 async def test_tampered_request_is_refused_for_its_digest(
