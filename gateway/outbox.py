@@ -49,7 +49,6 @@ from gateway.outbox_store import (
     MessageState,
     connect,
     row_to_message,
-    to_us,
 )
 
 # Re-exported: callers import these from here.
@@ -57,6 +56,7 @@ from gateway.outbox_store import OutboxStoreError as OutboxStoreError
 from gateway.outbox_store import StoredMessage as StoredMessage
 from gateway.sqlite_durability import Synchronous
 from journal.group_commit import GroupCommitWriter
+from journal.times import to_us
 
 QUEUE_SIZE: Final = 1024  # operations waiting for the writer; callers wait beyond it
 MAX_BATCH_OPS: Final = 512  # operations per transaction (one fsync)

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from gateway.sqlite_durability import Synchronous, checked_synchronous
+from journal.times import from_us
 
 # The schema's CHECK constraints spell the same values.
 MessageKind = Literal["response", "alert"]
@@ -21,8 +22,6 @@ MessageState = Literal["pending", "delivered", "dead"]
 
 BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
 
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US: Final = dt.timedelta(microseconds=1)
 COLUMNS: Final = (  # in StoredMessage order, as row_to_message reads them
     "id, message_id, user_id, user_seq, kind, url, content_type, created_at_us, state,"
     " attempts, last_error, finished_at_us, body"
@@ -111,21 +110,10 @@ def row_to_message(r: tuple[Any, ...]) -> StoredMessage:
         kind=r[4],
         url=r[5],
         content_type=r[6],
-        created_at=_from_us(r[7]),
+        created_at=from_us(r[7]),
         state=r[8],
         attempts=r[9],
         last_error=r[10],
-        finished_at=None if r[11] is None else _from_us(r[11]),
+        finished_at=None if r[11] is None else from_us(r[11]),
         body=bytes(r[12]),
     )
-
-
-def to_us(t: dt.datetime) -> int:
-    """An aware datetime as integer microseconds since the epoch (the stored form)."""
-    if t.tzinfo is None:
-        raise ValueError("outbox times must be timezone-aware")
-    return (t - _EPOCH) // _US
-
-
-def _from_us(us: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=us)

@@ -33,6 +33,7 @@ import msgspec
 import trio
 
 from journal.group_commit import GroupCommitWriter
+from journal.times import from_us, to_us
 from thresholds.config import Breach
 
 QuarantineEventRef = NewType("QuarantineEventRef", int)
@@ -45,8 +46,6 @@ BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
 REFS_PER_NODE: Final = 10**15
 MAX_NODE_ID: Final = (2**63 - 1) // REFS_PER_NODE - 1
 
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US: Final = dt.timedelta(microseconds=1)
 _COLUMNS: Final = (
     "event_ref, user_id, request_id, srv, duis_version, breach, held_at_us, state, "
     "finished_at_us, raw_request"
@@ -156,7 +155,7 @@ class QuarantineStore:
 
     async def hold(self, item: QuarantineItem) -> QuarantineEventRef:
         """Store a held request; returns once the batch holding it is committed."""
-        held_at_us = _to_us(item.held_at)
+        held_at_us = to_us(item.held_at)
 
         def insert(conn: sqlite3.Connection) -> QuarantineEventRef:
             cur = conn.execute(
@@ -198,7 +197,7 @@ class QuarantineStore:
             params.append(srv)
         if min_age_seconds > 0:
             sql.append("AND held_at_us <= ?")
-            params.append(_to_us(self._clock.now()) - round(min_age_seconds * 1e6))
+            params.append(to_us(self._clock.now()) - round(min_age_seconds * 1e6))
         sql.append("ORDER BY event_ref LIMIT ?")
         params.append(max(0, min(limit, MAX_LIST_ROWS)))
         query = " ".join(sql)
@@ -228,7 +227,7 @@ class QuarantineStore:
         Also purges released/deleted rows finished longer ago than the retention.
         At most MAX_LIST_ROWS held rows per call: call again while it returns a full list.
         """
-        cutoff = _to_us(self._clock.now()) - round(retention_seconds * 1e6)
+        cutoff = to_us(self._clock.now()) - round(retention_seconds * 1e6)
 
         def remove(conn: sqlite3.Connection) -> list[QuarantinedRequest]:
             rows = conn.execute(
@@ -247,7 +246,7 @@ class QuarantineStore:
     async def _finish(
         self, ref: int, state: QuarantineState, *, keep_bytes: bool
     ) -> QuarantinedRequest:
-        now_us = _to_us(self._clock.now())
+        now_us = to_us(self._clock.now())
 
         def update(conn: sqlite3.Connection) -> QuarantinedRequest:
             found = conn.execute(
@@ -326,18 +325,8 @@ def _row(r: tuple[Any, ...]) -> QuarantinedRequest:
         srv=r[3],
         duis_version=r[4],
         breach=r[5],
-        held_at=_from_us(r[6]),
+        held_at=from_us(r[6]),
         state=r[7],
-        finished_at=None if r[8] is None else _from_us(r[8]),
+        finished_at=None if r[8] is None else from_us(r[8]),
         raw_request=bytes(r[9]),
     )
-
-
-def _to_us(t: dt.datetime) -> int:
-    if t.tzinfo is None:
-        raise ValueError("quarantine times must be timezone-aware")
-    return (t - _EPOCH) // _US
-
-
-def _from_us(us: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=us)
