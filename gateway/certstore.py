@@ -8,6 +8,9 @@ to an issuing CA named by their Authority Key Identifier. The XML-signing
 certificates (OU 87/89) carry the issuer *name* ``CN=Z1,OU=07`` but no AKI and are not
 signed by that CA: the DCC's tools trust them because the operator lists them
 (pinning). An anchor is therefore chosen by key identifier only, never by name.
+
+Reading certificate files, and `find_signing_key` (a signer's certificate with its
+private key), live in `gateway.certfiles`; the names callers import are re-exported.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,20 +25,23 @@ from typing import Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+# Names imported as themselves are re-exported: callers import them from here.
+from gateway.certfiles import CertificateRefused as CertificateRefused
+from gateway.certfiles import SigningKeyNotFoundError as SigningKeyNotFoundError
+from gateway.certfiles import _certificate_files
+from gateway.certfiles import find_signing_key as find_signing_key
+from gateway.certfiles import read_certificate_file as read_certificate_file
 from gateway.dn import normalise_dn as normalise_dn  # re-exported: callers import it here
-from mmc.identifiers import Eui64, IdentifierError, eui64_from_bytes, parse_eui64
+from mmc.identifiers import Eui64, eui64_from_bytes
 
 logger = logging.getLogger(__name__)
 
 SMKI_POLICY_OID: Final = x509.ObjectIdentifier("1.2.826.0.1.8641679.1.2.1.4")
 ISSUING_CA_ROLE: Final = "07"
 ROOT_CA_ROLE: Final = "00"
-MAX_CERT_FILE_BYTES: Final = 64 * 1024
 
 KeyUsageName = Literal["digitalSignature", "keyAgreement"]
 Trust = Literal["pinned", "chained"]
@@ -54,8 +59,6 @@ CertificateReason = Literal[
 ]
 
 _ROLE_CODE_RE: Final = re.compile(r"[0-9A-Fa-f]{2}\Z")
-_CERT_SUFFIXES: Final = (".pem", ".crt", ".cer", ".der")
-_NOT_CERTIFICATES: Final = (".key.pem", ".crl.pem")  # keys and CRLs beside certificates
 
 
 class CertificateError(Exception):
@@ -65,14 +68,6 @@ class CertificateError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason: CertificateReason = reason
         self.detail = detail
-
-
-class CertificateRefused(ValueError):
-    """A file in the store's directories is not a usable Organisation certificate."""
-
-
-class SigningKeyNotFoundError(LookupError):
-    """No certificate and matching private key for the requested signer."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -92,33 +87,6 @@ class OrgCertificate:
 
 
 # --------------------------------------------------------------------------- one certificate
-
-
-def read_certificate_file(path: Path) -> x509.Certificate:
-    """PEM or DER; stricter than `cryptography` today, as it will be tomorrow.
-
-    cryptography still accepts an ECDSA signature algorithm with explicit NULL
-    parameters (not DER; the ``mdr-*`` test certificates) with a deprecation
-    warning, and older/newer versions refuse it outright: both are a refusal here.
-    """
-    data = path.read_bytes()[: MAX_CERT_FILE_BYTES + 1]
-    if len(data) > MAX_CERT_FILE_BYTES:
-        raise CertificateRefused(f"larger than {MAX_CERT_FILE_BYTES} bytes")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            if b"-----BEGIN" in data:
-                cert = x509.load_pem_x509_certificate(data)
-            else:
-                cert = x509.load_der_x509_certificate(data)
-        except ValueError as exc:
-            raise CertificateRefused(f"not a DER X.509 certificate: {exc}") from None
-    for warning in caught:
-        if issubclass(warning.category, CryptographyDeprecationWarning):
-            first_sentence = str(warning.message).split(". ")[0]
-            raise CertificateRefused(f"not strict DER: {first_sentence}")
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return cert
 
 
 def _organisation_fields(cert: x509.Certificate) -> tuple[Eui64, str, KeyUsageName]:
@@ -299,18 +267,6 @@ def _log_refusal(path: Path, reason: str) -> None:
         logger.warning("certificate %s refused: %s", path, reason)
 
 
-def _certificate_files(cert_dirs: Sequence[Path]) -> list[Path]:
-    files = []
-    for directory in cert_dirs:
-        for path in sorted(directory.iterdir()):
-            name = path.name
-            if name.endswith(_NOT_CERTIFICATES) or not name.endswith(_CERT_SUFFIXES):
-                continue
-            if path.is_file():
-                files.append(path)
-    return files
-
-
 def _load_anchors(paths: Sequence[Path]) -> list[_Anchor]:
     anchors = []
     for path in paths:
@@ -438,38 +394,3 @@ def check_signing_certificate(
         raise CertificateError("expired", f"expired {cert.not_after.isoformat()}")
     if store.is_revoked(cert):
         raise CertificateError("revoked", f"serial {cert.serial} is on a loaded CRL")
-
-
-# --------------------------------------------------------------------------- signing keys
-
-
-def find_signing_key(
-    dirs: Sequence[Path], eui64: str, role_code: str
-) -> tuple[OrgCertificate, ec.EllipticCurvePrivateKey]:
-    """The longest-lived `<name>.cert.pem` for this signer with its `<name>.key.pem`."""
-    try:
-        wanted = parse_eui64(eui64)
-    except IdentifierError as exc:
-        raise SigningKeyNotFoundError(str(exc)) from None
-    store = CertStore.load(dirs)
-    for cert in store.find(wanted, role_code, "digitalSignature"):
-        key = _matching_private_key(cert)
-        if key is not None:
-            return cert, key
-    raise SigningKeyNotFoundError(f"no signing certificate and key for {wanted} role {role_code}")
-
-
-def _matching_private_key(cert: OrgCertificate) -> ec.EllipticCurvePrivateKey | None:
-    name = cert.path.name
-    if not name.endswith(".cert.pem"):
-        return None
-    key_path = cert.path.with_name(name.removesuffix(".cert.pem") + ".key.pem")
-    if not key_path.is_file():
-        return None
-    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        return None
-    if key.public_key().public_numbers() != cert.public_key.public_numbers():
-        logger.warning("%s does not match %s", key_path, cert.path)
-        return None
-    return key

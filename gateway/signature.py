@@ -1,4 +1,4 @@
-"""The DUIS XMLDSig profile: strict verification and compact signing (sans-IO).
+"""The DUIS XMLDSig profile: strict parsing and verification (sans-IO).
 
 One profile only, the one the DCC uses: an enveloped ``ds:Signature``, last child of
 the root, with ``Reference URI=""`` and the single enveloped-signature transform,
@@ -21,6 +21,10 @@ comment_in_signature, unexpected_attribute, bad_structure, bad_algorithm,
 bad_reference_uri, bad_transforms, bad_digest_value, bad_signature_value,
 bad_key_info, canonicalization_failed, wrong_key_type, digest_mismatch,
 signature_invalid.
+
+Signing (`sign_document`, `sign_canonical_document`) lives in `gateway.signing` and
+is re-exported here; so are the profile's algorithm identifiers, which that module
+declares beside the templates that write them.
 """
 
 from __future__ import annotations
@@ -29,18 +33,26 @@ import binascii
 import hashlib
 import hmac
 import re
-from base64 import b64encode
 from typing import Final, Literal
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
+
+from gateway.signing import _ECDSA, _SIGNATURE
+
+# Re-exported: callers import the profile's identifiers and the signers from here.
+from gateway.signing import DS_NS as DS_NS
+from gateway.signing import ECDSA_SHA256 as ECDSA_SHA256
+from gateway.signing import ENVELOPED as ENVELOPED
+from gateway.signing import EXC_C14N as EXC_C14N
+from gateway.signing import P256_SCALAR_BYTES as P256_SCALAR_BYTES
+from gateway.signing import SHA256 as SHA256
+from gateway.signing import _ds as _ds
+from gateway.signing import sign_canonical_document as sign_canonical_document
+from gateway.signing import sign_document as sign_document
 
 SignatureReason = Literal[
     "missing_signature",
@@ -61,12 +73,6 @@ SignatureReason = Literal[
     "signature_invalid",
 ]
 
-DS_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
-EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
-ECDSA_SHA256: Final = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
-ENVELOPED: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-SHA256: Final = "http://www.w3.org/2001/04/xmlenc#sha256"
-
 # Bounds on attacker-controlled text, checked before any decoding. The base64 forms
 # are 44 and 88 characters; the slack allows line breaks every 76 (as Java writes).
 MAX_DIGEST_VALUE_CHARS: Final = 128
@@ -74,19 +80,10 @@ MAX_SIGNATURE_VALUE_CHARS: Final = 256
 MAX_ISSUER_NAME_CHARS: Final = 1024
 MAX_SERIAL_DIGITS: Final = 49  # RFC 5280: at most 20 octets, < 10**49
 DIGEST_BYTES: Final = 32
-P256_SCALAR_BYTES: Final = 32
-
-
-def _ds(local: str) -> str:
-    return f"{{{DS_NS}}}{local}"
-
-
-_SIGNATURE: Final = _ds("Signature")
 
 _DS_NS_BYTES: Final = DS_NS.encode("ascii")
 _XML_WS: Final = " \t\r\n"
 _DELETE_XML_WS: Final = str.maketrans("", "", _XML_WS)
-_ECDSA: Final = ec.ECDSA(hashes.SHA256())
 
 
 class SignatureError(Exception):
@@ -360,145 +357,3 @@ def detach_keeping_tail(element: etree._Element) -> None:
             previous.tail = (previous.tail or "") + tail
         else:
             parent.text = (parent.text or "") + tail
-
-
-# --------------------------------------------------------------------------- sign
-
-# Exclusive C14N of the SignedInfo that sign_document writes: it is fixed apart from
-# the digest, so it is formatted, not computed. test_signature checks it equals what
-# parse_signature canonicalises from the emitted document.
-_SIGNED_INFO_C14N: Final = (
-    f'<ds:SignedInfo xmlns:ds="{DS_NS}">'
-    f'<ds:CanonicalizationMethod Algorithm="{EXC_C14N}"></ds:CanonicalizationMethod>'
-    f'<ds:SignatureMethod Algorithm="{ECDSA_SHA256}"></ds:SignatureMethod>'
-    '<ds:Reference URI=""><ds:Transforms>'
-    f'<ds:Transform Algorithm="{ENVELOPED}"></ds:Transform></ds:Transforms>'
-    f'<ds:DigestMethod Algorithm="{SHA256}"></ds:DigestMethod>'
-    "<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>"
-)
-_SIGNATURE_XML: Final = (
-    f'<ds:Signature xmlns:ds="{DS_NS}"><ds:SignedInfo>'
-    f'<ds:CanonicalizationMethod Algorithm="{EXC_C14N}"/>'
-    f'<ds:SignatureMethod Algorithm="{ECDSA_SHA256}"/>'
-    f'<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="{ENVELOPED}"/></ds:Transforms>'
-    f'<ds:DigestMethod Algorithm="{SHA256}"/>'
-    "<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>"
-    "<ds:SignatureValue>{value}</ds:SignatureValue>"
-    "<ds:KeyInfo><ds:X509Data><ds:X509IssuerSerial>"
-    "<ds:X509IssuerName>{issuer}</ds:X509IssuerName>"
-    "<ds:X509SerialNumber>{serial}</ds:X509SerialNumber>"
-    "</ds:X509IssuerSerial></ds:X509Data></ds:KeyInfo></ds:Signature>"
-)
-_XML_DECLARATION: Final = b'<?xml version="1.0" encoding="UTF-8"?>'
-
-# Whitespace-only text in elements whose content is elements only: what the DCC's
-# XSD-driven Java tool drops before digesting. Mixed content is left alone.
-_BLANK_BETWEEN_ELEMENTS: Final = etree.XPath("//*[*][not(text()[normalize-space(.) != ''])]/text()")
-# Signing parses only our own documents, but stays as closed as the ingest parser.
-# One module-level parser: lxml parsers are not for concurrent use across threads,
-# and signing runs on the trio thread.
-_SIGNING_PARSER: Final = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
-)
-
-
-def sign_document(
-    xml: bytes | etree._Element,
-    private_key: ec.EllipticCurvePrivateKey,
-    issuer_name: str,
-    serial: int,
-) -> bytes:
-    """Return the document, compacted, with an enveloped signature as its last child.
-
-    An element argument must be the document element; it is compacted in place
-    (whitespace-only text between elements dropped) but the Signature is not added
-    to it. The output is the inclusive canonical form of the document (what was
-    digested), so any verifier re-canonicalises it to the same bytes, with the
-    Signature spliced in before the root's end tag.
-    """
-    root = _compact_root(xml)
-    document = _c14n_document_for_signing(root)
-    return _sign_canonical(document, _end_tag(root), private_key, issuer_name, serial)
-
-
-def sign_canonical_document(
-    document: bytes,
-    private_key: ec.EllipticCurvePrivateKey,
-    issuer_name: str,
-    serial: int,
-) -> bytes:
-    """Sign bytes the caller built in inclusive canonical, compact form (no parse).
-
-    For the gateway's own response builders, which write canonical XML directly
-    (tests check c14n(parse(x)) == x for every builder): it skips the parse and
-    the canonicalisation that `sign_document` needs for arbitrary input.
-    """
-    start = document.rfind(b"</")
-    if start <= 0 or not document.endswith(b">"):
-        raise ValueError("not a document: no end tag")
-    return _sign_canonical(document, document[start:], private_key, issuer_name, serial)
-
-
-def _sign_canonical(
-    document: bytes,
-    end_tag: bytes,
-    private_key: ec.EllipticCurvePrivateKey,
-    issuer_name: str,
-    serial: int,
-) -> bytes:
-    digest = b64encode(hashlib.sha256(document).digest()).decode("ascii")
-    signed_info = _SIGNED_INFO_C14N.format(digest=digest).encode("ascii")
-    r, s = decode_dss_signature(private_key.sign(signed_info, _ECDSA))
-    value = b64encode(r.to_bytes(P256_SCALAR_BYTES) + s.to_bytes(P256_SCALAR_BYTES))
-    signature = _SIGNATURE_XML.format(
-        digest=digest,
-        value=value.decode("ascii"),
-        issuer=_escape_text(issuer_name),
-        serial=serial,
-    ).encode("utf-8")
-    if not document.endswith(end_tag):
-        raise ValueError("the canonical form does not end with the root's end tag")
-    return b"".join((_XML_DECLARATION, document[: -len(end_tag)], signature, end_tag))
-
-
-def _compact_root(xml: bytes | etree._Element) -> etree._Element:
-    root = etree.fromstring(xml, _SIGNING_PARSER) if isinstance(xml, bytes) else xml
-    if root.getparent() is not None:
-        raise ValueError("sign_document needs the document element")
-    if next(root.iter(_SIGNATURE), None) is not None:
-        raise ValueError("the document already holds a ds:Signature")
-    found = _BLANK_BETWEEN_ELEMENTS(root)
-    for text in found if isinstance(found, list) else ():
-        if not isinstance(text, etree._ElementUnicodeResult):
-            continue
-        owner = text.getparent()
-        if owner is None:
-            continue
-        if text.is_tail:
-            owner.tail = None
-        else:
-            owner.text = None
-    return root
-
-
-def _c14n_document_for_signing(root: etree._Element) -> bytes:
-    if root.getnext() is not None:
-        # Trailing PIs would follow the root's end tag in the canonical form.
-        raise ValueError("nodes after the document element are not signed")
-    try:
-        return etree.tostring(root.getroottree(), method="c14n")
-    except etree.C14NError as exc:
-        raise ValueError("the document cannot be canonicalised") from exc
-
-
-def _end_tag(root: etree._Element) -> bytes:
-    local = etree.QName(root).localname
-    name = f"{root.prefix}:{local}" if root.prefix else local
-    return f"</{name}>".encode()
-
-
-def _escape_text(text: str) -> str:
-    # C14N text escaping, so the issuer name reads back exactly.
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
-    )
