@@ -240,7 +240,12 @@ async def _run_services(
             fail_open=config.thresholds.when_store_unavailable == "open",
         )
         ops = QuarantineOps(
-            state, screen, dispatcher, lifecycle, config.thresholds.quarantine_retention_seconds
+            state,
+            screen,
+            dispatcher,
+            lifecycle,
+            config.thresholds.quarantine_retention_seconds,
+            config.thresholds.quarantine_expiry_check_seconds,
         )
         pipeline = RequestPipeline(
             state,

@@ -96,6 +96,7 @@ class ThresholdsConfig(Base, frozen=True, kw_only=True):
     # Redis unreachable: "closed" answers 503 (nothing acknowledged), "open" lets requests by.
     when_store_unavailable: Literal["closed", "open"] = "closed"
     quarantine_retention_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30 * 86_400.0
+    quarantine_expiry_check_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
 
 
 def _default_simulator() -> SimulatorConfig:

@@ -39,12 +39,14 @@ class QuarantineOps:
         dispatcher: Dispatcher,
         lifecycle: Lifecycle,
         retention_seconds: float,
+        expiry_check_interval_seconds: float = EXPIRY_CHECK_INTERVAL_SECONDS,
     ) -> None:
         self._state = state
         self.screen = screen
         self._dispatcher = dispatcher
         self._lifecycle = lifecycle
         self._retention = retention_seconds
+        self._expiry_interval = expiry_check_interval_seconds
 
     async def release(self, ref: int) -> str:
         """Release and process one held request; returns the DUIS code it was answered with."""
@@ -81,7 +83,7 @@ class QuarantineOps:
             for item in await self.screen.quarantine.expire(self._retention):
                 log.info("expired ref=%d request_id=%s", item.event_ref, item.request_id)
                 await self._tell(item, DELETED_CODE)
-            await trio.sleep(EXPIRY_CHECK_INTERVAL_SECONDS)
+            await trio.sleep(self._expiry_interval)
 
     async def _tell(self, item: QuarantinedRequest, code: str) -> None:
         route = self._state.versions.route(item.duis_version, self._state.clock.now())

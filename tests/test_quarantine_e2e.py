@@ -142,3 +142,27 @@ async def test_user_endpoint_down_then_back(tmp_path: Path, shared_dir: Path) ->
             sequences = [s.sequence for s in receiver.accepted]
             assert sequences == sorted(sequences)
         nursery.cancel_scope.cancel()
+
+
+async def test_held_request_expires_and_the_user_is_told(tmp_path: Path, shared_dir: Path) -> None:
+    receiver = Receiver()
+    xml = (shared_dir / ECS17B).read_bytes()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(receiver.serve)
+        config = with_rules(config_with_receiver(tmp_path, port), tmp_path)
+        thresholds = msgspec.structs.replace(
+            config.thresholds,
+            quarantine_retention_seconds=0.2,
+            quarantine_expiry_check_seconds=0.1,
+        )
+        config = msgspec.structs.replace(config, thresholds=thresholds)
+        async with running_gateway(config, [tmp_path / "pki"]) as gw:
+            for _ in range(3):  # limit 2: the third is held
+                await gw.send(xml, counter=next_counter())
+            await wait_for(receiver, 4)  # 2 responses, 1 AD1, 1 expiry notice
+            assert sorted(kinds(receiver)) == sorted(
+                ["I0", "I0", "AD1:ADUserThresholdBreach", "E1"]
+            )
+            # Expired rows leave the store: nothing is held any more.
+            assert (await gw.client.get(gw.admin_url + "/admin/quarantine")).json() == []
+        nursery.cancel_scope.cancel()
