@@ -22,10 +22,10 @@ from typing import Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from lxml import etree
 
 from gateway.certstore import CertStore, check_signing_certificate, find_signing_key
 from gateway.devpki import DevUser, generate_dev_pki
+from gateway.ingest import parse_xml
 from gateway.signature import parse_signature, sign_document, verify_signature
 
 USER_EUI64: Final = "90-B3-D5-1F-30-01-00-00"
@@ -45,17 +45,6 @@ REQUEST_XML: Final = (
     b"<sr:ServiceReference>4.1</sr:ServiceReference>"
     b"<sr:ServiceReferenceVariant>4.1.1</sr:ServiceReferenceVariant></sr:Header>"
     b"<sr:Body><sr:ReadInstantaneousImportRegisters/></sr:Body></sr:Request>"
-)
-
-# The parser the gateway's ingest uses has these properties; a bench cannot import
-# a stage it does not own, so it states them.
-HARDENED_PARSER: Final = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=True,
-    collect_ids=False,
 )
 
 
@@ -111,7 +100,7 @@ def measure(seconds: float) -> dict[str, float | int]:
         public_key.verify(der, message, ec.ECDSA(hashes.SHA256()))
 
     def full_check() -> None:
-        root = etree.fromstring(signed, HARDENED_PARSER)
+        root = parse_xml(signed)  # the gateway's own hardened ingest parse
         parts = parse_signature(root)
         cert = store.lookup(parts.issuer_name, parts.serial)
         assert cert is not None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import cast
+from typing import cast, get_args
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -39,17 +39,7 @@ USER_IDS = [f"90-B3-D5-1F-30-0{i}-00-00" for i in range(1, 5)]
 DEVICE_IDS = [f"00-DB-00-00-00-00-00-0{i}" for i in range(1, 5)]
 ROLES = ["IS", "ES", "GS", "ED", "GT", "RSA", "OU"]
 TYPES = ["ESME", "GSME", "GPF", "CHF", "PPMID", "HCALCS", "IHD"]
-STATUSES = [
-    "pending",
-    "whitelisted",
-    "installed_not_commissioned",
-    "commissioned",
-    "decommissioned",
-    "withdrawn",
-    "suspended",
-    "recovery",
-    "recovered",
-]
+STATUSES = list(get_args(DeviceStatus))
 TIMES = [dt.datetime(2020 + i, 1, 1, tzinfo=dt.UTC) for i in range(5)]
 ROLES_FOR_TYPE = {
     "ESME": ["IS", "ES", "ED", "RSA"],
