@@ -1,8 +1,11 @@
-"""The admin listener: health, readiness, metrics, reload, quarantine, outbox, thresholds,
-and the dev inbox (gateway/inbox.py).
+"""The admin listener's routes: health, readiness, metrics, reload, quarantine, outbox,
+thresholds, and the dev inbox (gateway/inbox.py) when it is enabled.
 
 A separate port from DUIS so it can live on a management network. JSON in and
-out (msgspec); the `duisgw quarantine` / `duisgw outbox` commands call it.
+out (msgspec); the `duisgw quarantine` / `duisgw outbox` commands call it. Who
+may call it is decided before these routes (gateway/admin_auth.py); what they
+are given is checked by gateway/admin_params.py and refused with 400 and the
+reason.
 """
 
 from __future__ import annotations
@@ -12,20 +15,30 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qs
+from typing import Final, get_args
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import admin_params as check
+from gateway.admin_auth import media_type
+from gateway.admin_params import InvalidInput, parse_query
 from gateway.http import HttpRequest
-from gateway.inbox import Inbox
+from gateway.inbox import Inbox, MessageTooLarge
 from gateway.outbox import NotDeadLettered, Outbox, StoredMessage, UnknownMessage
+from gateway.private_files import append_private
 from gateway.quarantine_ops import QuarantineOps
 from gateway.server import PeerInfo
 from gateway.state import GatewayState
 from thresholds.config import ThresholdConfigError, decode_threshold_config
 from thresholds.memory import MemoryThresholdStore
-from thresholds.quarantine import NotHeld, QuarantinedRequest, UnknownEventRef
+from thresholds.quarantine import (
+    MAX_LIST_ROWS,
+    NotHeld,
+    QuarantinedRequest,
+    QuarantineState,
+    UnknownEventRef,
+)
 
 log = logging.getLogger("duisgw.admin")
 
@@ -33,7 +46,10 @@ JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 Answer = tuple[int, bytes, bytes]
 AUDIT_FILE = "thresholds-audit.jsonl"
-INBOX_FILE = "inbox.jsonl"
+TOML_TYPES: Final = (b"application/toml",)
+XML_TYPES: Final = (b"application/xml", b"text/xml")
+MAX_MIN_AGE_SECONDS: Final = 100 * 366 * 86_400.0  # min_age_seconds: a century at most
+QUARANTINE_QUERY: Final = ("user_id", "srv", "min_age_seconds", "state", "after_ref", "limit")
 
 
 class QuarantineView(msgspec.Struct, frozen=True):
@@ -94,6 +110,10 @@ def _json(status: int, value: object) -> Answer:
     return status, msgspec.json.encode(value), JSON
 
 
+def _no_query(query: str) -> None:
+    parse_query(query, ())
+
+
 class AdminApi:
     def __init__(
         self,
@@ -103,29 +123,31 @@ class AdminApi:
         outbox: Outbox,
         *,
         state_dir: Path,
+        inbox: Inbox | None = None,
     ) -> None:
         self._state = state
         self._reload = reload
         self._ops = quarantine
         self._outbox = outbox
+        self._state_dir = state_dir
         self._audit = state_dir / AUDIT_FILE
-        self._inbox = Inbox(state_dir / INBOX_FILE)
+        self._inbox = inbox
         self.ready = False
 
     async def __call__(self, request: HttpRequest, peer: PeerInfo) -> Answer:
         path, _, query = request.target.partition("?")
-        params = {k: v[0] for k, v in parse_qs(query).items()}
         parts = [p for p in path.split("/") if p]
         try:
-            return await self._route(request.method, parts, params, request, peer)
-        except (ValueError, KeyError) as exc:
+            return await self._route(request.method, parts, query, request, peer)
+        except InvalidInput as exc:
+            log.info("admin 400 from %s: %s %s: %s", peer.address, request.method, path[:100], exc)
             return _json(400, {"error": str(exc)})
 
     async def _route(
         self,
         method: str,
         parts: list[str],
-        params: dict[str, str],
+        query: str,
         request: HttpRequest,
         peer: PeerInfo,
     ) -> Answer:
@@ -136,32 +158,47 @@ class AdminApi:
         if parts == ["metrics"]:
             return 200, generate_latest(self._state.metrics.registry), CONTENT_TYPE_LATEST.encode()
         if parts[:1] == ["inbox"]:
-            return self._inbox_route(method, parts[1:], params, request)
+            return await self._inbox_route(method, parts[1:], query, request)
         if parts[:1] != ["admin"]:
             return 404, b"unknown admin path\n", TEXT
         rest = parts[1:]
+        if rest[:1] == ["quarantine"]:
+            return await self._quarantine(method, rest[1:], query)
+        if rest[:1] == ["outbox"]:
+            return await self._outbox_route(method, rest[1:], query)
+        _no_query(query)
         if rest == ["reload"] and method == "POST":
             message = self._reload()
             return _json(200 if message.startswith("reloaded") else 500, {"result": message})
         if rest == ["status"]:
             return _json(200, self._status())
-        if rest[:1] == ["quarantine"]:
-            return await self._quarantine(method, rest[1:], params)
-        if rest[:1] == ["outbox"]:
-            return await self._outbox_route(method, rest[1:], params)
         if rest == ["thresholds"]:
             return self._thresholds(method, request, peer)
         return 404, b"unknown admin path\n", TEXT
 
-    def _inbox_route(
-        self, method: str, rest: list[str], params: dict[str, str], request: HttpRequest
+    async def _inbox_route(
+        self, method: str, rest: list[str], query: str, request: HttpRequest
     ) -> Answer:
+        if self._inbox is None:
+            return 404, b"the dev inbox is not enabled ([dev_inbox] enabled = true)\n", TEXT
         if method == "POST" and len(rest) == 1:
+            _no_query(query)
+            if media_type(request) not in XML_TYPES:
+                return _json(415, {"error": "the dev inbox takes application/xml"})
+            user_id = check.user_id(rest[0])
             message_id = (request.header(b"x-duis-message-id") or b"-").decode("ascii", "replace")
-            self._inbox.receive(rest[0], message_id, request.body, self._state.clock.now())
+            try:
+                await self._inbox.receive(
+                    user_id, check.message_id(message_id), request.body, self._state.clock.now()
+                )
+            except MessageTooLarge as exc:
+                log.info("dev inbox refused a message for %s: %s", user_id, exc)
+                return _json(413, {"error": str(exc)})
             return 200, b"", TEXT
         if method == "GET" and not rest:
-            return _json(200, self._inbox.messages(params.get("user_id")))
+            params = parse_query(query, ("user_id",))
+            user = check.user_id(params["user_id"]) if "user_id" in params else None
+            return _json(200, self._inbox.messages(user, self._state.clock.now()))
         return 404, b"unknown inbox path\n", TEXT
 
     def _status(self) -> dict[str, object]:
@@ -172,23 +209,45 @@ class AdminApi:
             "devices": len(state.inventory),
             "certificates": len(state.certstore),
             "certificates_skipped": [
-                {"file": str(p), "reason": r} for p, r in state.certstore.skipped
+                {"file": self._shown_path(p), "reason": r} for p, r in state.certstore.skipped
             ],
             "outbox_pending": self._outbox.pending_count(),
             "outbox_dead_letters": self._outbox.dead_letter_count(),
         }
 
-    async def _quarantine(self, method: str, rest: list[str], params: dict[str, str]) -> Answer:
+    def _shown_path(self, path: Path) -> str:
+        """Relative to the state directory, else the file name: no absolute paths shown."""
+        try:
+            return str(path.resolve().relative_to(self._state_dir.resolve()))
+        except ValueError:
+            return path.name
+
+    async def _quarantine(self, method: str, rest: list[str], query: str) -> Answer:
         store = self._ops.screen.quarantine
         if not rest and method == "GET":
+            params = parse_query(query, QUARANTINE_QUERY)
+            user = params.get("user_id")
+            srv = params.get("srv")
+            after = params.get("after_ref")
             items = await store.list_requests(
-                user_id=params.get("user_id"),
-                srv=params.get("srv"),
-                min_age_seconds=float(params.get("min_age_seconds", "0")),
-                state=params.get("state", "held"),  # type: ignore[arg-type]
+                user_id=None if user is None else check.user_id(user),
+                srv=None if srv is None else check.srv(srv),
+                min_age_seconds=check.seconds(
+                    params.get("min_age_seconds", "0"), "min_age_seconds", MAX_MIN_AGE_SECONDS
+                ),
+                state=_quarantine_state(params.get("state", "held")),
+                after_ref=0
+                if after is None
+                else check.integer(after, "after_ref", 0, check.SQLITE_INT64_MAX),
+                limit=check.integer(
+                    params.get("limit", str(MAX_LIST_ROWS)), "limit", 1, MAX_LIST_ROWS
+                ),
             )
             return _json(200, [_view(i) for i in items])
-        ref = int(rest[0])
+        if not rest:
+            return 405, b"GET the list; POST .../REF/release or .../REF/delete\n", TEXT
+        _no_query(query)
+        ref = check.event_ref(rest[0])
         try:
             if len(rest) == 1 and method == "GET":
                 item = await store.show(ref)
@@ -206,16 +265,17 @@ class AdminApi:
             return _json(409, {"error": str(exc)})
         return 404, b"unknown quarantine path\n", TEXT
 
-    async def _outbox_route(self, method: str, rest: list[str], params: dict[str, str]) -> Answer:
+    async def _outbox_route(self, method: str, rest: list[str], query: str) -> Answer:
         if rest == ["pending"] and method == "GET":
-            return _json(
-                200, [_message(m) for m in await self._outbox.pending(params.get("user_id"))]
-            )
+            params = parse_query(query, ("user_id",))
+            user = check.user_id(params["user_id"]) if "user_id" in params else None
+            return _json(200, [_message(m) for m in await self._outbox.pending(user)])
+        _no_query(query)
         if rest == ["dead-letters"] and method == "GET":
             return _json(200, [_message(m) for m in await self._outbox.dead_letters()])
         if len(rest) == 3 and rest[0] == "dead-letters" and rest[2] == "retry" and method == "POST":
             try:
-                await self._outbox.retry_dead_letter(rest[1])
+                await self._outbox.retry_dead_letter(check.message_id(rest[1]))
             except UnknownMessage:
                 return _json(404, {"error": "unknown message"})
             except NotDeadLettered:
@@ -237,6 +297,8 @@ class AdminApi:
             return _json(200, counters.config)
         if method != "PUT":
             return 405, b"GET or PUT (TOML rules)\n", TEXT
+        if media_type(request) not in TOML_TYPES:
+            return _json(415, {"error": "PUT the rules as Content-Type: application/toml"})
         try:
             rules = decode_threshold_config(request.body)
         except ThresholdConfigError as exc:
@@ -249,8 +311,7 @@ class AdminApi:
             "attribute_limits": len(rules.attribute_limits),
             "toml_base64": base64.b64encode(request.body).decode(),
         }
-        with self._audit.open("ab") as audit:
-            audit.write(msgspec.json.encode(entry) + b"\n")
+        append_private(self._audit, msgspec.json.encode(entry) + b"\n")
         log.warning(
             "thresholds changed from %s: %d rules, %d attribute limits",
             peer.address,
@@ -258,3 +319,11 @@ class AdminApi:
             len(rules.attribute_limits),
         )
         return _json(200, {"result": "thresholds updated", "rules": len(rules.rules)})
+
+
+def _quarantine_state(text: str) -> QuarantineState:
+    states: tuple[QuarantineState, ...] = get_args(QuarantineState)
+    for state in states:
+        if state == text:
+            return state
+    raise InvalidInput(f"state must be one of {', '.join(states)}, not {text[:40]!r}")

@@ -1,14 +1,68 @@
-"""`duisgw quarantine|outbox|thresholds|reload`: the operator's commands, over the admin API."""
+"""`duisgw quarantine|outbox|thresholds|reload|status|inbox`: the operator's commands,
+over the admin API.
+
+Each sends the admin token: `DUISGW_ADMIN_TOKEN` if set, else the token file of
+the gateway's config (`--config`, or `--state-dir`'s duisgw.toml; default
+./duisgw-state), which also gives the admin address unless `--admin` names one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 
+from gateway.admin_auth import TOKEN_ENV, AdminTokenError, admin_token_path, read_admin_token
+from gateway.config import Config, ConfigError, load_config
+from gateway.default import CONFIG_NAME, DEFAULT_STATE_DIR
+
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8080"
+CALL_TIMEOUT_SECONDS = 10.0
+# Releasing a synchronous request waits for its device.
+RELEASE_TIMEOUT_SECONDS = 60.0
+
+
+class AdminAccess:
+    """Where the admin API is and the token it takes."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+
+def admin_access(args: argparse.Namespace, environ: Mapping[str, str]) -> AdminAccess:
+    """From --admin, --config/--state-dir and the environment (flags win over it).
+
+    AdminTokenError when no token can be found.
+    """
+    env_token = environ.get(TOKEN_ENV, "").strip()
+    explicit = args.config is not None or args.state_dir is not None
+    config_path = args.config or (args.state_dir or DEFAULT_STATE_DIR) / CONFIG_NAME
+    config: Config | None = None
+    needs_config = explicit or not (env_token and args.admin)
+    if needs_config and (explicit or config_path.exists()):
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise AdminTokenError(str(exc)) from None
+    base = args.admin or (_admin_url(config) if config is not None else DEFAULT_ADMIN_URL)
+    if env_token and not explicit:
+        return AdminAccess(base, env_token)
+    if config is None:
+        raise AdminTokenError(
+            f"no admin token: set {TOKEN_ENV}, or give --config or --state-dir "
+            f"(there is no {config_path})"
+        )
+    return AdminAccess(base, read_admin_token(admin_token_path(config)))
+
+
+def _admin_url(config: Config) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.admin.host, config.admin.host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.admin.port}"
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,19 +96,41 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     inbox = commands.add_parser("inbox", help="what reached the dev inbox (embedded default)")
     inbox.add_argument("--user-id")
     inbox.add_argument("--xml", action="store_true", help="print each document in full")
-    leaves = [commands.add_parser("reload", help="reload trust and registry"), inbox]
+    leaves = [
+        commands.add_parser("reload", help="reload trust and registry"),
+        commands.add_parser("status", help="versions, counts, skipped certificates, outbox"),
+        inbox,
+    ]
     for group in (q, o, t):
         leaves.extend(group.choices.values())
     for leaf in leaves:
-        leaf.add_argument("--admin", default=DEFAULT_ADMIN_URL, help="admin base URL")
+        leaf.add_argument(
+            "--admin", help=f"admin base URL (default: the config's, else {DEFAULT_ADMIN_URL})"
+        )
+        leaf.add_argument("--config", type=Path, help="the gateway's config (token, address)")
+        leaf.add_argument(
+            "--state-dir",
+            type=Path,
+            help=f"the embedded default's state directory (default: {DEFAULT_STATE_DIR})",
+        )
 
 
-def run(args: argparse.Namespace) -> int:
-    base = args.admin.rstrip("/")
+def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
     try:
-        response = _call(args, base)
+        access = admin_access(args, environ)
+    except AdminTokenError as exc:
+        print(f"duisgw {args.command}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with httpx.Client(
+            base_url=access.base_url,
+            headers=access.headers,
+            timeout=CALL_TIMEOUT_SECONDS,
+            trust_env=False,  # the admin API is ours: no proxy from the environment
+        ) as client:
+            response = _call(args, client)
     except httpx.HTTPError as exc:
-        print(f"duisgw {args.command}: {base}: {exc}", file=sys.stderr)
+        print(f"duisgw {args.command}: {access.base_url}: {exc}", file=sys.stderr)
         return 1
     if args.command == "inbox" and response.status_code == 200:
         for message in response.json():
@@ -69,13 +145,15 @@ def run(args: argparse.Namespace) -> int:
     return 0 if response.status_code < 400 else 1
 
 
-def _call(args: argparse.Namespace, base: str) -> httpx.Response:
+def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
     command, action = args.command, getattr(args, "action", None)
     if command == "reload":
-        return httpx.post(f"{base}/admin/reload")
+        return client.post("/admin/reload")
+    if command == "status":
+        return client.get("/admin/status")
     if command == "inbox":
         params = {"user_id": args.user_id} if args.user_id else {}
-        return httpx.get(f"{base}/inbox", params=params)
+        return client.get("/inbox", params=params)
     if command == "quarantine":
         if action == "list":
             params = {
@@ -88,17 +166,23 @@ def _call(args: argparse.Namespace, base: str) -> httpx.Response:
                 )
                 if v is not None
             }
-            return httpx.get(f"{base}/admin/quarantine", params=params)
+            return client.get("/admin/quarantine", params=params)
         if action == "show":
-            return httpx.get(f"{base}/admin/quarantine/{args.ref}")
-        return httpx.post(f"{base}/admin/quarantine/{args.ref}/{action}", timeout=60)
+            return client.get(f"/admin/quarantine/{args.ref}")
+        return client.post(
+            f"/admin/quarantine/{args.ref}/{action}", timeout=RELEASE_TIMEOUT_SECONDS
+        )
     if command == "outbox":
         if action == "pending":
             params = {"user_id": args.user_id} if args.user_id else {}
-            return httpx.get(f"{base}/admin/outbox/pending", params=params)
+            return client.get("/admin/outbox/pending", params=params)
         if action == "dead-letters":
-            return httpx.get(f"{base}/admin/outbox/dead-letters")
-        return httpx.post(f"{base}/admin/outbox/dead-letters/{args.message_id}/retry")
+            return client.get("/admin/outbox/dead-letters")
+        return client.post(f"/admin/outbox/dead-letters/{args.message_id}/retry")
     if action == "show":
-        return httpx.get(f"{base}/admin/thresholds")
-    return httpx.put(f"{base}/admin/thresholds", content=args.file.read_bytes())
+        return client.get("/admin/thresholds")
+    return client.put(
+        "/admin/thresholds",
+        content=args.file.read_bytes(),
+        headers={"Content-Type": "application/toml"},
+    )

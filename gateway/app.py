@@ -21,6 +21,13 @@ import msgspec
 import trio
 
 from gateway.admin import AdminApi
+from gateway.admin_auth import (
+    AdminGuard,
+    AdminTokenError,
+    GuardedAdmin,
+    admin_token_path,
+    ensure_admin_token,
+)
 from gateway.assemble import (
     StartupError,
     build_state,
@@ -32,11 +39,13 @@ from gateway.config import Config
 from gateway.delivery import run_delivery
 from gateway.dispatch import Dispatcher
 from gateway.http import HttpRequest
+from gateway.inbox import INBOX_FILE, DevInboxAddress, Inbox
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, open_outbox
 from gateway.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.precommands import PreCommandStore
+from gateway.private_files import make_private_dir, prepare_private_sqlite, tighten_state_dir
 from gateway.quarantine_ops import QuarantineOps
 from gateway.replay import SharedReplayGuard
 from gateway.screen import CounterStore, ThresholdScreen
@@ -158,14 +167,19 @@ async def serve(
     """
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
+    state_dir = Path(config.state_dir)
+    own_dir = worker_state_dir(config, *worker)
     try:
         state = build_state(config, clock, metrics)
         rules = load_threshold_rules(config)
-    except (OSError, ValueError, ThresholdConfigError) as exc:
+        make_private_dir(own_dir)
+        tighten_state_dir({state_dir, own_dir})
+        shared, own = ("replay.sqlite", "quarantine.sqlite"), ("outbox.sqlite", "jobs.sqlite")
+        for path in [state_dir / n for n in shared] + [own_dir / n for n in own]:
+            prepare_private_sqlite(path)  # created 0600, so SQLite's -wal/-shm are too
+        token = ensure_admin_token(admin_token_path(config))
+    except (OSError, ValueError, ThresholdConfigError, AdminTokenError) as exc:
         raise StartupError(str(exc)) from None
-    state_dir = Path(config.state_dir)
-    own_dir = worker_state_dir(config, *worker)
-    own_dir.mkdir(parents=True, exist_ok=True)
     if worker[1] > 1:
         admin_port = config.admin.port + worker[0] if config.admin.port else 0
         config = msgspec.structs.replace(
@@ -197,6 +211,7 @@ async def serve(
             await _run_services(
                 config,
                 state,
+                (token, own_dir),
                 replay,
                 outbox,
                 jobs,
@@ -215,6 +230,7 @@ async def serve(
 async def _run_services(
     config: Config,
     state: GatewayState,
+    admin_token_and_dir: tuple[str, Path],
     replay: SharedReplayGuard,
     outbox: Outbox,
     jobs: Outbox,
@@ -226,6 +242,16 @@ async def _run_services(
 ) -> None:
     metrics = state.metrics
     draining = Draining()
+    token, own_dir = admin_token_and_dir
+    # Bound first: the dev inbox's address (the admin listener's) is known before delivery.
+    duis_listeners = await open_listeners(
+        config.listen.host, config.listen.port, tls_context(config), reuse_port
+    )
+    admin_listeners = await open_listeners(
+        config.admin.host, config.admin.port, None, reuse_port=False
+    )
+    addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
+    inbox_address = DevInboxAddress.for_listener(addresses.admin, token)
     async with trio.open_nursery() as services:
         if transport is None:
             transport = default_transport(state, config)
@@ -255,7 +281,13 @@ async def _run_services(
             version_mismatch_alert=version_mismatch_sender(config, state, lifecycle),
         )
         await services.start(
-            functools.partial(run_delivery, outbox, config.delivery, metrics=metrics)
+            functools.partial(
+                run_delivery,
+                outbox,
+                config.delivery,
+                metrics=metrics,
+                dev_inbox=inbox_address if config.dev_inbox.enabled else None,
+            )
         )
         await services.start(lifecycle.run)
         await services.start(ops.run_expiry)
@@ -268,15 +300,20 @@ async def _run_services(
             metrics,
             draining,
         )
+        inbox = None
+        if config.dev_inbox.enabled:
+            inbox = Inbox(own_dir / INBOX_FILE, config.dev_inbox, state.clock.now())
         admin = AdminApi(
-            state, lambda: reload(config, state), ops, outbox, state_dir=Path(config.state_dir)
+            state,
+            lambda: reload(config, state),
+            ops,
+            outbox,
+            state_dir=Path(config.state_dir),
+            inbox=inbox,
         )
-        admin_handler = ConnectionHandler(admin, config.limits, "httptools", metrics, Draining())
-        duis_listeners = await open_listeners(
-            config.listen.host, config.listen.port, tls_context(config), reuse_port
-        )
-        admin_listeners = await open_listeners(
-            config.admin.host, config.admin.port, None, reuse_port=False
+        guard = AdminGuard(token, addresses.admin[1], config.admin.allowed_hosts)
+        admin_handler = ConnectionHandler(
+            GuardedAdmin(guard, admin, metrics), config.limits, "httptools", metrics, Draining()
         )
         async with trio.open_nursery() as connections:
             accept_scope = trio.CancelScope()
@@ -289,7 +326,6 @@ async def _run_services(
 
             connections.start_soon(accept)
             connections.start_soon(trio.serve_listeners, admin_handler, admin_listeners)
-            addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
             admin.ready = True
             task_status.started(addresses)
             log.info(

@@ -19,11 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gateway.certstore import CertStore
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.inbox import DEV_INBOX_URL
 from gateway.ingest import SchemaSet
 from gateway.metrics import Metrics
 from gateway.registry import (
     IdPolicy,
     Inventory,
+    RegistryError,
     UserRegistry,
     check_policy,
     load_inventory,
@@ -73,6 +75,13 @@ def load_registry(config: Config, today: dt.date) -> tuple[UserRegistry, Invento
     check_policy(
         users, IdPolicy(one_id_per_role_until=config.registry.one_id_per_role_until), today
     )
+    if not config.dev_inbox.enabled:
+        inbox_users = [u.user_id for u in users if u.response_url == DEV_INBOX_URL]
+        if inbox_users:
+            raise RegistryError(
+                f"{config.registry.users_file}: response_url = {DEV_INBOX_URL!r} for "
+                f"{', '.join(inbox_users[:3])}, but [dev_inbox] enabled is not true"
+            )
     return users, inventory
 
 

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import httpx
 import trio
 
 from gateway import admin_client
+from gateway.admin_auth import admin_token_path
 from gateway.config import ConfigError, load_config
 from gateway.default import DEFAULT_STATE_DIR, ensure_default_state
+from gateway.private_files import PRIVATE_UMASK
 from parse_correlate import cli as pc_cli
 
 log = logging.getLogger("duisgw")
@@ -85,6 +88,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import serve
     from gateway.assemble import StartupError
 
+    # Whatever the daemon (and its workers) create holds messages or keys: owner only.
+    os.umask(PRIVATE_UMASK)
     if args.config is None:
         config_path = ensure_default_state(args.state_dir, dt.datetime.now(dt.UTC))
         print(f"embedded default state in {args.state_dir.resolve()}", file=sys.stderr)
@@ -135,6 +140,7 @@ def _print_banner(config_path: Path, config: object) -> None:
         f"duisgw: config {config_path.resolve()}\n"
         f"  DUIS    {scheme}://{config.listen.host}:{config.listen.port}/api/v1/service{{S,T,D}}\n"
         f"  admin   http://{config.admin.host}:{config.admin.port}/healthz /readyz /metrics\n"
+        f"          other routes need the bearer token in {admin_token_path(config)}\n"
         f"  users   {config.registry.users_file}\n"
         f"  devices {config.registry.inventory_file}\n"
         f"  PKI     {pki}\n"

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from gateway.delivery import DeliveryConfig
+from gateway.inbox import DevInboxConfig
 from gateway.simulator import SimulatorConfig
 from thresholds.config import RedisStoreSettings
 
@@ -46,9 +47,17 @@ class TlsConfig(Base, frozen=True, kw_only=True):
     identities: dict[str, tuple[Eui64Text, ...]] = {}
 
 
+HostName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")]
+
+
 class AdminConfig(Base, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = ADMIN_PORT
+    # The bearer token every admin route but /healthz, /readyz, /metrics requires;
+    # generated (0600) on first start. Default: admin.token in the state directory.
+    token_file: str | None = None
+    # Names (besides IP literals and localhost) the admin listener answers to in Host.
+    allowed_hosts: tuple[HostName, ...] = ()
 
 
 class LimitsConfig(Base, frozen=True, kw_only=True):
@@ -121,6 +130,8 @@ class Config(Base, frozen=True, kw_only=True):
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
+    # The dev inbox on the admin listener (gateway/inbox.py); off unless enabled.
+    dev_inbox: DevInboxConfig = msgspec.field(default_factory=DevInboxConfig)
     # The embedded device simulator (the default device transport).
     simulator: SimulatorConfig = msgspec.field(default_factory=_default_simulator)
 
@@ -168,6 +179,9 @@ def resolve_paths(config: Config, base: Path) -> Config:
     thresholds = config.thresholds
     if thresholds.rules_file is not None:
         thresholds = msgspec.structs.replace(thresholds, rules_file=rel(thresholds.rules_file))
+    admin = config.admin
+    if admin.token_file is not None:
+        admin = msgspec.structs.replace(admin, token_file=rel(admin.token_file))
     tls = config.tls
     if tls is not None:
         tls = msgspec.structs.replace(
@@ -184,4 +198,5 @@ def resolve_paths(config: Config, base: Path) -> Config:
         duis=duis,
         thresholds=thresholds,
         tls=tls,
+        admin=admin,
     )

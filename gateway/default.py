@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.devpki import DevUser, generate_dev_pki
 from gateway.estate import DCC_EUI64, dev_users, write_default_estate
+from gateway.private_files import make_private_dir
 
 DEFAULT_STATE_DIR = Path("duisgw-state")
 CONFIG_NAME = "duisgw.toml"
@@ -42,6 +43,17 @@ port = 8079
 [admin]
 host = "127.0.0.1"
 port = 8080
+# Every admin route but /healthz, /readyz and /metrics needs the bearer token in
+# admin.token (generated on first start, 0600); `duisgw` commands read it.
+# token_file = "admin.token"
+
+# The dev inbox on the admin listener: where Users with response_url = "dev-inbox"
+# (all of users.toml's) receive their responses and alerts; `duisgw inbox` lists them.
+[dev_inbox]
+enabled = true
+max_total_bytes = 16777216
+max_message_bytes = 1048576
+max_age_seconds = 604800
 
 [duis]
 versions = ["5.0", "5.1", "5.3", "5.4"]
@@ -66,7 +78,7 @@ store = "memory"
 
 def ensure_default_state(state_dir: Path, now: dt.datetime) -> Path:
     """Create the default state directory's missing parts; return the config path."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(state_dir)
     users = [DevUser(eui64=u.eui64, label=u.label, role_codes=(u.role_code,)) for u in dev_users()]
     generate_dev_pki(state_dir / PKI_DIR, users, DCC_EUI64, now)
     write_default_estate(state_dir)

@@ -38,6 +38,7 @@ import httpx
 import msgspec
 import trio
 
+from gateway.inbox import DEV_INBOX_URL, DevInboxAddress
 from gateway.metrics import Metrics
 from gateway.outbox import MAX_PURGE_ROWS, Outbox, OutboxStoreError, StoredMessage
 
@@ -129,6 +130,7 @@ async def run_delivery(
     ssl_context: ssl.SSLContext | None = None,
     metrics: Metrics | None = None,
     rng: random.Random | None = None,
+    dev_inbox: DevInboxAddress | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Deliver everything pending in `outbox`, and whatever arrives, until cancelled.
@@ -136,12 +138,14 @@ async def run_delivery(
     The outbox's writer must run for as long as this does (start this inside
     `open_outbox`). `client` overrides the httpx client built from the config (then
     its timeouts and limits are the caller's); `ssl_context` is for DCCKI mutual TLS.
+    `dev_inbox` is where messages for the symbolic URL `dev-inbox` go (resolved at
+    each attempt, so they follow the admin listener); None: they dead-letter.
     """
     config = config if config is not None else DeliveryConfig()
     async with AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(_client(config, ssl_context))
-        supervisor = _Supervisor(outbox, config, client, metrics, rng or random.Random())
+        supervisor = _Supervisor(outbox, config, client, metrics, rng or random.Random(), dev_inbox)
         with outbox.watch(supervisor.wake_user):
             for user_id in outbox.users_with_pending():  # restart: resume in arrival order
                 supervisor.wake_user(user_id)
@@ -186,8 +190,10 @@ class _Supervisor:
         client: httpx.AsyncClient,
         metrics: Metrics | None,
         rng: random.Random,
+        dev_inbox: DevInboxAddress | None,
     ) -> None:
         self._outbox = outbox
+        self._dev_inbox = dev_inbox
         self._config = config
         self._client = client
         self._metrics = metrics
@@ -237,7 +243,11 @@ class _Supervisor:
         while True:
             async with self._posts:
                 attempt = await _post(
-                    self._client, message, failures + 1, self._config.request_timeout_seconds
+                    self._client,
+                    message,
+                    failures + 1,
+                    self._config.request_timeout_seconds,
+                    self._dev_inbox,
                 )
             if attempt.outcome == "delivered":
                 self._count("delivered")
@@ -285,7 +295,11 @@ class _Supervisor:
 
 
 async def _post(
-    client: httpx.AsyncClient, message: StoredMessage, attempt: int, timeout_seconds: float
+    client: httpx.AsyncClient,
+    message: StoredMessage,
+    attempt: int,
+    timeout_seconds: float,
+    dev_inbox: DevInboxAddress | None,
 ) -> _Attempt:
     """One POST; library exceptions become outcomes here, at the boundary.
 
@@ -299,10 +313,16 @@ async def _post(
         SEQUENCE_HEADER: str(message.user_seq),
         ATTEMPT_HEADER: str(attempt),
     }
+    url = message.url
+    if url == DEV_INBOX_URL:
+        if dev_inbox is None:
+            return _Attempt("dead_letter", "response_url is dev-inbox but [dev_inbox] is off")
+        url = dev_inbox.url_for(message.user_id)
+        headers["Authorization"] = f"Bearer {dev_inbox.token}"
     try:
         with trio.fail_after(timeout_seconds):
             async with client.stream(
-                "POST", message.url, content=message.body, headers=headers
+                "POST", url, content=message.body, headers=headers
             ) as response:
                 head = await _read_head(response)
     except trio.TooSlowError:

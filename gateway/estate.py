@@ -42,7 +42,8 @@ DCC_EUI64: Eui64 = "90-B3-D5-1F-30-00-00-02"
 DEFAULT_USERS_TOML = """\
 # DUIS Users of the development estate (gateway.estate). Edit freely: the gateway
 # writes this file only when it is missing. Each User's Receive Response URL is the
-# dev inbox on the admin listener (`duisgw inbox` lists what arrived there).
+# dev inbox on this gateway's admin listener, wherever [admin] puts it ("dev-inbox";
+# `duisgw inbox` lists what arrived there). Any http(s) URL works instead.
 
 [[users]]
 user_id = "90-B3-D5-1F-30-01-00-00"
@@ -50,28 +51,28 @@ party = "supplier-1"
 # OU too: the RTDS 9.1 template (eligible for OU only) is sent from this ID.
 roles = ["IS", "GS", "OU"]
 status = "active"
-response_url = "http://127.0.0.1:8080/inbox/90-B3-D5-1F-30-01-00-00"
+response_url = "dev-inbox"
 
 [[users]]
 user_id = "90-B3-D5-1F-30-02-00-00"
 party = "network-operator"
 roles = ["ED", "GT"]
 status = "active"
-response_url = "http://127.0.0.1:8080/inbox/90-B3-D5-1F-30-02-00-00"
+response_url = "dev-inbox"
 
 [[users]]
 user_id = "90-B3-D5-1F-30-03-00-00"
 party = "supplier-2"
 roles = ["IS", "GS"]
 status = "active"
-response_url = "http://127.0.0.1:8080/inbox/90-B3-D5-1F-30-03-00-00"
+response_url = "dev-inbox"
 
 [[users]]
 user_id = "90-B3-D5-1F-30-01-00-08"
 party = "load-controller"
 roles = ["OU"]
 status = "active"
-response_url = "http://127.0.0.1:8080/inbox/90-B3-D5-1F-30-01-00-08"
+response_url = "dev-inbox"
 
 [[users]]
 # The access control broker: the DCC's own EUI-64, target of non-device requests.

@@ -36,6 +36,12 @@ class Metrics:
             ("status",),
             registry=r,
         )
+        self.admin_refusals = Counter(
+            "duisgw_admin_refusals_total",
+            "Admin listener requests refused before routing (Host, token, body type), by reason",
+            ("reason",),
+            registry=r,
+        )
         self.latency = Histogram(
             "duisgw_request_seconds",
             "Time from complete request to response bytes, by endpoint",

@@ -49,7 +49,10 @@ EuiText = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2})
 PartyName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
 ]
-ResponseUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s]+$")]
+# An http(s) URL, or "dev-inbox": this gateway's dev inbox (gateway/inbox.py).
+ResponseUrl = Annotated[
+    str, msgspec.Meta(max_length=2048, pattern=r"^(https?://[^\s]+|dev-inbox)$")
+]
 Mpxn = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}$")]  # MPAN or MPRN (sr:MPxN)
 VariantText = Annotated[str, msgspec.Meta(min_length=1, max_length=30)]
 # sr:DeviceManufacturer / sr:DeviceModel are up to 30 characters, sr:FirmwareVersion 1-8.

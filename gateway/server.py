@@ -30,8 +30,11 @@ log = logging.getLogger("duisgw.server")
 
 RECEIVE_CHUNK_BYTES = 65_536
 
-# (request, peer identity from TLS or None) -> (status, body, content type)
-Handler = Callable[[HttpRequest, "PeerInfo"], Awaitable[tuple[int, bytes, bytes]]]
+Headers = tuple[tuple[bytes, bytes], ...]
+# (status, body, content type), or with extra response headers (e.g. WWW-Authenticate)
+Answer = tuple[int, bytes, bytes] | tuple[int, bytes, bytes, Headers]
+# (request, peer identity from TLS or None) -> answer
+Handler = Callable[[HttpRequest, "PeerInfo"], Awaitable[Answer]]
 
 
 class PeerInfo:
@@ -147,12 +150,20 @@ class ConnectionHandler:
         """Handle one request; False when the connection must close afterwards."""
         self._draining.begin()
         try:
-            status, body, content_type = await self._handler(request, peer)
+            answer = await self._handler(request, peer)
         finally:
             self._draining.end()
+        status, body, content_type = answer[:3]
+        headers = answer[3] if len(answer) == 4 else ()
         keep_alive = request.keep_alive and not self._draining.closing
         await stream.send_all(
-            render_response(status, body, content_type=content_type, keep_alive=keep_alive)
+            render_response(
+                status,
+                body,
+                content_type=content_type,
+                keep_alive=keep_alive,
+                extra_headers=headers,
+            )
         )
         return keep_alive
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ import msgspec
 import trio
 from lxml import etree
 
+from gateway.admin_auth import admin_token_path, read_admin_token
 from gateway.app import BoundAddresses, serve
 from gateway.client import sign_request
 from gateway.config import Config, load_config
@@ -71,12 +73,31 @@ def _ephemeral(config: Config, **changes: object) -> Config:
     return msgspec.structs.replace(config, listen=listen, admin=admin, **changes)
 
 
+def set_response_url(users_toml: str, user_id: str, url: str) -> str:
+    """users.toml text with `user_id`'s response_url replaced by `url`."""
+    head, marker, rest = users_toml.partition(f'user_id = "{user_id}"')
+    assert marker, f"{user_id} is not in the users file"
+    entry, separator, tail = rest.partition("[[users]]")
+    entry, count = re.subn(r'response_url = "[^"]*"', f'response_url = "{url}"', entry)
+    assert count == 1, f"{user_id} has no response_url"
+    return head + marker + entry + separator + tail
+
+
 class Gateway:
-    def __init__(self, addresses: BoundAddresses, metrics: Metrics, key_dirs: list[Path]):
+    def __init__(
+        self, addresses: BoundAddresses, metrics: Metrics, key_dirs: list[Path], admin_token: str
+    ):
         self.addresses = addresses
         self.metrics = metrics
         self.key_dirs = key_dirs
+        self.admin_token = admin_token
         self.client = httpx.AsyncClient(timeout=30)
+        # The admin API with the token, as the duisgw commands send it.
+        self.admin = httpx.AsyncClient(
+            base_url=self.admin_url,
+            headers={"authorization": f"Bearer {admin_token}"},
+            timeout=30,
+        )
 
     @property
     def url(self) -> str:
@@ -116,11 +137,13 @@ async def running_gateway(
             await serve(config, metrics=metrics, transport=transport, task_status=task_status)
 
         addresses = await nursery.start(run)
-        gateway = Gateway(addresses, metrics, key_dirs)
+        token = read_admin_token(admin_token_path(config))
+        gateway = Gateway(addresses, metrics, key_dirs, token)
         try:
             yield gateway
         finally:
             await gateway.client.aclose()
+            await gateway.admin.aclose()
             nursery.cancel_scope.cancel()
 
 

@@ -15,7 +15,7 @@ import trio
 
 from gateway.client import sign_request
 from gateway.default import ensure_default_state
-from tests.harness import next_counter, response_code
+from tests.harness import next_counter, response_code, set_response_url
 from tests.receiver import Receiver
 
 ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
@@ -34,9 +34,7 @@ def write_config(state: Path, duis: int, admin: int, receiver: int, latency: flo
     base = ensure_default_state(state, dt.datetime.now(dt.UTC)).read_text()
     users = (state / "users.toml").read_text()
     (state / "users.toml").write_text(
-        users.replace(
-            f"http://127.0.0.1:8080/inbox/{SUPPLIER}", f"http://127.0.0.1:{receiver}/duis"
-        )
+        set_response_url(users, SUPPLIER, f"http://127.0.0.1:{receiver}/duis")
     )
     link = (
         f'distribution = "fixed"\nlatency_median_seconds = {latency}\n'
@@ -54,9 +52,12 @@ def write_config(state: Path, duis: int, admin: int, receiver: int, latency: flo
     return path
 
 
-async def start(config: Path, admin: int) -> subprocess.Popen[bytes]:
+async def start(
+    config: Path, admin: int, serve_args: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`duisgw serve --config CONFIG` (or `serve SERVE_ARGS`), ready when /readyz answers."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "gateway.cli", "serve", *(serve_args or ["--config", str(config)])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -25,7 +25,13 @@ from gateway.ingest import SchemaSet
 from gateway.signature import parse_signature, verify_signature
 from mmc.catalogue import load_catalogue
 from parse_correlate.correlate import sign_pre_command
-from tests.harness import default_config, next_counter, response_code, running_gateway
+from tests.harness import (
+    default_config,
+    next_counter,
+    response_code,
+    running_gateway,
+    set_response_url,
+)
 from tests.receiver import Receiver
 
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
@@ -44,9 +50,7 @@ def config_with_receiver(tmp_path: Path, port: int) -> Config:
     config = default_config(tmp_path)
     users = tmp_path / "users-with-url.toml"
     users.write_text(
-        DEFAULT_USERS_TOML.replace(
-            f"http://127.0.0.1:8080/inbox/{SUPPLIER}", f"http://127.0.0.1:{port}/duis"
-        )
+        set_response_url(DEFAULT_USERS_TOML, SUPPLIER, f"http://127.0.0.1:{port}/duis")
     )
     registry = msgspec.structs.replace(config.registry, users_file=str(users))
     return msgspec.structs.replace(config, registry=registry)

@@ -57,7 +57,10 @@ async def wait_for(receiver: Receiver, count: int) -> None:
 
 
 async def test_hold_restart_release_delete(
-    tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    shared_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     receiver = Receiver()
     xml = (shared_dir / ECS17B).read_bytes()
@@ -73,38 +76,39 @@ async def test_hold_restart_release_delete(
             assert sorted(kinds(receiver)) == sorted(
                 ["I0", "I0", "AD1:ADUserThresholdBreach", "AD1:ADUserThresholdBreach"]
             )
-            held = (await gw.client.get(gw.admin_url + "/admin/quarantine")).json()
+            held = (await gw.admin.get("/admin/quarantine")).json()
             assert len(held) == 2 and {h["breach"] for h in held} == {"ADUserThresholdBreach"}
             metrics = (await gw.client.get(gw.admin_url + "/metrics")).text
             assert 'duisgw_quarantined_total{breach="ADUserThresholdBreach"} 2.0' in metrics
 
         # A restart keeps every held request.
         async with running_gateway(config, key_dirs) as gw:
-            held = (await gw.client.get(gw.admin_url + "/admin/quarantine")).json()
+            held = (await gw.admin.get("/admin/quarantine")).json()
             assert len(held) == 2
             first, second = (h["event_ref"] for h in held)
             # The operator's CLI sees the same (run in a thread: it is a blocking client).
+            monkeypatch.setenv("DUISGW_ADMIN_TOKEN", gw.admin_token)
             code = await trio.to_thread.run_sync(
                 main, ["quarantine", "list", "--admin", gw.admin_url]
             )
             assert code == 0
             listed = json.loads(capsys.readouterr().out)
             assert [h["event_ref"] for h in listed] == [first, second]
-            shown = (await gw.client.get(f"{gw.admin_url}/admin/quarantine/{first}")).json()
+            shown = (await gw.admin.get(f"/admin/quarantine/{first}")).json()
             assert "ReadInstantaneousImportRegisters" in shown["request_xml"]
 
-            released = await gw.client.post(f"{gw.admin_url}/admin/quarantine/{first}/release")
+            released = await gw.admin.post(f"/admin/quarantine/{first}/release")
             assert released.status_code == 200 and released.json()["answered"] == "I99"
-            again = await gw.client.post(f"{gw.admin_url}/admin/quarantine/{first}/release")
+            again = await gw.admin.post(f"/admin/quarantine/{first}/release")
             assert again.status_code == 409
             await wait_for(receiver, 5)
             assert kinds(receiver)[4] == "I0"
 
-            deleted = await gw.client.post(f"{gw.admin_url}/admin/quarantine/{second}/delete")
+            deleted = await gw.admin.post(f"/admin/quarantine/{second}/delete")
             assert deleted.status_code == 200
             await wait_for(receiver, 6)
             assert kinds(receiver)[5] == "E1"
-            left = (await gw.client.get(gw.admin_url + "/admin/quarantine")).json()
+            left = (await gw.admin.get("/admin/quarantine")).json()
             assert left == []
             # Released requests are processed exactly once: one response per RequestID.
             ids = [s.message_id for s in receiver.accepted]
@@ -164,5 +168,5 @@ async def test_held_request_expires_and_the_user_is_told(tmp_path: Path, shared_
                 ["I0", "I0", "AD1:ADUserThresholdBreach", "E1"]
             )
             # Expired rows leave the store: nothing is held any more.
-            assert (await gw.client.get(gw.admin_url + "/admin/quarantine")).json() == []
+            assert (await gw.admin.get("/admin/quarantine")).json() == []
         nursery.cancel_scope.cancel()

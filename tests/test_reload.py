@@ -33,12 +33,12 @@ async def test_reload_swaps_registry_and_keeps_it_on_error(
         status_at = suspended.index('status = "active"', start)
         suspended = suspended[:status_at] + 'status = "suspended"' + suspended[status_at + 17 :]
         users.write_text(suspended)
-        reloaded = await gw.client.post(gw.admin_url + "/admin/reload")
+        reloaded = await gw.admin.post("/admin/reload")
         assert reloaded.status_code == 200, reloaded.text
         assert response_code((await gw.send(xml)).content) == "E3"
 
         users.write_text("[[users]]\nuser_id = 'not an eui'\n")
-        broken = await gw.client.post(gw.admin_url + "/admin/reload")
+        broken = await gw.admin.post("/admin/reload")
         assert broken.status_code == 500 and "reload failed" in broken.text
         # The previous snapshot is still in force.
         assert response_code((await gw.send(xml)).content) == "E3"

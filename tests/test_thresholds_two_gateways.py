@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.admin_auth import read_admin_token
 from gateway.client import sign_request
 from tests.harness import next_counter, response_code
 from tests.test_durability import free_port, write_config
@@ -68,7 +69,8 @@ async def test_burst_over_two_workers_is_held_within_the_bound(
         bound = LIMIT + (PROCESSES - 1) * BATCH
         print(f"processed {processed} held {held} (limit {LIMIT}, bound {bound})")
         assert LIMIT <= processed <= bound, codes
-        async with httpx.AsyncClient() as client:
+        token = read_admin_token(tmp_path / "admin.token")
+        async with httpx.AsyncClient(headers={"authorization": f"Bearer {token}"}) as client:
             quarantined = 0
             for port in (admin, admin + 1):
                 quarantined += len(
