@@ -12,7 +12,7 @@ users.toml:
     party = "supplier-1"
     roles = ["IS", "GS"]
     status = "active"                      # active | suspended | withdrawn
-    response_url = "https://supplier-1.example/duis"   # optional
+    response_url = "https://supplier-1.example/duis"   # optional; "dev-inbox": gateway/inbox.py
 
 inventory.toml:
 
