@@ -175,6 +175,21 @@ class AdminGuard:
         return None
 
 
+def exposure_warning(host: str) -> str | None:
+    """What to tell the operator when the admin listener is reachable off this host."""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        if host == "localhost":
+            return None
+    return (
+        f"admin listener on {host}: the token is required on every route but /healthz, "
+        "/readyz and /metrics, and it crosses the network in clear (plain HTTP): keep the "
+        "admin port on a management network"
+    )
+
+
 class GuardedAdmin:
     """The admin listener's handler: the guard first, then the routes."""
 

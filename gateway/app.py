@@ -27,6 +27,7 @@ from gateway.admin_auth import (
     GuardedAdmin,
     admin_token_path,
     ensure_admin_token,
+    exposure_warning,
 )
 from gateway.assemble import (
     StartupError,
@@ -211,7 +212,6 @@ async def serve(
             await _run_services(
                 config,
                 state,
-                (token, own_dir),
                 replay,
                 outbox,
                 jobs,
@@ -220,6 +220,8 @@ async def serve(
                 transport,
                 reuse_port,
                 task_status,
+                admin_token=token,
+                own_dir=own_dir,
             )
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
@@ -230,7 +232,6 @@ async def serve(
 async def _run_services(
     config: Config,
     state: GatewayState,
-    admin_token_and_dir: tuple[str, Path],
     replay: SharedReplayGuard,
     outbox: Outbox,
     jobs: Outbox,
@@ -239,10 +240,12 @@ async def _run_services(
     transport: DeviceTransport | None,
     reuse_port: bool,
     task_status: trio.TaskStatus[BoundAddresses],
+    *,
+    admin_token: str,
+    own_dir: Path,
 ) -> None:
     metrics = state.metrics
     draining = Draining()
-    token, own_dir = admin_token_and_dir
     # Bound first: the dev inbox's address (the admin listener's) is known before delivery.
     duis_listeners = await open_listeners(
         config.listen.host, config.listen.port, tls_context(config), reuse_port
@@ -251,7 +254,7 @@ async def _run_services(
         config.admin.host, config.admin.port, None, reuse_port=False
     )
     addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
-    inbox_address = DevInboxAddress.for_listener(addresses.admin, token)
+    inbox_address = DevInboxAddress.for_listener(addresses.admin, admin_token)
     async with trio.open_nursery() as services:
         if transport is None:
             transport = default_transport(state, config)
@@ -311,7 +314,9 @@ async def _run_services(
             state_dir=Path(config.state_dir),
             inbox=inbox,
         )
-        guard = AdminGuard(token, addresses.admin[1], config.admin.allowed_hosts)
+        guard = AdminGuard(admin_token, addresses.admin[1], config.admin.allowed_hosts)
+        if (exposed := exposure_warning(config.admin.host)) is not None:
+            log.warning(exposed)
         admin_handler = ConnectionHandler(
             GuardedAdmin(guard, admin, metrics), config.limits, "httptools", metrics, Draining()
         )

@@ -3,11 +3,14 @@ hostile input answered 400 with the reason while the gateway goes on serving."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
 import msgspec
+import pytest
 
+from gateway.admin_auth import exposure_warning
 from tests.harness import Gateway, default_config, response_code, running_gateway
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
@@ -185,3 +188,20 @@ async def test_token_file_can_live_elsewhere(tmp_path: Path) -> None:
         assert (await gw.admin.get("/admin/status")).status_code == 200
         async with httpx.AsyncClient() as other:
             assert (await other.get(gw.admin_url + "/admin/status")).status_code == 401
+
+
+async def test_admin_on_every_address_still_needs_the_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = default_config(tmp_path)
+    config = msgspec.structs.replace(
+        config, admin=msgspec.structs.replace(config.admin, host="0.0.0.0")
+    )
+    with caplog.at_level(logging.WARNING, logger="duisgw"):
+        async with running_gateway(config, [tmp_path / "pki"]) as gw:
+            assert (await gw.client.get(gw.admin_url + "/admin/status")).status_code == 401
+            assert (await gw.admin.get("/admin/status")).status_code == 200
+    assert "admin listener on 0.0.0.0" in caplog.text
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("::1") is None
+    assert exposure_warning("localhost") is None
+    assert exposure_warning("10.0.0.5") is not None
