@@ -226,22 +226,17 @@ class AdminApi:
         store = self._ops.screen.quarantine
         if not rest and method == "GET":
             params = parse_query(query, QUARANTINE_QUERY)
-            user = params.get("user_id")
-            srv = params.get("srv")
-            after = params.get("after_ref")
+            user, srv = params.get("user_id"), params.get("srv")
+            min_age = params.get("min_age_seconds", "0")
+            after_ref = params.get("after_ref", "0")
+            limit = params.get("limit", str(MAX_LIST_ROWS))
             items = await store.list_requests(
                 user_id=None if user is None else check.user_id(user),
                 srv=None if srv is None else check.srv(srv),
-                min_age_seconds=check.seconds(
-                    params.get("min_age_seconds", "0"), "min_age_seconds", MAX_MIN_AGE_SECONDS
-                ),
+                min_age_seconds=check.seconds(min_age, "min_age_seconds", MAX_MIN_AGE_SECONDS),
                 state=_quarantine_state(params.get("state", "held")),
-                after_ref=0
-                if after is None
-                else check.integer(after, "after_ref", 0, check.SQLITE_INT64_MAX),
-                limit=check.integer(
-                    params.get("limit", str(MAX_LIST_ROWS)), "limit", 1, MAX_LIST_ROWS
-                ),
+                after_ref=check.integer(after_ref, "after_ref", 0, check.SQLITE_INT64_MAX),
+                limit=check.integer(limit, "limit", 1, MAX_LIST_ROWS),
             )
             return _json(200, [_view(i) for i in items])
         if not rest:

@@ -86,6 +86,11 @@ async def test_hold_restart_release_delete(
             held = (await gw.admin.get("/admin/quarantine")).json()
             assert len(held) == 2
             first, second = (h["event_ref"] for h in held)
+            # Pages: the oldest first, then on from the last ref seen.
+            page = (await gw.admin.get("/admin/quarantine?limit=1")).json()
+            assert [h["event_ref"] for h in page] == [first]
+            page = (await gw.admin.get(f"/admin/quarantine?after_ref={first}")).json()
+            assert [h["event_ref"] for h in page] == [second]
             # The operator's CLI sees the same (run in a thread: it is a blocking client).
             monkeypatch.setenv("DUISGW_ADMIN_TOKEN", gw.admin_token)
             code = await trio.to_thread.run_sync(
