@@ -79,6 +79,8 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     listing.add_argument(
         "--state", default="held", help="held, released or deleted (expired ones are deleted)"
     )
+    listing.add_argument("--after-ref", type=int, help="the next page: refs after this one")
+    listing.add_argument("--limit", type=int, help="at most this many (1-1000)")
     for name in ("show", "release", "delete"):
         q.add_parser(name).add_argument("ref", type=int)
 
@@ -163,6 +165,8 @@ def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
                     ("srv", args.srv),
                     ("min_age_seconds", args.min_age_seconds),
                     ("state", args.state),
+                    ("after_ref", args.after_ref),
+                    ("limit", args.limit),
                 )
                 if v is not None
             }

@@ -99,6 +99,12 @@ async def test_hold_restart_release_delete(
             assert code == 0
             listed = json.loads(capsys.readouterr().out)
             assert [h["event_ref"] for h in listed] == [first, second]
+            code = await trio.to_thread.run_sync(
+                main,
+                ["quarantine", "list", "--admin", gw.admin_url, "--after-ref", str(first)],
+            )
+            assert code == 0
+            assert [h["event_ref"] for h in json.loads(capsys.readouterr().out)] == [second]
             shown = (await gw.admin.get(f"/admin/quarantine/{first}")).json()
             assert "ReadInstantaneousImportRegisters" in shown["request_xml"]
 
