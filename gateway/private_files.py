@@ -36,16 +36,16 @@ def make_private_dir(path: Path) -> None:
 
 def prepare_private_sqlite(path: Path) -> None:
     """Create the database file 0600 if missing and tighten it and its side files."""
-    create_private_file(path)
+    _create_private_file(path)
     for suffix in SQLITE_SIDE_FILES:
         side = path.with_name(path.name + suffix)
         if side.exists():
             _tighten(side, PRIVATE_FILE_MODE)
 
 
-def create_private_file(path: Path) -> None:
+def _create_private_file(path: Path) -> None:
     """An empty 0600 file if missing; an existing one is made 0600."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)  # a journal may be a link
     os.close(fd)
     _tighten(path, PRIVATE_FILE_MODE)
 
