@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from thresholds.config import ThresholdConfig
+from thresholds.crossings import CrossingLatch
 from thresholds.engine import (
     ALLOW,
     NO_ATTRIBUTES,
@@ -47,6 +48,7 @@ class MemoryThresholdStore:
         self._config = config
         self._bound: dict[tuple[str, str], _Bound] = {}
         self._counters: dict[tuple[str, str, int], WindowCounter] = {}
+        self._crossings = CrossingLatch()
 
     @property
     def config(self) -> ThresholdConfig:
@@ -70,6 +72,8 @@ class MemoryThresholdStore:
         if decision.action is not Action.QUARANTINE:
             for c in counters:
                 c.add(now_seconds)
+            if decision.action is Action.WARN:
+                decision = self._crossings.mark(user_id, decision, now_seconds)
         return decision
 
     def commit_release(self, user_id: str, srv: str, now_seconds: float) -> None:
@@ -92,6 +96,7 @@ class MemoryThresholdStore:
         """
         old = self._counters
         self._config = config
+        self._crossings.retain(config.rules)
         self._bound = {}
         self._counters = {}
         for (user_id, srv_key, window), counter in old.items():
