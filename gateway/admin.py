@@ -1,5 +1,5 @@
 """The admin listener: health, readiness, metrics, reload, quarantine, outbox, thresholds,
-and the dev inbox (gateway/inbox.py).
+replay counters (gateway/admin_replay.py) and the dev inbox (gateway/inbox.py).
 
 A separate port from DUIS so it can live on a management network. JSON in and
 out (msgspec); the `duisgw quarantine` / `duisgw outbox` commands call it.
@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.admin_replay import ReplayAdmin
 from gateway.http import HttpRequest
 from gateway.inbox import Inbox
 from gateway.outbox import NotDeadLettered, Outbox, StoredMessage, UnknownMessage
@@ -101,6 +102,7 @@ class AdminApi:
         reload: Callable[[], str],
         quarantine: QuarantineOps,
         outbox: Outbox,
+        replay: ReplayAdmin,
         *,
         state_dir: Path,
     ) -> None:
@@ -108,6 +110,7 @@ class AdminApi:
         self._reload = reload
         self._ops = quarantine
         self._outbox = outbox
+        self._replay = replay
         self._audit = state_dir / AUDIT_FILE
         self._inbox = Inbox(state_dir / INBOX_FILE)
         self.ready = False
@@ -151,6 +154,11 @@ class AdminApi:
             return await self._outbox_route(method, rest[1:], params)
         if rest == ["thresholds"]:
             return self._thresholds(method, request, peer)
+        if rest[:1] == ["replay"]:
+            content_type = request.header(b"content-type") or b""
+            return await self._replay.route(
+                method, rest[1:], request.body, content_type, peer.address
+            )
         return 404, b"unknown admin path\n", TEXT
 
     def _inbox_route(

@@ -1,8 +1,10 @@
-"""`duisgw quarantine|outbox|thresholds|reload`: the operator's commands, over the admin API."""
+"""`duisgw quarantine|outbox|thresholds|replay|reload`: the operator's commands, over the
+admin API."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from pathlib import Path
 
@@ -39,11 +41,24 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     t.add_parser("show")
     t.add_parser("set").add_argument("file", type=Path, help="TOML rules file")
 
+    replay = commands.add_parser(
+        "replay", help="show or reset an originator's RequestID counter (audited)"
+    )
+    r = replay.add_subparsers(dest="action", required=True)
+    r.add_parser("show", help="last counter, open Pre-Commands, recent resets").add_argument(
+        "user_id"
+    )
+    reset = r.add_parser("reset", help="forget the last counter, or set it with --to")
+    reset.add_argument("user_id")
+    reset.add_argument("--to", type=int, help="the next counter must be above this")
+    reset.add_argument("--by", help="operator name for the audit trail (default: login name)")
+    reset.add_argument("--reason", default="", help="why, for the audit trail")
+
     inbox = commands.add_parser("inbox", help="what reached the dev inbox (embedded default)")
     inbox.add_argument("--user-id")
     inbox.add_argument("--xml", action="store_true", help="print each document in full")
     leaves = [commands.add_parser("reload", help="reload trust and registry"), inbox]
-    for group in (q, o, t):
+    for group in (q, o, t, r):
         leaves.extend(group.choices.values())
     for leaf in leaves:
         leaf.add_argument("--admin", default=DEFAULT_ADMIN_URL, help="admin base URL")
@@ -99,6 +114,18 @@ def _call(args: argparse.Namespace, base: str) -> httpx.Response:
         if action == "dead-letters":
             return httpx.get(f"{base}/admin/outbox/dead-letters")
         return httpx.post(f"{base}/admin/outbox/dead-letters/{args.message_id}/retry")
+    if command == "replay":
+        if action == "show":
+            return httpx.get(f"{base}/admin/replay/{args.user_id}")
+        body = {"operator": args.by or _login_name(), "to": args.to, "reason": args.reason}
+        return httpx.post(f"{base}/admin/replay/{args.user_id}/reset", json=body)
     if action == "show":
         return httpx.get(f"{base}/admin/thresholds")
     return httpx.put(f"{base}/admin/thresholds", content=args.file.read_bytes())
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name to be found: the audit needs one anyway
+        return "unknown"

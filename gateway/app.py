@@ -21,6 +21,7 @@ import msgspec
 import trio
 
 from gateway.admin import AdminApi
+from gateway.admin_replay import ReplayAdmin
 from gateway.assemble import (
     StartupError,
     build_state,
@@ -36,7 +37,6 @@ from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, open_outbox
 from gateway.pipeline import RequestPipeline, VersionMismatchAlert
-from gateway.precommands import PreCommandStore
 from gateway.quarantine_ops import QuarantineOps
 from gateway.replay import SharedReplayGuard
 from gateway.screen import CounterStore, ThresholdScreen
@@ -173,7 +173,9 @@ async def serve(
         )
         reuse_port = True
     sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
-    replay = await SharedReplayGuard.open(state_dir / "replay.sqlite", synchronous=sync)
+    replay = await SharedReplayGuard.open(
+        state_dir / "replay.sqlite", synchronous=sync, max_counter=config.replay.max_counter
+    )
     try:
         async with AsyncExitStack() as stack:
             outbox = await stack.enter_async_context(
@@ -230,7 +232,7 @@ async def _run_services(
         if transport is None:
             transport = default_transport(state, config)
         lifecycle = Lifecycle(state, transport, jobs, outbox)
-        dispatcher = Dispatcher(state, transport, PreCommandStore(), lifecycle.submit)
+        dispatcher = Dispatcher(state, transport, replay.record_pre_command, lifecycle.submit)
         lifecycle.attach(dispatcher)
         screen = ThresholdScreen(
             state,
@@ -269,7 +271,12 @@ async def _run_services(
             draining,
         )
         admin = AdminApi(
-            state, lambda: reload(config, state), ops, outbox, state_dir=Path(config.state_dir)
+            state,
+            lambda: reload(config, state),
+            ops,
+            outbox,
+            ReplayAdmin(replay, state.clock),
+            state_dir=Path(config.state_dir),
         )
         admin_handler = ConnectionHandler(admin, config.limits, "httptools", metrics, Draining())
         duis_listeners = await open_listeners(

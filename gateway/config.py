@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from gateway.delivery import DeliveryConfig
+from gateway.replay_rules import DEFAULT_MAX_COUNTER, check_counter
 from gateway.simulator import SimulatorConfig
 from thresholds.config import RedisStoreSettings
 
@@ -103,6 +104,15 @@ def _default_simulator() -> SimulatorConfig:
     return SimulatorConfig()
 
 
+class ReplayConfig(Base, frozen=True, kw_only=True):
+    # Counters above this are refused (E1) without being recorded, so one absurd
+    # counter cannot lock its originator out (gateway/replay_rules.py says why 2**63 - 1).
+    max_counter: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_MAX_COUNTER
+
+    def __post_init__(self) -> None:
+        check_counter(self.max_counter)  # a uint64 (msgspec's bounds stop at int64)
+
+
 class StorageConfig(Base, frozen=True, kw_only=True):
     # "full": fsync every commit (survives power loss); "normal": survives kill -9 only.
     synchronous: Literal["full", "normal"] = "full"
@@ -120,6 +130,7 @@ class Config(Base, frozen=True, kw_only=True):
     registry: RegistryConfig
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()
+    replay: ReplayConfig = ReplayConfig()
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
     # The embedded device simulator (the default device transport).
     simulator: SimulatorConfig = msgspec.field(default_factory=_default_simulator)

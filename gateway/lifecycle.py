@@ -16,7 +16,7 @@ import logging
 
 import trio
 
-from gateway.dispatch import AsyncJob, Dispatcher, rebuild_command, send_to_device
+from gateway.dispatch import AsyncJob, Dispatcher, send_to_device
 from gateway.outbox import DuplicateMessageId, OutboundMessage, Outbox
 from gateway.outcome import Refusal
 from gateway.pipeline import verify_request
@@ -137,7 +137,7 @@ class Lifecycle:
                 refusal.detail,
             )
             return None
-        return AsyncJob(request, rebuild_command(self._dispatch(), request))
+        return AsyncJob(request, self._dispatch().command_for(request))
 
     async def _worker(self) -> None:
         async for job in self._receive:

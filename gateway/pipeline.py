@@ -259,14 +259,20 @@ class RequestPipeline:
         header = request.header
         # Returns once the decision is committed to the replay file every worker shares:
         # the counter is spent, durably, before anything is acknowledged.
-        code = (await self._replay.admit(header.request_id, header.command_variant)).code
+        admission = await self._replay.admit(header.request_id, header.command_variant)
+        code = admission.verdict.code
         if code is None:
             code = access_decision(state, endpoint, request)
+            if code is None and header.command_variant in SIGNED_PRE_COMMAND_VARIANTS:
+                # Before thresholds: only a correlated SignedPreCommand is ever held,
+                # released or journaled (dispatch sends it as signed).
+                code = self._dispatcher.check_signed_pre_command(request, admission.pre_command)
         else:
             log.info(
-                "refused request_id=%s code=%s reason=replayed or unmatched counter",
+                "refused request_id=%s code=%s reason=%s",
                 header.request_id,
                 code,
+                admission.verdict.value,
             )
         if code is not None:
             return self._count(error_acknowledgement(state, request, code))
