@@ -72,7 +72,7 @@ class ReplayAdmin:
         try:
             wanted = _RESET_DECODER.decode(body)
         except msgspec.DecodeError as exc:  # ValidationError included: names the field
-            return _json(400, {"error": str(exc)})
+            return _json(400, {"error": f"reset body: {exc}"})
         record = await self._replay.reset_counter(
             originator,
             wanted.to,
