@@ -25,7 +25,9 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     listing.add_argument("--srv")
     listing.add_argument("--min-age-seconds", type=float)
     listing.add_argument(
-        "--state", default="held", help="held, released or deleted (expired ones are deleted)"
+        "--state",
+        default="held",
+        help="held, releasing, released or deleted (expired ones are deleted)",
     )
     for name in ("show", "release", "delete"):
         q.add_parser(name).add_argument("ref", type=int)

@@ -198,6 +198,7 @@ async def serve(
             )
             await _run_services(
                 config,
+                worker[0],
                 state,
                 replay,
                 outbox,
@@ -216,6 +217,7 @@ async def serve(
 
 async def _run_services(
     config: Config,
+    worker_index: int,
     state: GatewayState,
     replay: SharedReplayGuard,
     outbox: Outbox,
@@ -248,6 +250,7 @@ async def _run_services(
             lifecycle,
             config.thresholds.quarantine_retention_seconds,
             config.thresholds.quarantine_expiry_check_seconds,
+            owner=worker_index,
         )
         pipeline = RequestPipeline(
             state,
@@ -261,6 +264,8 @@ async def _run_services(
         )
         await services.start(lifecycle.run)
         await services.start(ops.run_expiry)
+        # After the life cycle is running: a resumed release may journal a job.
+        await services.start(ops.resume_releases)
         if isinstance(counters, RedisThresholdStore):
             await services.start(counters.run)
         duis_handler = ConnectionHandler(

@@ -23,6 +23,7 @@ from gateway.pipeline import verify_request
 from gateway.state import GatewayState
 from gateway.transport import DeviceTransport
 from mmc.catalogue import Endpoint
+from mmc.identifiers import RequestId
 
 log = logging.getLogger("duisgw.lifecycle")
 
@@ -61,6 +62,13 @@ class Lifecycle:
 
     async def deliver_alert(self, user_id: str, message_id: str, body: bytes) -> None:
         await self.deliver(user_id, message_id, body, "alert")
+
+    async def already_answered(self, request_id: RequestId) -> bool:
+        """Its job is journaled or its response stored: processing it again would repeat it."""
+        return (
+            await self._jobs.get(str(request_id)) is not None
+            or await self._outbox.get(response_message_id(request_id)) is not None
+        )
 
     async def submit(self, job: AsyncJob) -> None:
         """Journal the job durably, then queue it; the caller acknowledges after this."""
