@@ -1,5 +1,6 @@
-"""The admin listener: health, readiness, metrics, reload, quarantine, outbox, thresholds,
-replay counters (gateway/admin_replay.py) and the dev inbox (gateway/inbox.py).
+"""The admin listener: health, readiness, metrics, reload, quarantine, outbox, thresholds
+(gateway/admin_thresholds.py), replay counters (gateway/admin_replay.py) and the dev
+inbox (gateway/inbox.py).
 
 A separate port from DUIS so it can live on a management network. JSON in and
 out (msgspec); the `duisgw quarantine` / `duisgw outbox` commands call it.
@@ -7,7 +8,6 @@ out (msgspec); the `duisgw quarantine` / `duisgw outbox` commands call it.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -18,14 +18,13 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.admin_replay import ReplayAdmin
+from gateway.admin_thresholds import ThresholdsAdmin
 from gateway.http import HttpRequest
 from gateway.inbox import Inbox
 from gateway.outbox import NotDeadLettered, Outbox, StoredMessage, UnknownMessage
 from gateway.quarantine_ops import QuarantineOps
 from gateway.server import PeerInfo
 from gateway.state import GatewayState
-from thresholds.config import ThresholdConfigError, decode_threshold_config
-from thresholds.memory import MemoryThresholdStore
 from thresholds.quarantine import NotHeld, QuarantinedRequest, UnknownEventRef
 
 log = logging.getLogger("duisgw.admin")
@@ -33,7 +32,6 @@ log = logging.getLogger("duisgw.admin")
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 Answer = tuple[int, bytes, bytes]
-AUDIT_FILE = "thresholds-audit.jsonl"
 INBOX_FILE = "inbox.jsonl"
 
 
@@ -103,6 +101,7 @@ class AdminApi:
         quarantine: QuarantineOps,
         outbox: Outbox,
         replay: ReplayAdmin,
+        thresholds: ThresholdsAdmin,
         *,
         state_dir: Path,
     ) -> None:
@@ -111,7 +110,7 @@ class AdminApi:
         self._ops = quarantine
         self._outbox = outbox
         self._replay = replay
-        self._audit = state_dir / AUDIT_FILE
+        self._thresholds = thresholds
         self._inbox = Inbox(state_dir / INBOX_FILE)
         self.ready = False
 
@@ -152,8 +151,8 @@ class AdminApi:
             return await self._quarantine(method, rest[1:], params)
         if rest[:1] == ["outbox"]:
             return await self._outbox_route(method, rest[1:], params)
-        if rest == ["thresholds"]:
-            return self._thresholds(method, request, peer)
+        if rest[:1] == ["thresholds"]:
+            return await self._thresholds.route(method, rest[1:], request.body, peer.address)
         if rest[:1] == ["replay"]:
             content_type = request.header(b"content-type") or b""
             return await self._replay.route(
@@ -230,39 +229,3 @@ class AdminApi:
                 return _json(409, {"error": "not a dead letter"})
             return _json(200, {"retrying": rest[1]})
         return 404, b"unknown outbox path\n", TEXT
-
-    def _thresholds(self, method: str, request: HttpRequest, peer: PeerInfo) -> Answer:
-        counters = self._ops.screen.counters
-        if not isinstance(counters, MemoryThresholdStore):
-            return _json(
-                409,
-                {
-                    "error": "run-time changes need the memory store; restart with "
-                    "a new thresholds.rules_file for Redis"
-                },
-            )
-        if method == "GET":
-            return _json(200, counters.config)
-        if method != "PUT":
-            return 405, b"GET or PUT (TOML rules)\n", TEXT
-        try:
-            rules = decode_threshold_config(request.body)
-        except ThresholdConfigError as exc:
-            return _json(400, {"error": str(exc)})
-        counters.reload(rules)
-        entry = {
-            "at": self._state.clock.now().isoformat(),
-            "from": peer.address,
-            "rules": len(rules.rules),
-            "attribute_limits": len(rules.attribute_limits),
-            "toml_base64": base64.b64encode(request.body).decode(),
-        }
-        with self._audit.open("ab") as audit:
-            audit.write(msgspec.json.encode(entry) + b"\n")
-        log.warning(
-            "thresholds changed from %s: %d rules, %d attribute limits",
-            peer.address,
-            len(rules.rules),
-            len(rules.attribute_limits),
-        )
-        return _json(200, {"result": "thresholds updated", "rules": len(rules.rules)})

@@ -13,8 +13,9 @@ import functools
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -22,10 +23,11 @@ import trio
 
 from gateway.admin import AdminApi
 from gateway.admin_replay import ReplayAdmin
+from gateway.admin_thresholds import ThresholdsAdmin
 from gateway.assemble import (
     StartupError,
     build_state,
-    load_threshold_rules,
+    read_threshold_rules,
     reload,
 )
 from gateway.clock import Clock, SystemClock
@@ -43,15 +45,23 @@ from gateway.screen import CounterStore, ThresholdScreen
 from gateway.server import ConnectionHandler, Draining, PeerInfo
 from gateway.sqlite_durability import Synchronous
 from gateway.state import GatewayState
+from gateway.threshold_state import (
+    restore_counts,
+    rules_in_force,
+    run_count_snapshots,
+    state_path,
+    threshold_counters,
+)
 from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
 from gateway.version_mismatch import authenticated_header, mismatch_alert
 from gateway.workers import worker_state_dir
 from mmc.catalogue import Endpoint
-from thresholds.config import ThresholdConfig, ThresholdConfigError
+from thresholds.config import ThresholdConfigError
 from thresholds.memory import MemoryThresholdStore
 from thresholds.quarantine import QuarantineStore, open_quarantine_store
-from thresholds.redis import RedisThresholdStore, open_redis_threshold_store
+from thresholds.redis import RedisThresholdStore
+from thresholds.state_store import ThresholdStateStore, open_threshold_state
 
 log = logging.getLogger("duisgw")
 
@@ -160,7 +170,7 @@ async def serve(
     metrics = metrics or Metrics()
     try:
         state = build_state(config, clock, metrics)
-        rules = load_threshold_rules(config)
+        rules_raw = read_threshold_rules(config)
     except (OSError, ValueError, ThresholdConfigError) as exc:
         raise StartupError(str(exc)) from None
     state_dir = Path(config.state_dir)
@@ -189,47 +199,51 @@ async def serve(
             quarantine = await stack.enter_async_context(
                 open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
             )
+            threshold_state = await stack.enter_async_context(
+                open_threshold_state(state_path(config), synchronous=sync)
+            )
+            rules = await rules_in_force(config, rules_raw, threshold_state, clock)
             counters = await stack.enter_async_context(threshold_counters(config, rules))
+            if isinstance(counters, MemoryThresholdStore):
+                await restore_counts(counters, threshold_state)
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
             metrics.jobs_pending.set_function(jobs.pending_count)
             metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
             metrics.replay_waiting.set_function(
                 lambda: replay.statistics().queued + replay.statistics().committing
             )
-            await _run_services(
-                config,
-                worker[0],
-                state,
-                replay,
-                outbox,
-                jobs,
-                quarantine,
-                counters,
-                transport,
-                reuse_port,
-                task_status,
-            )
+            stores = Stores(replay, outbox, jobs, quarantine, counters, threshold_state)
+            await _run_services(config, worker, state, stores, transport, reuse_port, task_status)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
             await replay.aclose()
     log.info("stopped")
 
 
+@dataclass(frozen=True)
+class Stores:
+    """Everything durable the services share, opened (and closed) by `serve`."""
+
+    replay: SharedReplayGuard
+    outbox: Outbox
+    jobs: Outbox
+    quarantine: QuarantineStore
+    counters: CounterStore
+    threshold_state: ThresholdStateStore
+
+
 async def _run_services(
     config: Config,
-    worker_index: int,
+    worker: tuple[int, int],
     state: GatewayState,
-    replay: SharedReplayGuard,
-    outbox: Outbox,
-    jobs: Outbox,
-    quarantine: QuarantineStore,
-    counters: CounterStore,
+    stores: Stores,
     transport: DeviceTransport | None,
     reuse_port: bool,
     task_status: trio.TaskStatus[BoundAddresses],
 ) -> None:
     metrics = state.metrics
     draining = Draining()
+    replay, outbox, jobs, counters = stores.replay, stores.outbox, stores.jobs, stores.counters
     async with trio.open_nursery() as services:
         if transport is None:
             transport = default_transport(state, config)
@@ -239,7 +253,7 @@ async def _run_services(
         screen = ThresholdScreen(
             state,
             counters,
-            quarantine,
+            stores.quarantine,
             lifecycle.deliver_alert,
             fail_open=config.thresholds.when_store_unavailable == "open",
         )
@@ -250,7 +264,7 @@ async def _run_services(
             lifecycle,
             config.thresholds.quarantine_retention_seconds,
             config.thresholds.quarantine_expiry_check_seconds,
-            owner=worker_index,
+            owner=worker[0],
         )
         pipeline = RequestPipeline(
             state,
@@ -268,6 +282,11 @@ async def _run_services(
         await services.start(ops.resume_releases)
         if isinstance(counters, RedisThresholdStore):
             await services.start(counters.run)
+        else:  # cancelled last (after the drain): its final snapshot has every count
+            interval = config.thresholds.counts_snapshot_seconds
+            await services.start(
+                run_count_snapshots, counters, stores.threshold_state, state.clock, interval
+            )
         duis_handler = ConnectionHandler(
             DuisHandler(pipeline, metrics, config),
             config.limits,
@@ -281,6 +300,9 @@ async def _run_services(
             ops,
             outbox,
             ReplayAdmin(replay, state.clock),
+            ThresholdsAdmin(
+                counters, stores.threshold_state, config, state.clock, worker_count=worker[1]
+            ),
             state_dir=Path(config.state_dir),
         )
         admin_handler = ConnectionHandler(admin, config.limits, "httptools", metrics, Draining())
@@ -340,15 +362,6 @@ def version_mismatch_sender(
             )
 
     return send
-
-
-@asynccontextmanager
-async def threshold_counters(config: Config, rules: ThresholdConfig) -> AsyncIterator[CounterStore]:
-    if config.thresholds.store == "memory":
-        yield MemoryThresholdStore(rules)
-        return
-    async with open_redis_threshold_store(rules, config.thresholds.redis) as store:
-        yield store
 
 
 def default_transport(state: GatewayState, config: Config) -> DeviceTransport:

@@ -98,6 +98,9 @@ class ThresholdsConfig(Base, frozen=True, kw_only=True):
     when_store_unavailable: Literal["closed", "open"] = "closed"
     quarantine_retention_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30 * 86_400.0
     quarantine_expiry_check_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
+    # Memory store: changed window counts are saved this often (and at shutdown), so a
+    # kill -9 forgets at most this many seconds of counts.
+    counts_snapshot_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
 
 
 def _default_simulator() -> SimulatorConfig:

@@ -195,6 +195,10 @@ class RedisThresholdStore:
         # reported up to P times per window (each saw the count go over).
         self._crossings = CrossingLatch()
 
+    @property
+    def config(self) -> ThresholdConfig:
+        return self._config
+
     def overshoot_bound(self, limit: int, processes: int) -> int:
         """Most requests P processes can allow in one window of a rule with `limit`."""
         return limit + (processes - 1) * self._batch_size
