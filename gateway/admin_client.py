@@ -42,6 +42,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     t = thresholds.add_subparsers(dest="action", required=True)
     t.add_parser("show")
     t.add_parser("set").add_argument("file", type=Path, help="TOML rules file")
+    t.add_parser("audit", help="every change of the rules in force, newest first")
 
     replay = commands.add_parser(
         "replay", help="show or reset an originator's RequestID counter (audited)"
@@ -123,6 +124,8 @@ def _call(args: argparse.Namespace, base: str) -> httpx.Response:
         return httpx.post(f"{base}/admin/replay/{args.user_id}/reset", json=body)
     if action == "show":
         return httpx.get(f"{base}/admin/thresholds")
+    if action == "audit":
+        return httpx.get(f"{base}/admin/thresholds/audit")
     return httpx.put(f"{base}/admin/thresholds", content=args.file.read_bytes())
 
 

@@ -29,6 +29,7 @@ from gateway.screen import ThresholdScreen
 from gateway.state import GatewayState
 from mmc import responses
 from mmc.catalogue import Endpoint
+from mmc.identifiers import parse_request_id
 from thresholds.quarantine import QuarantinedRequest
 
 log = logging.getLogger("duisgw.quarantine")
@@ -129,8 +130,6 @@ class QuarantineOps:
             )
             return
         srv = catalogue.srvs[item.srv]
-        from mmc.identifiers import parse_request_id
-
         document = responses.service_response(
             catalogue,
             parse_request_id(item.request_id),

@@ -10,6 +10,7 @@ shutdown. The restart tests run a real `duisgw serve`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import sqlite3
@@ -20,10 +21,11 @@ import msgspec
 import pytest
 import trio
 
+from gateway.cli import main
 from gateway.client import sign_request
 from gateway.config import load_config
 from gateway.workers import WorkerConfigError, check_worker_config
-from tests.harness import next_counter, response_code
+from tests.harness import default_config, next_counter, response_code, running_gateway
 from tests.test_durability import free_port, start, write_config
 from thresholds.config import ThresholdConfig, ThresholdRule
 from thresholds.memory import MemoryThresholdStore
@@ -297,3 +299,29 @@ async def test_the_redis_store_refuses_run_time_changes_with_the_reason(
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+async def test_the_cli_sets_shows_and_audits_the_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new, bad = tmp_path / "new.toml", tmp_path / "bad.toml"
+    new.write_bytes(RUNTIME_RULES)
+    bad.write_text('[[attribute_limits]]\nsrv = "1.1.1"\nattribute = "prise"\nmax = 1\n')
+    async with running_gateway(default_config(tmp_path), [tmp_path / "pki"]) as gw:
+
+        def cli(*argv: str) -> tuple[int, object]:
+            code = main([*argv, "--admin", gw.admin_url])
+            return code, json.loads(capsys.readouterr().out)
+
+        assert (await trio.to_thread.run_sync(cli, "thresholds", "set", str(new)))[0] == 0
+        code, refused = await trio.to_thread.run_sync(cli, "thresholds", "set", str(bad))
+        assert code == 1 and isinstance(refused, dict)
+        assert "unknown attribute 'prise'; known attributes: debt_adjustment" in refused["error"]
+        code, shown = await trio.to_thread.run_sync(cli, "thresholds", "show")
+        assert isinstance(shown, dict) and [r["limit"] for r in shown["rules"]] == [2]
+        code, audit = await trio.to_thread.run_sync(cli, "thresholds", "audit")
+        assert code == 0 and isinstance(audit, list)
+        assert [(e["source"], e["note"], e["rules"]) for e in audit] == [
+            ("admin", "set at run time", 1),
+            ("file", "no rules file: no rules", 0),
+        ]
