@@ -160,9 +160,10 @@ class SqliteThresholdStateStore:
     async def save_counts(
         self, live: Mapping[CounterKey, CounterState], gone: Sequence[CounterKey]
     ) -> None:
-        rows = [(*key, encode_state(state)) for key, state in live.items()]
+        states = list(live.items())  # frozen values: safe to encode in the worker thread
 
         def save(conn: sqlite3.Connection) -> None:
+            rows = [(*key, encode_state(state)) for key, state in states]
             conn.executemany(
                 "INSERT OR REPLACE INTO window_count (user_id, srv, window_seconds, state)"
                 " VALUES (?, ?, ?, ?)",
