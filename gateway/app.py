@@ -45,23 +45,16 @@ from gateway.screen import CounterStore, ThresholdScreen
 from gateway.server import ConnectionHandler, Draining, PeerInfo
 from gateway.sqlite_durability import Synchronous
 from gateway.state import GatewayState
-from gateway.threshold_state import (
-    restore_counts,
-    rules_in_force,
-    run_count_snapshots,
-    state_path,
-    threshold_counters,
-)
+from gateway.threshold_state import open_thresholds, run_count_snapshots
 from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
 from gateway.version_mismatch import authenticated_header, mismatch_alert
 from gateway.workers import worker_state_dir
 from mmc.catalogue import Endpoint
 from thresholds.config import ThresholdConfigError
-from thresholds.memory import MemoryThresholdStore
 from thresholds.quarantine import QuarantineStore, open_quarantine_store
 from thresholds.redis import RedisThresholdStore
-from thresholds.state_store import ThresholdStateStore, open_threshold_state
+from thresholds.state_store import ThresholdStateStore
 
 log = logging.getLogger("duisgw")
 
@@ -199,13 +192,9 @@ async def serve(
             quarantine = await stack.enter_async_context(
                 open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
             )
-            threshold_state = await stack.enter_async_context(
-                open_threshold_state(state_path(config), synchronous=sync)
+            counters, threshold_state = await stack.enter_async_context(
+                open_thresholds(config, rules_raw, clock, synchronous=sync)
             )
-            rules = await rules_in_force(config, rules_raw, threshold_state, clock)
-            counters = await stack.enter_async_context(threshold_counters(config, rules))
-            if isinstance(counters, MemoryThresholdStore):
-                await restore_counts(counters, threshold_state)
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
             metrics.jobs_pending.set_function(jobs.pending_count)
             metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)

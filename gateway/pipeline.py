@@ -1,7 +1,8 @@
 """The request pipeline: the ordered stages every DUIS request passes, in one place.
 
     parse -> envelope/header -> version route -> XSD -> signature + certificate
-    -> SRV/body match -> replay -> access control -> thresholds -> dispatch
+    -> SRV/body match -> replay -> access control -> SignedPreCommand correlation
+    (CV 5/6/7) -> thresholds -> dispatch
 
 Each stage either hands the request on or produces the answer. "The peer sent
 something wrong" becomes an HTTP 4xx with a reason (malformed, unsigned,

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import trio
 
+from gateway.assemble import StartupError
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.screen import CounterStore
@@ -24,7 +25,11 @@ from thresholds.config import ThresholdConfig
 from thresholds.memory import MemoryThresholdStore
 from thresholds.redis import open_redis_threshold_store
 from thresholds.rules_state import choose_rules
-from thresholds.state_store import ThresholdStateError, ThresholdStateStore
+from thresholds.state_store import (
+    ThresholdStateError,
+    ThresholdStateStore,
+    open_threshold_state,
+)
 
 log = logging.getLogger("duisgw.thresholds")
 
@@ -110,3 +115,23 @@ async def threshold_counters(config: Config, rules: ThresholdConfig) -> AsyncIte
         return
     async with open_redis_threshold_store(rules, config.thresholds.redis) as store:
         yield store
+
+
+@asynccontextmanager
+async def open_thresholds(
+    config: Config, rules_raw: bytes | None, clock: Clock, *, synchronous: str
+) -> AsyncIterator[tuple[CounterStore, ThresholdStateStore]]:
+    """The counters under the rules in force (saved counts restored) and the state store."""
+    path = state_path(config)
+    async with AsyncExitStack() as stack:
+        try:
+            store = await stack.enter_async_context(
+                open_threshold_state(path, synchronous=synchronous)
+            )
+            rules = await rules_in_force(config, rules_raw, store, clock)
+            counters = await stack.enter_async_context(threshold_counters(config, rules))
+            if isinstance(counters, MemoryThresholdStore):
+                await restore_counts(counters, store)
+        except ThresholdStateError as exc:
+            raise StartupError(f"{path}: {exc}") from None
+        yield counters, store

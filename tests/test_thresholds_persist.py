@@ -325,3 +325,13 @@ async def test_the_cli_sets_shows_and_audits_the_rules(
             ("admin", "set at run time", 1),
             ("file", "no rules file: no rules", 0),
         ]
+
+
+def test_an_unreadable_state_file_stops_start_up_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, 0, 0, 9, 0.001)
+    (tmp_path / "thresholds.sqlite").write_bytes(b"not sqlite at all" * 100)
+    assert main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot start" in err and "thresholds.sqlite" in err and "Traceback" not in err

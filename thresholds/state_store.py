@@ -82,7 +82,10 @@ class SqliteThresholdStateStore:
 
     @classmethod
     async def open(cls, path: Path, *, synchronous: str = "FULL") -> SqliteThresholdStateStore:
-        return cls(await trio.to_thread.run_sync(_connect, path, synchronous))
+        try:
+            return cls(await trio.to_thread.run_sync(_connect, path, synchronous))
+        except sqlite3.Error as exc:
+            raise ThresholdStateError(f"threshold state file: {exc}") from exc
 
     def close(self) -> None:
         self._conn.close()
