@@ -19,7 +19,7 @@ from typing import Annotated
 import msgspec
 
 from gateway.clock import Clock
-from gateway.replay import SharedReplayGuard
+from gateway.replay import ReplayStore
 from gateway.replay_rules import check_counter
 from mmc.identifiers import IdentifierError, parse_eui64
 
@@ -47,7 +47,7 @@ def _json(status: int, value: object) -> Answer:
 
 
 class ReplayAdmin:
-    def __init__(self, replay: SharedReplayGuard, clock: Clock) -> None:
+    def __init__(self, replay: ReplayStore, clock: Clock) -> None:
         self._replay = replay
         self._clock = clock
 

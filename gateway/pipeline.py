@@ -29,7 +29,7 @@ from gateway.ingest import (
     request_version,
 )
 from gateway.outcome import Outcome, Refusal, Verified
-from gateway.replay import SharedReplayGuard
+from gateway.replay import ReplayStore
 from gateway.screen import ThresholdScreen
 from gateway.signature import (
     SignatureError,
@@ -218,7 +218,7 @@ class RequestPipeline:
     def __init__(
         self,
         state: GatewayState,
-        replay: SharedReplayGuard,
+        replay: ReplayStore,
         dispatcher: Dispatcher,
         screen: ThresholdScreen | None = None,
         *,

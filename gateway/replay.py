@@ -10,9 +10,11 @@ commit), so N concurrent requests cost about two fsyncs, not N.
 
 - `gateway.replay_rules`: the rule (`decide`) and its in-memory model.
 - `gateway.replay_store`: `ReplayDatabase`, the SQLite book and its transactions.
-- here: `SharedReplayGuard` runs queued admissions through it for trio, and the rarer
-  operations (recording an issued Pre-Command, an operator's reset, a status read)
-  one transaction each on the same connection.
+- here: `ReplayStore`, what the gateway needs of replay state (a Redis backend would
+  implement it too), and `SharedReplayGuard`, its SQLite implementation: queued
+  admissions run through `ReplayDatabase` for trio, and the rarer operations
+  (recording an issued Pre-Command, an operator's reset, a status read) one
+  transaction each on the same connection.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import functools
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import trio
 
@@ -64,6 +66,25 @@ class _Admission:
         self.command_variant = command_variant
         self.admission: Admission | None = None  # set once committed
         self.error: BaseException | None = None  # set if its transaction rolled back
+
+
+class ReplayStore(Protocol):
+    """Replay state every gateway process shares: counters, CV 4 allowances with their
+    Pre-Commands, and the audited resets. Every answer is durable when returned."""
+
+    async def admit(self, request_id: RequestId, command_variant: int) -> Admission: ...
+    async def record_pre_command(self, request_id: RequestId, gbcs: bytes) -> bool: ...
+    async def status(self, originator: Eui64) -> CounterStatus: ...
+    async def reset_counter(
+        self,
+        originator: Eui64,
+        to: int | None,
+        *,
+        at: dt.datetime,
+        operator: str,
+        peer: str,
+        reason: str = "",
+    ) -> CounterReset: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
