@@ -21,7 +21,8 @@ import trio
 
 from gateway.access import AccessDecision, AccessRequest, decide
 from gateway.estate import DCC_EUI64, default_inventory, default_users
-from gateway.replay import ReplayGuard, SharedReplayGuard
+from gateway.replay import SharedReplayGuard
+from gateway.replay_rules import ReplayGuard
 from mmc.catalogue import Endpoint, Srv, load_catalogue
 from mmc.identifiers import RequestId
 

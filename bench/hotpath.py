@@ -41,7 +41,7 @@ from gateway.default import ensure_default_state
 from gateway.http import make_parser, render_response
 from gateway.ingest import decode_header, parse_xml
 from gateway.metrics import Metrics
-from gateway.replay import ReplayGuard
+from gateway.replay_rules import ReplayGuard
 from gateway.signature import detach_keeping_tail, parse_signature
 from gateway.state import GatewayState
 from mmc import responses

@@ -1,5 +1,6 @@
 """The admin listener's routes: health, readiness, metrics, reload, quarantine, outbox,
-thresholds, and the dev inbox (gateway/inbox.py) when it is enabled.
+thresholds (gateway/admin_thresholds.py), replay counters (gateway/admin_replay.py), and
+the dev inbox (gateway/inbox.py) when it is enabled.
 
 A separate port from DUIS so it can live on a management network. JSON in and
 out (msgspec); the `duisgw quarantine` / `duisgw outbox` commands call it. Who
@@ -10,7 +11,6 @@ reason.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -23,15 +23,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import admin_params as check
 from gateway.admin_auth import media_type
 from gateway.admin_params import InvalidInput, parse_query
+from gateway.admin_replay import ReplayAdmin
+from gateway.admin_thresholds import ThresholdsAdmin
 from gateway.http import HttpRequest
 from gateway.inbox import Inbox, MessageTooLarge
 from gateway.outbox import NotDeadLettered, Outbox, StoredMessage, UnknownMessage
-from gateway.private_files import append_private
 from gateway.quarantine_ops import QuarantineOps
 from gateway.server import PeerInfo
 from gateway.state import GatewayState
-from thresholds.config import ThresholdConfigError, decode_threshold_config
-from thresholds.memory import MemoryThresholdStore
 from thresholds.quarantine import (
     MAX_LIST_ROWS,
     NotHeld,
@@ -45,8 +44,6 @@ log = logging.getLogger("duisgw.admin")
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 Answer = tuple[int, bytes, bytes]
-AUDIT_FILE = "thresholds-audit.jsonl"
-TOML_TYPES: Final = (b"application/toml",)
 XML_TYPES: Final = (b"application/xml", b"text/xml")
 MAX_MIN_AGE_SECONDS: Final = 100 * 366 * 86_400.0  # min_age_seconds: a century at most
 QUARANTINE_QUERY: Final = ("user_id", "srv", "min_age_seconds", "state", "after_ref", "limit")
@@ -121,6 +118,8 @@ class AdminApi:
         reload: Callable[[], str],
         quarantine: QuarantineOps,
         outbox: Outbox,
+        replay: ReplayAdmin,
+        thresholds: ThresholdsAdmin,
         *,
         state_dir: Path,
         inbox: Inbox | None = None,
@@ -130,7 +129,8 @@ class AdminApi:
         self._ops = quarantine
         self._outbox = outbox
         self._state_dir = state_dir
-        self._audit = state_dir / AUDIT_FILE
+        self._replay = replay
+        self._thresholds = thresholds
         self._inbox = inbox
         self.ready = False
 
@@ -172,8 +172,14 @@ class AdminApi:
             return _json(200 if message.startswith("reloaded") else 500, {"result": message})
         if rest == ["status"]:
             return _json(200, self._status())
-        if rest == ["thresholds"]:
-            return self._thresholds(method, request, peer)
+        if rest[:1] == ["thresholds"]:
+            return await self._thresholds.route(
+                method, rest[1:], request.body, media_type(request), peer.address
+            )
+        if rest[:1] == ["replay"]:
+            return await self._replay.route(
+                method, rest[1:], request.body, media_type(request), peer.address
+            )
         return 404, b"unknown admin path\n", TEXT
 
     async def _inbox_route(
@@ -277,43 +283,6 @@ class AdminApi:
                 return _json(409, {"error": "not a dead letter"})
             return _json(200, {"retrying": rest[1]})
         return 404, b"unknown outbox path\n", TEXT
-
-    def _thresholds(self, method: str, request: HttpRequest, peer: PeerInfo) -> Answer:
-        counters = self._ops.screen.counters
-        if not isinstance(counters, MemoryThresholdStore):
-            return _json(
-                409,
-                {
-                    "error": "run-time changes need the memory store; restart with "
-                    "a new thresholds.rules_file for Redis"
-                },
-            )
-        if method == "GET":
-            return _json(200, counters.config)
-        if method != "PUT":
-            return 405, b"GET or PUT (TOML rules)\n", TEXT
-        if media_type(request) not in TOML_TYPES:
-            return _json(415, {"error": "PUT the rules as Content-Type: application/toml"})
-        try:
-            rules = decode_threshold_config(request.body)
-        except ThresholdConfigError as exc:
-            return _json(400, {"error": str(exc)})
-        counters.reload(rules)
-        entry = {
-            "at": self._state.clock.now().isoformat(),
-            "from": peer.address,
-            "rules": len(rules.rules),
-            "attribute_limits": len(rules.attribute_limits),
-            "toml_base64": base64.b64encode(request.body).decode(),
-        }
-        append_private(self._audit, msgspec.json.encode(entry) + b"\n")
-        log.warning(
-            "thresholds changed from %s: %d rules, %d attribute limits",
-            peer.address,
-            len(rules.rules),
-            len(rules.attribute_limits),
-        )
-        return _json(200, {"result": "thresholds updated", "rules": len(rules.rules)})
 
 
 def _quarantine_state(text: str) -> QuarantineState:

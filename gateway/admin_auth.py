@@ -170,7 +170,7 @@ class AdminGuard:
                 415,
                 "content_type",
                 f"{content_type.decode('ascii', 'replace')} is not accepted: admin bodies "
-                "are JSON (application/toml for threshold rules)",
+                "are application/json (application/toml for threshold rules)",
             )
         return None
 

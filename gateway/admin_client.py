@@ -1,5 +1,5 @@
-"""`duisgw quarantine|outbox|thresholds|reload|status|inbox`: the operator's commands,
-over the admin API.
+"""`duisgw quarantine|outbox|thresholds|replay|reload|status|inbox`: the operator's
+commands, over the admin API.
 
 Each sends the admin token: `DUISGW_ADMIN_TOKEN` if set, else the token file of
 the gateway's config (`--config`, or `--state-dir`'s duisgw.toml; default
@@ -9,6 +9,7 @@ the gateway's config (`--config`, or `--state-dir`'s duisgw.toml; default
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from collections.abc import Mapping
@@ -77,7 +78,9 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     listing.add_argument("--srv")
     listing.add_argument("--min-age-seconds", type=float)
     listing.add_argument(
-        "--state", default="held", help="held, released or deleted (expired ones are deleted)"
+        "--state",
+        default="held",
+        help="held, releasing, released or deleted (expired ones are deleted)",
     )
     listing.add_argument("--after-ref", type=int, help="the next page: refs after this one")
     listing.add_argument("--limit", type=int, help="at most this many (1-1000)")
@@ -94,6 +97,20 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     t = thresholds.add_subparsers(dest="action", required=True)
     t.add_parser("show")
     t.add_parser("set").add_argument("file", type=Path, help="TOML rules file")
+    t.add_parser("audit", help="every change of the rules in force, newest first")
+
+    replay = commands.add_parser(
+        "replay", help="show or reset an originator's RequestID counter (audited)"
+    )
+    r = replay.add_subparsers(dest="action", required=True)
+    r.add_parser("show", help="last counter, open Pre-Commands, recent resets").add_argument(
+        "user_id"
+    )
+    reset = r.add_parser("reset", help="forget the last counter, or set it with --to")
+    reset.add_argument("user_id")
+    reset.add_argument("--to", type=int, help="the next counter must be above this")
+    reset.add_argument("--by", help="operator name for the audit trail (default: login name)")
+    reset.add_argument("--reason", default="", help="why, for the audit trail")
 
     inbox = commands.add_parser("inbox", help="what reached the dev inbox (embedded default)")
     inbox.add_argument("--user-id")
@@ -103,7 +120,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
         commands.add_parser("status", help="versions, counts, skipped certificates, outbox"),
         inbox,
     ]
-    for group in (q, o, t):
+    for group in (q, o, t, r):
         leaves.extend(group.choices.values())
     for leaf in leaves:
         leaf.add_argument(
@@ -183,10 +200,24 @@ def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
         if action == "dead-letters":
             return client.get("/admin/outbox/dead-letters")
         return client.post(f"/admin/outbox/dead-letters/{args.message_id}/retry")
+    if command == "replay":
+        if action == "show":
+            return client.get(f"/admin/replay/{args.user_id}")
+        body = {"operator": args.by or _login_name(), "to": args.to, "reason": args.reason}
+        return client.post(f"/admin/replay/{args.user_id}/reset", json=body)
     if action == "show":
         return client.get("/admin/thresholds")
+    if action == "audit":
+        return client.get("/admin/thresholds/audit")
     return client.put(
         "/admin/thresholds",
         content=args.file.read_bytes(),
         headers={"Content-Type": "application/toml"},
     )
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name to be found: the audit needs one anyway
+        return "unknown"

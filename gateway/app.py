@@ -13,8 +13,9 @@ import functools
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -29,10 +30,12 @@ from gateway.admin_auth import (
     ensure_admin_token,
     exposure_warning,
 )
+from gateway.admin_replay import ReplayAdmin
+from gateway.admin_thresholds import ThresholdsAdmin
 from gateway.assemble import (
     StartupError,
     build_state,
-    load_threshold_rules,
+    read_threshold_rules,
     reload,
 )
 from gateway.clock import Clock, SystemClock
@@ -45,7 +48,6 @@ from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, open_outbox
 from gateway.pipeline import RequestPipeline, VersionMismatchAlert
-from gateway.precommands import PreCommandStore
 from gateway.private_files import make_private_dir, prepare_private_sqlite, tighten_state_dir
 from gateway.quarantine_ops import QuarantineOps
 from gateway.replay import SharedReplayGuard
@@ -53,15 +55,16 @@ from gateway.screen import CounterStore, ThresholdScreen
 from gateway.server import ConnectionHandler, Draining, PeerInfo
 from gateway.sqlite_durability import Synchronous
 from gateway.state import GatewayState
+from gateway.threshold_state import open_thresholds, run_count_snapshots
 from gateway.tls import client_identity, server_context, user_ids_for
 from gateway.transport import DeviceTransport
 from gateway.version_mismatch import authenticated_header, mismatch_alert
 from gateway.workers import worker_state_dir
 from mmc.catalogue import Endpoint
-from thresholds.config import ThresholdConfig, ThresholdConfigError
-from thresholds.memory import MemoryThresholdStore
+from thresholds.config import ThresholdConfigError
 from thresholds.quarantine import QuarantineStore, open_quarantine_store
-from thresholds.redis import RedisThresholdStore, open_redis_threshold_store
+from thresholds.redis import RedisThresholdStore
+from thresholds.state_store import ThresholdStateStore
 
 log = logging.getLogger("duisgw")
 
@@ -172,10 +175,11 @@ async def serve(
     own_dir = worker_state_dir(config, *worker)
     try:
         state = build_state(config, clock, metrics)
-        rules = load_threshold_rules(config)
+        rules_raw = read_threshold_rules(config)
         make_private_dir(own_dir)
         tighten_state_dir({state_dir, own_dir})
-        shared, own = ("replay.sqlite", "quarantine.sqlite"), ("outbox.sqlite", "jobs.sqlite")
+        shared = ("replay.sqlite", "quarantine.sqlite", "thresholds.sqlite")
+        own = ("outbox.sqlite", "jobs.sqlite")
         for path in [state_dir / n for n in shared] + [own_dir / n for n in own]:
             prepare_private_sqlite(path)  # created 0600, so SQLite's -wal/-shm are too
         token = ensure_admin_token(admin_token_path(config))
@@ -188,7 +192,9 @@ async def serve(
         )
         reuse_port = True
     sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
-    replay = await SharedReplayGuard.open(state_dir / "replay.sqlite", synchronous=sync)
+    replay = await SharedReplayGuard.open(
+        state_dir / "replay.sqlite", synchronous=sync, max_counter=config.replay.max_counter
+    )
     try:
         async with AsyncExitStack() as stack:
             outbox = await stack.enter_async_context(
@@ -202,21 +208,21 @@ async def serve(
             quarantine = await stack.enter_async_context(
                 open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
             )
-            counters = await stack.enter_async_context(threshold_counters(config, rules))
+            counters, threshold_state = await stack.enter_async_context(
+                open_thresholds(config, rules_raw, clock, synchronous=sync)
+            )
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
             metrics.jobs_pending.set_function(jobs.pending_count)
             metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
             metrics.replay_waiting.set_function(
                 lambda: replay.statistics().queued + replay.statistics().committing
             )
+            stores = Stores(replay, outbox, jobs, quarantine, counters, threshold_state)
             await _run_services(
                 config,
+                worker,
                 state,
-                replay,
-                outbox,
-                jobs,
-                quarantine,
-                counters,
+                stores,
                 transport,
                 reuse_port,
                 task_status,
@@ -229,14 +235,23 @@ async def serve(
     log.info("stopped")
 
 
+@dataclass(frozen=True)
+class Stores:
+    """Everything durable the services share, opened (and closed) by `serve`."""
+
+    replay: SharedReplayGuard
+    outbox: Outbox
+    jobs: Outbox
+    quarantine: QuarantineStore
+    counters: CounterStore
+    threshold_state: ThresholdStateStore
+
+
 async def _run_services(
     config: Config,
+    worker: tuple[int, int],
     state: GatewayState,
-    replay: SharedReplayGuard,
-    outbox: Outbox,
-    jobs: Outbox,
-    quarantine: QuarantineStore,
-    counters: CounterStore,
+    stores: Stores,
     transport: DeviceTransport | None,
     reuse_port: bool,
     task_status: trio.TaskStatus[BoundAddresses],
@@ -246,6 +261,7 @@ async def _run_services(
 ) -> None:
     metrics = state.metrics
     draining = Draining()
+    replay, outbox, jobs, counters = stores.replay, stores.outbox, stores.jobs, stores.counters
     # Bound first: the dev inbox's address (the admin listener's) is known before delivery.
     duis_listeners = await open_listeners(
         config.listen.host, config.listen.port, tls_context(config), reuse_port
@@ -259,12 +275,12 @@ async def _run_services(
         if transport is None:
             transport = default_transport(state, config)
         lifecycle = Lifecycle(state, transport, jobs, outbox)
-        dispatcher = Dispatcher(state, transport, PreCommandStore(), lifecycle.submit)
+        dispatcher = Dispatcher(state, transport, replay.record_pre_command, lifecycle.submit)
         lifecycle.attach(dispatcher)
         screen = ThresholdScreen(
             state,
             counters,
-            quarantine,
+            stores.quarantine,
             lifecycle.deliver_alert,
             fail_open=config.thresholds.when_store_unavailable == "open",
         )
@@ -275,6 +291,7 @@ async def _run_services(
             lifecycle,
             config.thresholds.quarantine_retention_seconds,
             config.thresholds.quarantine_expiry_check_seconds,
+            owner=worker[0],
         )
         pipeline = RequestPipeline(
             state,
@@ -294,8 +311,15 @@ async def _run_services(
         )
         await services.start(lifecycle.run)
         await services.start(ops.run_expiry)
+        # After the life cycle is running: a resumed release may journal a job.
+        await services.start(ops.resume_releases)
         if isinstance(counters, RedisThresholdStore):
             await services.start(counters.run)
+        else:  # cancelled last (after the drain): its final snapshot has every count
+            interval = config.thresholds.counts_snapshot_seconds
+            await services.start(
+                run_count_snapshots, counters, stores.threshold_state, state.clock, interval
+            )
         duis_handler = ConnectionHandler(
             DuisHandler(pipeline, metrics, config),
             config.limits,
@@ -311,6 +335,10 @@ async def _run_services(
             lambda: reload(config, state),
             ops,
             outbox,
+            ReplayAdmin(replay, state.clock),
+            ThresholdsAdmin(
+                counters, stores.threshold_state, config, state.clock, worker_count=worker[1]
+            ),
             state_dir=Path(config.state_dir),
             inbox=inbox,
         )
@@ -369,15 +397,6 @@ def version_mismatch_sender(
             )
 
     return send
-
-
-@asynccontextmanager
-async def threshold_counters(config: Config, rules: ThresholdConfig) -> AsyncIterator[CounterStore]:
-    if config.thresholds.store == "memory":
-        yield MemoryThresholdStore(rules)
-        return
-    async with open_redis_threshold_store(rules, config.thresholds.redis) as store:
-        yield store
 
 
 def default_transport(state: GatewayState, config: Config) -> DeviceTransport:

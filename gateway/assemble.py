@@ -34,7 +34,7 @@ from gateway.registry import (
 from gateway.state import GatewayState, ResponseSigner
 from gateway.versions import VersionRegistry
 from mmc.identifiers import parse_eui64
-from thresholds.config import ThresholdConfig, ThresholdConfigError, decode_threshold_config
+from thresholds.config import ThresholdConfigError, decode_threshold_config
 
 log = logging.getLogger("duisgw")
 
@@ -109,14 +109,21 @@ def build_state(config: Config, clock: Clock, metrics: Metrics) -> GatewayState:
     )
 
 
-def load_threshold_rules(config: Config) -> ThresholdConfig:
+def read_threshold_rules(config: Config) -> bytes | None:
+    """The rules file's bytes (None: no file configured), checked to decode.
+
+    Which rules are in force is decided later, against the stored run-time rules
+    (gateway/threshold_state.py); a bad file stops start-up either way.
+    """
     path = config.thresholds.rules_file
     if path is None:
-        return ThresholdConfig()
+        return None
+    raw = Path(path).read_bytes()
     try:
-        return decode_threshold_config(Path(path).read_bytes())
+        decode_threshold_config(raw)
     except ThresholdConfigError as exc:
         raise ThresholdConfigError(f"thresholds.rules_file {path}: {exc}") from None
+    return raw
 
 
 def reload(config: Config, state: GatewayState) -> str:

@@ -16,6 +16,7 @@ import msgspec
 
 from gateway.delivery import DeliveryConfig
 from gateway.inbox import DevInboxConfig
+from gateway.replay_rules import DEFAULT_MAX_COUNTER, check_counter
 from gateway.simulator import SimulatorConfig
 from thresholds.config import RedisStoreSettings
 
@@ -106,10 +107,22 @@ class ThresholdsConfig(Base, frozen=True, kw_only=True):
     when_store_unavailable: Literal["closed", "open"] = "closed"
     quarantine_retention_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30 * 86_400.0
     quarantine_expiry_check_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
+    # Memory store: changed window counts are saved this often (and at shutdown), so a
+    # kill -9 forgets at most this many seconds of counts.
+    counts_snapshot_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
 
 
 def _default_simulator() -> SimulatorConfig:
     return SimulatorConfig()
+
+
+class ReplayConfig(Base, frozen=True, kw_only=True):
+    # Counters above this are refused (E1) without being recorded, so one absurd
+    # counter cannot lock its originator out (gateway/replay_rules.py says why 2**63 - 1).
+    max_counter: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_MAX_COUNTER
+
+    def __post_init__(self) -> None:
+        check_counter(self.max_counter)  # a uint64 (msgspec's bounds stop at int64)
 
 
 class StorageConfig(Base, frozen=True, kw_only=True):
@@ -129,6 +142,7 @@ class Config(Base, frozen=True, kw_only=True):
     registry: RegistryConfig
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()
+    replay: ReplayConfig = ReplayConfig()
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
     # The dev inbox on the admin listener (gateway/inbox.py); off unless enabled.
     dev_inbox: DevInboxConfig = msgspec.field(default_factory=DevInboxConfig)

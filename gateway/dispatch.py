@@ -5,8 +5,13 @@
     CV 2, 6     synchronous: the device's answer on the same exchange (signed)
     CV 1,3,5,7  asynchronous: I99 now; the Service Response follows via the outbox
 
-CV 5/6/7 carry a SignedPreCommand: it is correlated with the Pre-Command this
-gateway issued for the same RequestID before anything is sent to a device.
+CV 5/6/7 carry a SignedPreCommand: `check_signed_pre_command` correlates it with
+the Pre-Command this gateway issued for the same RequestID, which the replay store
+hands over as it spends the CV 4's allowance. The pipeline calls it before the
+thresholds stage, so dispatch (now, after a quarantine release, or for a journaled
+job after a restart) only ever sends a SignedPreCommand that correlated. The
+Pre-Command a CV 4 is answered with is recorded in that store first (durable, shared
+by every worker) through `RecordPreCommand`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from lxml import etree
 
 from gateway.dcc_services import answer_non_device
 from gateway.outcome import Outcome, Verified
-from gateway.precommands import PreCommandStore
 from gateway.priority import QueueFull
 from gateway.state import GatewayState
 from gateway.transport import (
@@ -33,6 +37,7 @@ from gateway.transport import (
 )
 from mmc import responses
 from mmc.commands import CommandError, CommandFacts, DeviceType, build_command
+from mmc.identifiers import RequestId
 from parse_correlate.correlate import CorrelationError
 from parse_correlate.correlate import Reason as CorrelationReason
 
@@ -48,6 +53,9 @@ ROLE_SIGNING_CODES = ("02", "03", "04", "08", "7F")
 
 # Hands an accepted asynchronous job to the life-cycle worker; returns once it is durable.
 AsyncSubmit = Callable[["AsyncJob"], Awaitable[None]]
+# Keeps the Pre-Command issued for a CV 4 with its allowance; durable on return, False
+# when the allowance is gone (evicted by the per-originator cap).
+RecordPreCommand = Callable[[RequestId, bytes], Awaitable[bool]]
 
 
 class PreCommandMismatch(CommandError):
@@ -67,12 +75,12 @@ class Dispatcher:
         self,
         state: GatewayState,
         transport: DeviceTransport,
-        pre_commands: PreCommandStore,
+        record_pre_command: RecordPreCommand,
         submit_async: AsyncSubmit,
     ) -> None:
         self._state = state
         self._transport = transport
-        self._pre_commands = pre_commands
+        self._record_pre_command = record_pre_command
         self._submit_async = submit_async
 
     async def dispatch(self, request: Verified) -> Outcome:
@@ -81,14 +89,16 @@ class Dispatcher:
             return self._non_device(request)
         try:
             command = self.command_for(request)
-        except PreCommandMismatch as exc:
-            log.info("refused request_id=%s code=E12 reason=%s", request.header.request_id, exc)
-            return self.acknowledgement(request, "E12")
         except CommandError as exc:
             log.info("refused request_id=%s code=E11 reason=%s", request.header.request_id, exc)
             return self.acknowledgement(request, "E11")
         if cv == 4:
-            self._pre_commands.put(request.header.request_id, command.gbcs)
+            if not await self._record_pre_command(request.header.request_id, command.gbcs):
+                log.warning(
+                    "request_id=%s: its CV 4 allowance is gone (per-originator cap); "
+                    "its SignedPreCommand will get E12",
+                    request.header.request_id,
+                )
             gbcs_version = request.route.catalogue.gbcs_version or "4.0"
             return self._signed(request, "I0", responses.pre_command(gbcs_version, command.gbcs))
         if cv in SYNC_DEVICE_VARIANTS:
@@ -104,19 +114,37 @@ class Dispatcher:
         )
         return self._signed(request, answer.code, answer.content)
 
-    def command_for(self, request: Verified, *, correlate: bool = True) -> DeviceCommand:
-        """The device command; `correlate=False` for a journaled SignedPreCommand that was
-        correlated before it was acknowledged."""
+    def check_signed_pre_command(self, request: Verified, issued: bytes | None) -> str | None:
+        """E12 unless the CV 5/6/7's signed GBCS answers the Pre-Command `issued` for its
+        RequestID and the User's role key signed it; None when it may go on.
+
+        One attempt per Pre-Command: its allowance is spent whatever the verdict, so a
+        User whose signed copy was refused starts again with a new CV 4 request.
+        """
+        try:
+            signed = _signed_pre_command_payload(request.body)
+            if issued is None:
+                raise PreCommandMismatch("no Pre-Command was issued for this RequestID")
+            request.route.handlers.correlate(issued, signed)
+            self._verify_user_signature(request, signed)
+        except CorrelationError as exc:
+            reason = f"SignedPreCommand refused: {exc.reason}"
+        except PreCommandMismatch as exc:
+            reason = str(exc)
+        else:
+            return None
+        log.info("refused request_id=%s code=E12 reason=%s", request.header.request_id, reason)
+        return "E12"
+
+    def command_for(self, request: Verified) -> DeviceCommand:
+        """The device command. A SignedPreCommand's GBCS is sent as the User signed it:
+        `check_signed_pre_command` passed it before it was admitted (or journaled)."""
         header = request.header
         device = self._state.inventory.get(header.request_id.target)
         device_type = device.device_type if device is not None else "ESME"
         cv = header.command_variant
         if cv in SIGNED_PRE_COMMAND_VARIANTS:
-            gbcs = (
-                self._correlated_signed_pre_command(request)
-                if correlate
-                else _signed_pre_command_payload(request.body)
-            )
+            gbcs = _signed_pre_command_payload(request.body)
         else:
             built = build_command(
                 request.srv.variant,
@@ -140,20 +168,6 @@ class Dispatcher:
             priority=priority_for(request),
             not_before=request.facts.execution_datetime,
         )
-
-    def _correlated_signed_pre_command(self, request: Verified) -> bytes:
-        signed = _signed_pre_command_payload(request.body)
-        pending = self._pre_commands.take(request.header.request_id)
-        if pending is None:
-            raise PreCommandMismatch("no pending Pre-Command for this RequestID")
-        try:
-            request.route.handlers.correlate(pending, signed)
-            self._verify_user_signature(request, signed)
-        except CorrelationError as exc:
-            # One attempt per Pre-Command (the replay guard spent the counter too): a
-            # User whose signed copy was refused starts again with a new CV 4 request.
-            raise PreCommandMismatch(f"SignedPreCommand refused: {exc.reason}") from None
-        return signed
 
     def _verify_user_signature(self, request: Verified, signed: bytes) -> None:
         """The GBCS signature must verify with one of the originator's role digital-signing
@@ -208,10 +222,6 @@ class Dispatcher:
             version=request.route.version,
             srv=request.srv.variant,
         )
-
-
-def rebuild_command(dispatcher: Dispatcher, request: Verified) -> DeviceCommand:
-    return dispatcher.command_for(request, correlate=False)
 
 
 async def send_to_device(transport: DeviceTransport, command: DeviceCommand) -> DeviceReply:

@@ -16,13 +16,14 @@ import logging
 
 import trio
 
-from gateway.dispatch import AsyncJob, Dispatcher, rebuild_command, send_to_device
+from gateway.dispatch import AsyncJob, Dispatcher, send_to_device
 from gateway.outbox import DuplicateMessageId, OutboundMessage, Outbox
 from gateway.outcome import Refusal
 from gateway.pipeline import verify_request
 from gateway.state import GatewayState
 from gateway.transport import DeviceTransport
 from mmc.catalogue import Endpoint
+from mmc.identifiers import RequestId
 
 log = logging.getLogger("duisgw.lifecycle")
 
@@ -61,6 +62,13 @@ class Lifecycle:
 
     async def deliver_alert(self, user_id: str, message_id: str, body: bytes) -> None:
         await self.deliver(user_id, message_id, body, "alert")
+
+    async def already_answered(self, request_id: RequestId) -> bool:
+        """Its job is journaled or its response stored: processing it again would repeat it."""
+        return (
+            await self._jobs.get(str(request_id)) is not None
+            or await self._outbox.get(response_message_id(request_id)) is not None
+        )
 
     async def submit(self, job: AsyncJob) -> None:
         """Journal the job durably, then queue it; the caller acknowledges after this."""
@@ -137,7 +145,7 @@ class Lifecycle:
                 refusal.detail,
             )
             return None
-        return AsyncJob(request, rebuild_command(self._dispatch(), request))
+        return AsyncJob(request, self._dispatch().command_for(request))
 
     async def _worker(self) -> None:
         async for job in self._receive:

@@ -1,7 +1,8 @@
 """The request pipeline: the ordered stages every DUIS request passes, in one place.
 
     parse -> envelope/header -> version route -> XSD -> signature + certificate
-    -> SRV/body match -> replay -> access control -> thresholds -> dispatch
+    -> SRV/body match -> replay -> access control -> SignedPreCommand correlation
+    (CV 5/6/7) -> thresholds -> dispatch
 
 Each stage either hands the request on or produces the answer. "The peer sent
 something wrong" becomes an HTTP 4xx with a reason (malformed, unsigned,
@@ -28,7 +29,7 @@ from gateway.ingest import (
     request_version,
 )
 from gateway.outcome import Outcome, Refusal, Verified
-from gateway.replay import SharedReplayGuard
+from gateway.replay import ReplayStore
 from gateway.screen import ThresholdScreen
 from gateway.signature import (
     SignatureError,
@@ -217,7 +218,7 @@ class RequestPipeline:
     def __init__(
         self,
         state: GatewayState,
-        replay: SharedReplayGuard,
+        replay: ReplayStore,
         dispatcher: Dispatcher,
         screen: ThresholdScreen | None = None,
         *,
@@ -259,14 +260,20 @@ class RequestPipeline:
         header = request.header
         # Returns once the decision is committed to the replay file every worker shares:
         # the counter is spent, durably, before anything is acknowledged.
-        code = (await self._replay.admit(header.request_id, header.command_variant)).code
+        admission = await self._replay.admit(header.request_id, header.command_variant)
+        code = admission.verdict.code
         if code is None:
             code = access_decision(state, endpoint, request)
+            if code is None and header.command_variant in SIGNED_PRE_COMMAND_VARIANTS:
+                # Before thresholds: only a correlated SignedPreCommand is ever held,
+                # released or journaled (dispatch sends it as signed).
+                code = self._dispatcher.check_signed_pre_command(request, admission.pre_command)
         else:
             log.info(
-                "refused request_id=%s code=%s reason=replayed or unmatched counter",
+                "refused request_id=%s code=%s reason=%s",
                 header.request_id,
                 code,
+                admission.verdict.value,
             )
         if code is not None:
             return self._count(error_acknowledgement(state, request, code))

@@ -3,6 +3,12 @@
 release: the stored request goes on through dispatch as if just accepted (no
 second replay, access or threshold check; counted once, now). A synchronous
 answer it would have had goes to the User's Receive Response URL instead.
+The release is journaled: the row is `releasing` (this process its owner) from
+before dispatch until the answer is durable (jobs journal or outbox), then
+`released`. A process that stopped in between resumes its `releasing` rows at
+start (`resume_releases`): an answer already stored is not made again, one that
+is not is made now, and its message id (`<RequestID>:response`) is the one the
+first attempt would have used, so the User gets one answer.
 delete / expiry: the request is dropped and the User is told with a signed
 Service Response for its RequestID carrying E1 ("failed authorisation": the
 DCC did not authorise it to proceed). DUIS has no code of its own for this;
@@ -23,6 +29,7 @@ from gateway.screen import ThresholdScreen
 from gateway.state import GatewayState
 from mmc import responses
 from mmc.catalogue import Endpoint
+from mmc.identifiers import parse_request_id
 from thresholds.quarantine import QuarantinedRequest
 
 log = logging.getLogger("duisgw.quarantine")
@@ -40,6 +47,8 @@ class QuarantineOps:
         lifecycle: Lifecycle,
         retention_seconds: float,
         expiry_check_interval_seconds: float = EXPIRY_CHECK_INTERVAL_SECONDS,
+        *,
+        owner: int = 0,
     ) -> None:
         self._state = state
         self.screen = screen
@@ -47,10 +56,29 @@ class QuarantineOps:
         self._lifecycle = lifecycle
         self._retention = retention_seconds
         self._expiry_interval = expiry_check_interval_seconds
+        self._owner = owner  # this process's worker index: whose releases it resumes
 
     async def release(self, ref: int) -> str:
         """Release and process one held request; returns the DUIS code it was answered with."""
-        item = await self.screen.quarantine.release(ref)
+        item = await self.screen.quarantine.begin_release(ref, self._owner)
+        return await self._process(item, resumed=False)
+
+    async def resume_releases(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Finish the releases this owner began before it stopped (run once at start)."""
+        unfinished = await self.screen.quarantine.releasing(self._owner)
+        task_status.started()
+        for item in unfinished:
+            try:
+                code = await self._process(item, resumed=True)
+            except Exception:  # we broke: the row stays `releasing` for the next start
+                log.exception("resuming the release of ref=%d failed", item.event_ref)
+                continue
+            log.info("resumed release ref=%d answered=%s", item.event_ref, code)
+
+    async def _process(self, item: QuarantinedRequest, *, resumed: bool) -> str:
+        ref = item.event_ref
         try:
             request = verify_request(
                 self._state, Endpoint.SEND, item.raw_request, check_signature=False
@@ -58,7 +86,11 @@ class QuarantineOps:
         except Refusal as refusal:  # e.g. its DUIS version has been retired since
             log.error("released ref=%d cannot be processed: %s", ref, refusal.detail)
             await self._tell(item, "E1")
+            await self.screen.quarantine.finish_release(ref)
             return "E1"
+        if resumed and await self._lifecycle.already_answered(request.header.request_id):
+            await self.screen.quarantine.finish_release(ref)
+            return "stored before the restart"
         self.screen.counters.commit_release(
             item.user_id, item.srv, self._state.clock.now().timestamp()
         )
@@ -67,6 +99,7 @@ class QuarantineOps:
             await self._lifecycle.deliver(
                 item.user_id, response_message_id(item.request_id), outcome.body, "response"
             )
+        await self.screen.quarantine.finish_release(ref)
         log.info("released ref=%d request_id=%s answered=%s", ref, item.request_id, outcome.code)
         return outcome.code
 
@@ -97,8 +130,6 @@ class QuarantineOps:
             )
             return
         srv = catalogue.srvs[item.srv]
-        from mmc.identifiers import parse_request_id
-
         document = responses.service_response(
             catalogue,
             parse_request_id(item.request_id),

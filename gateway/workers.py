@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 from gateway.config import Config
+from gateway.threshold_state import STATE_FILE, state_path
+from thresholds.config import ThresholdConfigError, decode_threshold_config
+from thresholds.rules_state import NO_FILE, RulesRecord
+from thresholds.state_store import peek_rules
 
 log = logging.getLogger("duisgw.workers")
 
@@ -51,6 +55,25 @@ def check_worker_config(config: Config, workers: int) -> None:
             'thresholds.rules_file set, use thresholds.store = "redis" so the workers '
             "share one count per User ID"
         )
+    stored = peek_rules(state_path(config))
+    if workers > 1 and config.thresholds.store == "memory" and _runtime_rules(stored):
+        assert stored is not None
+        raise WorkerConfigError(
+            f'thresholds.store = "memory" counts per process, and the run-time threshold '
+            f"rules set at {stored.set_at.isoformat()} by {stored.set_by} are in force "
+            f'({STATE_FILE}): with --workers > 1 use thresholds.store = "redis" and put the '
+            "rules in thresholds.rules_file"
+        )
+
+
+def _runtime_rules(stored: RulesRecord | None) -> bool:
+    """Run-time rules with counters would be in force (no rules file to supersede them)."""
+    if stored is None or stored.source != "admin" or stored.file_sha256 != NO_FILE:
+        return False
+    try:
+        return bool(decode_threshold_config(stored.toml).rules)
+    except ThresholdConfigError:
+        return False  # unusable: start-up puts the file's (empty) rules in force
 
 
 def worker_state_dir(config: Config, index: int, count: int) -> Path:

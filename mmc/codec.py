@@ -14,6 +14,7 @@ import msgspec
 from lxml import etree
 
 from mmc.identifiers import Eui64, IdentifierError, parse_eui64, parse_request_id
+from mmc.limited_attributes import LIMITED_ATTRIBUTES
 
 # Elements that name a device, across the 129 bodies.
 _DEVICE_ELEMENTS = frozenset(
@@ -21,19 +22,6 @@ _DEVICE_ELEMENTS = frozenset(
 )
 _DEVICE_LIST_ELEMENTS = frozenset({"DeviceIDList"})
 _EXECUTION_ELEMENTS = frozenset({"ExecutionDateTime"})
-# Data values with attribute limits (anomaly detection): element -> attribute name.
-LIMITED_ATTRIBUTES = {
-    "TOUPrice": "price",
-    "BlockPrice": "price",
-    "GasTOUPrice": "price",
-    "GasBlockPrice": "price",
-    "StandingCharge": "standing_charge",
-    "DebtRecoveryRate": "debt_recovery_rate",
-    "DebtRecoveryRateCap": "debt_recovery_rate_cap",
-    "PaymentDebtRegister": "debt_adjustment",
-    "EmergencyCreditLimit": "emergency_credit_limit",
-    "MaxCreditThreshold": "max_credit_threshold",
-}
 MAX_FACT_ELEMENTS = 4096
 _NO_VALUE_SETS: Mapping[str, str] = {}  # bodies are small; refuse pathological ones early
 
@@ -42,7 +30,9 @@ class BodyFacts(msgspec.Struct, frozen=True):
     device_ids: tuple[Eui64, ...] = ()
     execution_datetime: dt.datetime | None = None
     original_request_target: Eui64 | None = None
-    attributes: dict[str, float] = {}
+    # Limited data values by attribute name: (smallest, largest) of the values the body
+    # carries (a tariff has many prices), so both a min and a max bound are judged.
+    attributes: dict[str, tuple[float, float]] = {}
 
 
 class BodyError(ValueError):
@@ -64,7 +54,7 @@ def extract_body_facts(
     devices: list[Eui64] = []
     execution: dt.datetime | None = None
     original_target: Eui64 | None = None
-    attributes: dict[str, float] = {}
+    attributes: dict[str, tuple[float, float]] = {}
     for count, element in enumerate(body.iter(), start=1):
         if count > MAX_FACT_ELEMENTS:
             raise BodyError(f"body has more than {MAX_FACT_ELEMENTS} elements")
@@ -91,7 +81,9 @@ def extract_body_facts(
                 raise BodyError(f"OriginalRequestID: {exc}") from None
         elif name in LIMITED_ATTRIBUTES and text:
             key = LIMITED_ATTRIBUTES[name]
-            attributes[key] = max(attributes.get(key, float("-inf")), _number(text, name))
+            value = _number(text, name)
+            low, high = attributes.get(key, (value, value))
+            attributes[key] = (min(low, value), max(high, value))
     if original_target is not None:
         devices.append(original_target)
     return BodyFacts(

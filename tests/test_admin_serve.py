@@ -116,7 +116,13 @@ async def test_first_start_makes_the_token_the_cli_uses_and_keeps_state_private(
 
         private = [p for p in state.iterdir() if p.name.endswith(PRIVATE_SUFFIXES)]
         names = {p.name for p in private}
-        assert {"replay.sqlite", "outbox.sqlite", "jobs.sqlite", "quarantine.sqlite"} <= names
+        assert {
+            "replay.sqlite",
+            "outbox.sqlite",
+            "jobs.sqlite",
+            "quarantine.sqlite",
+            "thresholds.sqlite",
+        } <= names
         assert {"inbox.jsonl", "thresholds-audit.jsonl", "admin.token"} <= names
         assert any(name.endswith("-wal") for name in names)
         for file in private:

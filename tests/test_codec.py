@@ -43,7 +43,8 @@ def test_execution_time_original_request_and_limited_values() -> None:
     assert facts.execution_datetime == dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert facts.original_request_target == "00-DB-12-34-56-78-90-A0"
     assert facts.device_ids == ("00-DB-12-34-56-78-90-A0",)
-    assert facts.attributes == {"price": 99.0}  # the largest value is the one limits judge
+    # Smallest and largest: a min bound judges the one, a max bound the other.
+    assert facts.attributes == {"price": (12.5, 99.0)}
 
 
 @pytest.mark.parametrize(

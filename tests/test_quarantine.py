@@ -73,17 +73,60 @@ async def test_held_requests_survive_restart_and_release_exactly_once(tmp_path: 
             )
             assert q.state == "held"
         for ref, original in zip(refs, items, strict=True):
-            released = await store.release(ref)
-            assert released.raw_request == original.raw_request
-            assert released.state == "released"
+            releasing = await store.begin_release(ref, owner=0)
+            assert releasing.raw_request == original.raw_request
+            assert (releasing.state, releasing.release_owner) == ("releasing", 0)
+            with pytest.raises(NotHeld, match="is being released"):
+                await store.begin_release(ref, owner=1)
+            await store.finish_release(ref)
             with pytest.raises(NotHeld, match="already released"):
-                await store.release(ref)
+                await store.begin_release(ref, owner=0)
         assert await store.list_requests() == []
         assert len(await store.list_requests(state="released")) == 50
 
     async with open_quarantine_store(path, clock) as store:  # released stays released
         with pytest.raises(NotHeld):
-            await store.release(refs[0])
+            await store.begin_release(refs[0], owner=0)
+
+
+async def test_an_unfinished_release_is_found_again_by_its_owner_only(tmp_path: Path) -> None:
+    path, clock = tmp_path / "q.sqlite", FixedClock(START)
+    async with open_quarantine_store(path, clock) as store:
+        first, second, third = [await store.hold(item(n, clock)) for n in range(3)]
+        await store.begin_release(first, owner=0)
+        await store.begin_release(second, owner=1)
+        with pytest.raises(NotHeld, match="being released"):
+            await store.delete(first)
+    async with open_quarantine_store(path, clock) as store:  # the process stopped mid-release
+        assert [q.event_ref for q in await store.releasing(0)] == [first]
+        assert [q.event_ref for q in await store.releasing(1)] == [second]
+        assert [q.event_ref for q in await store.list_requests(state="releasing")] == [
+            first,
+            second,
+        ]
+        await store.finish_release(first)
+        assert await store.releasing(0) == []
+        shown = await store.show(first)
+        assert shown is not None and shown.state == "released"
+        assert [q.event_ref for q in await store.list_requests()] == [third]
+
+
+async def test_a_file_from_before_the_release_journal_is_migrated(tmp_path: Path) -> None:
+    path, clock = tmp_path / "q.sqlite", FixedClock(START)
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE quarantine (event_ref INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " user_id TEXT NOT NULL, request_id TEXT NOT NULL, srv TEXT NOT NULL,"
+            " duis_version TEXT NOT NULL, breach TEXT NOT NULL, held_at_us INTEGER NOT NULL,"
+            " state TEXT NOT NULL DEFAULT 'held', finished_at_us INTEGER,"
+            " raw_request BLOB NOT NULL);"
+            "INSERT INTO quarantine (user_id, request_id, srv, duis_version, breach,"
+            " held_at_us, raw_request) VALUES ('u', 'r', '4.1.1', '5.4', 'b', 0, x'00');"
+        )
+    async with open_quarantine_store(path, clock) as store:
+        [old] = await store.list_requests()
+        assert old.release_owner is None
+        assert (await store.begin_release(old.event_ref, owner=3)).release_owner == 3
 
 
 async def test_delete_drops_the_request_and_refuses_release(tmp_path: Path) -> None:
@@ -93,13 +136,13 @@ async def test_delete_drops_the_request_and_refuses_release(tmp_path: Path) -> N
         deleted = await store.delete(ref)
         assert deleted.state == "deleted"
         with pytest.raises(NotHeld, match="already deleted"):
-            await store.release(ref)
+            await store.begin_release(ref, owner=0)
         with pytest.raises(NotHeld):
             await store.delete(ref)
         shown = await store.show(ref)
         assert shown is not None and shown.raw_request == b""
         with pytest.raises(UnknownEventRef):
-            await store.release(ref + 1000)
+            await store.begin_release(ref + 1000, owner=0)
         assert await store.show(ref + 1000) is None
 
 
@@ -140,7 +183,8 @@ async def test_expire_returns_what_it_removed(tmp_path: Path) -> None:
         old = await store.hold(item(1, clock))
         released = await store.hold(item(2, clock))
         clock.advance(86_400)
-        await store.release(released)  # old, but released: not the User's to be told of
+        await store.begin_release(released, owner=0)
+        await store.finish_release(released)  # old, but released: not the User's to be told of
         young = await store.hold(item(3, clock))
         expired = await store.expire(86_400)
         assert [q.event_ref for q in expired] == [old]

@@ -21,14 +21,10 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import replay
-from gateway.replay import (
-    ReplayDatabase,
-    ReplayGuard,
-    ReplayStoreError,
-    ReplayVerdict,
-    SharedReplayGuard,
-)
+from gateway import replay, replay_rules
+from gateway.replay import SharedReplayGuard
+from gateway.replay_rules import Admission, ReplayGuard, ReplayVerdict
+from gateway.replay_store import ReplayDatabase, ReplayStoreError
 from mmc.identifiers import MAX_COUNTER, RequestId
 
 SUP = "90-B3-D5-1F-30-01-00-00"
@@ -46,17 +42,22 @@ def rid(counter: int, originator: str = SUP, target: str = ESME) -> RequestId:
 
 @pytest.fixture(params=["memory", "shared"])
 async def admit(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Admit]:
-    """The same rules through the in-memory model and through the shared database."""
+    """The same rules through the in-memory model and through the shared database, over
+    the whole uint64 range (the default ceiling has tests of its own)."""
     if request.param == "memory":
-        guard = ReplayGuard()
+        guard = ReplayGuard(max_counter=MAX_COUNTER)
 
         async def in_memory(request_id: RequestId, command_variant: int) -> ReplayVerdict:
-            return guard.admit(request_id, command_variant)
+            return guard.admit(request_id, command_variant).verdict
 
         yield in_memory
     else:
-        shared = await SharedReplayGuard.open(tmp_path / "replay.sqlite")
-        yield shared.admit
+        shared = await SharedReplayGuard.open(tmp_path / "replay.sqlite", max_counter=MAX_COUNTER)
+
+        async def through_file(request_id: RequestId, command_variant: int) -> ReplayVerdict:
+            return (await shared.admit(request_id, command_variant)).verdict
+
+        yield through_file
         await shared.aclose()
 
 
@@ -116,7 +117,7 @@ async def test_signed_pre_command_needs_a_cv4(admit: Admit) -> None:
 async def test_open_pre_commands_are_bounded_oldest_first(
     admit: Admit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replay, "MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR", 2)
+    monkeypatch.setattr(replay_rules, "MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR", 2)
     for counter in (1, 2, 3):
         assert await admit(rid(counter), 4) is ReplayVerdict.FRESH
     assert await admit(rid(1), 5) is ReplayVerdict.REPLAYED  # dropped
@@ -150,11 +151,11 @@ REQUESTS = st.tuples(
 def test_database_decides_as_the_model_does(batches: list[list[tuple[str, int, int]]]) -> None:
     # A cap of 2 makes the oldest-first drop happen inside short runs.
     with (
-        mock.patch.object(replay, "MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR", 2),
+        mock.patch.object(replay_rules, "MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR", 2),
         tempfile.TemporaryDirectory() as folder,
     ):
-        model = ReplayGuard()
-        database = ReplayDatabase(Path(folder) / "replay.sqlite")
+        model = ReplayGuard(max_counter=MAX_COUNTER)
+        database = ReplayDatabase(Path(folder) / "replay.sqlite", max_counter=MAX_COUNTER)
         try:
             for batch in batches:
                 requests = [(rid(c, originator=o), cv) for o, c, cv in batch]
@@ -192,15 +193,15 @@ def test_a_file_from_the_single_process_gateway_is_migrated(tmp_path: Path) -> N
         db.executemany(
             "INSERT INTO open_pre_command VALUES (?, ?)", [(SUP, 10 - shift), (SUP, 20 - shift)]
         )
-    with mock.patch.object(replay, "MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR", 2):
+    with mock.patch.object(replay_rules, "MAX_OPEN_PRE_COMMANDS_PER_ORIGINATOR", 2):
         database = ReplayDatabase(path)
         try:
             fresh, e1 = ReplayVerdict.FRESH, ReplayVerdict.REPLAYED
             # 31's allowance is the third: the cap of 2 drops the oldest, 10.
             first = [(rid(30), 1), (rid(31), 4), (rid(10), 5), (rid(20), 5)]
-            assert database.decide_batch(first) == [e1, fresh, e1, fresh]
+            assert [a.verdict for a in database.decide_batch(first)] == [e1, fresh, e1, fresh]
             second = [(rid(20), 5), (rid(31), 5)]
-            assert database.decide_batch(second) == [e1, fresh]
+            assert [a.verdict for a in database.decide_batch(second)] == [e1, fresh]
         finally:
             database.close()
     assert_counts_consistent(path)
@@ -212,21 +213,21 @@ def test_a_file_from_the_single_process_gateway_is_migrated(tmp_path: Path) -> N
 async def test_restart_survival(tmp_path: Path) -> None:
     path = tmp_path / "replay.sqlite"
     first = await SharedReplayGuard.open(path)
-    assert await first.admit(rid(41), 1) is ReplayVerdict.FRESH
-    assert await first.admit(rid(42), 4) is ReplayVerdict.FRESH
-    assert await first.admit(rid(3, originator=NET), 1) is ReplayVerdict.FRESH
+    assert (await first.admit(rid(41), 1)).verdict is ReplayVerdict.FRESH
+    assert (await first.admit(rid(42), 4)).verdict is ReplayVerdict.FRESH
+    assert (await first.admit(rid(3, originator=NET), 1)).verdict is ReplayVerdict.FRESH
     # No clean close: a verdict is only given once it is committed.
     second = await SharedReplayGuard.open(path)
-    assert await second.admit(rid(41), 1) is ReplayVerdict.REPLAYED
-    assert await second.admit(rid(3, originator=NET), 1) is ReplayVerdict.REPLAYED
-    assert await second.admit(rid(42), 5) is ReplayVerdict.FRESH  # the CV 4's allowance
-    assert await second.admit(rid(43), 1) is ReplayVerdict.FRESH
+    assert (await second.admit(rid(41), 1)).verdict is ReplayVerdict.REPLAYED
+    assert (await second.admit(rid(3, originator=NET), 1)).verdict is ReplayVerdict.REPLAYED
+    assert (await second.admit(rid(42), 5)).verdict is ReplayVerdict.FRESH  # the CV 4's allowance
+    assert (await second.admit(rid(43), 1)).verdict is ReplayVerdict.FRESH
     await second.aclose()
     third = await SharedReplayGuard.open(path)
-    assert await third.admit(rid(42), 5) is ReplayVerdict.REPLAYED  # consumed before
-    assert await third.admit(rid(43), 1) is ReplayVerdict.REPLAYED
+    assert (await third.admit(rid(42), 5)).verdict is ReplayVerdict.REPLAYED  # consumed before
+    assert (await third.admit(rid(43), 1)).verdict is ReplayVerdict.REPLAYED
     # The first guard's floor is stale (41); the database still refuses 43 for it.
-    assert await first.admit(rid(43), 1) is ReplayVerdict.REPLAYED
+    assert (await first.admit(rid(43), 1)).verdict is ReplayVerdict.REPLAYED
     await third.aclose()
     await first.aclose()
     with pytest.raises(trio.ClosedResourceError):
@@ -251,7 +252,7 @@ class GatedDatabase(ReplayDatabase):
 
     def decide_in_transaction(
         self, db: sqlite3.Connection, requests: Sequence[tuple[RequestId, int]]
-    ) -> list[ReplayVerdict]:
+    ) -> list[Admission]:
         verdicts = super().decide_in_transaction(db, requests)
         self.gate.wait(PROCESS_TIMEOUT_SECONDS)
         if self.fail_next:
@@ -277,7 +278,9 @@ async def test_concurrent_admissions_share_transactions(
     verdicts: list[ReplayVerdict] = []
 
     async def one(counter: int) -> None:
-        verdicts.append(await guard.admit(rid(counter, originator=originator_for(counter)), 1))
+        verdicts.append(
+            (await guard.admit(rid(counter, originator=originator_for(counter)), 1)).verdict
+        )
 
     async with trio.open_nursery() as nursery:
         for counter in range(requests):
@@ -293,7 +296,7 @@ async def start_in_order(
     verdicts: list[ReplayVerdict | None] = [None] * len(requests)
 
     async def one(index: int, request_id: RequestId, command_variant: int) -> None:
-        verdicts[index] = await guard.admit(request_id, command_variant)
+        verdicts[index] = (await guard.admit(request_id, command_variant)).verdict
 
     for index, (request_id, command_variant) in enumerate(requests):
         nursery.start_soon(one, index, request_id, command_variant)
@@ -321,14 +324,14 @@ async def test_replays_below_the_known_floor_need_no_transaction(
     gated: tuple[SharedReplayGuard, GatedDatabase],
 ) -> None:
     guard, _ = gated
-    assert await guard.admit(rid(10), 4) is ReplayVerdict.FRESH
+    assert (await guard.admit(rid(10), 4)).verdict is ReplayVerdict.FRESH
     transactions = guard.statistics().transactions_total
-    assert await guard.admit(rid(9), 1) is ReplayVerdict.REPLAYED
-    assert await guard.admit(rid(10), 4) is ReplayVerdict.REPLAYED
+    assert (await guard.admit(rid(9), 1)).verdict is ReplayVerdict.REPLAYED
+    assert (await guard.admit(rid(10), 4)).verdict is ReplayVerdict.REPLAYED
     assert guard.statistics().transactions_total == transactions
     assert guard.statistics().refused_in_memory_total == 2
     # A Signed Pre-Command at or below the floor may hold an allowance: asked, not assumed.
-    assert await guard.admit(rid(10), 5) is ReplayVerdict.FRESH
+    assert (await guard.admit(rid(10), 5)).verdict is ReplayVerdict.FRESH
     assert guard.statistics().transactions_total == transactions + 1
 
 
@@ -340,8 +343,8 @@ async def test_a_failed_transaction_decides_nothing(
     with pytest.raises(ReplayStoreError) as failure:
         await guard.admit(rid(1), 4)
     assert isinstance(failure.value.__cause__, OSError)
-    assert await guard.admit(rid(1), 4) is ReplayVerdict.FRESH  # rolled back: still fresh
-    assert await guard.admit(rid(1), 5) is ReplayVerdict.FRESH
+    assert (await guard.admit(rid(1), 4)).verdict is ReplayVerdict.FRESH  # rolled back: still fresh
+    assert (await guard.admit(rid(1), 5)).verdict is ReplayVerdict.FRESH
 
 
 async def test_cancelled_callers_leave_the_transaction_whole(
@@ -354,7 +357,7 @@ async def test_cancelled_callers_leave_the_transaction_whole(
 
     async def one(scope: trio.CancelScope, counter: int) -> None:
         with scope:
-            verdicts.append(await guard.admit(rid(counter), 1))
+            verdicts.append((await guard.admit(rid(counter), 1)).verdict)
 
     async with trio.open_nursery() as nursery:
         for scope, counter in zip(scopes, (1, 2, 3), strict=True):
@@ -368,13 +371,13 @@ async def test_cancelled_callers_leave_the_transaction_whole(
     # The writer's transaction could not be abandoned; the others went when cancelled.
     assert verdicts == [ReplayVerdict.FRESH]
     # Their admissions stay queued and are committed first: their counters are spent.
-    assert await guard.admit(rid(3), 1) is ReplayVerdict.REPLAYED
-    assert await guard.admit(rid(2), 1) is ReplayVerdict.REPLAYED
+    assert (await guard.admit(rid(3), 1)).verdict is ReplayVerdict.REPLAYED
+    assert (await guard.admit(rid(2), 1)).verdict is ReplayVerdict.REPLAYED
     # Cancelled before asking, a caller spends nothing.
     with trio.CancelScope() as scope:
         scope.cancel()
         await guard.admit(rid(4), 1)
-    assert await guard.admit(rid(4), 1) is ReplayVerdict.FRESH
+    assert (await guard.admit(rid(4), 1)).verdict is ReplayVerdict.FRESH
 
 
 async def test_cancelled_before_its_transaction_began_the_batch_goes_back_in_order(
@@ -386,14 +389,14 @@ async def test_cancelled_before_its_transaction_began_the_batch_goes_back_in_ord
     outcome: list[object] = []
 
     async def writer() -> None:
-        outcome.append(await guard.admit(rid(1), 1))
+        outcome.append((await guard.admit(rid(1), 1)).verdict)
         # Same step as the wake-up: the follower is woken, not yet running, when cancelled;
         # it becomes the next writer and is cancelled on entering the worker thread.
         follower.cancel()
 
     async def waiting() -> None:
         with follower:
-            outcome.append(await guard.admit(rid(2), 4))
+            outcome.append((await guard.admit(rid(2), 4)).verdict)
         outcome.append("cancelled" if follower.cancelled_caught else "not cancelled")
 
     async with trio.open_nursery() as nursery:
@@ -404,7 +407,9 @@ async def test_cancelled_before_its_transaction_began_the_batch_goes_back_in_ord
         database.gate.set()
     assert outcome == [ReplayVerdict.FRESH, "cancelled"]
     assert guard.statistics().queued == 1  # put back, not lost
-    assert await guard.admit(rid(2), 5) is ReplayVerdict.FRESH  # the requeued CV 4 went first
+    assert (
+        await guard.admit(rid(2), 5)
+    ).verdict is ReplayVerdict.FRESH  # the requeued CV 4 went first
 
 
 async def test_callers_wait_beyond_the_queue_bound(
@@ -430,7 +435,7 @@ async def test_a_peer_holding_the_write_lock_is_waited_for(tmp_path: Path) -> No
     verdicts: list[ReplayVerdict] = []
 
     async def one() -> None:
-        verdicts.append(await guard.admit(rid(1), 1))
+        verdicts.append((await guard.admit(rid(1), 1)).verdict)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(one)
@@ -445,7 +450,7 @@ async def test_a_peer_holding_the_write_lock_is_waited_for(tmp_path: Path) -> No
         await impatient.admit(rid(2), 1)
     assert isinstance(failure.value.__cause__, sqlite3.OperationalError)
     peer.execute("COMMIT")
-    assert await impatient.admit(rid(2), 1) is ReplayVerdict.FRESH
+    assert (await impatient.admit(rid(2), 1)).verdict is ReplayVerdict.FRESH
     peer.close()
     await impatient.aclose()
     await guard.aclose()
@@ -459,16 +464,16 @@ class AuditedDatabase(ReplayDatabase):
 
     def decide_in_transaction(
         self, db: sqlite3.Connection, requests: Sequence[tuple[RequestId, int]]
-    ) -> list[ReplayVerdict]:
-        verdicts = super().decide_in_transaction(db, requests)
+    ) -> list[Admission]:
+        admissions = super().decide_in_transaction(db, requests)
         db.executemany(
             "INSERT INTO audit (pid, originator, counter, variant, code) VALUES (?, ?, ?, ?, ?)",
             [
-                (os.getpid(), r.originator, r.counter, variant, verdict.code)
-                for (r, variant), verdict in zip(requests, verdicts, strict=True)
+                (os.getpid(), r.originator, r.counter, variant, admission.verdict.code)
+                for (r, variant), admission in zip(requests, admissions, strict=True)
             ],
         )
-        return verdicts
+        return admissions
 
 
 WORKER_ORIGINATORS = (SUP, NET, "90-B3-D5-1F-30-03-00-00")
@@ -503,7 +508,7 @@ async def run_worker(path: Path, worker: int, tasks: int, admissions: int) -> No
                 request_id = rid(counters[originator], originator=originator)
                 if variant == 4:
                     transforms.append(request_id)
-            if (await guard.admit(request_id, variant)) is ReplayVerdict.FRESH:
+            if (await guard.admit(request_id, variant)).verdict is ReplayVerdict.FRESH:
                 print(request_id.originator, request_id.counter, variant, flush=True)
 
     async with trio.open_nursery() as nursery:
@@ -585,12 +590,12 @@ def assert_commit_order_is_sound(path: Path) -> list[tuple[int, str, int, int]]:
     highest: dict[str, int] = {}
     transforms: set[tuple[str, int]] = set()
     for _, originator, counter, variant in rows:
-        if variant in replay.SIGNED_PRE_COMMAND_VARIANTS:
+        if variant in replay_rules.SIGNED_PRE_COMMAND_VARIANTS:
             transforms.remove((originator, counter))  # KeyError: no (or a spent) allowance
             continue
         assert counter > highest.get(originator, -1), (originator, counter)
         highest[originator] = counter
-        if variant == replay.TRANSFORM_VARIANT:
+        if variant == replay_rules.TRANSFORM_VARIANT:
             transforms.add((originator, counter))
     assert {o: c + 2**63 for o, c in last_on_disk.items()} == highest
     assert_counts_consistent(path)
@@ -640,6 +645,6 @@ async def test_a_worker_killed_mid_run_leaves_its_acceptances_on_disk(tmp_path: 
     assert set(doomed.accepted()) <= on_disk  # every acceptance it reported was committed
     guard = await SharedReplayGuard.open(path)
     for originator, counter, variant in doomed.accepted():
-        verdict = await guard.admit(rid(counter, originator=originator), variant)
+        verdict = (await guard.admit(rid(counter, originator=originator), variant)).verdict
         assert verdict is not ReplayVerdict.FRESH
     await guard.aclose()

@@ -110,12 +110,12 @@ def test_quarantined_requests_do_not_count_and_releases_count_once() -> None:
 
 
 def test_attribute_limit_quarantines_without_counting() -> None:
-    limits = (AttributeLimit(srv="2.2", attribute="TopUpAmount", max=5000),)
+    limits = (AttributeLimit(srv="2.2", attribute="emergency_credit_limit", max=5000),)
     s = store(rule("user_quarantine", 1), limits=limits)
     u = PARTY_SUPPLIER_ID
-    big = s.check_and_count(u, "2.2", 0.0, {"TopUpAmount": 5001})
+    big = s.check_and_count(u, "2.2", 0.0, {"emergency_credit_limit": 5001})
     assert (big.action, big.breach) == (Action.QUARANTINE, "ADAttributeLimitsBreach")
-    assert s.check_and_count(u, "2.2", 0.0, {"TopUpAmount": 5000}).action is Action.ALLOW
+    assert s.check_and_count(u, "2.2", 0.0, {"emergency_credit_limit": 5000}).action is Action.ALLOW
 
 
 def test_user_without_rules_is_allowed_cheaply() -> None:

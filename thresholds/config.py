@@ -19,11 +19,15 @@ A rules file looks like this (every key is checked; unknown keys are refused)::
     limit = 50
     kind = "warning"
 
-    [[attribute_limits]]
+    [[attribute_limits]]        # every tariff price a 1.1.1 request carries
     user_id = "*"
-    srv = "2.2"
-    attribute = "TopUpAmount"
+    srv = "1.1.1"
+    attribute = "price"
+    min = 0
     max = 10000
+
+Attribute names are those the request decoder reads (mmc/limited_attributes.py);
+any other name is refused, listing the known ones.
 
 Thresholds are per User ID (SEC consultation §3.7 ¶134), never per party: a rule
 with `user_id = "*"` applies to *each* User ID separately, it is not a shared pool.
@@ -34,6 +38,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+
+from mmc.limited_attributes import ATTRIBUTE_NAMES
 
 # Canonical DUIS form only (upper-case hex pairs), so rules and request User IDs
 # compare as plain strings on the hot path; "*" means each User ID separately.
@@ -81,6 +87,9 @@ class AttributeLimit(Base, frozen=True, kw_only=True):
     max: float | None = None
 
     def __post_init__(self) -> None:
+        if self.attribute not in ATTRIBUTE_NAMES:
+            known = ", ".join(sorted(ATTRIBUTE_NAMES))
+            raise ValueError(f"unknown attribute {self.attribute!r}; known attributes: {known}")
         if self.min is None and self.max is None:
             raise ValueError(f"attribute limit on {self.attribute!r} needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:

@@ -18,8 +18,9 @@ Semantics, decided here once for every store:
   the first in config order wins. A quarantined request carries no warnings:
   it was not counted, so it crossed nothing.
 * **Warnings.** Every processed request above a warning limit returns WARN
-  with each exceeded warning rule; `ThresholdHit.crossed` marks the request that
-  first went over (count == limit + 1), which is the one to notify on.
+  with each exceeded warning rule. Which of them is a *crossing*, the one to
+  log and count, needs memory of earlier crossings: `thresholds.crossings`
+  marks `ThresholdHit.crossed` (once per crossing per window, defined there).
 """
 
 from __future__ import annotations
@@ -46,12 +47,9 @@ class Action(enum.Enum):
 
 class ThresholdHit(msgspec.Struct, frozen=True):
     rule: ThresholdRule
-    count: int  # the count including this request
-
-    @property
-    def crossed(self) -> bool:
-        """This request took the count over the limit (notify once per crossing)."""
-        return self.count == self.rule.limit + 1
+    count: int  # the count including this request (saturates just above the limit)
+    # Set by thresholds.crossings.CrossingLatch: this request is a crossing, to notify on.
+    crossed: bool = False
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -177,7 +175,11 @@ def decide(
 
 
 def _out_of_bounds(limit: AttributeLimit, value: AttributeValue) -> float | None:
-    """The first value outside [min, max] (bounds inclusive), or None."""
+    """The first value outside [min, max] (bounds inclusive), or None.
+
+    Several values (a tariff's prices, given as their smallest and largest) are
+    each judged against both bounds.
+    """
     values: Sequence[float] = (value,) if isinstance(value, int | float) else value
     for v in values:
         if (limit.min is not None and v < limit.min) or (limit.max is not None and v > limit.max):

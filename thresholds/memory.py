@@ -8,6 +8,10 @@ Counts are exact (windows.ExactWindow) for counters whose largest limit is at
 most `exact_limit_max`, and bucketed (conservative by at most one bucket) above.
 Memory grows with the User IDs seen; those reach this stage only after
 authentication, so they are bounded by the registry.
+
+Counts can outlive the process: the store remembers which counters changed
+(`changed_counters`, for a periodic and a shutdown snapshot) and takes saved
+counts back (`restore`), both as `thresholds.snapshot` values.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from thresholds.config import ThresholdConfig
+from thresholds.crossings import CrossingLatch
 from thresholds.engine import (
     ALLOW,
     NO_ATTRIBUTES,
@@ -28,17 +33,19 @@ from thresholds.engine import (
     decide,
     new_counter,
 )
+from thresholds.snapshot import CounterKey, CounterState, counter_state, restored_counter
 from thresholds.windows import BucketWindow, ExactWindow, WindowCounter
 
 
 class _Bound:
     """A plan with its live counters, cached per (User ID, SRV)."""
 
-    __slots__ = ("counters", "empty", "plan")
+    __slots__ = ("counters", "empty", "keys", "plan")
 
-    def __init__(self, plan: Plan, counters: list[WindowCounter]) -> None:
+    def __init__(self, plan: Plan, counters: list[WindowCounter], keys: list[CounterKey]) -> None:
         self.plan = plan
         self.counters = counters
+        self.keys = keys
         self.empty = plan.empty
 
 
@@ -46,7 +53,9 @@ class MemoryThresholdStore:
     def __init__(self, config: ThresholdConfig) -> None:
         self._config = config
         self._bound: dict[tuple[str, str], _Bound] = {}
-        self._counters: dict[tuple[str, str, int], WindowCounter] = {}
+        self._counters: dict[CounterKey, WindowCounter] = {}
+        self._crossings = CrossingLatch()
+        self._changed: set[CounterKey] = set()  # since the last changed_counters()
 
     @property
     def config(self) -> ThresholdConfig:
@@ -70,6 +79,9 @@ class MemoryThresholdStore:
         if decision.action is not Action.QUARANTINE:
             for c in counters:
                 c.add(now_seconds)
+            self._changed.update(bound.keys)
+            if decision.action is Action.WARN:
+                decision = self._crossings.mark(user_id, decision, now_seconds)
         return decision
 
     def commit_release(self, user_id: str, srv: str, now_seconds: float) -> None:
@@ -82,6 +94,41 @@ class MemoryThresholdStore:
             bound = self._bind(user_id, srv)
         for c in bound.counters:
             c.add(now_seconds)
+        self._changed.update(bound.keys)
+
+    def changed_counters(
+        self, now_seconds: float
+    ) -> tuple[dict[CounterKey, CounterState], list[CounterKey]]:
+        """Counters changed since the last call: their counts, and those now counting
+        nothing (or dropped by a reload), for a snapshot to write and to delete."""
+        changed, self._changed = self._changed, set()
+        live: dict[CounterKey, CounterState] = {}
+        gone: list[CounterKey] = []
+        for key in changed:
+            counter = self._counters.get(key)
+            state = None if counter is None else counter_state(counter, now_seconds)
+            if state is None:
+                gone.append(key)
+            else:
+                live[key] = state
+        return live, gone
+
+    def restore(self, saved: Mapping[CounterKey, CounterState]) -> int:
+        """Take back saved counts (at start, before any request); returns how many fit.
+
+        Counters no rule uses any more, or whose shape changed, are left out; all
+        are marked changed, so the next snapshot rewrites or drops them.
+        """
+        restored = 0
+        for key, state in saved.items():
+            self._changed.add(key)
+            spec = counter_spec(self._config, *key)
+            counter = None if spec is None else restored_counter(state, spec, self._config)
+            if counter is not None:
+                self._counters[key] = counter
+                restored += 1
+        self._bound = {}
+        return restored
 
     def reload(self, config: ThresholdConfig) -> None:
         """Apply new rules, keeping counts where the counter's shape allows it.
@@ -92,6 +139,8 @@ class MemoryThresholdStore:
         """
         old = self._counters
         self._config = config
+        self._crossings.retain(config.rules)
+        self._changed.update(old)  # kept ones are rewritten, dropped ones deleted
         self._bound = {}
         self._counters = {}
         for (user_id, srv_key, window), counter in old.items():
@@ -103,13 +152,15 @@ class MemoryThresholdStore:
     def _bind(self, user_id: str, srv: str) -> _Bound:
         plan = compile_plan(self._config, user_id, srv)
         counters: list[WindowCounter] = []
+        keys: list[CounterKey] = []
         for spec in plan.counters:
             key = (user_id, spec.srv, spec.window_seconds)
             counter = self._counters.get(key)
             if counter is None:
                 counter = self._counters[key] = new_counter(spec, self._config)
             counters.append(counter)
-        bound = self._bound[(user_id, srv)] = _Bound(plan, counters)
+            keys.append(key)
+        bound = self._bound[(user_id, srv)] = _Bound(plan, counters, keys)
         return bound
 
 

@@ -15,9 +15,17 @@ the file, never reused after a delete, and offset by `node_id * 10**15` so
 nodes with separate files never collide (SQLite's signed 64-bit limit allows
 node_id up to 9222).
 
+Release is journaled in two steps: `begin_release` marks the row `releasing`
+(with the releasing process's owner id) in the transaction that hands out the
+bytes; the caller processes the request until its answer is durable elsewhere
+(jobs journal or outbox) and then calls `finish_release` (`released`). A crash
+in between leaves the row `releasing`: at start the owner resumes every such
+row (`releasing(owner)`), so the User gets its answer once. Owner ids are the
+worker index: only a process's own restarted successor resumes its rows, never a
+live peer sharing the file.
+
 A released request keeps its bytes until `expire` purges finished rows after
-the retention period: if the gateway dies between release and processing, the
-operator can still find it. A deleted request's bytes are dropped at once.
+the retention period. A deleted request's bytes are dropped at once.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, Literal, NewType, Protocol, TypeVar
+from typing import Any, Final, Literal, NewType, NoReturn, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -37,7 +45,7 @@ from journal.times import from_us, to_us
 from thresholds.config import Breach
 
 QuarantineEventRef = NewType("QuarantineEventRef", int)
-QuarantineState = Literal["held", "released", "deleted"]
+QuarantineState = Literal["held", "releasing", "released", "deleted"]
 
 QUEUE_SIZE: Final = 1024  # operations waiting for the writer; senders wait beyond it
 MAX_BATCH_OPS: Final = 256  # operations per transaction (one fsync)
@@ -48,7 +56,7 @@ MAX_NODE_ID: Final = (2**63 - 1) // REFS_PER_NODE - 1
 
 _COLUMNS: Final = (
     "event_ref, user_id, request_id, srv, duis_version, breach, held_at_us, state, "
-    "finished_at_us, raw_request"
+    "finished_at_us, raw_request, release_owner"
 )
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -61,10 +69,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
     held_at_us INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'held',
     finished_at_us INTEGER,
-    raw_request BLOB NOT NULL
+    raw_request BLOB NOT NULL,
+    release_owner INTEGER
 );
 CREATE INDEX IF NOT EXISTS quarantine_by_state ON quarantine (state, user_id, held_at_us);
 """
+# Files from before the release journal lack the owner column.
+_ADD_RELEASE_OWNER: Final = "ALTER TABLE quarantine ADD COLUMN release_owner INTEGER"
 
 
 class QuarantineItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,6 +101,7 @@ class QuarantinedRequest(msgspec.Struct, frozen=True, kw_only=True):
     state: QuarantineState
     finished_at: dt.datetime | None  # when released or deleted
     raw_request: bytes
+    release_owner: int | None = None  # the process that began releasing it
 
 
 class QuarantineError(Exception):
@@ -210,16 +222,59 @@ class QuarantineStore:
 
         return await self._submit(select)
 
-    async def release(self, ref: int) -> QuarantinedRequest:
-        """Mark released, exactly once, and return the record with the request bytes.
+    async def begin_release(self, ref: int, owner: int) -> QuarantinedRequest:
+        """Mark `releasing` for `owner`, exactly once, and return the record with its bytes.
 
-        Refused with NotHeld if it was released or deleted before.
+        Refused with NotHeld if it is being or was released, or was deleted. Call
+        `finish_release` once the request's answer is durable.
         """
-        return await self._finish(ref, "released", keep_bytes=True)
+
+        def update(conn: sqlite3.Connection) -> QuarantinedRequest:
+            found = conn.execute(
+                f"UPDATE quarantine SET state = 'releasing', release_owner = ?"
+                f" WHERE event_ref = ? AND state = 'held' RETURNING {_COLUMNS}",
+                (owner, ref),
+            ).fetchone()
+            if found is None:
+                _refuse_not_held(conn, ref)
+            return _row(found)
+
+        return await self._submit(update)
+
+    async def finish_release(self, ref: int) -> None:
+        """`releasing` -> `released`: the request was processed and its answer stored."""
+        now_us = to_us(self._clock.now())
+        await self._submit(
+            lambda conn: conn.execute(
+                "UPDATE quarantine SET state = 'released', finished_at_us = ?"
+                " WHERE event_ref = ? AND state = 'releasing'",
+                (now_us, ref),
+            )
+        )
+
+    async def releasing(self, owner: int) -> list[QuarantinedRequest]:
+        """Releases `owner` began and did not finish (it stopped in between)."""
+        query = (
+            f"SELECT {_COLUMNS} FROM quarantine WHERE state = 'releasing'"
+            " AND release_owner = ? ORDER BY event_ref"
+        )
+        return await self._submit(lambda conn: [_row(r) for r in conn.execute(query, (owner,))])
 
     async def delete(self, ref: int) -> QuarantinedRequest:
         """Mark deleted (never to be processed) and drop the request bytes."""
-        return await self._finish(ref, "deleted", keep_bytes=False)
+        now_us = to_us(self._clock.now())
+
+        def update(conn: sqlite3.Connection) -> QuarantinedRequest:
+            found = conn.execute(
+                f"UPDATE quarantine SET state = 'deleted', finished_at_us = ?, raw_request = x''"
+                f" WHERE event_ref = ? AND state = 'held' RETURNING {_COLUMNS}",
+                (now_us, ref),
+            ).fetchone()
+            if found is None:
+                _refuse_not_held(conn, ref)
+            return _row(found)
+
+        return await self._submit(update)
 
     async def expire(self, retention_seconds: float) -> list[QuarantinedRequest]:
         """Remove held requests older than the retention and return them to notify.
@@ -242,28 +297,6 @@ class QuarantineStore:
             return sorted((_row(r) for r in rows), key=lambda q: q.event_ref)
 
         return await self._submit(remove)
-
-    async def _finish(
-        self, ref: int, state: QuarantineState, *, keep_bytes: bool
-    ) -> QuarantinedRequest:
-        now_us = to_us(self._clock.now())
-
-        def update(conn: sqlite3.Connection) -> QuarantinedRequest:
-            found = conn.execute(
-                f"UPDATE quarantine SET state = ?, finished_at_us = ? WHERE event_ref = ?"
-                f" AND state = 'held' RETURNING {_COLUMNS}",
-                (state, now_us, ref),
-            ).fetchone()
-            if found is None:
-                prior = _select(conn, ref)
-                if prior is None:
-                    raise UnknownEventRef(f"no quarantined request {ref}")
-                raise NotHeld(f"quarantined request {ref} was already {prior[7]}")
-            if not keep_bytes:
-                conn.execute("UPDATE quarantine SET raw_request = x'' WHERE event_ref = ?", (ref,))
-            return _row(found)
-
-        return await self._submit(update)
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # An op submitted before the caller is cancelled may still be applied.
@@ -299,6 +332,9 @@ def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Conn
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(quarantine)")}
+        if "release_owner" not in columns:
+            conn.execute(_ADD_RELEASE_OWNER)
         conn.execute(
             "INSERT INTO sqlite_sequence (name, seq) SELECT 'quarantine', ?"
             " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'quarantine')",
@@ -308,6 +344,15 @@ def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Conn
         conn.close()
         raise
     return conn
+
+
+def _refuse_not_held(conn: sqlite3.Connection, ref: int) -> NoReturn:
+    prior = _select(conn, ref)
+    if prior is None:
+        raise UnknownEventRef(f"no quarantined request {ref}")
+    if prior[7] == "releasing":
+        raise NotHeld(f"quarantined request {ref} is being released")
+    raise NotHeld(f"quarantined request {ref} was already {prior[7]}")
 
 
 def _select(conn: sqlite3.Connection, ref: int) -> tuple[Any, ...] | None:
@@ -329,4 +374,5 @@ def _row(r: tuple[Any, ...]) -> QuarantinedRequest:
         state=r[7],
         finished_at=None if r[8] is None else from_us(r[8]),
         raw_request=bytes(r[9]),
+        release_owner=r[10],
     )

@@ -61,6 +61,7 @@ import msgspec
 import trio
 
 from thresholds.config import RedisStoreSettings, ThresholdConfig
+from thresholds.crossings import CrossingLatch
 from thresholds.engine import (
     ALLOW,
     NO_ATTRIBUTES,
@@ -190,6 +191,13 @@ class RedisThresholdStore:
         self._unread = 0  # own requests counted locally, not yet in a completed read
         self._last_now = -math.inf
         self._flush_lock = trio.Lock()
+        # Crossings are remembered per process: with P processes a crossing may be
+        # reported up to P times per window (each saw the count go over).
+        self._crossings = CrossingLatch()
+
+    @property
+    def config(self) -> ThresholdConfig:
+        return self._config
 
     def overshoot_bound(self, limit: int, processes: int) -> int:
         """Most requests P processes can allow in one window of a rule with `limit`."""
@@ -229,6 +237,8 @@ class RedisThresholdStore:
         decision = decide([c.view.count(now_seconds) + 1 for c in counters], bound.plan, attributes)
         if decision.action is not Action.QUARANTINE:
             self._count(counters, now_seconds)
+            if decision.action is Action.WARN:
+                decision = self._crossings.mark(user_id, decision, now_seconds)
         return decision
 
     async def check_and_count(
