@@ -85,6 +85,40 @@ NO_CONTENT_ELEMENTS = frozenset({
 })  # fmt: skip
 
 
+# MMC elements whose content must name the commodity (or the kind of log) even when the
+# device answered with an error and nothing else: the empty wrapper says which.
+_REQUIRED_WRAPPERS = {
+    "ReadInstantaneousImportRegistersRsp": "commodity",
+    "ReadInstantaneousImportTOUMatricesRsp": "commodity",
+    "ReadNetworkDataRsp": "commodity",
+    "ReadPrepaymentDailyReadLogRsp": "commodity",
+    "ReadTariffPrimaryElementRsp": "commodity",
+    "RetrieveBillingCalendarTriggeredBillingDataLogRsp": "commodity",
+    "RetrieveCoMOrTariffTriggeredBillingDataLogRsp": "commodity",
+    "RetrieveDailyConsumptionLogRsp": "commodity",
+    "ReadDeviceConfigurationMPxNRsp": "commodity",
+    "ReadEventOrSecurityLogRsp": "Log",
+    "ReadDeviceLogRsp": "DeviceLogEntries",
+    "ReadDeviceConfigurationEventAndAlertBehavioursRsp": "settings",
+}
+_ALERT_SETTINGS_BY_USE_CASE = {
+    "ECS25r1": "ElectricitySupplierAlertEventSettings",
+    "ECS25r2": "ElectricityNetworkOperatorAlertEventSettings",
+    "GCS20r": "GasSupplierAlertEventSettings",
+}
+
+
+def _required_wrapper(element: str, use_case: UseCase) -> tuple[Node, ...]:
+    kind = _REQUIRED_WRAPPERS.get(element)
+    if kind is None:
+        return ()
+    if kind == "commodity":
+        kind = "Gas" if use_case.name.startswith("GCS") else "Electricity"
+    elif kind == "settings":
+        kind = _ALERT_SETTINGS_BY_USE_CASE.get(use_case.name, "ElectricitySupplierAlertEventSettings")
+    return (Node(kind),)
+
+
 class MmcOutputError(DecodeError):
     """The message is not one Parse and Correlate outputs (a command, say)."""
 
@@ -240,9 +274,9 @@ def _response_body(source: Source, raw: bytes, srv: str | None) -> _Body:
         encrypted = (_gbcs_data(raw, message, encrypted=True),)
         note = f"{use_case.name} values are encrypted: give the User's key to decrypt them"
         return _Body(encrypted, False, 0, note)
-    rsp = Node(
-        element, None, reading.content, (("MessageSuccess", "true" if reading.success else "false"),)
-    )
+    content = reading.content or _required_wrapper(element, use_case)
+    success = ("MessageSuccess", "true" if reading.success else "false")
+    rsp = Node(element, None, content, (success,))
     nodes = (Node("SMETSData", None, (rsp,)),)
     if reading.debug is not None:
         nodes += (reading.debug,)

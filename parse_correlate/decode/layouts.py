@@ -1,7 +1,8 @@
-"""Readers that place a use case's values in its MMC element (sans-IO)."""
+"""Readers that place a use case's values in its MMC element, by message code."""
 
 from __future__ import annotations
 
+from parse_correlate.decode.layouts_ecs import ECS_LAYOUTS
 from parse_correlate.decode.readers import Reader
 
-LAYOUTS: dict[int, Reader] = {}
+LAYOUTS: dict[int, Reader] = {**ECS_LAYOUTS}

@@ -124,7 +124,11 @@ _CLUSTER_NAMES = {
 
 
 def zcl_status(code: int) -> Node:
-    return branch("Status", leaf("ZCLStatus", _ZCL_STATUSES.get(code, "RESPONSE_CODE_NOT_KNOWN")))
+    name = _ZCL_STATUSES.get(code, "RESPONSE_CODE_NOT_KNOWN")
+    return branch("Status", leaf("ZCLStatus", name), ResponseCode=f"{code:02X}")
+
+
+ZCL_NOT_FOUND = 0x8B  # a log read with no entries in the range asked for: not a failure
 
 
 def gbz_failures(components: list[gbz.GbzComponent]) -> list[tuple[gbz.GbzComponent, Node]]:
@@ -133,7 +137,7 @@ def gbz_failures(components: list[gbz.GbzComponent]) -> list[tuple[gbz.GbzCompon
     for component in components:
         if component.is_default_response:
             status = gbz.default_response_status(component)
-            if status != 0:
+            if status not in (0, ZCL_NOT_FOUND):
                 entry = branch(
                     "ZIGBEECommandResponse",
                     leaf("CommandID", f"0x{component.payload[0]:02X}"),
