@@ -236,10 +236,10 @@ def choose_srv(use_case: UseCase | None, hint: str | None) -> str | None:
 
 
 def _reader_for(use_case: UseCase, element: str, payload: bytes) -> Reader:
-    layout = LAYOUTS.get(use_case.code)
-    if layout is not None:
-        return layout
     no_content = element in NO_CONTENT_ELEMENTS
+    layout = LAYOUTS.get(use_case.code)
+    if layout is not None and not no_content:
+        return layout
     if payload[:1] == bytes([_DLMS_ACCESS_RESPONSE]):
         return lambda source: dlms_ack(source, content_has_no_element=no_content)
     if payload[:2] == _GBZ_PROFILE:

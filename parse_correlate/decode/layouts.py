@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from parse_correlate.decode.layouts_cs import CS_LAYOUTS
 from parse_correlate.decode.layouts_ecs import ECS_LAYOUTS
 from parse_correlate.decode.readers import Reader
 
-LAYOUTS: dict[int, Reader] = {**ECS_LAYOUTS}
+LAYOUTS: dict[int, Reader] = {**ECS_LAYOUTS, **CS_LAYOUTS}

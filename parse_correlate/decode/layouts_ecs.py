@@ -515,6 +515,7 @@ ECS_LAYOUTS: dict[int, Reader] = {
     _C["ECS45"]: _ecs45,
     _C["ECS52"]: _ecs52,
     _C["ECS66"]: _ecs66,
+    _C["ECS70"]: _ecs70,
     _C["ECS82"]: _ecs82,
 }
 assert all(code in USE_CASES_BY_CODE for code in ECS_LAYOUTS)
