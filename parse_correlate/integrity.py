@@ -33,12 +33,22 @@ _P256_SCALAR_BYTES = 32
 
 
 class Credentials(NamedTuple):
-    """What a reader of device messages may hold. Key agreement: the User's private key
-    and the device's public key (MACs, encrypted values). Signing: the device's
-    digital-signing public key (signed responses and alerts)."""
+    """What a reader of device messages may hold.
 
-    key_agreement: KeyAgreement | None = None
+    user_keys: the User's key agreement private key and the device's public key. They
+    decrypt protected values, and check the MAC of a message addressed to the User.
+    mac_keys: the MAC recipient's pair when that is not the User: a response to a
+    command the DCC sent for the User (GBCS 4.3.1.4: the User is then the supplementary
+    remote party) is MACed for the DCC's Access Control Broker.
+    device_signing_key: the device's digital-signing public key (signed messages)."""
+
+    user_keys: KeyAgreement | None = None
     device_signing_key: ec.EllipticCurvePublicKey | None = None
+    mac_keys: KeyAgreement | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(key is not None for key in self)
 
 
 class Authentication(enum.StrEnum):
@@ -66,9 +76,12 @@ def authenticate(message: GbcsMessage, credentials: Credentials | None) -> Authe
     device's signing key; a check without its key is not made (NOT_AUTHENTICATED)."""
     credentials = credentials or Credentials()
     if message.mac is not None:
-        if credentials.key_agreement is None:
+        keys = credentials.mac_keys
+        if keys is None and message.header.supplementary_remote_party is None:
+            keys = credentials.user_keys  # the message is addressed to the User
+        if keys is None:
             return Authentication.NOT_AUTHENTICATED
-        if not verify_mac(message, credentials.key_agreement):
+        if not verify_mac(message, keys):
             raise IntegrityError("MAC", message)
         return Authentication.MAC_VERIFIED
     if message.signature:
@@ -76,7 +89,7 @@ def authenticate(message: GbcsMessage, credentials: Credentials | None) -> Authe
             return Authentication.NOT_AUTHENTICATED
         verify_device_signature(message, credentials.device_signing_key)
         return Authentication.SIGNATURE_VERIFIED
-    if credentials.key_agreement is not None or credentials.device_signing_key is not None:
+    if credentials.any:
         # Every device response and alert carries one or the other: one stripped of
         # both must not pass as unchecked when the reader could have checked it.
         raise IntegrityError("protection (neither MAC nor signature present)", message)

@@ -333,7 +333,7 @@ def render_mmc_output(
     if cra is Cra.COMMAND:
         raise MmcOutputError("a command has no MMC output: only responses and alerts")
     authentication = authenticate(message, credentials)
-    keys = credentials.key_agreement if credentials is not None else None
+    keys = credentials.user_keys if credentials is not None else None
     source = Source(message, keys)
     srv = None
     if cra is Cra.RESPONSE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from parse_correlate.decode.layouts_cs import CS_LAYOUTS
 from parse_correlate.decode.layouts_ecs import ECS_LAYOUTS
+from parse_correlate.decode.layouts_gcs import GCS_LAYOUTS
 from parse_correlate.decode.readers import Reader
 
-LAYOUTS: dict[int, Reader] = {**ECS_LAYOUTS, **CS_LAYOUTS}
+LAYOUTS: dict[int, Reader] = {**ECS_LAYOUTS, **GCS_LAYOUTS, **CS_LAYOUTS}
