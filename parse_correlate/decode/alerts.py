@@ -57,6 +57,11 @@ ALERT_DESCRIPTIONS: dict[int, str] = {
 }
 
 
+def describe_event(code: int) -> str | None:
+    """The GBCS name of an event or alert code, when this table knows it."""
+    return ALERT_DESCRIPTIONS.get(code)
+
+
 class AlertHeader(NamedTuple):
     code: int
     raised_at: dt.datetime | None

@@ -9,6 +9,7 @@ MessageSuccess says whether every attribute came back.
 from __future__ import annotations
 
 from parse_correlate.decode import cosem
+from parse_correlate.decode.alerts import describe_event
 from parse_correlate.decode.cosem import Values, date_time, integer, log_time, octets, register, text
 from parse_correlate.decode.errors import DecodeError
 from parse_correlate.decode.nodes import Node, branch, leaf
@@ -489,6 +490,57 @@ def _ecs70_by_srv(source: Source) -> Reading:
     return _ecs70(source)
 
 
+def _ecs27(source: Source) -> Reading:
+    # 0-0:94.44.0.3 disable supply on load limit (boolean), 0-0:94.44.42 load limit
+    # counter (value, scaler/unit), limiter 0-0:17.0.0 threshold (4), minimum over (6)
+    # and under (7) threshold durations.
+    values, reading = cosem.read(source)
+    disable = values.get(0)
+    state = None
+    if isinstance(disable, bool):
+        state = leaf("LoadLimitSupplyState", "Disable" if disable else "Unchanged")
+    return _done(
+        reading,
+        cosem.optional_leaf("LoadLimitCounterValue", integer(values.get(1), "counter")),
+        cosem.optional_leaf("LoadLimitPowerThreshold", integer(values.get(3), "threshold")),
+        cosem.optional_leaf("LoadLimitPeriod", integer(values.get(4), "period")),
+        cosem.optional_leaf("LoadLimitRestorationPeriod", integer(values.get(5), "restoration")),
+        state,
+    )
+
+
+MAX_LOG_ENTRIES = 100  # the schema's LogEntry limit
+
+
+def _event_log(source: Source) -> Reading:
+    # A profile of 0-0:99.98.x (event, security or power event log) read by range:
+    # (UTC seconds, event code[, other information]) per entry, oldest first.
+    values, reading = cosem.read(source)
+    entries = values.get(0)
+    if entries is None:
+        return _done(reading, branch("Log"))
+    if not isinstance(entries, list):
+        raise DecodeError("event log is not a list of entries")
+    nodes = []
+    for entry in entries[-MAX_LOG_ENTRIES:]:
+        match entry:
+            case (int() as seconds, int() as code, *rest) if len(rest) <= 1:
+                pass
+            case _:
+                raise DecodeError(f"event log entry {entry!r:.80} is not (time, code, ...)")
+        other = rest[0] if rest and isinstance(rest[0], bytes) and rest[0] else None
+        nodes.append(
+            branch(
+                "LogEntry",
+                leaf("Timestamp", log_time(seconds)),
+                leaf("LogCode", code.to_bytes(2, "big")),
+                cosem.optional_leaf("LogMeaning", describe_event(code)),
+                cosem.optional_leaf("OtherInformation", other),
+            )
+        )
+    return _done(reading, branch("Log", *nodes))
+
+
 _C = MESSAGE_CODES
 ECS_LAYOUTS: dict[int, Reader] = {
     _C["ECS17a"]: _ecs17a,
@@ -501,6 +553,12 @@ ECS_LAYOUTS: dict[int, Reader] = {
     _C["ECS23"]: _ecs23,
     _C["ECS23b"]: _ecs23b,
     _C["ECS26b"]: _ecs26b,
+    _C["ECS27"]: _ecs27,
+    _C["ECS35a"]: _event_log,
+    _C["ECS35b"]: _event_log,
+    _C["ECS35c"]: _event_log,
+    _C["ECS35d"]: _event_log,
+    _C["ECS35e"]: _event_log,
     _C["ECS26c"]: _ecs26c,
     _C["ECS26d"]: _ecs26d,
     _C["ECS26e"]: _identity_reader("device", "variant", "model", "manufacturer", "tamper"),

@@ -12,6 +12,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from parse_correlate.decode import gbz
+from parse_correlate.decode.alerts import describe_event
+from parse_correlate.decode.gbz import ZclReader
 from parse_correlate.decode.errors import DecodeError
 from parse_correlate.decode.nodes import Node, branch, leaf
 from parse_correlate.decode.readers import Reader, Reading, Source, gbz_outcome, gbz_plain
@@ -34,7 +36,6 @@ START_SAMPLING_RESPONSE = 0x0D
 PUBLISH_BILLING_PERIOD = 0x09
 _PAYMENT_CONTROL_PREPAYMENT = 0x0002  # Payment Control Configuration bit 1
 _SUPPLY_STATES = {0: "Disabled", 1: "Armed", 2: "Enabled"}
-_TAMPER_STATES = {0: "Unchanged", 1: "Locked"}  # hmm: see _gas_state
 _MODEL_TYPE_CHARS = 8
 
 
@@ -265,8 +266,44 @@ def _gcs31(source: Source) -> Reading:
     return _done(reading)
 
 
+EVENTS = 0x0709
+PUBLISH_EVENT_LOG = 0x01
+MAX_LOG_ENTRIES = 100  # the schema's LogEntry limit
+
+
+def _cs10(source: Source) -> Reading:
+    # Events cluster Publish Event Log: total matching events (2), command index (1),
+    # total commands (1), log payload control (1), then per event: log id (1), event id
+    # (2), event time (ZCL UTC, 4), event data (octet string).
+    components, reading = gbz_outcome(source)
+    nodes = []
+    for component in components:
+        if not (component.cluster == EVENTS and component.cluster_specific
+                and component.command == PUBLISH_EVENT_LOG):  # fmt: skip
+            continue
+        reader = ZclReader(gbz_plain(source, component))
+        reader.take(5, "event log header")
+        while reader.remaining:
+            reader.uint(1, "log id")
+            code = reader.uint(2, "event id")
+            moment = gbz.utc_time(reader.uint(4, "event time"))
+            data = reader.octets("event data")
+            nodes.append(
+                branch(
+                    "LogEntry",
+                    leaf("Timestamp", moment) if moment is not None else None,
+                    leaf("LogCode", code.to_bytes(2, "big")),
+                    _optional("LogMeaning", describe_event(code)),
+                    leaf("OtherInformation", data) if data else None,
+                )
+            )
+    return _done(reading, branch("Log", *nodes[-MAX_LOG_ENTRIES:]))
+
+
 _C = MESSAGE_CODES
 GCS_LAYOUTS: dict[int, Reader] = {
+    _C["CS10a"]: _cs10,
+    _C["CS10b"]: _cs10,
     _C["GCS13a"]: _gcs13a,
     _C["GCS13b"]: _gcs13b,
     _C["GCS13c"]: _gcs13c,
