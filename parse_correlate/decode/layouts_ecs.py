@@ -541,6 +541,144 @@ def _event_log(source: Source) -> Reading:
     return _done(reading, branch("Log", *nodes))
 
 
+def _pairs(entries: object, what: str) -> list[tuple[int, tuple[int, ...]]]:
+    """A log buffer of (UTC seconds, value...) entries, each value an integer."""
+    if not isinstance(entries, list):
+        raise DecodeError(f"{what} is not a list of entries")
+    rows = []
+    for entry in entries:
+        match entry:
+            case (int() as seconds, *numbers) if numbers and all(
+                isinstance(n, int) and not isinstance(n, bool) for n in numbers
+            ):
+                rows.append((seconds, tuple(int(n) for n in numbers)))  # type: ignore[arg-type]
+            case _:
+                raise DecodeError(f"{what} entry {entry!r:.80} is not (time, values)")
+    return rows
+
+
+def _amount_log(wrapper: str, limit: int) -> Reader:
+    # 0-0:98.1.4 payment-based debt payments, 0-0:98.1.5 prepayment credits: (time, amount).
+    def reader(source: Source) -> Reading:
+        values, reading = cosem.read(source)
+        entries = values.get(0)
+        if entries is None:
+            return _done(reading)
+        rows = _pairs(entries, wrapper)[-limit:]
+        nodes = [
+            branch("LogEntry", leaf("Amount", numbers[0]), leaf("Timestamp", log_time(seconds)))
+            for seconds, numbers in rows
+        ]
+        return _done(reading, branch(wrapper, *nodes))
+
+    return reader
+
+
+def _ecs21c(source: Source) -> Reading:
+    # 0-0:98.1.10 export daily read log: (time, active export register).
+    values, reading = cosem.read(source)
+    entries = values.get(0)
+    rows = _pairs(entries, "export daily read log")[-31:] if entries is not None else []
+    return _done(reading, *(
+        branch("LogEntry", leaf("ActiveExportRegisterValue", numbers[0]),
+               leaf("TimeStamp", log_time(seconds)))
+        for seconds, numbers in rows
+    ))  # fmt: skip
+
+
+def _ecs22c(source: Source) -> Reading:
+    # 0-0:99.1.2 reactive import profile: (time, reactive energy imported).
+    values, reading = cosem.read(source)
+    entries = values.get(0)
+    rows = _pairs(entries, "reactive import profile") if entries is not None else []
+    return _done(reading, *(
+        branch("LogEntry", leaf("ReactiveEnergyImportedValue", numbers[0]),
+               leaf("Timestamp", log_time(seconds)))
+        for seconds, numbers in rows
+    ))  # fmt: skip
+
+
+def _ecs22a(source: Source) -> Reading:
+    # 0-0:99.1.1 export profile: (time, active energy exported, reactive energy exported).
+    values, reading = cosem.read(source)
+    entries = values.get(0)
+    rows = _pairs(entries, "export profile") if entries is not None else []
+    nodes = []
+    for seconds, numbers in rows:
+        if len(numbers) != 2:
+            raise DecodeError("export profile entry is not (time, active, reactive)")
+        nodes.append(branch("LogEntry", leaf("ActiveEnergyExportedValue", numbers[0]),
+                            leaf("ReactiveEnergyExportedValue", numbers[1]),
+                            leaf("Timestamp", log_time(seconds))))  # fmt: skip
+    return _done(reading, *nodes)
+
+
+def _ecs22b(source: Source) -> Reading:
+    # Protected 0-0:43.2.7 active import profile: (time, primary [, secondary element]).
+    values, reading = cosem.read(source)
+    match values.plain(0):
+        case None:
+            return _done(reading)
+        case (list() as entries,):
+            pass
+        case other:
+            raise DecodeError(f"unexpected active import profile {other!r:.80}")
+    nodes = []
+    for seconds, numbers in _pairs(entries, "active import profile"):
+        if len(numbers) > 2:
+            raise DecodeError("active import profile entry has more than two values")
+        nodes.append(branch(
+            "LogEntry", leaf("Timestamp", log_time(seconds)),
+            branch("Electricity", leaf("PrimaryValue", numbers[0]),
+                   leaf("SecondaryValue", numbers[1]) if len(numbers) > 1 else None),
+        ))  # fmt: skip
+    return _done(reading, *nodes)
+
+
+def _eui(raw: object) -> str:
+    if not isinstance(raw, bytes) or len(raw) != 8:
+        raise DecodeError("a device id is 8 bytes")
+    return "-".join(f"{b:02X}" for b in raw)
+
+
+def _chf_device_log(source: Source) -> Reading:
+    # 0-0:30.3.0 (CHF device log) attribute 4: per device (EUI-64, ..., the date-time of
+    # its last communication at position 8, ...).
+    values, reading = cosem.read(source)
+    entries = values.get(0)
+    if entries is None:
+        return _done(reading, branch("CHFDeviceLog"))
+    if not isinstance(entries, list):
+        raise DecodeError("CHF device log is not a list")
+    nodes = []
+    for entry in entries[:16]:
+        if not isinstance(entry, tuple) or len(entry) < 9:
+            raise DecodeError("CHF device log entry is too short")
+        nodes.append(branch(
+            "CHFDeviceLogEntry", leaf("DeviceID", _eui(entry[0])),
+            cosem.optional_leaf("LastCommunicationsDateTime", date_time(entry[8], "last contact")),
+        ))  # fmt: skip
+    return _done(reading, branch("CHFDeviceLog", *nodes))
+
+
+def _chf_connected_log(source: Source) -> Reading:
+    # Methods on 0-0:30.3.0 (current) and 0-0:30.3.1 (historic) connected device logs:
+    # (date-time, nonce, [(EUI-64, security details)]).
+    values, reading = cosem.read(source)
+    groups = []
+    for index, name in ((0, "CHFCurrentConnectedDeviceLogEntry"),
+                        (1, "CHFHistoricConnectedDeviceLogEntry")):  # fmt: skip
+        match values.get(index):
+            case None:
+                continue
+            case (_, _, list() as devices):
+                groups += [branch(name, leaf("DeviceID", _eui(d[0]))) for d in devices[:16]
+                           if isinstance(d, tuple) and d]  # fmt: skip
+            case other:
+                raise DecodeError(f"unexpected connected device log {other!r:.80}")
+    return _done(reading, branch("CHFConnectedDeviceLog", *groups))
+
+
 _C = MESSAGE_CODES
 ECS_LAYOUTS: dict[int, Reader] = {
     _C["ECS17a"]: _ecs17a,
@@ -552,6 +690,15 @@ ECS_LAYOUTS: dict[int, Reader] = {
     _C["ECS18b"]: _ecs18b,
     _C["ECS23"]: _ecs23,
     _C["ECS23b"]: _ecs23b,
+    _C["ECS20a"]: _amount_log("PaymentBasedDebtRepayment", 10),
+    _C["ECS20d"]: _amount_log("PrepaymentCredits", 5),
+    _C["ECS21c"]: _ecs21c,
+    _C["ECS22a"]: _ecs22a,
+    _C["ECS22b"]: _ecs22b,
+    _C["ECS22c"]: _ecs22c,
+    _C["CCS05CCS04"]: _chf_device_log,
+    _C["CCS06"]: _chf_device_log,
+    _C["CCS07"]: _chf_connected_log,
     _C["ECS26b"]: _ecs26b,
     _C["ECS27"]: _ecs27,
     _C["ECS35a"]: _event_log,
