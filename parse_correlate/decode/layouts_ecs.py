@@ -679,6 +679,95 @@ def _chf_connected_log(source: Source) -> Reading:
     return _done(reading, branch("CHFConnectedDeviceLog", *groups))
 
 
+_AUXILIARY_CONTROLLERS = 5
+
+
+def _ecs61c(source: Source) -> Reading:
+    # 0-0:94.44.7 boost function availability, the boost event log 0-0:99.98.20
+    # (start, end) by range, boost function control values 0-0:94.44.6.1 to .5.
+    values, reading = cosem.read(source)
+    events = []
+    log = values.get(1)
+    if log is not None:
+        for seconds, numbers in _pairs(log, "boost event log")[-25:]:
+            if len(numbers) != 1:
+                raise DecodeError("boost event log entry is not (start, end)")
+            events.append(branch("EventLogEntry", leaf("BoostEnd", log_time(numbers[0])),
+                                 leaf("BoostStart", log_time(seconds))))  # fmt: skip
+    controls = []
+    for position in range(_AUXILIARY_CONTROLLERS):
+        value = values.get(2 + position)
+        if isinstance(value, bool):
+            controls.append(leaf(f"BoostFunctionControl{position + 1}Value", value))
+    available = values.get(0)
+    return _done(
+        reading,
+        *events,
+        leaf("BoostFunctionAvailability", available) if isinstance(available, bool) else None,
+        *controls,
+    )
+
+
+def _descriptions(values: Values, first: int) -> list[tuple[int, str]]:
+    # 0-0:94.44.0.11 to .15: the five auxiliary controllers' descriptions.
+    found = []
+    for position in range(_AUXILIARY_CONTROLLERS):
+        description = text(values.get(first + position), "description")
+        if description is not None:
+            found.append((position + 1, description))
+    return found
+
+
+def _ecs61d(source: Source) -> Reading:
+    values, reading = cosem.read(source)
+    return _done(reading, *(
+        branch("AuxiliaryControllerDescription", leaf("AuxiliaryControlDescription", d[:22]),
+               auxiliaryControllerN=str(n))
+        for n, d in _descriptions(values, 0)
+    ))  # fmt: skip
+
+
+def _ecs61e(source: Source) -> Reading:
+    # 0-0:94.44.0.31 to .35: each controller's state and associated information (text).
+    values, reading = cosem.read(source)
+    nodes = []
+    for position in range(_AUXILIARY_CONTROLLERS):
+        state = text(values.get(5 + position), "state")
+        if state is not None:
+            nodes.append(branch(
+                "AuxiliaryControllerOperationalData",
+                branch("AuxiliaryControllerStateAndAssociatedInformation",
+                       leaf("StateAndAssociatedInformation", state)),
+                auxiliaryControllerN=str(position + 1),
+            ))  # fmt: skip
+    return _done(reading, *nodes)
+
+
+def _ecs61a(source: Source) -> Reading:
+    # Descriptions (0-0:94.44.0.11 to .15), switch identities (0-0:94.44.0.21 to .25:
+    # all zero for a meter's own ALCS, else the HCALCS's EUI-64), then the calendar and
+    # schedule, and the switch states 0-n:96.3.10 (n = 1 to 5).
+    values, reading = cosem.read(source)
+    descriptions = dict(_descriptions(values, 0))
+    switches = []
+    for position in range(_AUXILIARY_CONTROLLERS):
+        number = position + 1
+        identity = octets(values.get(5 + position), "switch identity")
+        kind = None
+        if identity is not None:
+            kind = (leaf("ALCS", "") if not any(identity)
+                    else leaf("HCALCS", _eui(identity)))  # fmt: skip
+        state = values.get(12 + position)
+        switches.append(branch(
+            "AuxiliaryLoadControlSwitch",
+            cosem.optional_leaf("Description", descriptions.get(number)),
+            branch("TypeAndIdentifier", kind) if kind is not None else None,
+            leaf("State", state) if isinstance(state, bool) else None,
+            Index=str(number),
+        ))  # fmt: skip
+    return _done(reading, *switches)
+
+
 _C = MESSAGE_CODES
 ECS_LAYOUTS: dict[int, Reader] = {
     _C["ECS17a"]: _ecs17a,
@@ -719,6 +808,10 @@ ECS_LAYOUTS: dict[int, Reader] = {
     _C["ECS40"]: _ecs40,
     _C["ECS45"]: _ecs45,
     _C["ECS52"]: _ecs52,
+    _C["ECS61a"]: _ecs61a,
+    _C["ECS61c"]: _ecs61c,
+    _C["ECS61d"]: _ecs61d,
+    _C["ECS61e"]: _ecs61e,
     _C["ECS66"]: _ecs66,
     _C["ECS70"]: _ecs70,
     _C["ECS82"]: _ecs82,

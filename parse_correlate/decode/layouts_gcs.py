@@ -300,6 +300,70 @@ def _cs10(source: Source) -> Reading:
     return _done(reading, branch("Log", *nodes[-MAX_LOG_ENTRIES:]))
 
 
+_DURATION_DAYS, _DURATION_WEEKS, _DURATION_MONTHS = 1, 2, 3
+_PERIODICITIES = {
+    (1, _DURATION_DAYS): "Daily", (1, _DURATION_WEEKS): "Weekly", (1, _DURATION_MONTHS): "Monthly",
+    (3, _DURATION_MONTHS): "Quarterly", (6, _DURATION_MONTHS): "SixMonthly",
+    (12, _DURATION_MONTHS): "Yearly",
+}  # fmt: skip
+
+
+def _gcs21d(source: Source) -> Reading:
+    # Price cluster Publish Billing Period: provider id (4), issuer event id (4), start
+    # (UTC, 4), duration (3), duration type (timebase in bits 0-3), tariff type (1).
+    components, reading = gbz_outcome(source)
+    for component in components:
+        if component.cluster == PRICE and component.command == PUBLISH_BILLING_PERIOD:
+            reader = ZclReader(component.payload)
+            reader.take(8, "provider and issuer event ids")
+            start = gbz.utc_time(reader.uint(4, "billing period start"))
+            duration = reader.uint(3, "billing period duration")
+            timebase = reader.uint(1, "duration type") & 0x0F
+            periodicity = _PERIODICITIES.get((duration, timebase))
+            if start is None or periodicity is None:
+                raise DecodeError(f"billing period {duration} x {timebase} has no MMC name")
+            calendar = branch("GasBillingCalendar", leaf("BillingPeriodStart", start),
+                              leaf("Periodicity", periodicity))  # fmt: skip
+            return _done(reading, branch("BillingCalendar", calendar))
+    return _done(reading)
+
+
+_DEBT_FREQUENCIES = {0: "HOURLY", 1: "DAILY"}
+
+
+def _gcs21b(source: Source) -> Reading:
+    # Prepayment attributes by id: debt recovery top-up percentage (0x0239), overall debt
+    # cap (0x0006), cut off value (0x0040), emergency credit limit and threshold (0x0010,
+    # 0x0011), low credit warning level (0x0031), max credit per top up (0x0022), max
+    # credit limit (0x0021), and time-based debts 1 and 2 (amount 0x0217 / 0x0227,
+    # frequency 0x0216 / 0x0226).
+    attributes, _, reading = _read(source)
+
+    def value(attribute: int) -> int | None:
+        return attributes.int(PREPAYMENT, attribute)
+
+    def recovery(name: str, amount: int, frequency: int) -> Node | None:
+        rate, period = value(amount), value(frequency)
+        if rate is None and period is None:
+            return None
+        return branch(name, _optional("DebtRecoveryRate", rate),
+                      _optional("DebtRecoveryRatePeriod", _DEBT_FREQUENCIES.get(period or -1)))
+
+    return _done(
+        reading,
+        _optional("DebtRecoveryPerPayment", value(0x0239)),
+        _optional("DebtRecoveryRateCap", value(0x0006)),
+        _optional("DisablementThreshold", value(0x0040)),
+        _optional("EmergencyCreditLimit", value(0x0010)),
+        _optional("EmergencyCreditThreshold", value(0x0011)),
+        _optional("LowCreditThreshold", value(0x0031)),
+        _optional("CreditMaxCreditThreshold", value(0x0022)),
+        _optional("MaxCreditMaxMeterBalance", value(0x0021)),
+        branch("Gas", recovery("DebtRecovery1", 0x0217, 0x0216),
+               recovery("DebtRecovery2", 0x0227, 0x0226)),
+    )  # fmt: skip
+
+
 _C = MESSAGE_CODES
 GCS_LAYOUTS: dict[int, Reader] = {
     _C["CS10a"]: _cs10,
@@ -309,6 +373,9 @@ GCS_LAYOUTS: dict[int, Reader] = {
     _C["GCS13c"]: _gcs13c,
     _C["GCS14"]: _gcs14,
     _C["GCS21a"]: _gcs21a,
+    _C["GCS21b"]: _gcs21b,
+    _C["GCS21d"]: _gcs21d,
+    _C["GCS21k"]: _gcs21d,
     _C["GCS21e"]: _identity,
     _C["GCS21m"]: _identity,
     _C["GCS21j"]: _gcs21j,
