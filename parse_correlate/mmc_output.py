@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from lxml import etree
 
-from parse_correlate.decode import alerts
+from parse_correlate.decode import alerts, dlms
 from parse_correlate.decode.errors import DecodeError
 from parse_correlate.decode.layouts import LAYOUTS
 from parse_correlate.decode.nodes import Node, count_values
@@ -115,7 +115,9 @@ def _required_wrapper(element: str, use_case: UseCase) -> tuple[Node, ...]:
     if kind == "commodity":
         kind = "Gas" if use_case.name.startswith("GCS") else "Electricity"
     elif kind == "settings":
-        kind = _ALERT_SETTINGS_BY_USE_CASE.get(use_case.name, "ElectricitySupplierAlertEventSettings")
+        kind = _ALERT_SETTINGS_BY_USE_CASE.get(
+            use_case.name, "ElectricitySupplierAlertEventSettings"
+        )
     return (Node(kind),)
 
 
@@ -277,7 +279,7 @@ def _response_body(source: Source, raw: bytes, srv: str | None) -> _Body:
     content = reading.content or _required_wrapper(element, use_case)
     success = ("MessageSuccess", "true" if reading.success else "false")
     rsp = Node(element, None, content, (success,))
-    nodes = (Node("SMETSData", None, (rsp,)),)
+    nodes: tuple[Node, ...] = (Node("SMETSData", None, (rsp,)),)
     if reading.debug is not None:
         nodes += (reading.debug,)
     return _Body(nodes, True, count_values([rsp]), None)
@@ -306,10 +308,9 @@ def _alert_body(source: Source, raw: bytes) -> _Body:
     return _Body((*extra, content), True, count_values([content]), note)
 
 
-def _is_protected(value: object) -> bool:
-    from_dlms = alerts.dlms.protected_data
+def _is_protected(value: dlms.DlmsData) -> bool:
     try:
-        return from_dlms(value) is not None  # type: ignore[arg-type]
+        return dlms.protected_data(value) is not None
     except DecodeError:
         return False
 
@@ -347,7 +348,9 @@ def render_mmc_output(
     if body.note is not None:
         root.append(etree.Comment(f" duisgw pc: {body.note} "))
     _render_header(root, message, srv, version)
-    container = _sub(_sub(root, "Body"), "ResponseMessage" if cra is Cra.RESPONSE else "DeviceAlertMessage")
+    container = _sub(
+        _sub(root, "Body"), "ResponseMessage" if cra is Cra.RESPONSE else "DeviceAlertMessage"
+    )
     for node in body.nodes:
         _write(container, node)
     xml = bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))

@@ -108,9 +108,9 @@ def scaled(value: int, scaler_unit: dlms.DlmsData, units: tuple[int, ...], what:
             pass
         case _:
             raise DecodeError(f"{what} scaler/unit {scaler_unit!r} is not one of units {units}")
+    factor: int = pow(10, abs(scaler))
     if scaler >= 0:
-        return value * 10**scaler
-    factor = 10**-scaler
+        return value * factor
     if value % factor:
         raise DecodeError(f"{what} {value} with scaler {scaler} is not a whole number")
     return value // factor

@@ -104,7 +104,9 @@ def decode_data(reader: ByteReader, depth: int = 0) -> DlmsData:
 
 # A compact-array's type description: a tag, or (2, [descriptions]) for a structure, or
 # (1, count, description) for an array.
-_TypeDescription: TypeAlias = "int | tuple[int, list[_TypeDescription]] | tuple[int, int, _TypeDescription]"
+_TypeDescription: TypeAlias = (
+    "int | tuple[int, list[_TypeDescription]] | tuple[int, int, _TypeDescription]"
+)
 _MAX_COMPACT_ELEMENTS = 10_000  # far above any GBCS log (1440 profile entries at most)
 
 

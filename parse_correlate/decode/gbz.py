@@ -192,7 +192,7 @@ class ZclReader:
     def uint(self, size: int, what: str) -> int:
         return int.from_bytes(self._reader.take(size, what), "little")
 
-    def int(self, size: int, what: str) -> int:
+    def signed(self, size: int, what: str) -> int:
         return int.from_bytes(self._reader.take(size, what), "little", signed=True)
 
     def octets(self, what: str) -> bytes:

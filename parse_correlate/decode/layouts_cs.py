@@ -44,8 +44,10 @@ CREDENTIAL_STATUSES = {
 ROLES = {0: "Root", 1: "Recovery", 2: "Supplier", 3: "NetworkOperator", 4: "ACB",
          5: "TransCoS", 8: "LoadController"}  # fmt: skip
 # CredentialsReplacementMode INTEGER -> the MMC names (the modes a User's SRV can ask).
-REPLACEMENT_MODES = {2: "SupplierBySupplier", 3: "NetworkOperatorByNetworkOperator",
-                     4: "ACBByACB", 7: "SupplierByTransCoS", 11: "LoadControllerBySupplier"}  # fmt: skip
+REPLACEMENT_MODES = {
+    2: "SupplierBySupplier", 3: "NetworkOperatorByNetworkOperator", 4: "ACBByACB",
+    7: "SupplierByTransCoS", 11: "LoadControllerBySupplier",
+}  # fmt: skip
 DEVICE_TYPES = ("GSME", "ESME", "CHF", "GPF", "HCALCS", "PPMID", "Type2")
 _KEY_USAGE_DIGITAL_SIGNATURE = 0x80
 _KEY_USAGE_KEY_AGREEMENT = 0x08
@@ -305,7 +307,9 @@ CS_LAYOUTS: dict[int, Reader] = {
     _C["CS02a"]: _cs02a,
     _C["CS02f"]: _cs02a,
     _C["CS02c"]: _cs02c,
-    _C["CS02d"]: _integer_status("UpdateSecurityCredentialsResponseCode", DEVICE_CERTIFICATE_STATUSES),
+    _C["CS02d"]: _integer_status(
+        "UpdateSecurityCredentialsResponseCode", DEVICE_CERTIFICATE_STATUSES
+    ),
     _C["CS02e"]: _cs02e,
     _C["CS03A1"]: _JOIN,
     _C["CS03A2"]: _JOIN,

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from parse_correlate.decode import cosem
 from parse_correlate.decode.alerts import describe_event
-from parse_correlate.decode.cosem import Values, date_time, integer, log_time, octets, register, text
+from parse_correlate.decode.cosem import (
+    Values,
+    date_time,
+    integer,
+    log_time,
+    octets,
+    register,
+    text,
+)
 from parse_correlate.decode.errors import DecodeError
 from parse_correlate.decode.nodes import Node, branch, leaf
 from parse_correlate.decode.readers import Reader, Reading, Source
@@ -35,11 +43,17 @@ def _electricity(*children: Node | None) -> Node | None:
 def _ecs17a(source: Source) -> Reading:
     # 1-0:2.8.0 active export (value, scaler/unit), 1-0:4.8.0 reactive export.
     values, reading = cosem.read(source)
-    return _done(
-        reading,
-        register("ActiveExportRegister", "ActiveEnergyUnit", values.get(0), values.get(1), cosem.UNIT_WH),
-        register("ReactiveExportRegister", "ReactiveEnergyUnit", values.get(2), values.get(3), cosem.UNIT_VARH),
-    )  # fmt: skip
+    active = register(
+        "ActiveExportRegister", "ActiveEnergyUnit", values.get(0), values.get(1), cosem.UNIT_WH
+    )
+    reactive = register(
+        "ReactiveExportRegister",
+        "ReactiveEnergyUnit",
+        values.get(2),
+        values.get(3),
+        cosem.UNIT_VARH,
+    )
+    return _done(reading, active, reactive)
 
 
 def _ecs17b(source: Source) -> Reading:
@@ -58,17 +72,19 @@ def _ecs17b(source: Source) -> Reading:
         case []:
             pass
         case [int() as value]:
-            secondary = register("SecondaryActiveImportRegister", "ActiveEnergyUnit", value, None, cosem.UNIT_WH)
+            secondary = register(
+                "SecondaryActiveImportRegister", "ActiveEnergyUnit", value, None, cosem.UNIT_WH
+            )
         case _:
             raise DecodeError(f"unexpected values after the import registers: {rest!r:.200}")
-    return _done(
-        reading,
-        _electricity(
-            register("ActiveImportRegister", "ActiveEnergyUnit", active, active_unit, cosem.UNIT_WH),
-            register("ReactiveImportRegister", "ReactiveEnergyUnit", reactive, reactive_unit, cosem.UNIT_VARH),
-            secondary,
-        ) or branch("Electricity"),
-    )  # fmt: skip
+    imported = register(
+        "ActiveImportRegister", "ActiveEnergyUnit", active, active_unit, cosem.UNIT_WH
+    )
+    reactive_register = register(
+        "ReactiveImportRegister", "ReactiveEnergyUnit", reactive, reactive_unit, cosem.UNIT_VARH
+    )
+    electricity = _electricity(imported, reactive_register, secondary)
+    return _done(reading, electricity or branch("Electricity"))
 
 
 def _ecs17c(source: Source) -> Reading:
@@ -120,16 +136,14 @@ def _ecs17e(source: Source) -> Reading:
     match values.plain(0):
         case None:
             return _done(reading)
-        case ((list() as matrix, *counters),) if len(matrix) == 32 and len(counters) <= 1:
-            pass
         case ((list() as both,),) if len(both) == 64:
-            matrix, counters = both[:32], [both[32:]]
+            matrix, counters = both[:32], both[32:]
         case other:
             raise DecodeError(f"unexpected TOU-with-blocks layout {other!r:.200}")
     blocks = []
     for block in range(4):
         registers = _tou_values("RegisterMatrixTOUValue", matrix[block * 8 : block * 8 + 8], 8)
-        counter = counters[0][block * 8 : block * 8 + 8] if counters else []
+        counter = counters[block * 8 : block * 8 + 8]
         blocks.append(
             branch(
                 "TariffBlock",
@@ -150,9 +164,7 @@ def _ecs82(source: Source) -> Reading:
 # ---- maximum demand ----------------------------------------------------------------------
 
 
-def _max_demand(
-    name: str, values: Values, value: int, capture: int, reset: int
-) -> Node | None:
+def _max_demand(name: str, values: Values, value: int, capture: int, reset: int) -> Node | None:
     number = integer(values.get(value), name)
     if number is None or values.get(value + 1) is None:
         return None  # without its scaler and unit a register value means nothing
@@ -303,7 +315,9 @@ def _ecs26b(source: Source) -> Reading:
     # Then 1-0:32.35.0.4 over- and 1-0:32.31.0.4 under-voltage thresholds.
     values, reading = cosem.read(source)
     return _done(
-        reading, _average_settings("SinglePhaseVoltageSettings", values, 8, 9), _rms_settings(values)
+        reading,
+        _average_settings("SinglePhaseVoltageSettings", values, 8, 9),
+        _rms_settings(values),
     )
 
 
@@ -481,9 +495,18 @@ def _ecs70(source: Source) -> Reading:
     status = integer(values.get(4), "clock status")
     time_status = None
     if status is not None:
-        label = "invalid" if status & _CLOCK_INVALID else "unreliable" if status & _CLOCK_DOUBTFUL else "reliable"
-        time_status = branch("ElecClockTimeStatus", leaf("TimeStatus", label), TimeStatusCode=str(status))
-    return _done(reading, cosem.optional_leaf("DeviceTime", moment), _electricity(time_status))  # fmt: skip
+        label = (
+            "invalid"
+            if status & _CLOCK_INVALID
+            else "unreliable"
+            if status & _CLOCK_DOUBTFUL
+            else "reliable"
+        )
+        time_status = branch(
+            "ElecClockTimeStatus", leaf("TimeStatus", label), TimeStatusCode=str(status)
+        )
+    device_time = cosem.optional_leaf("DeviceTime", moment)
+    return _done(reading, device_time, _electricity(time_status))
 
 
 def _ecs70_by_srv(source: Source) -> Reading:
@@ -551,7 +574,7 @@ def _pairs(entries: object, what: str) -> list[tuple[int, tuple[int, ...]]]:
             case (int() as seconds, *numbers) if numbers and all(
                 isinstance(n, int) and not isinstance(n, bool) for n in numbers
             ):
-                rows.append((seconds, tuple(int(n) for n in numbers)))  # type: ignore[arg-type]
+                rows.append((seconds, tuple(n for n in numbers if isinstance(n, int))))
             case _:
                 raise DecodeError(f"{what} entry {entry!r:.80} is not (time, values)")
     return rows

@@ -13,8 +13,8 @@ from decimal import Decimal
 
 from parse_correlate.decode import gbz
 from parse_correlate.decode.alerts import describe_event
-from parse_correlate.decode.gbz import ZclReader
 from parse_correlate.decode.errors import DecodeError
+from parse_correlate.decode.gbz import ZclReader
 from parse_correlate.decode.nodes import Node, branch, leaf
 from parse_correlate.decode.readers import Reader, Reading, Source, gbz_outcome, gbz_plain
 from parse_correlate.gbcs_codes import MESSAGE_CODES
@@ -28,9 +28,19 @@ SUPPLY_STATUS, BATTERY_DAYS, METER_ID, SITE_ID = 0x0014, 0x0205, 0x0206, 0x0307
 TAMPER_STATE, DEPLETION_STATE, BILL_TO_DATE = 0x0607, 0x0608, 0x0A00
 FLOW_THRESHOLD, FLOW_MULTIPLIER, FLOW_DIVISOR = 0x0B10, 0x0B12, 0x0B13
 FLOW_STABILISATION, FLOW_MEASUREMENT = 0x0B14, 0x0B15
-PAYMENT_CONTROL, CREDIT_REMAINING, EMERGENCY_CREDIT, ACCUMULATED_DEBT = 0x0000, 0x0001, 0x0002, 0x0005
+PAYMENT_CONTROL, CREDIT_REMAINING, EMERGENCY_CREDIT, ACCUMULATED_DEBT = (
+    0x0000,
+    0x0001,
+    0x0002,
+    0x0005,
+)
 DEBT_1, DEBT_2, DEBT_3 = 0x0211, 0x0221, 0x0231
-CONVERSION_FACTOR, CONVERSION_DIGIT, CALORIFIC_VALUE, CALORIFIC_DIGIT = 0x0302, 0x0303, 0x0304, 0x0306
+CONVERSION_FACTOR, CONVERSION_DIGIT, CALORIFIC_VALUE, CALORIFIC_DIGIT = (
+    0x0302,
+    0x0303,
+    0x0304,
+    0x0306,
+)
 MANUFACTURER, MODEL = 0x0004, 0x0005
 START_SAMPLING_RESPONSE = 0x0D
 PUBLISH_BILLING_PERIOD = 0x09
@@ -52,7 +62,7 @@ class Attributes:
                 if record.status == 0 and record.value is not None:
                     self._values[(component.cluster, record.attribute)] = record.value
 
-    def int(self, cluster: int, attribute: int) -> int | None:
+    def number(self, cluster: int, attribute: int) -> int | None:
         value = self._values.get((cluster, attribute))
         if isinstance(value, bytes):
             raise DecodeError(f"attribute 0x{attribute:04X} is not a number")
@@ -82,20 +92,20 @@ def _volume(attributes: Attributes, raw: int | None) -> Decimal | None:
     """A Metering summation in m3: times the multiplier, over the divisor."""
     if raw is None:
         return None
-    multiplier = attributes.int(METERING, MULTIPLIER)
-    divisor = attributes.int(METERING, DIVISOR)
+    multiplier = attributes.number(METERING, MULTIPLIER)
+    divisor = attributes.number(METERING, DIVISOR)
     if multiplier is None or divisor is None or divisor == 0:
         return None  # unscaled it would be a wrong number, not a rough one
     return Decimal(raw) * multiplier / divisor
 
 
 def _m3(attributes: Attributes) -> bool:
-    return attributes.int(METERING, UNIT_OF_MEASURE) == UNIT_M3
+    return attributes.number(METERING, UNIT_OF_MEASURE) == UNIT_M3
 
 
 def _gcs13a(source: Source) -> Reading:
     attributes, _, reading = _read(source)
-    volume = _volume(attributes, attributes.int(METERING, SUMMATION))
+    volume = _volume(attributes, attributes.number(METERING, SUMMATION))
     register = None
     if volume is not None:
         register = branch(
@@ -109,7 +119,7 @@ def _gcs13a(source: Source) -> Reading:
 def _indexed(name: str, attributes: Attributes, ids: tuple[int, ...]) -> list[Node]:
     nodes = []
     for index, attribute in enumerate(ids, start=1):
-        volume = _volume(attributes, attributes.int(METERING, attribute))
+        volume = _volume(attributes, attributes.number(METERING, attribute))
         if volume is not None:
             nodes.append(leaf(name, str(volume), index=str(index)))
     return nodes
@@ -133,7 +143,7 @@ def _gcs14(source: Source) -> Reading:
     attributes, _, reading = _read(source)
 
     def value(attribute: int) -> int | None:
-        return attributes.int(PREPAYMENT, attribute)
+        return attributes.number(PREPAYMENT, attribute)
 
     return _done(
         reading,
@@ -150,10 +160,10 @@ def _gcs60(source: Source) -> Reading:
     # Metering Bill To Date Delivered (the credit mode balance), Prepayment Credit
     # Remaining (the prepayment mode balance).
     attributes, _, reading = _read(source)
-    prepayment = attributes.int(PREPAYMENT, CREDIT_REMAINING)
+    prepayment = attributes.number(PREPAYMENT, CREDIT_REMAINING)
     return _done(
         reading,
-        _optional("MeterBalance", attributes.int(METERING, BILL_TO_DATE)),
+        _optional("MeterBalance", attributes.number(METERING, BILL_TO_DATE)),
         branch("Gas", _optional("MeterBalancePrepaymentMode", prepayment))
         if prepayment is not None
         else None,
@@ -168,8 +178,8 @@ def _gcs38(source: Source) -> Reading:
 
 def _gcs33(source: Source) -> Reading:
     attributes, _, reading = _read(source)
-    state = attributes.int(METERING, SUPPLY_STATUS)
-    battery = attributes.int(METERING, BATTERY_DAYS)
+    state = attributes.number(METERING, SUPPLY_STATUS)
+    battery = attributes.number(METERING, BATTERY_DAYS)
     if state is not None and state not in _SUPPLY_STATES:
         raise DecodeError(f"supply status {state} is not off, armed or on")
     return _done(
@@ -188,7 +198,7 @@ def _gcs46(source: Source) -> Reading:
 
 def _gcs21j(source: Source) -> Reading:
     attributes, _, reading = _read(source)
-    control = attributes.int(PREPAYMENT, PAYMENT_CONTROL)
+    control = attributes.number(PREPAYMENT, PAYMENT_CONTROL)
     if control is None:
         return _done(reading)
     mode = "Prepayment" if control & _PAYMENT_CONTROL_PREPAYMENT else "Credit"
@@ -204,21 +214,21 @@ def _trailing(value: int | None, digits: int | None) -> Decimal | None:
 
 def _gcs21a(source: Source) -> Reading:
     attributes, _, reading = _read(source)
-    threshold = attributes.int(METERING, FLOW_THRESHOLD)
-    multiplier = attributes.int(METERING, FLOW_MULTIPLIER)
-    divisor = attributes.int(METERING, FLOW_DIVISOR)
+    threshold = attributes.number(METERING, FLOW_THRESHOLD)
+    multiplier = attributes.number(METERING, FLOW_MULTIPLIER)
+    divisor = attributes.number(METERING, FLOW_DIVISOR)
     flow = None
     if threshold is not None and multiplier is not None and divisor:
         flow = Decimal(threshold) * multiplier / divisor
     return _done(
         reading,
-        _optional("CalorificValue", _trailing(attributes.int(PRICE, CALORIFIC_VALUE),
-                                              attributes.int(PRICE, CALORIFIC_DIGIT))),
-        _optional("ConversionFactor", _trailing(attributes.int(PRICE, CONVERSION_FACTOR),
-                                                attributes.int(PRICE, CONVERSION_DIGIT))),
+        _optional("CalorificValue", _trailing(attributes.number(PRICE, CALORIFIC_VALUE),
+                                              attributes.number(PRICE, CALORIFIC_DIGIT))),
+        _optional("ConversionFactor", _trailing(attributes.number(PRICE, CONVERSION_FACTOR),
+                                                attributes.number(PRICE, CONVERSION_DIGIT))),
         _optional("UncontrolledGasFlowRate", flow),
-        _optional("FlowStabilisationPeriod", attributes.int(METERING, FLOW_STABILISATION)),
-        _optional("FlowMeasurementPeriod", attributes.int(METERING, FLOW_MEASUREMENT)),
+        _optional("FlowStabilisationPeriod", attributes.number(METERING, FLOW_STABILISATION)),
+        _optional("FlowMeasurementPeriod", attributes.number(METERING, FLOW_MEASUREMENT)),
     )  # fmt: skip
 
 
@@ -235,8 +245,8 @@ def _identity(source: Source) -> Reading:
         model_type = model[:_MODEL_TYPE_CHARS].decode("ascii", errors="replace").strip()
         if len(model) == _MODEL_TYPE_CHARS + 8:
             device = "-".join(f"{b:02X}" for b in model[_MODEL_TYPE_CHARS:])
-    tamper = attributes.int(METERING, TAMPER_STATE)
-    depletion = attributes.int(METERING, DEPLETION_STATE)
+    tamper = attributes.number(METERING, TAMPER_STATE)
+    depletion = attributes.number(METERING, DEPLETION_STATE)
     name = manufacturer.decode("ascii", errors="replace").strip() if manufacturer else None
     return _done(
         reading,
@@ -340,14 +350,17 @@ def _gcs21b(source: Source) -> Reading:
     attributes, _, reading = _read(source)
 
     def value(attribute: int) -> int | None:
-        return attributes.int(PREPAYMENT, attribute)
+        return attributes.number(PREPAYMENT, attribute)
 
     def recovery(name: str, amount: int, frequency: int) -> Node | None:
         rate, period = value(amount), value(frequency)
         if rate is None and period is None:
             return None
-        return branch(name, _optional("DebtRecoveryRate", rate),
-                      _optional("DebtRecoveryRatePeriod", _DEBT_FREQUENCIES.get(period or -1)))
+        return branch(
+            name,
+            _optional("DebtRecoveryRate", rate),
+            _optional("DebtRecoveryRatePeriod", _DEBT_FREQUENCIES.get(period or -1)),
+        )
 
     return _done(
         reading,

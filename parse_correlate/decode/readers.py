@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from mmc.identifiers import eui64_to_bytes
 from parse_correlate.decode import asn1, dlms, gbz
 from parse_correlate.decode.nodes import Node, branch, leaf
-from mmc.identifiers import eui64_to_bytes
 from parse_correlate.gbcs import GbcsMessage, KeyAgreement
 
 
@@ -65,7 +65,9 @@ def cosem_debug(results: list[dlms.AccessResult]) -> Node | None:
     responses = []
     for position, result in enumerate(results, start=1):
         if result.kind == "action":
-            status = leaf("ActionResult", _ACTION_RESULTS.get(result.code, "response-code-not-known"))
+            status = leaf(
+                "ActionResult", _ACTION_RESULTS.get(result.code, "response-code-not-known")
+            )
         else:
             text = _DATA_ACCESS_RESULTS.get(result.code, "response-code-not-known")
             status = leaf("DataAccessResult", text)
@@ -192,9 +194,9 @@ def gbz_plain(source: Source, component: gbz.GbzComponent) -> bytes:
     counter = header.supplementary_originator_counter
     recipient = header.supplementary_remote_party or header.recipient
     originator, target = eui64_to_bytes(header.originator), eui64_to_bytes(recipient)
-    transaction = b"\x04" + (
-        header.originator_counter if counter is None else counter
-    ).to_bytes(8, "big")
+    transaction = b"\x04" + (header.originator_counter if counter is None else counter).to_bytes(
+        8, "big"
+    )
     return dlms.decrypt_gcm(
         source.keys,
         transaction_id=transaction,
