@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from parse_correlate import correlate as _correlate
+from parse_correlate.gbcs import GbcsMessage
 from parse_correlate.integrity import Credentials
 from parse_correlate.mmc_output import (
     SUPPORTED_VERSIONS,
+    MmcOutput,
     UnsupportedVersionError,
     parse_response,
+    render_mmc_output,
 )
 
 
@@ -35,6 +38,17 @@ class HandlerSet:
         With credentials, a MAC or signature that does not verify raises IntegrityError;
         the User's keys also decrypt protected values such as ECS17b registers."""
         return parse_response(gbcs, self.version, credentials, srv_hint=srv_hint)
+
+    def render(
+        self,
+        message: GbcsMessage,
+        raw: bytes,
+        credentials: Credentials | None = None,
+        *,
+        srv_hint: str | None = None,
+    ) -> MmcOutput:
+        """As parse_response, for a message already framed; says what it could check."""
+        return render_mmc_output(message, raw, self.version, credentials, srv_hint=srv_hint)
 
     def correlate(
         self, pre_command_gbcs: bytes, signed_pre_command_gbcs: bytes
