@@ -129,16 +129,27 @@ def _request_facts(path: Path) -> RequestFacts:
         raise BadInput(f"--request {path}: not a GBCS command: {exc}") from None
 
 
-def _credentials(args: argparse.Namespace, message: GbcsMessage) -> Credentials:
+def keystore_credentials(directory: Path, message: GbcsMessage) -> Credentials:
+    """The keys a keystore directory holds for this message: the User's (the
+    supplementary remote party, else the recipient) and the device's; for a message
+    MACed for the DCC on the User's behalf, the DCC's pair as well."""
     header = message.header
     user = header.supplementary_remote_party or header.recipient
+    mac_keys = None
+    if header.supplementary_remote_party is not None:
+        mac_keys = _keystore_pair(directory, header.recipient, header.originator)
+    return Credentials(
+        user_keys=_keystore_pair(directory, user, header.originator),
+        device_signing_key=_keystore_key(directory, header.originator, "ds.pem"),
+        mac_keys=mac_keys,
+    )
+
+
+def _credentials(args: argparse.Namespace, message: GbcsMessage) -> Credentials:
     user_keys = mac_keys = None
     signing = None
     if args.keystore is not None:
-        user_keys = _keystore_pair(args.keystore, user, header.originator)
-        if header.supplementary_remote_party is not None:
-            mac_keys = _keystore_pair(args.keystore, header.recipient, header.originator)
-        signing = _keystore_key(args.keystore, header.originator, "ds.pem")
+        user_keys, signing, mac_keys = keystore_credentials(args.keystore, message)
     if args.user_key is not None or args.device_cert is not None:
         if args.user_key is None or args.device_cert is None:
             raise BadInvocation("--user-key and --device-cert are needed together")

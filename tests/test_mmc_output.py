@@ -37,12 +37,8 @@ RESPONSE_FOLDERS = ("4.1.1_ECS17b", "11.2_ECS52")
 
 
 @pytest.fixture(scope="module")
-def schemas(shared_dir: Path) -> dict[str, etree.XMLSchema]:
-    xsd = shared_dir / "duis/xsd"
-    return {
-        version: etree.XMLSchema(etree.parse(str(xsd / f"MMC_Schema_V{version}.xsd")))
-        for version in SUPPORTED_VERSIONS
-    }
+def schemas(mmc_schemas: dict[str, etree.XMLSchema]) -> dict[str, etree.XMLSchema]:
+    return mmc_schemas
 
 
 @pytest.fixture(scope="module")

@@ -48,15 +48,6 @@ def rtds(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mmc_schemas(shared_dir: Path) -> dict[str, etree.XMLSchema]:
-    xsd = shared_dir / "duis/xsd"
-    return {
-        version: etree.XMLSchema(etree.parse(str(xsd / f"MMC_Schema_V{version}.xsd")))
-        for version in SUPPORTED_VERSIONS
-    }
-
-
-@pytest.fixture(scope="module")
 def duis_schema(shared_dir: Path) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(shared_dir / "duis/xsd/DUIS_Schema_V5.4.xsd")))
 
