@@ -60,9 +60,7 @@ class Row(NamedTuple):
 def vectors(shared: Path) -> list[Path]:
     root = shared / RTDS
     return sorted(
-        path
-        for path in root.glob("*/*.HEX")
-        if "_RESPONSE_" in path.name or "_ALERT_" in path.name
+        path for path in root.glob("*/*.HEX") if "_RESPONSE_" in path.name or "_ALERT_" in path.name
     )
 
 

@@ -240,7 +240,15 @@ def choose_srv(use_case: UseCase | None, hint: str | None) -> str | None:
 def _reader_for(use_case: UseCase, element: str, payload: bytes) -> Reader:
     no_content = element in NO_CONTENT_ELEMENTS
     layout = LAYOUTS.get(use_case.code)
-    if layout is not None and not no_content:
+    if layout is not None and no_content:
+        # One use case, two SRVs (ECS70, GCS28: 6.11 and 8.1.1), one element with no
+        # content: the layout still knows whether the device succeeded.
+        def outcome_only(source: Source) -> Reading:
+            reading = layout(source)
+            return Reading(reading.success, (), reading.debug)
+
+        return outcome_only
+    if layout is not None:
         return layout
     if payload[:1] == bytes([_DLMS_ACCESS_RESPONSE]):
         return lambda source: dlms_ack(source, content_has_no_element=no_content)

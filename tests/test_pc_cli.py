@@ -416,3 +416,52 @@ def test_known_use_case_is_checked_and_a_non_critical_request_flagged(
     assert "0x0027 (ECS17b), a use case of SRV 4.1.1" in out
     assert verdicts["command variant"] == "MISMATCH"
     assert verdicts["unsigned command"] == "MISMATCH"
+
+
+def test_flipped_mac_with_keys_is_refused_not_decoded(
+    parser: argparse.ArgumentParser,
+    rtds: Path,
+    shared_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 18: with keys, one flipped MAC byte used to print the decrypted registers
+    with MessageSuccess="true" and exit 0."""
+    gbcs = bytearray(bytes.fromhex(
+        (rtds / "4.1.1_ECS17b/ECS17b_4.1.1_SINGLE_SUCCESS_RESPONSE_GBCS.HEX").read_text()
+    ))  # fmt: skip
+    gbcs[-1] ^= 0x01  # the last byte of the 12-byte MAC
+    path = tmp_path / "flipped.hex"
+    path.write_text(gbcs.hex())
+    keystore = shared_dir / "gbcs/rtds/keystore"
+    code = _run(parser, "parse", path, "--version", "5.4",
+                "--user-key", keystore / "90b3d51f30010000-ka.key",
+                "--device-cert", keystore / "00db1234567890a0-ka.pem")  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""  # no decoded registers
+    assert "MAC does not verify" in err
+
+
+def test_flipped_signature_with_the_device_certificate_is_refused(
+    parser: argparse.ArgumentParser,
+    rtds: Path,
+    shared_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gbcs = bytearray(bytes.fromhex(
+        (rtds / "7.3_ECS44/ECS44_7.3_SUCCESS_RESPONSE_GBCS.HEX").read_text()
+    ))  # fmt: skip
+    certificate = shared_dir / "gbcs/rtds/keystore/00db1234567890a0-ds.pem"
+    path = tmp_path / "signed.hex"
+    path.write_text(gbcs.hex())
+    assert _run(parser, "parse", path, "--version", "5.4",
+                "--device-signing-cert", certificate) == 0  # fmt: skip
+    assert "signature verified" in capsys.readouterr().out
+    gbcs[-1] ^= 0x01  # the signature is the message's last field
+    path.write_text(gbcs.hex())
+    assert _run(parser, "parse", path, "--version", "5.4",
+                "--device-signing-cert", certificate) == 1  # fmt: skip
+    out, err = capsys.readouterr()
+    assert out == "" and "signature does not verify" in err
