@@ -134,3 +134,35 @@ def optional_leaf(name: str, value: object) -> Node | None:
     if not isinstance(value, str | int | bool | dt.datetime | bytes):
         raise DecodeError(f"{name} has an unexpected value {value!r:.80}")
     return leaf(name, value)
+
+
+def done(reading: Reading, *content: Node | None) -> Reading:
+    """The reading's outcome with the content that was found, in order."""
+    return Reading(reading.success, tuple(c for c in content if c is not None), reading.debug)
+
+
+def electricity(*children: Node | None) -> Node | None:
+    present = [child for child in children if child is not None]
+    return branch("Electricity", *present) if present else None
+
+
+def eui(raw: object) -> str:
+    if not isinstance(raw, bytes) or len(raw) != 8:
+        raise DecodeError("a device id is 8 bytes")
+    return "-".join(f"{b:02X}" for b in raw)
+
+
+def log_pairs(entries: object, what: str) -> list[tuple[int, tuple[int, ...]]]:
+    """A log buffer of (UTC seconds, value...) entries, each value an integer."""
+    if not isinstance(entries, list):
+        raise DecodeError(f"{what} is not a list of entries")
+    rows = []
+    for entry in entries:
+        match entry:
+            case (int() as seconds, *numbers) if numbers and all(
+                isinstance(n, int) and not isinstance(n, bool) for n in numbers
+            ):
+                rows.append((seconds, tuple(n for n in numbers if isinstance(n, int))))
+            case _:
+                raise DecodeError(f"{what} entry {entry!r:.80} is not (time, values)")
+    return rows
