@@ -269,12 +269,12 @@ def test_gateway_pre_command_correlates(
         "recipient": "OK",
         "originator": "OK",
         "originator counter": "OK",
-        "message code": "OK",  # 0xFFFF: the gateway's simulated ArmSupply command
+        "message code": "OK",  # 0x0051 (ECS44): ArmSupply's use case, payload simulated
         "unsigned command": "OK",
     }
 
 
-def test_rtds_pre_command_correlates_with_the_code_check_skipped(
+def test_rtds_pre_command_correlates_with_its_use_case_known(
     parser: argparse.ArgumentParser,
     shared_dir: Path,
     rtds: Path,
@@ -284,7 +284,7 @@ def test_rtds_pre_command_correlates_with_the_code_check_skipped(
     assert _run(parser, "correlate", shared_dir / ARM_SUPPLY, pre) == 0
     out = capsys.readouterr().out
     verdicts = _report(out)
-    assert verdicts["message code"] == "SKIPPED"  # ECS44: no table maps 7.3 to it here
+    assert verdicts["message code"] == "OK"  # the use-case table maps 7.3 on an ESME to ECS44
     assert verdicts["response RequestID"] == "SKIPPED"  # raw GBCS, no DUIS envelope
     assert "0x0051 (ECS44)" in out
 
