@@ -13,8 +13,9 @@ key agreement key is given:
 Every other SRV, and these SRVs on other device types, gets a SIMULATED payload: the
 ASCII text "SIMULATED <variant> <device type>" in a correctly framed message, marked
 `simulated=True` in the result. Its message code is the real use case's where the
-P&C use-case table names one use case for the SRV and device type (else 0xFFFF). It lets the gateway, simulator and benches run every
-SRV end to end; a real device would reject it.
+P&C use-case table names one use case for the SRV and device type (else 0xFFFF). It
+lets the gateway, simulator and benches run every SRV end to end; a real device would
+reject it.
 
 Both use cases follow the "DSP" future-dated pattern: the DCC holds the request and
 sends an immediate command at the ExecutionDateTime, so the command never carries it;
