@@ -6,9 +6,16 @@ import argparse
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from mmc.identifiers import parse_request_id
 from parse_correlate import cli
+from parse_correlate.device_response_check import (
+    DeviceResponseRefusedError,
+    RefusalReason,
+    check_device_response,
+)
 from parse_correlate.gbcs import Cra, GroupingHeader, build_message, parse_message
 from parse_correlate.response_correlation import (
     Mismatch,
@@ -125,3 +132,28 @@ def test_the_request_names_the_srv_a_shared_use_case_answers(
     argv = ["parse", str(response), "--version", "5.4", "--srv", "7.6"]
     assert cli.run(parser.parse_args(argv)) == 0
     assert '<ra:DeactivateAuxiliaryLoadRsp MessageSuccess="true"/>' in capsys.readouterr().out
+
+
+def test_the_gateway_check_correlates_and_verifies_the_device_signature(
+    rtds: Path, shared_dir: Path
+) -> None:
+    folder = rtds / "7.3_ECS44"  # ArmSupply: the ESME signs its response
+    response = _message(folder / "ECS44_7.3_SUCCESS_RESPONSE_GBCS.HEX")
+    command = _message(folder / "ECS44_7.3_SUCCESS_COMMAND_GBCS.HEX")
+    certificate = (shared_dir / "gbcs/rtds/keystore/00db1234567890a0-ds.pem").read_bytes()
+    key = x509.load_pem_x509_certificate(certificate).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    checked = check_device_response(response, command, key)
+    assert checked.authentication == "signature verified"
+    forged = bytearray(response)
+    forged[-1] ^= 0x01
+    with pytest.raises(DeviceResponseRefusedError) as refused:
+        check_device_response(bytes(forged), command, key)
+    assert refused.value.reason is RefusalReason.SIGNATURE_INVALID
+    other = _message(rtds / "7.1_ECS42/ECS42_7.1_SUCCESS_COMMAND_GBCS.HEX")
+    with pytest.raises(DeviceResponseRefusedError) as refused:
+        check_device_response(response, other, key)
+    assert refused.value.reason is RefusalReason.UNCORRELATED
+    with pytest.raises(DeviceResponseRefusedError) as refused:
+        check_device_response(b"\xdf\x09", command, key)
+    assert refused.value.reason is RefusalReason.MALFORMED
