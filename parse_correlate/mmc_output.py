@@ -25,7 +25,7 @@ from lxml import etree
 from parse_correlate.decode import alerts, dlms
 from parse_correlate.decode.errors import DecodeError
 from parse_correlate.decode.layouts import LAYOUTS
-from parse_correlate.decode.nodes import Node, count_values
+from parse_correlate.decode.nodes import Node, count_values, format_datetime
 from parse_correlate.decode.readers import (
     NeedsKeys,
     NoLayout,
@@ -38,6 +38,7 @@ from parse_correlate.decode.readers import (
 from parse_correlate.decode.usecases import RESPONSE_ELEMENTS, UseCase, use_case_for
 from parse_correlate.gbcs import (
     Cra,
+    GbcsError,
     GbcsMessage,
     decode_dlms_datetime,
     dlms_clock_status,
@@ -121,6 +122,13 @@ def _required_wrapper(element: str, use_case: UseCase) -> tuple[Node, ...]:
     return (Node(kind),)
 
 
+# A layout meeting a payload of the wrong shape (a list too short, a value of the
+# wrong type) fails inside Python before it can say why; what that means is the
+# device's payload does not fit its use case, so those failures become DecodeErrors here
+# (GbcsError, itself a ValueError, is let through as raised).
+_MISFITS = (ArithmeticError, IndexError, KeyError, TypeError, UnicodeDecodeError, ValueError)
+
+
 class MmcOutputError(DecodeError):
     """The message is not one Parse and Correlate outputs (a command, say)."""
 
@@ -190,10 +198,7 @@ def _render_timestamp(parent: etree._Element, raw: bytes, version: str) -> None:
     moment = decode_dlms_datetime(raw)
     if moment is None:
         return  # a device clock field 'not specified': no timestamp beats a made-up one
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond // 10_000:02d}"
-    timestamp = _sub(parent, "Timestamp", text + "Z")
+    timestamp = _sub(parent, "Timestamp", format_datetime(moment))
     status = dlms_clock_status(raw)
     if version in _VERSIONS_WITH_CLOCK_STATUS and status is not None:
         # DLMS clock status bit 0 'invalid value', bit 1 'doubtful value'.
@@ -284,6 +289,10 @@ def _response_body(source: Source, raw: bytes, srv: str | None) -> _Body:
         encrypted = (_gbcs_data(raw, message, encrypted=True),)
         note = f"{use_case.name} values are encrypted: give the User's key to decrypt them"
         return _Body(encrypted, False, 0, note)
+    except GbcsError:
+        raise
+    except _MISFITS as exc:
+        raise DecodeError(f"{use_case.name} payload does not fit its use case: {exc}") from exc
     content = reading.content or _required_wrapper(element, use_case)
     success = ("MessageSuccess", "true" if reading.success else "false")
     rsp = Node(element, None, content, (success,))
@@ -297,6 +306,15 @@ def _response_body(source: Source, raw: bytes, srv: str | None) -> _Body:
 
 
 def _alert_body(source: Source, raw: bytes) -> _Body:
+    try:
+        return _decode_alert(source, raw)
+    except GbcsError:
+        raise
+    except _MISFITS as exc:
+        raise DecodeError(f"alert payload does not fit its form: {exc}") from exc
+
+
+def _decode_alert(source: Source, raw: bytes) -> _Body:
     message = source.message
     payload = message.payload
     name = message_code_name(message.header.message_code)

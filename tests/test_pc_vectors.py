@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from bench.pc_coverage import corrupted, folder_srv, vectors
@@ -171,3 +174,26 @@ def test_a_flipped_byte_is_refused_by_the_cli(
         assert cli.run(parser.parse_args(argv)) == 0, vector.path.name
         out, err = capsys.readouterr()
         assert "verified" in out and "not authenticated" not in err
+
+
+@settings(
+    deadline=None,
+    max_examples=400,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_mutated_vectors_of_every_family_give_valid_output_or_a_gbcs_error(
+    all_vectors: list[Vector], mmc_schemas: dict[str, etree.XMLSchema], data: st.DataObject
+) -> None:
+    """Hostile payloads: a changed byte anywhere in any vector (DLMS, GBZ, ASN.1,
+    alerts, encrypted or not) yields schema-valid MMC output or a GbcsError, never
+    another exception. No keys, so the MAC does not stop the decoder seeing the change."""
+    vector = data.draw(st.sampled_from(all_vectors))
+    gbcs = bytearray(vector.raw)
+    position = data.draw(st.integers(0, len(gbcs) - 1))
+    gbcs[position] = data.draw(st.integers(0, 255))
+    srv = folder_srv(vector.path)
+    with contextlib.suppress(GbcsError):
+        output = render_mmc_output(parse_message(bytes(gbcs)), bytes(gbcs), "5.4", srv_hint=srv)
+        schema = mmc_schemas["5.4"]
+        assert schema.validate(etree.fromstring(output.xml)), schema.error_log.last_error

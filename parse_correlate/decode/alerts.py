@@ -28,6 +28,7 @@ SUPPLY_OUTAGE_RESTORED_CODES = frozenset(range(0x8F35, 0x8F3D))
 _COSEM_INSTRUCTION_BYTES = 2 + 8 + 2 + 6 + 1  # message code, counter, class, OBIS, attribute
 _GBZ_INSTRUCTION_BYTES = 2 + 8 + 2 + 1 + 1  # message code, counter, cluster, frame, command
 MAX_DESCRIPTION_CHARS = 250  # the schema's AlertDescription limit
+MAX_ALERT_CODE = 0xFFFF
 
 # GBCS alert codes (GBCS table 16.2 names) of the alerts the RTDS set and the simulator use.
 ALERT_DESCRIPTIONS: dict[int, str] = {
@@ -77,7 +78,12 @@ def describe(code: int, use_case: str | None) -> str:
 
 
 def alert_content(header: AlertHeader, use_case: str | None) -> Node:
-    timestamp = leaf("Timestamp", header.raised_at) if header.raised_at is not None else None
+    if header.raised_at is None:
+        # The schema requires the time; a device clock 'not specified' cannot give it.
+        raise DecodeError(f"alert 0x{header.code:04X} carries no usable time")
+    if not 0 <= header.code <= MAX_ALERT_CODE:
+        raise DecodeError(f"alert code {header.code} is not two bytes")
+    timestamp = leaf("Timestamp", header.raised_at)
     return branch(
         "DeviceAlertContent",
         leaf("GBCSHexAlertCode", f"{header.code:04X}"),

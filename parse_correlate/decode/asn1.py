@@ -35,6 +35,13 @@ class Der(msgspec.Struct, frozen=True):
             raise DecodeError(f"expected a DER INTEGER, got tag 0x{self.tag:02X}")
         return int.from_bytes(self.contents, "big", signed=True)
 
+    def counter(self) -> int:
+        """An INTEGER that counts (sequence numbers, originator counters): never negative."""
+        value = self.integer()
+        if value < 0:
+            raise DecodeError(f"counter {value} is negative")
+        return value
+
     def octets(self) -> bytes:
         if self.tag != OCTET_STRING:
             raise DecodeError(f"expected a DER OCTET STRING, got tag 0x{self.tag:02X}")

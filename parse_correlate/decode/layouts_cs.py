@@ -117,12 +117,12 @@ def _execution_outcome(outcome: asn1.Der) -> Node:
         top_up = None
         if len(parts) > 2:
             specialist = [s.children() for s in parts[2].children()]
-            top_up = next((s[1].integer() for s in specialist if s[0].integer() == 0), None)
+            top_up = next((s[1].counter() for s in specialist if s[0].integer() == 0), None)
         change_nodes.append(
             branch(
                 "RemotePartySeqNumberChange",
                 _optional("RemotePartyRole", ROLES.get(parts[0].integer())),
-                leaf("RemotePartyFloorSeqNumber", parts[1].integer()),
+                leaf("RemotePartyFloorSeqNumber", parts[1].counter()),
                 _optional("RemotePartyPrepaymentTopUpFloorSeqNumber", top_up),
             )
         )
@@ -144,7 +144,7 @@ def _execution_outcome(outcome: asn1.Der) -> Node:
         )
     return branch(
         "ExecutionOutcome",
-        leaf("AuthorisingRemotePartyOriginatorCounter", counter.integer()),
+        leaf("AuthorisingRemotePartyOriginatorCounter", counter.counter()),
         _optional("CredentialsReplacementMode", REPLACEMENT_MODES.get(mode.integer())),
         *change_nodes,
         *outcome_nodes,
@@ -181,7 +181,7 @@ def _cs02a(source: Source) -> Reading:
         if len(fields) < 4:
             details.append(branch("RemotePartyDetails", *head))
             continue
-        floor = fields[2].integer()
+        floor = fields[2].counter()
         for cell in fields[3].children():
             parts = cell.children()
             _, certificate_type = _cell(asn1.Der(asn1.SEQUENCE, b"".join(

@@ -81,6 +81,10 @@ def _ecs26c(source: Source) -> Reading:
     )
 
 
+_ANY = 0xFF  # a DLMS date field 'not specified': every day, month...
+_LAST_BILLING_DAY = 28  # the MMC schema's BillingCalendarDayOfMonth limit
+
+
 def _billing_calendar(entries: object) -> Node:
     """Single-action schedule 0-0:15.0.0 execution times -> ElectricityBillingCalendar.
     Dates are DLMS dates with wildcards (0xFF): every day, a weekday, a day of the month,
@@ -97,11 +101,17 @@ def _billing_calendar(entries: object) -> Node:
     billing_time, first = parsed[0]
     month, day, weekday = first[2], first[3], first[4]
     months = sorted(date[2] for _, date in parsed)
-    if day == 0xFF and weekday == 0xFF:
+    if not (day == _ANY or 1 <= day <= _LAST_BILLING_DAY) or not (
+        weekday == _ANY or 1 <= weekday <= 7
+    ):
+        raise DecodeError(f"billing calendar date {first.hex()} is out of range")
+    if any(not 1 <= m <= 12 for m in months if m != _ANY):
+        raise DecodeError("billing calendar month is out of range")
+    if day == _ANY and weekday == _ANY:
         period = leaf("Daily", "")
-    elif day == 0xFF:
+    elif day == _ANY:
         period = leaf("Weekly", weekday)
-    elif month == 0xFF:
+    elif month == _ANY:
         period = leaf("Monthly", day)
     else:
         name = {4: "Quarterly", 2: "SixMonthly", 1: "Yearly"}.get(len(parsed))

@@ -85,7 +85,7 @@ def _done(reading: Reading, *content: Node | None) -> Reading:
 
 
 def _optional(name: str, value: int | str | Decimal | None) -> Node | None:
-    return None if value is None else leaf(name, str(value))
+    return None if value is None else leaf(name, value)
 
 
 def _volume(attributes: Attributes, raw: int | None) -> Decimal | None:
@@ -110,7 +110,7 @@ def _gcs13a(source: Source) -> Reading:
     if volume is not None:
         register = branch(
             "ConsumptionRegister",
-            leaf("Value", str(volume)),
+            leaf("Value", volume),
             leaf("Unit", "m3") if _m3(attributes) else None,
         )
     return _done(reading, branch("Gas", register))
@@ -121,7 +121,7 @@ def _indexed(name: str, attributes: Attributes, ids: tuple[int, ...]) -> list[No
     for index, attribute in enumerate(ids, start=1):
         volume = _volume(attributes, attributes.number(METERING, attribute))
         if volume is not None:
-            nodes.append(leaf(name, str(volume), index=str(index)))
+            nodes.append(leaf(name, volume, index=str(index)))
     return nodes
 
 

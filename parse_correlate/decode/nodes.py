@@ -8,9 +8,15 @@ booleans) and formatted here once, as the schema's simple types want them.
 from __future__ import annotations
 
 import datetime as dt
+import re
+from decimal import Decimal
 from typing import NamedTuple
 
-Value = str | int | bool | dt.datetime | bytes
+from parse_correlate.decode.errors import DecodeError
+
+Value = str | int | bool | dt.datetime | bytes | Decimal
+# Characters XML 1.0 cannot carry: a device's text holding one is refused, not mangled.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class Node(NamedTuple):
@@ -27,11 +33,17 @@ def format_value(value: Value) -> str:
         return format_datetime(value)
     if isinstance(value, bytes):
         return value.hex().upper()
+    if isinstance(value, Decimal):
+        return format(value, "f")  # never exponent notation, which xs:decimal refuses
+    if isinstance(value, str) and _NOT_XML.search(value):
+        raise DecodeError(f"text value {value[:40]!r} holds characters XML cannot carry")
     return str(value)
 
 
 def format_datetime(moment: dt.datetime) -> str:
-    text = moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    moment = moment.astimezone(dt.UTC)
+    # The year always in four digits: strftime leaves a device's year 991 as "991".
+    text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += f".{moment.microsecond // 10_000:02d}"
     return text + "Z"
