@@ -18,7 +18,6 @@ NULL = 0x05
 ENUMERATED = 0x0A
 GENERALIZED_TIME = 0x18
 SEQUENCE = 0x30
-MAX_DER_DEPTH = 16
 
 
 class Der(msgspec.Struct, frozen=True):

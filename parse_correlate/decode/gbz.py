@@ -90,10 +90,6 @@ def decode_gbz_alert(payload: bytes) -> GbzAlertHeader:
     return GbzAlertHeader(code, utc, reader.take(reader.remaining, "GBZ alert content"))
 
 
-def decode_components(reader: ByteReader, count: int) -> list[GbzComponent]:
-    return [_component(reader) for _ in range(count)]
-
-
 def _profile(reader: ByteReader) -> None:
     profile = int.from_bytes(reader.take(2, "GBZ profile id"), "big")
     if profile != GBZ_PROFILE_ID:
@@ -191,9 +187,6 @@ class ZclReader:
 
     def uint(self, size: int, what: str) -> int:
         return int.from_bytes(self._reader.take(size, what), "little")
-
-    def signed(self, size: int, what: str) -> int:
-        return int.from_bytes(self._reader.take(size, what), "little", signed=True)
 
     def octets(self, what: str) -> bytes:
         return self._reader.take(self._reader.byte(f"{what} length"), what)

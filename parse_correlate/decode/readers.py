@@ -212,7 +212,3 @@ def gbz_plain(source: Source, component: gbz.GbzComponent) -> bytes:
 
 def asn1_payload(source: Source) -> asn1.Der:
     return asn1.read_one(source.message.payload)
-
-
-def asn1_status_element(name: str, codes: dict[int, str], code: int) -> Node:
-    return branch(name, leaf("ASN1Status", codes.get(code, "notKnown")))
