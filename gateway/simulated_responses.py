@@ -8,6 +8,8 @@
   protection parameters and the register values AES-GCM encrypted for the User, and the
   device's date-time in the header; device alerts as Generic Non Critical Alerts
   (0x1001): a DLMS data-notification with alert code and time stamp.
+- REAL, made-up values: every use case gateway/simulated_use_cases.py encodes (the
+  outcome of every use case whose MMC element holds only MessageSuccess, and a few reads).
 - SIMULATED: every other use case's payload is the ASCII text "SIMULATED RESPONSE <code>
   <SRV> <device type>"; meter register values are random; MACs and device signatures are
   real only when a DeviceKeys is given (else a zero MAC and an empty signature field), and
@@ -29,8 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.clock import Clock
+from gateway.simulated_use_cases import use_case_payload
 from gateway.transport import DeviceCommand
 from mmc.identifiers import Eui64, eui64_to_bytes
+from parse_correlate.decode.usecases import use_case_for
 from parse_correlate.gbcs import (
     MESSAGE_CODES,
     BlockKind,
@@ -96,7 +100,7 @@ def simulated_response(
         message_code=code,
         date_time=date_time,
     )
-    payload = _payload(command, message, header, rng, keys, firmware_version)
+    payload = _payload(command, message, header, rng, keys, firmware_version, clock.now())
     return _frame(header, payload, message.kind, keys)
 
 
@@ -133,6 +137,7 @@ def _payload(
     rng: random.Random,
     keys: DeviceKeys | None,
     firmware_version: bytes,
+    now: dt.datetime,
 ) -> bytes:
     code = header.message_code
     invoke = _invoke_id(sent)
@@ -143,6 +148,13 @@ def _payload(
         return _access_response(
             invoke, _protected_registers(header, rng, keys), specification=_ACTION_SUCCESS
         )
+    use_case = use_case_for(code)
+    if use_case is not None:
+        payload = use_case_payload(
+            use_case, command.srv_variant, invoke, rng, firmware_version, now
+        )
+        if payload is not None:
+            return payload
     text = f"SIMULATED RESPONSE {code:04X} {command.srv_variant} {command.device_type}"
     return text.encode("ascii")
 

@@ -12,8 +12,10 @@ key agreement key is given:
 
 Every other SRV, and these SRVs on other device types, gets a SIMULATED payload: the
 ASCII text "SIMULATED <variant> <device type>" in a correctly framed message, marked
-`simulated=True` in the result. It lets the gateway, simulator and benches run every
-SRV end to end; a real device would reject it.
+`simulated=True` in the result. Its message code is the real use case's where the
+P&C use-case table names one use case for the SRV and device type (else 0xFFFF). It
+lets the gateway, simulator and benches run every SRV end to end; a real device would
+reject it.
 
 Both use cases follow the "DSP" future-dated pattern: the DCC holds the request and
 sends an immediate command at the ExecutionDateTime, so the command never carries it;
@@ -28,6 +30,7 @@ import enum
 import msgspec
 
 from mmc.identifiers import RequestId, eui64_to_bytes
+from parse_correlate.decode.usecases import use_case_for_device
 from parse_correlate.gbcs import (
     MESSAGE_CODES,
     Cra,
@@ -171,6 +174,14 @@ def _ecs52_payload(header: GroupingHeader) -> bytes:
     return _access_request(header.originator_counter, specification, bytes([_NULL]))
 
 
+def _table_use_case(srv_variant: str, device_type: DeviceType) -> str | None:
+    """The GBCS use case of the SRV for this device type from the P&C use-case table,
+    when only one fits: the command then carries its real message code (its payload
+    stays simulated), so the device's answer and its correlation are real."""
+    use_case = use_case_for_device(srv_variant, device_type)
+    return use_case.name if use_case is not None and use_case.name in MESSAGE_CODES else None
+
+
 _REAL_PAYLOADS = {
     ("4.1.1", DeviceType.ESME): _ecs17b_payload,
     ("11.2", DeviceType.ESME): _ecs52_payload,
@@ -197,7 +208,7 @@ def build_command(
     if not 0 <= originator_counter < 1 << 64:
         raise CommandError(f"originator counter {originator_counter} is not a uint64")
     key = (srv_variant, facts.device_type)
-    use_case = _USE_CASES.get(key)
+    use_case = _USE_CASES.get(key) or _table_use_case(srv_variant, facts.device_type)
     header = GroupingHeader(
         cra=Cra.COMMAND,
         originator_counter=originator_counter,

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from parse_correlate import correlate as _correlate
-from parse_correlate.gbcs import KeyAgreement
+from parse_correlate.gbcs import GbcsMessage
+from parse_correlate.integrity import Credentials
 from parse_correlate.mmc_output import (
     SUPPORTED_VERSIONS,
+    MmcOutput,
     UnsupportedVersionError,
     parse_response,
+    render_mmc_output,
 )
 
 
@@ -28,11 +31,24 @@ class HandlerSet:
 
     version: str
 
-    def parse_response(self, gbcs: bytes, keys: KeyAgreement | None = None) -> bytes:
+    def parse_response(
+        self, gbcs: bytes, credentials: Credentials | None = None, *, srv_hint: str | None = None
+    ) -> bytes:
         """GBCS response or alert -> MMC output XML valid under this version's schema.
-        keys (the User's key agreement private key, the device's public key) decrypt
-        protected data such as ECS17b registers."""
-        return parse_response(gbcs, self.version, keys)
+        With credentials, a MAC or signature that does not verify raises IntegrityError;
+        the User's keys also decrypt protected values such as ECS17b registers."""
+        return parse_response(gbcs, self.version, credentials, srv_hint=srv_hint)
+
+    def render(
+        self,
+        message: GbcsMessage,
+        raw: bytes,
+        credentials: Credentials | None = None,
+        *,
+        srv_hint: str | None = None,
+    ) -> MmcOutput:
+        """As parse_response, for a message already framed; says what it could check."""
+        return render_mmc_output(message, raw, self.version, credentials, srv_hint=srv_hint)
 
     def correlate(
         self, pre_command_gbcs: bytes, signed_pre_command_gbcs: bytes

@@ -10,7 +10,7 @@ import base64
 import copy
 import datetime as dt
 import enum
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -19,11 +19,10 @@ from mmc.catalogue import SERVED_VERSIONS, UnknownVersion, load_catalogue
 from mmc.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command
 from mmc.identifiers import RequestId
 from parse_correlate.gbcs import BlockKind, Cra, GbcsMessage, message_code_name
+from parse_correlate.inputs import SR_NS, DuisRequest, GbcsInput
 
-if TYPE_CHECKING:
-    from parse_correlate.cli import GbcsInput
+__all__ = ["DS_NS", "SR_NS", "Check", "DuisRequest", "Verdict"]
 
-SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 TRANSFORM_VARIANT = 4  # the CV whose answer is a Pre-Command
 # build_command wants "now" only to decide when to hold a command; the message code
@@ -41,14 +40,6 @@ class Check(NamedTuple):
     name: str
     verdict: Verdict
     detail: str
-
-
-class DuisRequest(NamedTuple):
-    root: etree._Element
-    version: str  # schemaVersion
-    request_id: RequestId
-    command_variant: str
-    srv_variant: str
 
 
 def check_pre_command(

@@ -5,6 +5,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -38,3 +39,16 @@ def redis_available() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} and CI is set: Redis tests must run in CI")
     pytest.skip(f"{reason} (with CI set this fails instead)")
+
+
+MMC_VERSIONS = ("5.0", "5.1", "5.3", "5.4")
+
+
+@pytest.fixture(scope="session")
+def mmc_schemas(shared_dir: Path) -> dict[str, etree.XMLSchema]:
+    """Every served version's MMC schema, parsed once per session (they are large)."""
+    xsd = shared_dir / "duis/xsd"
+    return {
+        version: etree.XMLSchema(etree.parse(str(xsd / f"MMC_Schema_V{version}.xsd")))
+        for version in MMC_VERSIONS
+    }

@@ -163,3 +163,14 @@ def test_compare_judges_every_target(closed_report: Any) -> None:
     for expected in ("throughput", "p99 ack latency", "p99.9", "--workers 2", "GB 2022"):
         assert expected in names
     assert {row.verdict for row in rows} <= {"PASS", "MISS", "INFO", "not available: test"}
+
+
+def test_pc_coverage_prints_the_figure_of_the_readme() -> None:
+    rows = {row["kind"]: row for row in run_json("bench.pc_coverage")}
+    assert set(rows) == {"responses", "alerts"}
+    vectors = sum(row["vectors"] for row in rows.values())
+    assert vectors == 596
+    assert sum(row["typed_keys"] for row in rows.values()) >= 0.9 * vectors
+    for row in rows.values():
+        assert row["refused"] == 0 and row["invalid"] == 0
+        assert row["corrupted_refused"] == row["protected"] > 0

@@ -23,6 +23,7 @@ from parse_correlate.gbcs import (
     parse_message,
 )
 from parse_correlate.handlers import handlers_for
+from parse_correlate.integrity import Credentials, IntegrityError
 from parse_correlate.mmc_output import (
     RA_NAMESPACE,
     SUPPORTED_VERSIONS,
@@ -36,12 +37,8 @@ RESPONSE_FOLDERS = ("4.1.1_ECS17b", "11.2_ECS52")
 
 
 @pytest.fixture(scope="module")
-def schemas(shared_dir: Path) -> dict[str, etree.XMLSchema]:
-    xsd = shared_dir / "duis/xsd"
-    return {
-        version: etree.XMLSchema(etree.parse(str(xsd / f"MMC_Schema_V{version}.xsd")))
-        for version in SUPPORTED_VERSIONS
-    }
+def schemas(mmc_schemas: dict[str, etree.XMLSchema]) -> dict[str, etree.XMLSchema]:
+    return mmc_schemas
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +53,7 @@ def responses(shared_dir: Path) -> dict[str, bytes]:
     return found
 
 
-def _user_keys(shared_dir: Path, gbcs: bytes) -> KeyAgreement:
+def _user_keys(shared_dir: Path, gbcs: bytes) -> Credentials:
     """The User's key agreement private key and the device's public key."""
     header = parse_message(gbcs).header
     store = shared_dir / "gbcs/rtds/keystore"
@@ -68,7 +65,7 @@ def _user_keys(shared_dir: Path, gbcs: bytes) -> KeyAgreement:
     ).public_key()
     assert isinstance(own, ec.EllipticCurvePrivateKey)
     assert isinstance(peer, ec.EllipticCurvePublicKey)
-    return KeyAgreement(own, peer)
+    return Credentials(user_keys=KeyAgreement(own, peer))
 
 
 def _validated(schemas: dict[str, etree.XMLSchema], version: str, xml: bytes) -> etree._Element:
@@ -218,7 +215,9 @@ def test_refusals(responses: dict[str, bytes], shared_dir: Path) -> None:
         parse_response(command, "5.4")
     twin = responses["ECS17b_4.1.1_TWIN_SUCCESS_RESPONSE_GBCS.HEX"]
     wrong_keys = _user_keys(shared_dir, responses["ECS17b_4.1.1_SINGLE_SUCCESS_RESPONSE_GBCS.HEX"])
-    with pytest.raises(MmcOutputError, match="authentication"):
+    # Another User's keys: the MAC, addressed to the twin's User, does not verify, so
+    # nothing is decrypted or decoded.
+    with pytest.raises(IntegrityError, match="MAC does not verify"):
         parse_response(twin, "5.4", wrong_keys)
 
 

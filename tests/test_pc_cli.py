@@ -48,15 +48,6 @@ def rtds(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mmc_schemas(shared_dir: Path) -> dict[str, etree.XMLSchema]:
-    xsd = shared_dir / "duis/xsd"
-    return {
-        version: etree.XMLSchema(etree.parse(str(xsd / f"MMC_Schema_V{version}.xsd")))
-        for version in SUPPORTED_VERSIONS
-    }
-
-
-@pytest.fixture(scope="module")
 def duis_schema(shared_dir: Path) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(shared_dir / "duis/xsd/DUIS_Schema_V5.4.xsd")))
 
@@ -106,7 +97,10 @@ def test_parse_every_rtds_response_valid_in_every_version(
             schema = mmc_schemas[version]
             assert schema.validate(document), f"{path.name}: {schema.error_log}"
             assert document.get("schemaVersion") == version
-            assert err == ""
+            # Without keys the MAC cannot be checked, and the output says so.
+            authenticated = "MAC verified" if extra else "not authenticated"
+            assert f"duisgw pc: {authenticated}" in out
+            assert ("not authenticated" in err) == (not extra)
 
 
 def test_decrypted_registers_need_both_keys(
@@ -127,11 +121,12 @@ def test_decrypted_registers_need_both_keys(
 
     assert _run(parser, *argv) == 2
     assert "--user-key and --device-cert" in capsys.readouterr().err
-    # Someone else's key: the registers fail authentication, which is the message's fault.
+    # Someone else's key: the MAC does not verify, which is the message's fault.
     wrong = keystore / "90b3d51f30020000-ka.key"
     assert _run(parser, "parse", path, "--version", "5.4", "--user-key", wrong,
                 "--device-cert", device_cert) == 1  # fmt: skip
-    assert "fail authentication" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "refused: MAC does not verify" in err and out == ""
 
 
 def test_parse_reads_hex_base64_binary_and_duis_xml(
@@ -274,12 +269,12 @@ def test_gateway_pre_command_correlates(
         "recipient": "OK",
         "originator": "OK",
         "originator counter": "OK",
-        "message code": "OK",  # 0xFFFF: the gateway's simulated ArmSupply command
+        "message code": "OK",  # 0x0051 (ECS44): ArmSupply's use case, payload simulated
         "unsigned command": "OK",
     }
 
 
-def test_rtds_pre_command_correlates_with_the_code_check_skipped(
+def test_rtds_pre_command_correlates_with_its_use_case_known(
     parser: argparse.ArgumentParser,
     shared_dir: Path,
     rtds: Path,
@@ -289,7 +284,7 @@ def test_rtds_pre_command_correlates_with_the_code_check_skipped(
     assert _run(parser, "correlate", shared_dir / ARM_SUPPLY, pre) == 0
     out = capsys.readouterr().out
     verdicts = _report(out)
-    assert verdicts["message code"] == "SKIPPED"  # ECS44: no table maps 7.3 to it here
+    assert verdicts["message code"] == "OK"  # the use-case table maps 7.3 on an ESME to ECS44
     assert verdicts["response RequestID"] == "SKIPPED"  # raw GBCS, no DUIS envelope
     assert "0x0051 (ECS44)" in out
 
@@ -421,3 +416,52 @@ def test_known_use_case_is_checked_and_a_non_critical_request_flagged(
     assert "0x0027 (ECS17b), a use case of SRV 4.1.1" in out
     assert verdicts["command variant"] == "MISMATCH"
     assert verdicts["unsigned command"] == "MISMATCH"
+
+
+def test_flipped_mac_with_keys_is_refused_not_decoded(
+    parser: argparse.ArgumentParser,
+    rtds: Path,
+    shared_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 18: with keys, one flipped MAC byte used to print the decrypted registers
+    with MessageSuccess="true" and exit 0."""
+    gbcs = bytearray(bytes.fromhex(
+        (rtds / "4.1.1_ECS17b/ECS17b_4.1.1_SINGLE_SUCCESS_RESPONSE_GBCS.HEX").read_text()
+    ))  # fmt: skip
+    gbcs[-1] ^= 0x01  # the last byte of the 12-byte MAC
+    path = tmp_path / "flipped.hex"
+    path.write_text(gbcs.hex())
+    keystore = shared_dir / "gbcs/rtds/keystore"
+    code = _run(parser, "parse", path, "--version", "5.4",
+                "--user-key", keystore / "90b3d51f30010000-ka.key",
+                "--device-cert", keystore / "00db1234567890a0-ka.pem")  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""  # no decoded registers
+    assert "MAC does not verify" in err
+
+
+def test_flipped_signature_with_the_device_certificate_is_refused(
+    parser: argparse.ArgumentParser,
+    rtds: Path,
+    shared_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gbcs = bytearray(bytes.fromhex(
+        (rtds / "7.3_ECS44/ECS44_7.3_SUCCESS_RESPONSE_GBCS.HEX").read_text()
+    ))  # fmt: skip
+    certificate = shared_dir / "gbcs/rtds/keystore/00db1234567890a0-ds.pem"
+    path = tmp_path / "signed.hex"
+    path.write_text(gbcs.hex())
+    assert _run(parser, "parse", path, "--version", "5.4",
+                "--device-signing-cert", certificate) == 0  # fmt: skip
+    assert "signature verified" in capsys.readouterr().out
+    gbcs[-1] ^= 0x01  # the signature is the message's last field
+    path.write_text(gbcs.hex())
+    assert _run(parser, "parse", path, "--version", "5.4",
+                "--device-signing-cert", certificate) == 1  # fmt: skip
+    out, err = capsys.readouterr()
+    assert out == "" and "signature does not verify" in err

@@ -1,0 +1,1 @@
+"""Payload decoders for GBCS responses and alerts, driven by the use-case table."""
