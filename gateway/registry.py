@@ -59,7 +59,7 @@ DeviceText = Annotated[str, msgspec.Meta(min_length=1, max_length=30)]
 FirmwareText = Annotated[str, msgspec.Meta(min_length=1, max_length=8)]
 AwareDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 # "SMETS 2.0", "SMETS v2.0", "CHTS V1.4" (sr:SMETSCHTSVersion), and a GBCS version "1.0".
-SpecText = Annotated[str, msgspec.Meta(pattern=r"^(SMETS|CHTS) ?[vV]?[0-9]{1,4}\.[0-9]{1,4}$")]
+SpecText = Annotated[str, msgspec.Meta(pattern=r"^(?i:SMETS|CHTS) ?[vV]?[0-9]{1,4}\.[0-9]{1,4}$")]
 GbcsText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,4}\.[0-9]{1,4}$")]
 Uprn = Annotated[int, msgspec.Meta(ge=1, le=999_999_999_999)]  # sr:UPRN
 PostcodeText = Annotated[str, msgspec.Meta(min_length=5, max_length=8)]  # sr:PostCode
