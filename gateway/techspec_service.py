@@ -122,12 +122,19 @@ class TechspecService:
         self._alert_sink = alert_sink
         self.tables: Tables | None = None
         self.coverage: CoverageTable | None = None
+        self._in_force: dict[TableKind, int] = {}  # revision numbers this process uses
 
     async def start(self) -> None:
         """Take the revisions in force from the store."""
+        await self.refresh()
+
+    async def refresh(self) -> bool:
+        """Put in force any newer revision another process stored (workers and nodes
+        share the store; each keeps its own decoded snapshot). True if one changed."""
+        changed = False
         for kind in TABLE_KINDS:
             current = await self._store.current(kind)
-            if current is None:
+            if current is None or current.revision == self._in_force.get(kind):
                 continue
             try:
                 self._swap(current)
@@ -135,6 +142,8 @@ class TechspecService:
                 raise StoredTableUnreadable(
                     f"{kind} revision {current.revision} in the store no longer reads: {exc}"
                 ) from exc
+            changed = True
+        return changed
 
     # ------------------------------------------------------------ operator changes
 
@@ -171,6 +180,7 @@ class TechspecService:
             self.tables = decode_tables(revision.document, fmt=revision.format)
         else:
             self.coverage = decode_coverage(revision.document, fmt=revision.format)
+        self._in_force[revision.kind] = revision.revision
 
     # ------------------------------------------------------------ DUIS answers
 

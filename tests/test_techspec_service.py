@@ -186,3 +186,22 @@ async def test_wan_matrix_from_the_coverage_in_force(tmp_path: Path) -> None:
         await service.replace("coverage", WAN, "toml", actor="test", reason="")
         answer = service.wan_matrix(load_catalogue("5.4"), query)
         assert answer.code == "I0" and "<sr:CoverageAvailability>true" in answer.content
+
+
+async def test_a_replacement_by_another_process_is_put_in_force_on_refresh(
+    tmp_path: Path,
+) -> None:
+    """Workers share techspec.sqlite; each refreshes its decoded snapshot from it."""
+    clock = FixedClock(START)
+    async with (
+        open_techspec_store(tmp_path / FILE_NAME) as first_store,
+        open_techspec_store(tmp_path / FILE_NAME) as second_store,
+    ):
+        first = TechspecService(first_store, TechspecConfig(), clock)
+        second = TechspecService(second_store, TechspecConfig(), clock)
+        await first.start()
+        await second.start()
+        await first.replace("techspec", CONSULTATION, "toml", actor="worker-0", reason="")
+        assert second.tables is None
+        assert await second.refresh() is True
+        assert second.tables is not None and await second.refresh() is False
