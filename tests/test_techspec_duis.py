@@ -466,3 +466,17 @@ def test_the_wan_available_alert_is_valid_when_configured(version: str, schemas:
         wan_available_alert(
             catalogue, alert, WanAlertCodes(dcc_alert_code="Z9", hub_alert_code="00"), NOW
         )
+
+
+def test_the_premises_of_a_hub_come_from_the_hub_or_its_meter() -> None:
+    estate = decode_inventory(
+        b'[[devices]]\ndevice_id = "00-DB-12-34-56-78-90-A2"\ndevice_type = "CHF"\n'
+        b'status = "installed_not_commissioned"\n'
+        b'[[devices]]\ndevice_id = "00-DB-12-34-56-78-90-A0"\ndevice_type = "ESME"\n'
+        b'status = "installed_not_commissioned"\nchf_id = "00-DB-12-34-56-78-90-A2"\n'
+        b'mpxn = "1000999888"\nuprn = 42\n',
+        fmt="toml",
+    )
+    assert premises_key(estate, "00-DB-12-34-56-78-90-A2", "1000999888") == UprnKey(42)
+    assert premises_key(estate, "00-DB-12-34-56-78-90-A2", "1") is None
+    assert premises_key(estate, "00-DB-00-00-00-00-00-00", "1000999888") is None

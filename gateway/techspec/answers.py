@@ -209,13 +209,20 @@ def premises_key(estate: Estate, hub_id: str, mpxn: str) -> PremisesKey | None:
     """The hub's address as the coverage database keys it: its UPRN, else its postcode
     (and address identifier); else those of a device on the hub with that MPxN."""
     hub = estate.get(hub_id)
-    candidates = [hub] if hub is not None else []
-    candidates += [d for d in estate if d.chf_id == hub_id and d.mpxn == mpxn]
-    for device in candidates:
-        if device.uprn is not None:
-            return UprnKey(device.uprn)
-        if device.postcode is not None:
-            return AddressKey(device.postcode, device.address_identifier or "")
+    if hub is not None and (key := _address(hub)) is not None:
+        return key
+    # Rare (8.14.2 only): a scan of the inventory for the meter at that MPxN.
+    for device in estate:
+        if device.chf_id == hub_id and device.mpxn == mpxn and (key := _address(device)):
+            return key
+    return None
+
+
+def _address(device: EstateDevice) -> PremisesKey | None:
+    if device.uprn is not None:
+        return UprnKey(device.uprn)
+    if device.postcode is not None:
+        return AddressKey(device.postcode, device.address_identifier or "")
     return None
 
 
