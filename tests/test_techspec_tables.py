@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
 
 import msgspec
 import pytest
@@ -30,8 +31,6 @@ def test_the_consultation_example_tables_ship_with_their_dates() -> None:
 
 
 def test_json_is_accepted_too() -> None:
-    import tomllib
-
     as_json = msgspec.json.encode(tomllib.loads(CONSULTATION.decode()))
     tables = decode_tables(as_json, fmt="json")
     assert [str(v.version) for v in tables] == [str(v.version) for v in consultation()]
