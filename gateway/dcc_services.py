@@ -11,6 +11,7 @@ from __future__ import annotations
 from lxml import etree
 
 from gateway.registry import Device, Inventory
+from gateway.techspec.answers import inventory_versions
 from mmc import responses
 from mmc.codec import BodyFacts
 from mmc.identifiers import Eui64
@@ -88,6 +89,8 @@ def _smart_metering_system(device: Device, inventory: Inventory) -> list[Device]
 
 
 def _inventory_entry(device: Device) -> responses.InventoryDevice:
+    # The versions the inventory records (the techspec product tables add more, later).
+    smets_chts_version, gbcs_version = inventory_versions(None, device)
     return responses.InventoryDevice(
         device_id=device.device_id,
         device_type=_DUIS_DEVICE_TYPE.get(device.device_type, "CAD"),
@@ -95,7 +98,9 @@ def _inventory_entry(device: Device) -> responses.InventoryDevice:
         manufacturer=getattr(device, "manufacturer", None) or "0000",
         model=getattr(device, "model", None) or "0000",
         firmware_version=getattr(device, "firmware_version", None),
+        smets_chts_version=smets_chts_version,
         import_mpxn=device.mpxn if device.device_type in ("ESME", "GSME") else None,
+        gbcs_version=gbcs_version,
     )
 
 

@@ -22,7 +22,9 @@ inventory.toml:
     status = "commissioned"
     mpxn = "1100000000001"                 # optional
     chf_id = "00-DB-12-34-56-78-90-A2"     # optional: the hub it hangs off
-    # optional too: han_variant, wan_variant (a CHF's), manufacturer, model, firmware_version
+    # optional too: han_variant, wan_variant (a CHF's), manufacturer, model, firmware_version,
+    # technical_specification ("SMETS 2.0"), gbcs_version ("1.0"), uprn, postcode,
+    # address_identifier
     eligibility = [
       { role = "IS", user_id = "90-B3-D5-1F-30-01-00-00", effective_from = 2015-01-01T00:00:00Z },
     ]
@@ -59,6 +61,12 @@ VariantText = Annotated[str, msgspec.Meta(min_length=1, max_length=30)]
 DeviceText = Annotated[str, msgspec.Meta(min_length=1, max_length=30)]
 FirmwareText = Annotated[str, msgspec.Meta(min_length=1, max_length=8)]
 AwareDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+# "SMETS 2.0", "SMETS v2.0", "CHTS V1.4" (sr:SMETSCHTSVersion), and a GBCS version "1.0".
+SpecText = Annotated[str, msgspec.Meta(pattern=r"^(?i:SMETS|CHTS) ?[vV]?[0-9]{1,4}\.[0-9]{1,4}$")]
+GbcsText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,4}\.[0-9]{1,4}$")]
+Uprn = Annotated[int, msgspec.Meta(ge=1, le=999_999_999_999)]  # sr:UPRN
+PostcodeText = Annotated[str, msgspec.Meta(min_length=5, max_length=8)]  # sr:PostCode
+AddressText = Annotated[str, msgspec.Meta(min_length=1, max_length=30)]  # sr:AddressIdentifier
 
 UserRole = Literal["IS", "ES", "GS", "ED", "GT", "RSA", "OU"]
 USER_ROLES: frozenset[str] = frozenset(get_args(UserRole))
@@ -134,6 +142,14 @@ class Device(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     manufacturer: DeviceText | None = None
     model: DeviceText | None = None
     firmware_version: FirmwareText | None = None
+    # The Technical Specification versions it meets (SEC A3), when recorded; otherwise
+    # the techspec product tables derive them from manufacturer, model and firmware.
+    technical_specification: SpecText | None = None
+    gbcs_version: GbcsText | None = None
+    # The premises, as the SM WAN Coverage Database keys them (Install and Leave).
+    uprn: Uprn | None = None
+    postcode: PostcodeText | None = None
+    address_identifier: AddressText | None = None
     eligibility: tuple[EligibleUser, ...] = ()
 
 

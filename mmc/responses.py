@@ -49,6 +49,7 @@ class InventoryDevice(msgspec.Struct, frozen=True):
     manufacturer: str
     model: str
     firmware_version: str | None = None
+    smets_chts_version: str | None = None  # "SMETS V2.0" (sr:SMETSCHTSVersion)
     import_mpxn: str | None = None
     csp_region: str | None = None
     gbcs_version: str | None = None
@@ -163,6 +164,8 @@ def inventory(devices: Sequence[InventoryDevice]) -> str:
             out.append(f"<sr:DeviceStatus>{escape(d.device_status)}</sr:DeviceStatus>")
         out.append(f"<sr:DeviceManufacturer>{escape(d.manufacturer)}</sr:DeviceManufacturer>")
         out.append(f"<sr:DeviceModel>{escape(d.model)}</sr:DeviceModel>")
+        if d.smets_chts_version is not None:
+            out.append(f"<sr:SMETSCHTSVersion>{escape(d.smets_chts_version)}</sr:SMETSCHTSVersion>")
         if d.firmware_version is not None:
             out.append(
                 f"<sr:DeviceFirmwareVersion>{escape(d.firmware_version)}</sr:DeviceFirmwareVersion>"
