@@ -209,8 +209,12 @@ class AdminApi:
 
     def _status(self) -> dict[str, object]:
         state = self._state
+        today = state.clock.now().date()
         return {
-            "versions": state.versions.served(),
+            "versions": state.versions.served(today),
+            "retired_versions": {
+                v: d.isoformat() for v, d in state.versions.retired(today).items()
+            },
             "users": len(state.registry),
             "devices": len(state.inventory),
             "certificates": len(state.certstore),

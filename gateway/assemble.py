@@ -89,7 +89,7 @@ def build_state(config: Config, clock: Clock, metrics: Metrics) -> GatewayState:
     versions = VersionRegistry.build(config.duis.versions, config.duis.retired_from)
     schemas = None
     if config.duis.xsd_dir is not None:
-        files = {v: versions.route(v, clock.now()).catalogue.xsd_file for v in versions.served()}  # type: ignore[union-attr]
+        files = versions.xsd_files()
         schemas = SchemaSet.load(Path(config.duis.xsd_dir), files)
         missing = [v for v in files if not schemas.has(v)]
         if missing:

@@ -1,7 +1,7 @@
 """Certificate and key files on disk: strict reading, and finding a signer's key pair.
 
-`read_certificate_file` reads one PEM or DER certificate, more strictly than
-`cryptography` does; `_certificate_files` lists the files in the store's directories
+`read_certificate_file` reads one PEM or DER certificate, checked by `gateway.der`
+before `cryptography` parses it; `_certificate_files` lists the files in the store's directories
 that are taken for certificates (not the keys and CRLs beside them).
 `gateway.certstore` builds its snapshot from these two.
 `find_signing_key` pairs a signer's certificate with the private key stored beside it.
@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 
+from gateway.der import DerError, check_certificate, pem_certificate
 from mmc.identifiers import IdentifierError, parse_eui64
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gateway.certstore")
 
 MAX_CERT_FILE_BYTES: Final = 64 * 1024
+
+# The reasons a refused file is logged and listed with (`CertStore.skipped`).
+NOT_STRICT_DER: Final = "not strict DER"
+PARSER_REFUSED: Final = "not a usable X.509 certificate: the parser refused it"
 
 _CERT_SUFFIXES: Final = (".pem", ".crt", ".cer", ".der")
 _NOT_CERTIFICATES: Final = (".key.pem", ".crl.pem")  # keys and CRLs beside certificates
@@ -51,28 +56,30 @@ class SigningKeyNotFoundError(LookupError):
 
 
 def read_certificate_file(path: Path) -> x509.Certificate:
-    """PEM or DER; stricter than `cryptography` today, as it will be tomorrow.
+    """PEM or DER, refused for reasons of our own, whatever `cryptography` version parses.
 
-    cryptography still accepts an ECDSA signature algorithm with explicit NULL
-    parameters (not DER; the ``mdr-*`` test certificates) with a deprecation
-    warning, and older/newer versions refuse it outright: both are a refusal here.
+    `gateway.der` checks the bytes first and names the fault (the ``mdr-*`` test
+    certificates: ECDSA with NULL parameters). Whatever passes it and is still refused
+    or flagged by the library gets one reason of ours too, the library's words only as
+    detail: cryptography's verdict and wording on the same bytes change between releases.
     """
     data = path.read_bytes()[: MAX_CERT_FILE_BYTES + 1]
     if len(data) > MAX_CERT_FILE_BYTES:
         raise CertificateRefused(f"larger than {MAX_CERT_FILE_BYTES} bytes")
+    try:
+        der = pem_certificate(data) if b"-----BEGIN" in data else data
+        check_certificate(der)
+    except DerError as exc:
+        raise CertificateRefused(f"{NOT_STRICT_DER}: {exc}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            if b"-----BEGIN" in data:
-                cert = x509.load_pem_x509_certificate(data)
-            else:
-                cert = x509.load_der_x509_certificate(data)
+            cert = x509.load_der_x509_certificate(der)
         except ValueError as exc:
-            raise CertificateRefused(f"not a DER X.509 certificate: {exc}") from None
+            raise CertificateRefused(f"{PARSER_REFUSED} ({exc})") from None
     for warning in caught:
         if issubclass(warning.category, CryptographyDeprecationWarning):
-            first_sentence = str(warning.message).split(". ")[0]
-            raise CertificateRefused(f"not strict DER: {first_sentence}")
+            raise CertificateRefused(f"{NOT_STRICT_DER}: flagged by the parser ({warning.message})")
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return cert
 

@@ -69,9 +69,10 @@ def verify_request(
         version = request_version(root)
     except IngestError as exc:
         raise Refusal(400, "ingest", exc.reason, exc.detail) from None
-    route = state.versions.route(version, state.clock.now())
+    now = state.clock.now()
+    route = state.versions.route(version, now)
     if route is None:
-        served = ", ".join(state.versions.served())
+        served = ", ".join(state.versions.served(now.date()))
         raise Refusal(
             400,
             "version",

@@ -63,8 +63,21 @@ class VersionRegistry:
             )
         return cls(routes, retired_from)
 
-    def served(self, today: dt.date | None = None) -> tuple[str, ...]:
+    def served(self, today: dt.date) -> tuple[str, ...]:
+        """The versions a request may name on `today`: configured and not yet retired."""
         return tuple(v for v in self._routes if not self._retired(v, today))
+
+    def retired(self, today: dt.date) -> dict[str, dt.date]:
+        """Configured versions refused from `today` on, with the date each was retired."""
+        return {v: d for v, d in self._retired_from.items() if self._retired(v, today)}
+
+    def xsd_files(self) -> dict[str, str]:
+        """Every configured version's XSD file, retired or not.
+
+        Start-up loads them all: a version retired since then (or by a config loaded
+        after its date) is refused per request by `route`, never by a start that fails.
+        """
+        return {v: route.catalogue.xsd_file for v, route in self._routes.items()}
 
     def route(self, schema_version: str, now: dt.datetime) -> VersionRoute | None:
         version = self._lookup_cache.get(schema_version, "")
@@ -78,6 +91,6 @@ class VersionRegistry:
             return None
         return self._routes[version]
 
-    def _retired(self, version: str, today: dt.date | None) -> bool:
+    def _retired(self, version: str, today: dt.date) -> bool:
         retired = self._retired_from.get(version)
-        return retired is not None and today is not None and today >= retired
+        return retired is not None and today >= retired

@@ -17,6 +17,7 @@ from lxml import etree
 from gateway.admin_auth import admin_token_path, read_admin_token
 from gateway.app import BoundAddresses, serve
 from gateway.client import sign_request
+from gateway.clock import Clock
 from gateway.config import Config, load_config
 from gateway.default import ensure_default_state
 from gateway.metrics import Metrics
@@ -128,13 +129,18 @@ class Gateway:
 
 @asynccontextmanager
 async def running_gateway(
-    config: Config, key_dirs: list[Path], transport: DeviceTransport | None = None
+    config: Config,
+    key_dirs: list[Path],
+    transport: DeviceTransport | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Gateway]:
     metrics = Metrics()
     async with trio.open_nursery() as nursery:
 
         async def run(task_status: trio.TaskStatus[BoundAddresses]) -> None:
-            await serve(config, metrics=metrics, transport=transport, task_status=task_status)
+            await serve(
+                config, clock=clock, metrics=metrics, transport=transport, task_status=task_status
+            )
 
         addresses = await nursery.start(run)
         token = read_admin_token(admin_token_path(config))

@@ -166,7 +166,7 @@ def test_bad_users_are_refused_naming_the_entry(text: str, needles: list[str]) -
     ("old", "new", "needles"),
     [
         ('device_type = "ESME"', 'device_type = "TOASTER"', ["device_type", A0]),
-        ("2015-01-01T00:00:00Z", "2015-01-01T00:00:00", ["timezone", A0]),
+        ("2015-01-01T00:00:00Z", "2015-01-01T00:00:00", ["effective_from", A0]),
         ('role = "IS"', 'role = "GT"', [A0, "GT", "never eligible"]),
         ('role = "IS"', 'role = "OU"', ["never eligible"]),
         ("2025-06-01T00:00:00Z", "2014-06-01T00:00:00Z", ["effective_to is not after"]),

@@ -71,7 +71,7 @@ kind = "warning"
 @pytest.mark.parametrize(
     ("toml", "fragment"),
     [
-        ("surprise = 1", "unknown field `surprise`"),
+        ("surprise = 1", "surprise"),
         ('[[rules]]\nuser_id="*"\nwindow_seconds=0\nlimit=1\nkind="warning"', "window_seconds"),
         ('[[rules]]\nuser_id="*"\nwindow_seconds=60\nlimit=-1\nkind="warning"', "limit"),
         ('[[rules]]\nuser_id="*"\nwindow_seconds=60\nlimit=1\nkind="panic"', "kind"),
