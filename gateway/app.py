@@ -91,11 +91,8 @@ class DuisHandler:
             identity = client_identity(peer.client_certificate_der)
             speaks_for = user_ids_for(identity, self._identities) if identity else frozenset()
         started = trio.current_time()
-        try:
-            outcome = await self._pipeline.handle(endpoint, request.body, speaks_for)
-        except Exception:
-            log.exception("internal error handling a request from %s", peer.address)
-            return self._http_error(500, "internal error (logged)")
+        # An unexpected exception goes to the connection's crash boundary (gateway/server.py).
+        outcome = await self._pipeline.handle(endpoint, request.body, speaks_for)
         self._metrics.latency.labels(endpoint.value).observe(trio.current_time() - started)
         return outcome.status, outcome.body, outcome.content_type
 
@@ -264,14 +261,16 @@ async def _run_services(
         duis_handler = ConnectionHandler(
             DuisHandler(pipeline, metrics, config),
             config.limits,
-            config.http.parser,
             metrics,
             draining,
+            listener="duis",
         )
         admin = AdminApi(
             state, lambda: reload(config, state), ops, outbox, state_dir=Path(config.state_dir)
         )
-        admin_handler = ConnectionHandler(admin, config.limits, "httptools", metrics, Draining())
+        admin_handler = ConnectionHandler(
+            admin, config.limits, metrics, Draining(), listener="admin"
+        )
         duis_listeners = await open_listeners(
             config.listen.host, config.listen.port, tls_context(config), reuse_port
         )
