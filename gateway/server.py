@@ -122,10 +122,6 @@ class ConnectionHandler:
         self._open = metrics.connections.labels(listener)
         self._internal_errors = metrics.internal_errors.labels(listener)
 
-    @property
-    def slots(self) -> ConnectionSlots:
-        return self._slots
-
     async def __call__(self, stream: trio.abc.Stream) -> None:
         conn = _Connection(stream, PeerInfo("?", None))
         try:
