@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -86,12 +85,11 @@ class _PeerGone(Exception):
 class _Connection:
     """One connection's state: the crash boundary needs to know if a response has begun."""
 
-    __slots__ = ("idle_wait", "peer", "responding", "slot", "stream")
+    __slots__ = ("idle_wait", "peer", "responding", "stream")
 
     def __init__(self, stream: trio.abc.Stream, peer: PeerInfo) -> None:
         self.stream = stream
         self.peer = peer
-        self.slot: Slot | None = None
         self.responding = False
         self.idle_wait: trio.CancelScope | None = None
 
@@ -130,10 +128,9 @@ class ConnectionHandler:
             if isinstance(admitted, Refusal):
                 await self._refuse(conn, admitted)
                 return
-            conn.slot = admitted
             self._open.inc()
             try:
-                await self._serve(conn)
+                await self._serve(conn, admitted)
             finally:
                 self._slots.release(admitted)
                 self._open.dec()
@@ -157,7 +154,7 @@ class ConnectionHandler:
         log.info("%s connection from %s refused: %s", self._listener, conn.peer.address, refusal)
         await self._send_quietly(conn, 503, b"too many connections (%s)\n" % refusal.encode())
 
-    async def _serve(self, conn: _Connection) -> None:
+    async def _serve(self, conn: _Connection, slot: Slot) -> None:
         limits = self._limits
         accepted = trio.current_time()
         # The deadline of the request now arriving; None while the connection is idle.
@@ -169,7 +166,7 @@ class ConnectionHandler:
         idle_deadline = accepted + limits.idle_timeout_seconds
         parser = RequestParser(limits.max_body_bytes, limits.max_header_bytes)
         while not self._draining.closing:
-            data = await self._receive(conn, request_deadline, idle_deadline)
+            data = await self._receive(conn, slot, request_deadline, idle_deadline)
             if data is None:
                 return
             received = trio.current_time()
@@ -196,24 +193,24 @@ class ConnectionHandler:
                 idle_deadline = trio.current_time() + limits.idle_timeout_seconds
 
     async def _receive(
-        self, conn: _Connection, request_deadline: float | None, idle_deadline: float
+        self, conn: _Connection, slot: Slot, request_deadline: float | None, idle_deadline: float
     ) -> bytes | None:
         """The next bytes, or None when the connection must close (timeout, EOF, reclaimed)."""
         idle = request_deadline is None
-        assert conn.slot is not None
-        with trio.move_on_at(idle_deadline if idle else request_deadline or math.inf) as wait:
+        deadline = idle_deadline if request_deadline is None else request_deadline
+        with trio.move_on_at(deadline) as wait:
             if idle:
                 conn.idle_wait = wait
-                self._slots.idle(conn.slot)
+                self._slots.idle(slot)
             try:
                 data = await conn.stream.receive_some(RECEIVE_CHUNK_BYTES)
             except _DROPPED as exc:
                 raise _PeerGone(repr(exc)) from exc
             finally:
                 conn.idle_wait = None
-                self._slots.busy(conn.slot)
+                self._slots.busy(slot)
             return bytes(data) if data else None  # b"": the peer closed
-        if conn.slot.reclaimed:
+        if slot.reclaimed:
             self._metrics.connections_reclaimed.labels(self._listener).inc()
             log.debug("idle connection from %s reclaimed for a newcomer", conn.peer.address)
         elif idle:
