@@ -1,4 +1,4 @@
-"""The soak's well-behaved client: open loop, keep-alive, one retry only when reclaimed.
+"""The soak's well-behaved client: bench/client.py's open loop, one retry when reclaimed.
 
 Request j is due at start + j/rate on connection j mod K, and its latency counts from
 its due time (no coordinated omission). A request whose connection closed before any
@@ -8,16 +8,18 @@ sent again once on a new connection; one that times out is not (it may be in fli
 
 from __future__ import annotations
 
-from collections import Counter
-
 import msgspec
 import trio
 
-from bench.client import RESPONSE_TIMEOUT_SECONDS, Connection, duis_code
+from bench.client import (
+    RESPONSE_TIMEOUT_SECONDS,
+    Connection,
+    Tally,
+    open_loop,
+    record_answer,
+)
 from bench.corpus import Prepared
 from bench.load import Latency, percentile, summarise
-
-OPEN_LOOP_LEAD_SECONDS = 0.2
 
 
 class Phase(msgspec.Struct):
@@ -33,27 +35,14 @@ class Phase(msgspec.Struct):
     client_wake_lateness_p99_ms: float
 
 
-class _Tally:
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.lateness: list[float] = []
-        self.statuses: Counter[str] = Counter()
-        self.codes: Counter[str] = Counter()
-        self.unanswered: Counter[str] = Counter()
-        self.unexpected = 0
-        self.retried = 0
-        self.sent = 0
-
-
-async def _one(conn: Connection, request: Prepared, due: float, tally: _Tally) -> None:
+async def _one_retrying(conn: Connection, request: Prepared, due: float, tally: Tally) -> None:
     wire, expected = request
-    tally.sent += 1
     for attempt in (1, 2):
         try:
             with trio.fail_after(RESPONSE_TIMEOUT_SECONDS):
                 status, body = await conn.exchange(wire)
         except trio.TooSlowError:
-            tally.unanswered["timeout"] += 1
+            tally.failures["TooSlowError"] += 1
             await conn.close()
             return
         except (trio.BrokenResourceError, OSError, ValueError) as exc:
@@ -61,47 +50,26 @@ async def _one(conn: Connection, request: Prepared, due: float, tally: _Tally) -
             if attempt == 1:  # closed before any answer: reclaimed while idle
                 tally.retried += 1
                 continue
-            tally.unanswered[type(exc).__name__] += 1
+            tally.failures[type(exc).__name__] += 1
             return
-        tally.latencies.append(trio.current_time() - due)
-        tally.statuses[str(status)] += 1
-        code = duis_code(body) if status == 200 else f"HTTP {status}"
-        tally.codes[code] += 1
-        tally.unexpected += code not in expected
+        record_answer(tally, status, body, expected, due)
         return
 
 
 async def well_behaved(
     address: tuple[str, int], slots: list[list[Prepared]], rate: float, name: str
 ) -> Phase:
-    tally = _Tally()
-    start = trio.current_time() + OPEN_LOOP_LEAD_SECONDS
-    width = len(slots)
-
-    async def connection(k: int) -> None:
-        conn = Connection(address, None)
-        try:
-            for m, request in enumerate(slots[k]):
-                due = start + (m * width + k) / rate
-                if trio.current_time() < due:
-                    await trio.sleep_until(due)
-                    tally.lateness.append(trio.current_time() - due)
-                await _one(conn, request, due, tally)
-        finally:
-            await conn.close()
-
-    async with trio.open_nursery() as nursery:
-        for k in range(width):
-            nursery.start_soon(connection, k)
+    tally = await open_loop(address, slots, None, rate, _one_retrying)
+    answered = len(tally.latencies)
     return Phase(
         name=name,
-        sent=tally.sent,
-        answered=len(tally.latencies),
-        unanswered=dict(tally.unanswered),
+        sent=sum(len(slot) for slot in slots),
+        answered=answered,
+        unanswered=dict(tally.failures),
         retried=tally.retried,
-        http_status=dict(sorted(tally.statuses.items())),
+        http_status={str(k): v for k, v in sorted(tally.statuses.items())},
         duis_codes=dict(sorted(tally.codes.items())),
         unexpected_codes=tally.unexpected,
         latency=summarise(tally.latencies),
-        client_wake_lateness_p99_ms=percentile(sorted(tally.lateness), 0.99) * 1000,
+        client_wake_lateness_p99_ms=percentile(sorted(tally.wake_lateness), 0.99) * 1000,
     )
