@@ -23,10 +23,6 @@ from email.utils import formatdate
 import httptools
 import msgspec
 
-# Limits with units; the config may lower or raise them (gateway/config.py).
-DEFAULT_MAX_BODY_BYTES = 1_048_576
-DEFAULT_MAX_HEADER_BYTES = 16_384
-
 _REASONS = {
     200: b"OK",
     400: b"Bad Request",
