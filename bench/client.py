@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import ssl
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -35,7 +36,8 @@ class Tally:
         self.statuses: Counter[int] = Counter()
         self.codes: Counter[str] = Counter()
         self.unexpected = 0
-        self.failures: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()  # requests never answered, by exception
+        self.retried = 0  # sent again after their connection closed unanswered
         self.last_answer = 0.0
         self.elapsed = 0.0
 
@@ -102,6 +104,10 @@ def duis_code(body: bytes) -> str:
     return body[start + 13 : body.find(b"<", start)].decode("ascii", "replace")
 
 
+# One request on a connection, its outcome written to the tally.
+OneRequest = Callable[["Connection", Prepared, float, Tally], Awaitable[None]]
+
+
 async def _one(conn: Connection, request: Prepared, due: float, tally: Tally) -> None:
     wire, expected = request
     try:
@@ -111,6 +117,12 @@ async def _one(conn: Connection, request: Prepared, due: float, tally: Tally) ->
         tally.failures[type(exc).__name__] += 1
         await conn.close()
         return
+    record_answer(tally, status, body, expected, due)
+
+
+def record_answer(
+    tally: Tally, status: int, body: bytes, expected: frozenset[str], due: float
+) -> None:
     now = trio.current_time()
     tally.latencies.append(now - due)
     tally.last_answer = now
@@ -153,6 +165,7 @@ async def open_loop(
     slots: list[list[Prepared]],
     contexts: list[ssl.SSLContext] | None,
     rate: float,
+    one: OneRequest = _one,
 ) -> Tally:
     tally = Tally()
     start = trio.current_time() + OPEN_LOOP_LEAD_SECONDS
@@ -168,7 +181,7 @@ async def open_loop(
                     # How late the client itself woke: its own health, not the server's.
                     tally.wake_lateness.append(trio.current_time() - due)
                 tally.send_lags.append(trio.current_time() - due)
-                await _one(conn, request, due, tally)
+                await one(conn, request, due, tally)
         finally:
             await conn.close()
 

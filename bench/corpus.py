@@ -209,6 +209,7 @@ def write_bench_config(
     admin_ports: int = 1,
     rules: Path | None = None,
     synchronous: str = "full",
+    limits: dict[str, float] | None = None,
 ) -> Path:
     """bench.toml beside the default config: free ports, the slot estate, XSD and TLS.
 
@@ -230,6 +231,8 @@ def write_bench_config(
     if rules is not None:
         config["thresholds"]["rules_file"] = str(rules.resolve())
     config["storage"] = {"synchronous": synchronous}
+    if limits:
+        config["limits"] = dict(limits)  # [limits] overrides (bench.soak)
     if tls_slots is not None:
         tls_dir = default_config.parent / "pki" / TLS_SUBDIRECTORY
         config["tls"] = {

@@ -129,6 +129,26 @@ class GatewayProcess:
                 buckets[key] = buckets.get(key, 0.0) + float(value)
         return buckets
 
+    def rss_mb(self) -> float:
+        """The gateway's resident memory (its first process), from /proc."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def counters(self, prefixes: tuple[str, ...]) -> dict[str, float]:
+        """Non-zero samples of the named metrics (with their labels), from /metrics."""
+        found: dict[str, float] = {}
+        for port in self.admin_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+            for line in text.splitlines():
+                if line.startswith(prefixes):
+                    name, value = line.rsplit(" ", 1)
+                    if float(value):
+                        found[name] = found.get(name, 0.0) + float(value)
+        return found
+
     def cpu_seconds(self) -> float:
         """User + system CPU of the gateway and its worker processes, from /proc."""
         pids = {self.process.pid}

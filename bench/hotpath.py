@@ -38,7 +38,7 @@ from gateway.client import sign_request
 from gateway.clock import SystemClock
 from gateway.config import load_config
 from gateway.default import ensure_default_state
-from gateway.http import make_parser, render_response
+from gateway.http import RequestParser, render_response
 from gateway.ingest import decode_header, parse_xml
 from gateway.metrics import Metrics
 from gateway.replay_rules import ReplayGuard
@@ -123,8 +123,7 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
     body = next(c for c in root[1] if isinstance(c.tag, str))
     facts = extract_body_facts(body)
     wire = corpus_mod.http_request(path.encode(), signed)
-    httptools_parser = make_parser("httptools", 1 << 20, 16_384)
-    h11_parser = make_parser("h11", 1 << 20, 16_384)
+    http_parser = RequestParser(1 << 20, 16_384)
     request_id = header.request_id
     counters = itertools.count(request_id.counter)
     replay = ReplayGuard()
@@ -174,7 +173,7 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
     response = service_response()
 
     table: dict[str, tuple[Callable[[], object], bool]] = {
-        "HTTP parse (httptools)": (lambda: httptools_parser.feed(wire), True),
+        "HTTP parse (httptools)": (lambda: http_parser.feed(wire), True),
         "XML parse (ingest.parse_xml)": (lambda: parse_xml(signed), True),
         "header decode": (lambda: decode_header(root), True),
         "version route": (lambda: state.versions.route(header.schema_version, now), True),
@@ -209,7 +208,6 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
         ),
         "metrics: counter inc + histogram observe (bound)": (metrics, True),
         "HTTP response render": (lambda: render_response(200, ack), True),
-        "(alt) HTTP parse (h11)": (lambda: h11_parser.feed(wire), False),
         "(CV 8) service response build": (service_response, False),
         "(CV 8) response signing (ResponseSigner.sign)": (
             lambda: state.signer.sign(response),

@@ -137,6 +137,10 @@ class AdminGuard:
 
     def _check_host(self, request: HttpRequest) -> AdminRefusal | None:
         values = [v for n, v in request.headers if n == b"host"]
+        if not values and request.http_version == "1.0":
+            # HTTP/1.0 has no Host (load balancers' health checks send none); browsers,
+            # the DNS-rebinding threat, always send one.
+            return None
         if len(values) != 1:
             return AdminRefusal(400, "host", "exactly one Host header is required")
         host, port = _split_host(values[0].decode("ascii", "replace").strip().lower())

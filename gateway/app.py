@@ -104,11 +104,8 @@ class DuisHandler:
             identity = client_identity(peer.client_certificate_der)
             speaks_for = user_ids_for(identity, self._identities) if identity else frozenset()
         started = trio.current_time()
-        try:
-            outcome = await self._pipeline.handle(endpoint, request.body, speaks_for)
-        except Exception:
-            log.exception("internal error handling a request from %s", peer.address)
-            return self._http_error(500, "internal error (logged)")
+        # An unexpected exception goes to the connection's crash boundary (gateway/server.py).
+        outcome = await self._pipeline.handle(endpoint, request.body, speaks_for)
         self._metrics.latency.labels(endpoint.value).observe(trio.current_time() - started)
         return outcome.status, outcome.body, outcome.content_type
 
@@ -323,9 +320,9 @@ async def _run_services(
         duis_handler = ConnectionHandler(
             DuisHandler(pipeline, metrics, config),
             config.limits,
-            config.http.parser,
             metrics,
             draining,
+            listener="duis",
         )
         inbox = None
         if config.dev_inbox.enabled:
@@ -346,7 +343,11 @@ async def _run_services(
         if (exposed := exposure_warning(config.admin.host)) is not None:
             log.warning(exposed)
         admin_handler = ConnectionHandler(
-            GuardedAdmin(guard, admin, metrics), config.limits, "httptools", metrics, Draining()
+            GuardedAdmin(guard, admin, metrics),
+            config.limits,
+            metrics,
+            Draining(),
+            listener="admin",
         )
         async with trio.open_nursery() as connections:
             accept_scope = trio.CancelScope()

@@ -62,16 +62,21 @@ class AdminConfig(Base, frozen=True, kw_only=True):
 
 
 class LimitsConfig(Base, frozen=True, kw_only=True):
+    """The HTTP edge's limits, per listener (DUIS and admin each have their own slots)."""
+
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
+    # Counted on the raw bytes as they arrive: request line, header lines, line ends.
     max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16_384
+    # Between requests on a keep-alive connection (and before a plain connection's first byte).
     idle_timeout_seconds: PositiveSeconds = 60.0
+    # One deadline per request from its first byte (for TLS, from the handshake's start).
     request_timeout_seconds: PositiveSeconds = 10.0
+    # Writing one response: a client that does not read loses its connection after this.
+    send_timeout_seconds: PositiveSeconds = 10.0
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1024
+    # Connections one peer IP may hold at once; beyond it 503 and close.
+    max_connections_per_peer: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
     drain_timeout_seconds: PositiveSeconds = 10.0
-
-
-class HttpConfig(Base, frozen=True, kw_only=True):
-    parser: Literal["httptools", "h11"] = "httptools"
 
 
 class DuisConfig(Base, frozen=True, kw_only=True):
@@ -136,7 +141,6 @@ class Config(Base, frozen=True, kw_only=True):
     tls: TlsConfig | None = None
     admin: AdminConfig = AdminConfig()
     limits: LimitsConfig = LimitsConfig()
-    http: HttpConfig = HttpConfig()
     duis: DuisConfig = DuisConfig()
     trust: TrustConfig
     registry: RegistryConfig
@@ -162,10 +166,28 @@ def load_config(path: Path) -> Config:
     try:
         config = msgspec.toml.decode(raw, type=Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: {_removed_keys_hint(raw) or exc}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return resolve_paths(config, path.parent)
+
+
+# Tables the gateway once read and no longer does: a clear word instead of "unknown field".
+REMOVED_TABLES = {
+    "http": "[http] was removed: httptools is the only HTTP parser (the h11 path is gone); "
+    "delete the [http] table",
+}
+
+
+def _removed_keys_hint(raw: bytes) -> str | None:
+    try:
+        table = msgspec.toml.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(table, dict):
+        return None
+    found = [hint for key, hint in REMOVED_TABLES.items() if key in table]
+    return "; ".join(found) or None
 
 
 def resolve_paths(config: Config, base: Path) -> Config:

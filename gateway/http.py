@@ -1,34 +1,37 @@
 """The sans-IO HTTP/1.1 seam: bytes in, complete requests out; responses to bytes.
 
-Two parsers stand behind one interface. httptools (llhttp, C) is the default
-because the DUIS hot path cannot afford h11's ~40 µs per request; h11 is kept
-as the pure-Python reference and tests run both, so the seam stays honest.
-Neither parser touches a socket or a clock: gateway/server.py owns the I/O.
+One parser, httptools (llhttp, C): the DUIS hot path cannot afford a pure-Python
+one (h11 cost ~40 µs a request), and one parser tested thoroughly beats two that
+disagree. h11 stays a test-only reference (tests/test_http.py). The seam owns
+two things llhttp does not do for us:
+
+- the head limit, counted on the bytes as they arrive, before llhttp sees them:
+  httptools gathers a header line in Python until its end, so a head without a
+  line end would otherwise be buffered whole, at a cost growing with its square;
+- keep-alive by RFC 9112 §9.3: a `close` option anywhere in Connection wins,
+  HTTP/1.1 persists by default, HTTP/1.0 only with `keep-alive` (llhttp lets
+  HTTP/1.0 `keep-alive, close` persist).
+
+No socket and no clock here: gateway/server.py owns the I/O and the deadlines.
 """
 
 from __future__ import annotations
 
 import time
 from email.utils import formatdate
-from typing import Literal, Protocol
 
-import h11
 import httptools
 import msgspec
-
-ParserName = Literal["httptools", "h11"]
-
-# Limits with units; the config may lower or raise them (gateway/config.py).
-DEFAULT_MAX_BODY_BYTES = 1_048_576
-DEFAULT_MAX_HEADER_BYTES = 16_384
 
 _REASONS = {
     200: b"OK",
     400: b"Bad Request",
     401: b"Unauthorized",
+    403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
     408: b"Request Timeout",
+    409: b"Conflict",
     411: b"Length Required",
     413: b"Content Too Large",
     415: b"Unsupported Media Type",
@@ -46,6 +49,7 @@ class HttpRequest(msgspec.Struct, frozen=True):
     headers: tuple[tuple[bytes, bytes], ...]  # names lower-cased
     body: bytes
     keep_alive: bool
+    http_version: str = "1.1"
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -65,15 +69,16 @@ class HttpProtocolError(Exception):
         self.completed: list[HttpRequest] = []
 
 
-class RequestParser(Protocol):
-    def feed(self, data: bytes) -> list[HttpRequest]:
-        """Consume bytes; return every request completed by them, in order."""
-        ...
+def keep_alive(http_version: str, connection_options: frozenset[bytes]) -> bool:
+    """RFC 9112 §9.3: does the connection persist after this request?
 
-    @property
-    def in_progress(self) -> bool:
-        """True while a request has started but not finished arriving."""
-        ...
+    `connection_options` are the lower-cased tokens of every Connection header line.
+    """
+    if b"close" in connection_options:
+        return False
+    if http_version == "1.0":
+        return b"keep-alive" in connection_options
+    return True
 
 
 def render_response(
@@ -82,9 +87,10 @@ def render_response(
     *,
     content_type: bytes = b"application/xml",
     keep_alive: bool = True,
+    http_1_0: bool = False,
     extra_headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> bytes:
-    """Serialise one response. Shared by both parsers: a response is simple bytes."""
+    """Serialise one response. An HTTP/1.0 peer is told when the connection stays open."""
     lines = [
         b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Unknown")),
         b"content-type: " + content_type,
@@ -93,6 +99,8 @@ def render_response(
     ]
     if not keep_alive:
         lines.append(b"connection: close")
+    elif http_1_0:
+        lines.append(b"connection: keep-alive")
     lines.extend(name + b": " + value for name, value in extra_headers)
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
@@ -109,8 +117,8 @@ def _http_date() -> bytes:
     return _date_cache[1]
 
 
-class HttptoolsParser:
-    """llhttp via httptools, with our limits enforced in its callbacks."""
+class RequestParser:
+    """llhttp via httptools, with our limits enforced before and inside its callbacks."""
 
     def __init__(self, max_body_bytes: int, max_header_bytes: int) -> None:
         self._max_body = max_body_bytes
@@ -122,18 +130,38 @@ class HttptoolsParser:
     def _reset(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._header_bytes = 0
+        self._connection_options: set[bytes] = set()
+        self._header_bytes = 0  # url and header fields, as llhttp reports them
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._started = False
+        # Raw bytes fed since this head began (between requests a head is "in progress":
+        # the next byte belongs to one).
+        self._in_head = True
+        self._head_bytes = 0
 
     @property
     def in_progress(self) -> bool:
+        """True while a request has started but not finished arriving."""
         return self._started
 
     def feed(self, data: bytes) -> list[HttpRequest]:
+        """Consume bytes; return every request completed by them, in order."""
         try:
-            self._parser.feed_data(data)
+            while data:
+                if not self._in_head:
+                    piece, data = data, b""
+                    self._parser.feed_data(piece)
+                    continue
+                # Never hand llhttp more head than the limit allows: past it, refuse.
+                room = self._max_header - self._head_bytes
+                piece, data = data[:room], data[room:]
+                self._head_bytes += len(piece)
+                self._parser.feed_data(piece)
+                if self._in_head and self._head_bytes >= self._max_header:
+                    raise HttpProtocolError(
+                        431, f"request head larger than {self._max_header} bytes"
+                    )
         except HttpProtocolError as exc:
             exc.completed, self._done = self._done, []
             raise
@@ -163,10 +191,17 @@ class HttptoolsParser:
         self._count_header(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # A head that began inside a feed after another request is measured here too.
         self._count_header(len(name) + len(value) + 4)
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        if name == b"connection":
+            self._connection_options.update(
+                token.strip().lower() for token in value.split(b",") if token.strip()
+            )
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         length = dict(self._headers).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise HttpProtocolError(413, f"body larger than {self._max_body} bytes")
@@ -179,13 +214,15 @@ class HttptoolsParser:
 
     def on_message_complete(self) -> None:
         method = self._parser.get_method().decode("ascii", "replace")
+        version = self._parser.get_http_version()
         self._done.append(
             HttpRequest(
                 method=method,
                 target=self._url.decode("ascii", "replace"),
                 headers=tuple(self._headers),
                 body=b"".join(self._body),
-                keep_alive=bool(self._parser.should_keep_alive()),
+                keep_alive=keep_alive(version, frozenset(self._connection_options)),
+                http_version=version,
             )
         )
         self._reset()
@@ -194,94 +231,3 @@ class HttptoolsParser:
         self._header_bytes += n
         if self._header_bytes > self._max_header:
             raise HttpProtocolError(431, f"request head larger than {self._max_header} bytes")
-
-
-class H11Parser:
-    """h11, the pure-Python reference parser."""
-
-    def __init__(self, max_body_bytes: int, max_header_bytes: int) -> None:
-        self._max_body = max_body_bytes
-        self._max_header = max_header_bytes
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
-        self._current: h11.Request | None = None
-        self._body: list[bytes] = []
-        self._body_bytes = 0
-
-    @property
-    def in_progress(self) -> bool:
-        return self._current is not None
-
-    def feed(self, data: bytes) -> list[HttpRequest]:
-        self._conn.receive_data(data)
-        done: list[HttpRequest] = []
-        try:
-            self._drain(done)
-        except h11.RemoteProtocolError as exc:
-            error = HttpProtocolError(exc.error_status_hint, f"malformed HTTP/1.1: {exc}")
-            error.completed = done
-            raise error from exc
-        except HttpProtocolError as exc:
-            exc.completed = done
-            raise
-        return done
-
-    def _drain(self, done: list[HttpRequest]) -> None:
-        while True:
-            event = self._conn.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                if event is h11.PAUSED and self._conn.our_state is h11.DONE:
-                    # The response was written by render_response, not h11: tell h11.
-                    self._conn.start_next_cycle()
-                    continue
-                return
-            if isinstance(event, h11.Request):
-                self._start(event)
-            elif isinstance(event, h11.Data):
-                self._add_body(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                done.append(self._finish())
-            elif isinstance(event, h11.ConnectionClosed):
-                return
-
-    def _start(self, event: h11.Request) -> None:
-        # h11 bounds only a head still arriving; one that came whole is measured here.
-        head = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
-        if head > self._max_header:
-            raise HttpProtocolError(431, f"request head larger than {self._max_header} bytes")
-        for name, value in event.headers:
-            if name == b"content-length" and int(value) > self._max_body:
-                raise HttpProtocolError(413, f"body larger than {self._max_body} bytes")
-        self._current = event
-        self._body, self._body_bytes = [], 0
-
-    def _add_body(self, chunk: bytes) -> None:
-        self._body_bytes += len(chunk)
-        if self._body_bytes > self._max_body:
-            raise HttpProtocolError(413, f"body larger than {self._max_body} bytes")
-        self._body.append(chunk)
-
-    def _finish(self) -> HttpRequest:
-        assert self._current is not None
-        req = self._current
-        self._current = None
-        keep_alive = req.http_version == b"1.1" and not any(
-            n == b"connection" and v.lower() == b"close" for n, v in req.headers
-        )
-        # We serialise responses ourselves; mark h11's side of the cycle done.
-        self._conn.send(h11.Response(status_code=200, headers=[("content-length", "0")]))
-        self._conn.send(h11.EndOfMessage())
-        if keep_alive:
-            self._conn.start_next_cycle()
-        return HttpRequest(
-            method=req.method.decode("ascii", "replace"),
-            target=req.target.decode("ascii", "replace"),
-            headers=tuple((bytes(n), bytes(v)) for n, v in req.headers),
-            body=b"".join(self._body),
-            keep_alive=keep_alive,
-        )
-
-
-def make_parser(name: ParserName, max_body_bytes: int, max_header_bytes: int) -> RequestParser:
-    if name == "h11":
-        return H11Parser(max_body_bytes, max_header_bytes)
-    return HttptoolsParser(max_body_bytes, max_header_bytes)

@@ -49,16 +49,38 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.connections = Gauge("duisgw_open_connections", "Open DUIS connections", registry=r)
+        self.connections = Gauge(
+            "duisgw_open_connections", "Open connections, by listener", ("listener",), registry=r
+        )
         self.connections_refused = Counter(
             "duisgw_connections_refused_total",
-            "Connections refused because max_connections was reached",
+            "Connections answered 503 and closed, by listener and the limit reached",
+            ("listener", "reason"),
+            registry=r,
+        )
+        self.connections_reclaimed = Counter(
+            "duisgw_connections_reclaimed_total",
+            "Idle keep-alive connections closed to make room for a new one, by listener",
+            ("listener",),
             registry=r,
         )
         self.timeouts = Counter(
             "duisgw_client_timeouts_total",
-            "Connections closed for idleness or slow requests, by kind",
+            "Connections closed for idleness, slow requests, slow TLS handshakes or "
+            "clients that do not read, by kind",
             ("kind",),
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "duisgw_internal_errors_total",
+            "Unexpected exceptions caught at a connection's crash boundary, by listener",
+            ("listener",),
+            registry=r,
+        )
+        self.tls_handshake_failures = Counter(
+            "duisgw_tls_handshake_failures_total",
+            "TLS handshakes refused or abandoned on the DUIS listener, by reason",
+            ("reason",),
             registry=r,
         )
         self.reloads = Counter(

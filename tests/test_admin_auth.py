@@ -72,6 +72,14 @@ def test_other_hosts_are_refused(host: str | None, status: int) -> None:
     assert refusal is not None and refusal.status == status and refusal.reason == "host"
 
 
+def test_http_1_0_may_omit_host_as_a_health_check_does() -> None:
+    bare = HttpRequest("GET", "/healthz", (), b"", False, http_version="1.0")
+    assert GUARD.check(bare) is None
+    # ...but still needs the token anywhere else
+    refusal = GUARD.check(HttpRequest("GET", "/admin/status", (), b"", False, http_version="1.0"))
+    assert refusal is not None and refusal.status == 401
+
+
 def test_two_host_headers_are_refused() -> None:
     twice = HttpRequest(
         "GET", "/healthz", ((b"host", b"127.0.0.1:8080"), (b"host", b"evil.example")), b"", True

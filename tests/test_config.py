@@ -36,6 +36,14 @@ def test_default_config_loads_and_resolves_paths(default_text: tuple[Path, str])
             "$.duis.dcc_eui64",
         ),
         (lambda t: t + "\n[limits]\nmax_body_bytes = 10\n", "$.limits.max_body_bytes"),
+        (lambda t: t + "\n[limits]\nsend_timeout_seconds = 0\n", "$.limits.send_timeout_seconds"),
+        (
+            lambda t: t + "\n[limits]\nmax_connections_per_peer = 0\n",
+            "$.limits.max_connections_per_peer",
+        ),
+        # The h11 path is gone: an old config says so instead of "unknown field".
+        (lambda t: t + '\n[http]\nparser = "httptools"\n', "httptools is the only HTTP parser"),
+        (lambda t: t + '\n[http]\nparser = "h11"\n', "delete the [http] table"),
         (lambda t: t.replace("[registry]\n", "[registry]\nusers = 1\n"), "users"),
         (lambda t: t.replace('users_file = "users.toml"\n', ""), "users_file"),
     ],
@@ -49,6 +57,16 @@ def test_bad_config_names_the_key(
     with pytest.raises(ConfigError) as caught:
         load_config(bad)
     assert named in str(caught.value)
+
+
+def test_edge_limits_are_read_from_the_config(
+    tmp_path: Path, default_text: tuple[Path, str]
+) -> None:
+    _, text = default_text
+    path = tmp_path / "limits.toml"
+    path.write_text(text + "\n[limits]\nsend_timeout_seconds = 2.5\nmax_connections_per_peer = 7\n")
+    limits = load_config(path).limits
+    assert (limits.send_timeout_seconds, limits.max_connections_per_peer) == (2.5, 7)
 
 
 def test_unreadable_and_non_toml_configs_are_refused(tmp_path: Path) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import logging
 import ssl
 from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
+import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.client import sign_request
 from gateway.config import TlsConfig
@@ -65,3 +73,141 @@ async def test_client_certificate_must_speak_for_the_originator(
         async with httpx.AsyncClient(verify=anonymous) as client:
             with pytest.raises(httpx.HTTPError):
                 await client.post(url + path, content=signed, headers=headers)
+
+
+# ------------------------------------------------------------ refused handshakes
+
+
+def write_client_pair(
+    directory: Path,
+    name: str,
+    *,
+    signer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    valid: tuple[dt.datetime, dt.datetime],
+    usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CLIENT_AUTH,
+) -> tuple[Path, Path]:
+    """A client certificate signed by `signer` (None: self-signed)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "90B3D51F30010000")])
+    issuer_cert, issuer_key = signer if signer is not None else (None, key)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject if issuer_cert is not None else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / f"{name}.cert.pem", directory / f"{name}.key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def refused_clients(tls_dir: Path, tmp_path: Path) -> dict[str, ssl.SSLContext | None]:
+    """reason label -> a client context the gateway must refuse (None: plain HTTP)."""
+    ca_cert = x509.load_pem_x509_certificate((tls_dir / "tls-ca.cert.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key(
+        (tls_dir / "tls-ca.key.pem").read_bytes(), password=None
+    )
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    now = dt.datetime.now(dt.UTC)
+    day = dt.timedelta(days=1)
+    pairs = {
+        "certificate_expired": write_client_pair(
+            tmp_path, "expired", signer=(ca_cert, ca_key), valid=(now - 10 * day, now - day)
+        ),
+        "certificate_untrusted": write_client_pair(
+            tmp_path, "self-signed", signer=None, valid=(now - day, now + day)
+        ),
+        "certificate_wrong_purpose": write_client_pair(
+            tmp_path,
+            "server-usage",
+            signer=(ca_cert, ca_key),
+            valid=(now - day, now + day),
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        ),
+    }
+    clients: dict[str, ssl.SSLContext | None] = {"no_certificate": client_context(tls_dir, None)}
+    for reason, (cert_file, key_file) in pairs.items():
+        context = client_context(tls_dir, None)
+        context.load_cert_chain(str(cert_file), str(key_file))
+        clients[reason] = context
+    clients["not_tls"] = None
+    return clients
+
+
+async def test_refused_handshakes_are_logged_and_counted_by_reason(
+    tls_config,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="duisgw.server")
+    config, tls_dir = tls_config
+    clients = refused_clients(tls_dir, tmp_path)
+    async with running_gateway(config, [tmp_path / "pki"]) as gw:
+        port = gw.addresses.duis[1]
+        for reason, context in clients.items():
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            local = f"127.0.0.1:{stream.socket.getsockname()[1]}"
+            with trio.fail_after(10):
+                if context is None:
+                    await stream.send_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        while await stream.receive_some(4096):
+                            pass
+                else:
+                    tls = trio.SSLStream(stream, context, server_hostname="localhost")
+                    # TLS 1.3 clients learn of the refusal on their first read.
+                    with pytest.raises(trio.BrokenResourceError):
+                        await tls.do_handshake()
+                        await tls.send_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+                        await tls.receive_some(4096)
+                while not gw.metrics.registry.get_sample_value(
+                    "duisgw_tls_handshake_failures_total", {"reason": reason}
+                ):
+                    await trio.sleep(0.01)
+            await trio.aclose_forcefully(stream)
+            lines = [
+                r for r in caplog.records if r.levelno == logging.INFO and local in r.getMessage()
+            ]
+            assert len(lines) == 1 and reason in lines[0].getMessage(), reason
+            assert not lines[0].exc_info
+        for reason in clients:
+            assert (
+                gw.metrics.registry.get_sample_value(
+                    "duisgw_tls_handshake_failures_total", {"reason": reason}
+                )
+                == 1
+            ), reason
+
+
+async def test_the_handshake_counts_against_the_request_deadline(
+    tls_config,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that connects and never starts TLS is cut off at request_timeout_seconds."""
+    caplog.set_level(logging.INFO, logger="duisgw.server")
+    config, _ = tls_config
+    config = msgspec.structs.replace(
+        config, limits=msgspec.structs.replace(config.limits, request_timeout_seconds=0.5)
+    )
+    async with running_gateway(config, [tmp_path / "pki"]) as gw:
+        stream = await trio.open_tcp_stream("127.0.0.1", gw.addresses.duis[1])
+        with trio.fail_after(10):
+            assert await stream.receive_some(4096) == b""
+        await stream.aclose()
+        sample = gw.metrics.registry.get_sample_value
+        assert sample("duisgw_tls_handshake_failures_total", {"reason": "timeout"}) == 1
+        assert sample("duisgw_client_timeouts_total", {"kind": "tls_handshake"}) == 1
+    assert any("timeout" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
