@@ -36,18 +36,17 @@ from gateway.transport import DeviceCommand
 from mmc.identifiers import Eui64, eui64_to_bytes
 from parse_correlate.decode.usecases import use_case_for
 from parse_correlate.gbcs import (
-    MESSAGE_CODES,
     BlockKind,
     Cra,
-    GbcsError,
     GbcsMessage,
     GroupingHeader,
-    KeyAgreement,
     build_message,
     encode_general_signing,
-    message_key,
     parse_message,
 )
+from parse_correlate.gbcs_bytes import GbcsError
+from parse_correlate.gbcs_codes import MESSAGE_CODES
+from parse_correlate.gbcs_mac import KeyAgreement, message_key
 
 log = logging.getLogger("duisgw.simulator")
 

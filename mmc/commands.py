@@ -32,15 +32,15 @@ import msgspec
 from mmc.identifiers import RequestId, eui64_to_bytes
 from parse_correlate.decode.usecases import use_case_for_device
 from parse_correlate.gbcs import (
-    MESSAGE_CODES,
     Cra,
-    GbcsError,
     GroupingHeader,
-    KeyAgreement,
     build_message,
     encode_general_ciphering,
     parse_message,
 )
+from parse_correlate.gbcs_bytes import GbcsError
+from parse_correlate.gbcs_codes import MESSAGE_CODES
+from parse_correlate.gbcs_mac import KeyAgreement
 
 SIMULATED_MESSAGE_CODE = 0xFFFF  # for SRVs whose use case this module does not know
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from parse_correlate.correlate import CorrelationError, sign_pre_command
-from parse_correlate.gbcs import GbcsError, parse_message
+from parse_correlate.gbcs import parse_message
+from parse_correlate.gbcs_bytes import GbcsError
 from parse_correlate.inputs import (
     BadInput,
     BadInvocation,

@@ -18,7 +18,8 @@ from mmc.applicability import applicable_device_types
 from mmc.catalogue import SERVED_VERSIONS, UnknownVersion, load_catalogue
 from mmc.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command
 from mmc.identifiers import RequestId
-from parse_correlate.gbcs import BlockKind, Cra, GbcsMessage, message_code_name
+from parse_correlate.gbcs import BlockKind, Cra, GbcsMessage
+from parse_correlate.gbcs_codes import message_code_name
 from parse_correlate.inputs import SR_NS, DuisRequest, GbcsInput
 
 __all__ = ["DS_NS", "SR_NS", "Check", "DuisRequest", "Verdict"]

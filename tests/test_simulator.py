@@ -38,15 +38,9 @@ from gateway.transport import DeviceCommand, DeviceOutcome, DeviceReply, Priorit
 from mmc.commands import CommandFacts, DeviceType, build_command
 from mmc.identifiers import Eui64, RequestId, eui64_to_bytes
 from parse_correlate.correlate import sign_pre_command
-from parse_correlate.gbcs import (
-    MESSAGE_CODES,
-    BlockKind,
-    Cra,
-    KeyAgreement,
-    message_key,
-    parse_message,
-    verify_mac,
-)
+from parse_correlate.gbcs import BlockKind, Cra, parse_message, verify_mac
+from parse_correlate.gbcs_codes import MESSAGE_CODES
+from parse_correlate.gbcs_mac import KeyAgreement, message_key
 
 USER = "90-B3-D5-1F-30-01-00-00"  # the IDs of the RTDS vectors
 OTHER_USER = "90-B3-D5-1F-30-03-00-00"
