@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gateway.certstore import CertStore, check_signing_certificate, find_signing_key
 from gateway.devpki import DevUser, generate_dev_pki
 from gateway.ingest import parse_xml
-from gateway.signature import parse_signature, sign_document, verify_signature
+from gateway.signature import parse_signature, verify_signature
+from gateway.signing import sign_document
 
 USER_EUI64: Final = "90-B3-D5-1F-30-01-00-00"
 DCC_EUI64: Final = "90-B3-D5-1F-30-00-00-02"

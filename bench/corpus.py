@@ -39,7 +39,7 @@ from gateway.estate import DCC_EUI64, dev_users
 from gateway.ingest import decode_header, parse_xml
 from gateway.lifecycle import ASYNC_QUEUE_SIZE
 from gateway.registry import InventoryFile, UsersFile, load_inventory, load_users
-from gateway.signature import sign_document
+from gateway.signing import sign_document
 from mmc.catalogue import USER_XML_SIGNING_ROLE_CODE, load_catalogue
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent

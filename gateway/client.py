@@ -19,7 +19,7 @@ from lxml import etree
 
 from gateway.certstore import OrgCertificate, SigningKeyNotFoundError, find_signing_key
 from gateway.ingest import SIGNATURE_TAG, SR_NS, decode_header, parse_xml
-from gateway.signature import sign_document
+from gateway.signing import sign_document
 from gateway.versions import normalise_version
 from mmc.catalogue import USER_XML_SIGNING_ROLE_CODE, UnknownVersion, load_catalogue
 from mmc.identifiers import RequestId, parse_request_id

@@ -31,12 +31,8 @@ from gateway.ingest import (
 from gateway.outcome import Outcome, Refusal, Verified
 from gateway.replay import ReplayStore
 from gateway.screen import ThresholdScreen
-from gateway.signature import (
-    SignatureError,
-    detach_keeping_tail,
-    parse_signature,
-    verify_signature,
-)
+from gateway.signature import detach_keeping_tail, parse_signature, verify_signature
+from gateway.signature_profile import SignatureError
 from gateway.state import GatewayState
 from gateway.versions import VersionRoute
 from mmc import responses

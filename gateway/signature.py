@@ -22,18 +22,17 @@ bad_reference_uri, bad_transforms, bad_digest_value, bad_signature_value,
 bad_key_info, canonicalization_failed, wrong_key_type, digest_mismatch,
 signature_invalid.
 
-Signing (`sign_document`, `sign_canonical_document`) lives in `gateway.signing` and
-is re-exported here; so are the profile's algorithm identifiers, which that module
-declares beside the templates that write them.
+Signing (`sign_document`, `sign_canonical_document`) lives in `gateway.signing`; the
+profile's identifiers and value decoders, which both share, in
+`gateway.signature_profile`.
 """
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import re
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -41,58 +40,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
-from gateway.signing import _ECDSA, _SIGNATURE
-
-# Re-exported: callers import the profile's identifiers and the signers from here.
-from gateway.signing import DS_NS as DS_NS
-from gateway.signing import ECDSA_SHA256 as ECDSA_SHA256
-from gateway.signing import ENVELOPED as ENVELOPED
-from gateway.signing import EXC_C14N as EXC_C14N
-from gateway.signing import P256_SCALAR_BYTES as P256_SCALAR_BYTES
-from gateway.signing import SHA256 as SHA256
-from gateway.signing import _ds as _ds
-from gateway.signing import sign_canonical_document as sign_canonical_document
-from gateway.signing import sign_document as sign_document
-
-SignatureReason = Literal[
-    "missing_signature",
-    "multiple_signatures",
-    "signature_not_last",
-    "comment_in_signature",
-    "unexpected_attribute",
-    "bad_structure",
-    "bad_algorithm",
-    "bad_reference_uri",
-    "bad_transforms",
-    "bad_digest_value",
-    "bad_signature_value",
-    "bad_key_info",
-    "canonicalization_failed",
-    "wrong_key_type",
-    "digest_mismatch",
-    "signature_invalid",
-]
-
-# Bounds on attacker-controlled text, checked before any decoding. The base64 forms
-# are 44 and 88 characters; the slack allows line breaks every 76 (as Java writes).
-MAX_DIGEST_VALUE_CHARS: Final = 128
-MAX_SIGNATURE_VALUE_CHARS: Final = 256
-MAX_ISSUER_NAME_CHARS: Final = 1024
-MAX_SERIAL_DIGITS: Final = 49  # RFC 5280: at most 20 octets, < 10**49
-DIGEST_BYTES: Final = 32
-
-_DS_NS_BYTES: Final = DS_NS.encode("ascii")
-_XML_WS: Final = " \t\r\n"
-_DELETE_XML_WS: Final = str.maketrans("", "", _XML_WS)
-
-
-class SignatureError(Exception):
-    """The peer's signature is outside the profile or does not verify."""
-
-    def __init__(self, reason: SignatureReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason: SignatureReason = reason
-        self.detail = detail
+from gateway.signature_profile import (
+    DS_NS,
+    ECDSA_SHA256,
+    ECDSA_WITH_SHA256,
+    ENVELOPED,
+    EXC_C14N,
+    SHA256,
+    SIGNATURE,
+    SignatureError,
+    decode_digest,
+    decode_issuer_name,
+    decode_serial,
+    decode_signature_value,
+    is_blank,
+)
+from gateway.signature_refusals import explain_refusal
 
 
 class SignatureParts(msgspec.Struct, frozen=True):
@@ -126,17 +89,13 @@ def parse_signature(root: etree._Element) -> SignatureParts:
     _refuse_non_elements(signature)
     match = _PROFILE.match(_c14n_exclusive(signature, "Signature"))
     if match is None:
-        # Imported here, not at the top: signature_refusals builds on this module's
-        # decoders, and only a refused signature needs it.
-        from gateway.signature_refusals import explain_refusal
-
         explain_refusal(signature)
         raise SignatureError("bad_structure", "ds:Signature is outside the profile's form")
-    digest = _decode_digest(_c14n_text(match["digest"]))
-    r, s = _decode_signature_value(_c14n_text(match["value"]))
+    digest = decode_digest(_c14n_text(match["digest"]))
+    r, s = decode_signature_value(_c14n_text(match["value"]))
     return SignatureParts(
-        issuer_name=_issuer_name(_c14n_text(match["issuer"])),
-        serial=_serial(_c14n_text(match["serial"])),
+        issuer_name=decode_issuer_name(_c14n_text(match["issuer"])),
+        serial=decode_serial(_c14n_text(match["serial"])),
         signed_info_c14n=_signed_info_c14n(match),
         digest=digest,
         r=r,
@@ -146,7 +105,7 @@ def parse_signature(root: etree._Element) -> SignatureParts:
 
 
 def _the_enveloped_signature(root: etree._Element) -> etree._Element:
-    found = root.iter(_SIGNATURE)
+    found = root.iter(SIGNATURE)
     signature = next(found, None)
     if signature is None:
         raise SignatureError("missing_signature", "the document holds no ds:Signature")
@@ -155,7 +114,7 @@ def _the_enveloped_signature(root: etree._Element) -> etree._Element:
     if signature.getparent() is not root:
         raise SignatureError("signature_not_last", "ds:Signature is not a child of the root")
     # getnext() skips only text, so a comment or PI after the Signature counts too.
-    if signature.getnext() is not None or not _blank(signature.tail):
+    if signature.getnext() is not None or not is_blank(signature.tail):
         raise SignatureError("signature_not_last", "content follows ds:Signature in the root")
     return signature
 
@@ -238,7 +197,7 @@ def _signed_info_c14n(match: re.Match[bytes]) -> bytes:
     name = prefix + b":SignedInfo" if prefix else b"SignedInfo"
     declaration = b" xmlns:" + prefix if prefix else b" xmlns"
     body = match["signed_info"][len(name) + 1 :]  # after "<name"
-    return b"<" + name + declaration + b'="' + _DS_NS_BYTES + b'"' + body
+    return b"<" + name + declaration + b'="' + DS_NS.encode("ascii") + b'"' + body
 
 
 def _c14n_text(raw: bytes) -> str:
@@ -249,54 +208,6 @@ def _c14n_text(raw: bytes) -> str:
     return (
         text.replace("&#xD;", "\r").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     )
-
-
-def _decode_base64(text: str, max_chars: int, reason: SignatureReason, where: str) -> bytes:
-    if len(text) > max_chars:
-        raise SignatureError(reason, f"{where} is longer than {max_chars} characters")
-    # strict_mode refuses non-alphabet bytes and misplaced padding that the lax
-    # decoder skips; XML whitespace (Java's line breaks) is allowed and removed.
-    try:
-        return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError):
-        pass  # most values carry no whitespace; removing it is the slow path
-    try:
-        return binascii.a2b_base64(text.translate(_DELETE_XML_WS), strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError(reason, f"{where} is not valid base64") from None
-
-
-def _decode_digest(text: str) -> bytes:
-    raw = _decode_base64(text, MAX_DIGEST_VALUE_CHARS, "bad_digest_value", "DigestValue")
-    if len(raw) != DIGEST_BYTES:
-        raise SignatureError("bad_digest_value", f"DigestValue is {len(raw)} bytes, not 32")
-    return raw
-
-
-def _decode_signature_value(text: str) -> tuple[int, int]:
-    raw = _decode_base64(text, MAX_SIGNATURE_VALUE_CHARS, "bad_signature_value", "SignatureValue")
-    if len(raw) != 2 * P256_SCALAR_BYTES:
-        raise SignatureError("bad_signature_value", f"SignatureValue is {len(raw)} bytes, not 64")
-    return int.from_bytes(raw[:P256_SCALAR_BYTES]), int.from_bytes(raw[P256_SCALAR_BYTES:])
-
-
-def _issuer_name(text: str) -> str:
-    text = text.strip(_XML_WS)
-    if not text or len(text) > MAX_ISSUER_NAME_CHARS:
-        raise SignatureError("bad_key_info", "X509IssuerName is empty or too long")
-    return text
-
-
-def _serial(text: str) -> int:
-    text = text.strip(_XML_WS)
-    # isascii() first: str.isdigit() also accepts superscripts and other scripts' digits.
-    if not (text.isascii() and text.isdigit()) or len(text) > MAX_SERIAL_DIGITS:
-        raise SignatureError("bad_key_info", "X509SerialNumber is not a decimal serial")
-    return int(text)
-
-
-def _blank(text: str | None) -> bool:
-    return text is None or not text.strip(_XML_WS)
 
 
 def _c14n_exclusive(element: etree._Element, where: str) -> bytes:
@@ -339,7 +250,9 @@ def verify_signature(
     if not hmac.compare_digest(digest, parts.digest):
         raise SignatureError("digest_mismatch", "the document does not match DigestValue")
     try:
-        public_key.verify(encode_dss_signature(parts.r, parts.s), parts.signed_info_c14n, _ECDSA)
+        public_key.verify(
+            encode_dss_signature(parts.r, parts.s), parts.signed_info_c14n, ECDSA_WITH_SHA256
+        )
     except InvalidSignature:
         raise SignatureError("signature_invalid", "SignatureValue does not verify") from None
 

@@ -4,7 +4,8 @@
 the Signature's canonical form. Only a refused signature comes here, to be walked
 element by element so that `SignatureError.reason` names the first fault in
 document order. The walk never accepts anything on its own. It decodes values with
-the fast path's own decoders, so both paths refuse a bad value with the same reason.
+the fast path's own decoders (`gateway.signature_profile`), so both paths refuse a
+bad value with the same reason.
 """
 
 from __future__ import annotations
@@ -13,35 +14,35 @@ from typing import Final
 
 from lxml import etree
 
-from gateway.signature import (
+from gateway.signature_profile import (
     ECDSA_SHA256,
     ENVELOPED,
     EXC_C14N,
     SHA256,
     SignatureError,
     SignatureReason,
-    _blank,
-    _decode_digest,
-    _decode_signature_value,
-    _ds,
-    _issuer_name,
-    _serial,
+    decode_digest,
+    decode_issuer_name,
+    decode_serial,
+    decode_signature_value,
+    ds,
+    is_blank,
 )
 
-_SIGNED_INFO: Final = _ds("SignedInfo")
-_C14N_METHOD: Final = _ds("CanonicalizationMethod")
-_SIGNATURE_METHOD: Final = _ds("SignatureMethod")
-_REFERENCE: Final = _ds("Reference")
-_TRANSFORMS: Final = _ds("Transforms")
-_TRANSFORM: Final = _ds("Transform")
-_DIGEST_METHOD: Final = _ds("DigestMethod")
-_DIGEST_VALUE: Final = _ds("DigestValue")
-_SIGNATURE_VALUE: Final = _ds("SignatureValue")
-_KEY_INFO: Final = _ds("KeyInfo")
-_X509_DATA: Final = _ds("X509Data")
-_ISSUER_SERIAL: Final = _ds("X509IssuerSerial")
-_ISSUER_NAME: Final = _ds("X509IssuerName")
-_SERIAL_NUMBER: Final = _ds("X509SerialNumber")
+_SIGNED_INFO: Final = ds("SignedInfo")
+_C14N_METHOD: Final = ds("CanonicalizationMethod")
+_SIGNATURE_METHOD: Final = ds("SignatureMethod")
+_REFERENCE: Final = ds("Reference")
+_TRANSFORMS: Final = ds("Transforms")
+_TRANSFORM: Final = ds("Transform")
+_DIGEST_METHOD: Final = ds("DigestMethod")
+_DIGEST_VALUE: Final = ds("DigestValue")
+_SIGNATURE_VALUE: Final = ds("SignatureValue")
+_KEY_INFO: Final = ds("KeyInfo")
+_X509_DATA: Final = ds("X509Data")
+_ISSUER_SERIAL: Final = ds("X509IssuerSerial")
+_ISSUER_NAME: Final = ds("X509IssuerName")
+_SERIAL_NUMBER: Final = ds("X509SerialNumber")
 
 
 def explain_refusal(signature: etree._Element) -> None:
@@ -56,7 +57,7 @@ def explain_refusal(signature: etree._Element) -> None:
     )
     _explain_signed_info(signed_info)
     _no_attributes(signature_value, "SignatureValue")
-    _decode_signature_value(_leaf_text(signature_value, "bad_signature_value", "SignatureValue"))
+    decode_signature_value(_leaf_text(signature_value, "bad_signature_value", "SignatureValue"))
     _explain_key_info(key_info)
 
 
@@ -78,7 +79,7 @@ def _explain_signed_info(signed_info: etree._Element) -> None:
     _explain_transforms(transforms)
     _expect_algorithm(digest_method, SHA256, "DigestMethod")
     _no_attributes(digest_value, "DigestValue")
-    _decode_digest(_leaf_text(digest_value, "bad_digest_value", "DigestValue"))
+    decode_digest(_leaf_text(digest_value, "bad_digest_value", "DigestValue"))
 
 
 def _explain_transforms(transforms: etree._Element) -> None:
@@ -87,7 +88,7 @@ def _explain_transforms(transforms: etree._Element) -> None:
     if len(children) != 1 or children[0].tag != _TRANSFORM:
         raise SignatureError("bad_transforms", "Transforms must be exactly [enveloped-signature]")
     transform = children[0]
-    if transform.get("Algorithm") != ENVELOPED or len(transform) or not _blank(transform.text):
+    if transform.get("Algorithm") != ENVELOPED or len(transform) or not is_blank(transform.text):
         raise SignatureError("bad_transforms", "the one Transform must be enveloped-signature")
     if len(transform.attrib) != 1:
         raise SignatureError("unexpected_attribute", "Transform has attributes beyond Algorithm")
@@ -110,8 +111,8 @@ def _explain_key_info(key_info: etree._Element) -> None:
         _no_attributes(serial, "X509SerialNumber")
     except SignatureError as exc:
         raise SignatureError("bad_key_info", exc.detail) from None
-    _issuer_name(_leaf_text(name, "bad_key_info", "X509IssuerName"))
-    _serial(_leaf_text(serial, "bad_key_info", "X509SerialNumber"))
+    decode_issuer_name(_leaf_text(name, "bad_key_info", "X509IssuerName"))
+    decode_serial(_leaf_text(serial, "bad_key_info", "X509SerialNumber"))
 
 
 def _no_attributes(element: etree._Element, where: str) -> None:
@@ -131,7 +132,7 @@ def _expect_children(
 
 
 def _blank_between_children(element: etree._Element, where: str) -> None:
-    if not _blank(element.text) or any(not _blank(c.tail) for c in element):
+    if not is_blank(element.text) or any(not is_blank(c.tail) for c in element):
         raise SignatureError("bad_structure", f"{where} holds text between its elements")
 
 
@@ -141,7 +142,7 @@ def _expect_algorithm(element: etree._Element, algorithm: str, where: str) -> No
         raise SignatureError("bad_algorithm", f"{where} Algorithm {str(found)[:100]!r} refused")
     if len(element.attrib) != 1:
         raise SignatureError("unexpected_attribute", f"{where} has attributes beyond Algorithm")
-    if len(element) or not _blank(element.text):
+    if len(element) or not is_blank(element.text):
         raise SignatureError("bad_structure", f"{where} must be empty")
 
 

@@ -3,12 +3,8 @@
 `sign_document` takes any document, drops the whitespace-only text between
 elements, canonicalises it and splices in an enveloped ``ds:Signature``;
 `sign_canonical_document` signs bytes the gateway's response builders already wrote
-in inclusive canonical, compact form. `gateway.signature` (parsing and verifying)
-re-exports both.
-
-The profile's algorithm identifiers are declared here, beside the templates that
-write them, and `gateway.signature` imports them from here: it re-exports this
-module's functions, so an import back from it would form an import cycle.
+in inclusive canonical, compact form. `gateway.signature` parses and verifies;
+the identifiers both use are in `gateway.signature_profile`.
 """
 
 from __future__ import annotations
@@ -17,25 +13,20 @@ import hashlib
 from base64 import b64encode
 from typing import Final
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
-DS_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
-EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
-ECDSA_SHA256: Final = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
-ENVELOPED: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-SHA256: Final = "http://www.w3.org/2001/04/xmlenc#sha256"
-P256_SCALAR_BYTES: Final = 32
-
-
-def _ds(local: str) -> str:
-    return f"{{{DS_NS}}}{local}"
-
-
-_SIGNATURE: Final = _ds("Signature")
-_ECDSA: Final = ec.ECDSA(hashes.SHA256())
+from gateway.signature_profile import (
+    DS_NS,
+    ECDSA_SHA256,
+    ECDSA_WITH_SHA256,
+    ENVELOPED,
+    EXC_C14N,
+    P256_SCALAR_BYTES,
+    SHA256,
+    SIGNATURE,
+)
 
 # Exclusive C14N of the SignedInfo that sign_document writes: it is fixed apart from
 # the digest, so it is formatted, not computed. test_signature checks it equals what
@@ -121,7 +112,7 @@ def _sign_canonical(
 ) -> bytes:
     digest = b64encode(hashlib.sha256(document).digest()).decode("ascii")
     signed_info = _SIGNED_INFO_C14N.format(digest=digest).encode("ascii")
-    r, s = decode_dss_signature(private_key.sign(signed_info, _ECDSA))
+    r, s = decode_dss_signature(private_key.sign(signed_info, ECDSA_WITH_SHA256))
     value = b64encode(r.to_bytes(P256_SCALAR_BYTES) + s.to_bytes(P256_SCALAR_BYTES))
     signature = _SIGNATURE_XML.format(
         digest=digest,
@@ -138,7 +129,7 @@ def _compact_root(xml: bytes | etree._Element) -> etree._Element:
     root = etree.fromstring(xml, _SIGNING_PARSER) if isinstance(xml, bytes) else xml
     if root.getparent() is not None:
         raise ValueError("sign_document needs the document element")
-    if next(root.iter(_SIGNATURE), None) is not None:
+    if next(root.iter(SIGNATURE), None) is not None:
         raise ValueError("the document already holds a ds:Signature")
     found = _BLANK_BETWEEN_ELEMENTS(root)
     for text in found if isinstance(found, list) else ():

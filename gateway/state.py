@@ -18,7 +18,7 @@ from gateway.clock import Clock
 from gateway.ingest import SchemaSet
 from gateway.metrics import Metrics
 from gateway.registry import Inventory, UserRegistry
-from gateway.signature import sign_canonical_document
+from gateway.signing import sign_canonical_document
 from gateway.versions import VersionRegistry
 from mmc.identifiers import Eui64
 

@@ -17,7 +17,8 @@ import logging
 
 from gateway.certstore import CertificateError
 from gateway.ingest import IngestError, RequestHeader, decode_header, parse_xml
-from gateway.signature import SignatureError, parse_signature, verify_signature
+from gateway.signature import parse_signature, verify_signature
+from gateway.signature_profile import SignatureError
 from gateway.state import GatewayState
 from mmc import responses
 

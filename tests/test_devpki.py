@@ -17,7 +17,8 @@ from lxml import etree
 
 from gateway.certstore import CertStore, check_signing_certificate, find_signing_key
 from gateway.devpki import DevPkiPaths, DevUser, generate_dev_pki
-from gateway.signature import parse_signature, sign_document, verify_signature
+from gateway.signature import parse_signature, verify_signature
+from gateway.signing import sign_document
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 DCC = "90-B3-D5-1F-30-00-00-02"

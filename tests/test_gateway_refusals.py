@@ -11,7 +11,7 @@ import trio
 from lxml import etree
 
 from gateway.certstore import find_signing_key
-from gateway.signature import sign_document
+from gateway.signing import sign_document
 from tests.harness import default_config, next_counter, response_code, running_gateway
 
 SAMPLES = "duis/samples/requests"

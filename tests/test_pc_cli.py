@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.signature import sign_document
+from gateway.signing import sign_document
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.commands import CommandFacts, DeviceType, build_command

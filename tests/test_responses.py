@@ -10,12 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
 from gateway.ingest import SchemaSet
-from gateway.signature import (
-    parse_signature,
-    sign_canonical_document,
-    sign_document,
-    verify_signature,
-)
+from gateway.signature import parse_signature, verify_signature
+from gateway.signing import sign_canonical_document, sign_document
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id

@@ -24,13 +24,9 @@ from lxml import etree
 
 from gateway.certstore import CertificateError, CertStore, check_signing_certificate
 from gateway.devpki import DevUser, build_crl, generate_dev_pki
-from gateway.signature import (
-    DS_NS,
-    SignatureError,
-    parse_signature,
-    sign_document,
-    verify_signature,
-)
+from gateway.signature import parse_signature, verify_signature
+from gateway.signature_profile import DS_NS, SignatureError
+from gateway.signing import sign_document
 
 DS = f"{{{DS_NS}}}"
 SR = "{http://www.dccinterface.co.uk/ServiceUserGateway}"

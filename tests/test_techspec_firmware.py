@@ -11,7 +11,8 @@ from lxml import etree
 
 from gateway.ingest import SchemaSet
 from gateway.registry import Inventory, decode_inventory
-from gateway.signature import parse_signature, sign_canonical_document, verify_signature
+from gateway.signature import parse_signature, verify_signature
+from gateway.signing import sign_canonical_document
 from gateway.techspec.bodies import read_firmware_update
 from gateway.techspec.firmware import firmware_update
 from gateway.techspec.report import maintenance_report

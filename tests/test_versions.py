@@ -12,7 +12,7 @@ from lxml import etree
 from gateway.certstore import find_signing_key
 from gateway.client import endpoint_path, prepare
 from gateway.ingest import SchemaSet, decode_header, parse_xml
-from gateway.signature import sign_document
+from gateway.signing import sign_document
 from gateway.versions import VersionRegistry, normalise_version
 from mmc.catalogue import available_versions, load_catalogue
 from tests.harness import default_config, next_counter, response_code, running_gateway
