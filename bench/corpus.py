@@ -32,6 +32,7 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.certfiles import load_certstore
 from gateway.certstore import CertStore
 from gateway.client import endpoint_path, prepare
 from gateway.devpki import TLS_CA_NAME, TLS_SERVER_NAME, TLS_SUBDIRECTORY, DevUser, generate_dev_pki
@@ -282,7 +283,7 @@ def signing_keys(pki: Path, pairs: set[tuple[str, str]]) -> dict[tuple[str, str]
     One certificate store load for all pairs: `gateway.client.sign_request` loads the
     store per call (milliseconds), which is fine for one request and not for 50,000.
     """
-    store = CertStore.load([pki])
+    store = load_certstore([pki])
     keys = {}
     for eui, version in pairs:
         allowed = load_catalogue(version).signer_role_codes

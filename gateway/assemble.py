@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.certfiles import load_certstore
 from gateway.certstore import CertStore
 from gateway.clock import Clock
 from gateway.config import Config
@@ -44,7 +45,7 @@ class StartupError(Exception):
 
 
 def load_trust(config: Config) -> CertStore:
-    return CertStore.load(
+    return load_certstore(
         [Path(p) for p in config.trust.certificate_dirs],
         [Path(p) for p in config.trust.ca_anchors],
         [Path(p) for p in config.trust.crl_files],

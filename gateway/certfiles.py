@@ -1,14 +1,9 @@
-"""Certificate and key files on disk: strict reading, and finding a signer's key pair.
+"""Certificate and key files on disk: strict reading, the store, a signer's key pair.
 
 `read_certificate_file` reads one PEM or DER certificate, checked by `gateway.der`
-before `cryptography` parses it; `_certificate_files` lists the files in the store's directories
-that are taken for certificates (not the keys and CRLs beside them).
-`gateway.certstore` builds its snapshot from these two.
+before `cryptography` parses it; `load_certstore` builds a `CertStore` snapshot
+(`gateway.certstore`) from the operator's certificate directories, anchors and CRLs;
 `find_signing_key` pairs a signer's certificate with the private key stored beside it.
-
-`gateway.certstore` imports this module and re-exports the names its callers import
-from it. `find_signing_key` picks the certificate through a `CertStore`, so it imports
-that module inside the function: a top-level import back would be an import cycle.
 """
 
 from __future__ import annotations
@@ -17,18 +12,24 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 
+from gateway.certstore import (
+    Anchor,
+    CertificateRefused,
+    CertStore,
+    OrgCertificate,
+    anchor,
+    organisation_certificate,
+    revoked_serials,
+)
 from gateway.der import DerError, check_certificate, pem_certificate
 from mmc.identifiers import IdentifierError, parse_eui64
-
-if TYPE_CHECKING:
-    from gateway.certstore import OrgCertificate
 
 # The store's logger, as before this module was split from it, so log lines and
 # operators' filters still name gateway.certstore.
@@ -42,10 +43,6 @@ PARSER_REFUSED: Final = "not a usable X.509 certificate: the parser refused it"
 
 _CERT_SUFFIXES: Final = (".pem", ".crt", ".cer", ".der")
 _NOT_CERTIFICATES: Final = (".key.pem", ".crl.pem")  # keys and CRLs beside certificates
-
-
-class CertificateRefused(ValueError):
-    """A file in the store's directories is not a usable Organisation certificate."""
 
 
 class SigningKeyNotFoundError(LookupError):
@@ -84,7 +81,7 @@ def read_certificate_file(path: Path) -> x509.Certificate:
     return cert
 
 
-def _certificate_files(cert_dirs: Sequence[Path]) -> list[Path]:
+def certificate_files(cert_dirs: Sequence[Path]) -> list[Path]:
     files = []
     for directory in cert_dirs:
         for path in sorted(directory.iterdir()):
@@ -96,6 +93,60 @@ def _certificate_files(cert_dirs: Sequence[Path]) -> list[Path]:
     return files
 
 
+# --------------------------------------------------------------------------- the store
+
+
+def load_certstore(
+    cert_dirs: Sequence[Path],
+    anchors: Sequence[Path] = (),
+    crl_files: Sequence[Path] = (),
+) -> CertStore:
+    """Read every certificate file in `cert_dirs` (not ``*.key.pem``) into a snapshot.
+
+    A file that is not a usable Organisation certificate is skipped, logged and
+    listed in `skipped`; the store still loads. An anchor or CRL that cannot be
+    used raises `CertificateRefused`: the operator named it, so starting with
+    less (or more) trust than configured would be worse than not starting.
+    """
+    skipped: list[tuple[Path, str]] = []
+    anchor_list = [anchor(path, read_certificate_file(path)) for path in anchors]
+    loaded = []
+    for path in certificate_files(cert_dirs):
+        try:
+            loaded.append(organisation_certificate(path, read_certificate_file(path), anchor_list))
+        except (ValueError, OSError) as exc:  # CertificateRefused is a ValueError
+            # cryptography parses extensions lazily and reports them as ValueError.
+            _log_refusal(path, str(exc))
+            skipped.append((path, str(exc)))
+    revoked = _load_revocations(crl_files, anchor_list)
+    store = CertStore(loaded, revoked, skipped)
+    logger.info(
+        "certificate store: %d organisation certificates, %d refused or skipped, "
+        "%d anchors, %d revoked serials",
+        len(store),
+        len(store.skipped),
+        len(anchor_list),
+        len(revoked),
+    )
+    return store
+
+
+def _log_refusal(path: Path, reason: str) -> None:
+    if reason.startswith("a CA certificate"):
+        logger.debug("certificate %s skipped: %s", path, reason)
+    else:
+        logger.warning("certificate %s refused: %s", path, reason)
+
+
+def _load_revocations(
+    crl_files: Sequence[Path], anchors: Sequence[Anchor]
+) -> frozenset[tuple[str, int]]:
+    revoked: set[tuple[str, int]] = set()
+    for path in crl_files:
+        revoked |= revoked_serials(path, path.read_bytes(), anchors)
+    return frozenset(revoked)
+
+
 # --------------------------------------------------------------------------- signing keys
 
 
@@ -103,13 +154,11 @@ def find_signing_key(
     dirs: Sequence[Path], eui64: str, role_code: str
 ) -> tuple[OrgCertificate, ec.EllipticCurvePrivateKey]:
     """The longest-lived `<name>.cert.pem` for this signer with its `<name>.key.pem`."""
-    from gateway.certstore import CertStore  # here, not at the top: see the module docstring
-
     try:
         wanted = parse_eui64(eui64)
     except IdentifierError as exc:
         raise SigningKeyNotFoundError(str(exc)) from None
-    store = CertStore.load(dirs)
+    store = load_certstore(dirs)
     for cert in store.find(wanted, role_code, "digitalSignature"):
         key = _matching_private_key(cert)
         if key is not None:

@@ -9,8 +9,10 @@ certificates (OU 87/89) carry the issuer *name* ``CN=Z1,OU=07`` but no AKI and a
 signed by that CA: the DCC's tools trust them because the operator lists them
 (pinning). An anchor is therefore chosen by key identifier only, never by name.
 
-Reading certificate files, and `find_signing_key` (a signer's certificate with its
-private key), live in `gateway.certfiles`; the names callers import are re-exported.
+This module works on parsed certificates and CRLs only. Reading them from files,
+building a store from the operator's directories (`load_certstore`) and
+`find_signing_key` (a signer's certificate with its private key) live in
+`gateway.certfiles`, which builds on this one.
 """
 
 from __future__ import annotations
@@ -28,16 +30,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-# Names imported as themselves are re-exported: callers import them from here.
-from gateway.certfiles import CertificateRefused as CertificateRefused
-from gateway.certfiles import SigningKeyNotFoundError as SigningKeyNotFoundError
-from gateway.certfiles import _certificate_files
-from gateway.certfiles import find_signing_key as find_signing_key
-from gateway.certfiles import read_certificate_file as read_certificate_file
-from gateway.dn import normalise_dn as normalise_dn  # re-exported: callers import it here
+from gateway.dn import normalise_dn
 from mmc.identifiers import Eui64, eui64_from_bytes
 
-logger = logging.getLogger(__name__)
+# Named, not __name__: operators' log filters (and the tests) know it by this name.
+logger = logging.getLogger("gateway.certstore")
 
 SMKI_POLICY_OID: Final = x509.ObjectIdentifier("1.2.826.0.1.8641679.1.2.1.4")
 ISSUING_CA_ROLE: Final = "07"
@@ -59,6 +56,10 @@ CertificateReason = Literal[
 ]
 
 _ROLE_CODE_RE: Final = re.compile(r"[0-9A-Fa-f]{2}\Z")
+
+
+class CertificateRefused(ValueError):
+    """A certificate, anchor or CRL the operator listed cannot be used as one."""
 
 
 class CertificateError(Exception):
@@ -165,7 +166,9 @@ def _ec_public_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
 
 
 @dataclass(frozen=True, slots=True)
-class _Anchor:
+class Anchor:
+    """An issuing CA the operator listed: role certificates chain to it by key id."""
+
     path: Path
     certificate: x509.Certificate
     key_id: bytes
@@ -202,42 +205,6 @@ class CertStore:
         logger.warning("certificate %s refused: %s", path, reason)
         self.skipped.append((path, reason))
 
-    @classmethod
-    def load(
-        cls,
-        cert_dirs: Sequence[Path],
-        anchors: Sequence[Path] = (),
-        crl_files: Sequence[Path] = (),
-    ) -> CertStore:
-        """Read every certificate file in `cert_dirs` (not ``*.key.pem``).
-
-        A file that is not a usable Organisation certificate is skipped, logged and
-        listed in `skipped`; the store still loads. An anchor or CRL that cannot be
-        used raises `CertificateRefused`: the operator named it, so starting with
-        less (or more) trust than configured would be worse than not starting.
-        """
-        skipped: list[tuple[Path, str]] = []
-        anchor_list = _load_anchors(anchors)
-        loaded = []
-        for path in _certificate_files(cert_dirs):
-            try:
-                loaded.append(_load_org_certificate(path, anchor_list))
-            except (ValueError, OSError) as exc:  # CertificateRefused is a ValueError
-                # cryptography parses extensions lazily and reports them as ValueError.
-                _log_refusal(path, str(exc))
-                skipped.append((path, str(exc)))
-        revoked = _load_revocations(crl_files, anchor_list)
-        store = cls(loaded, revoked, skipped)
-        logger.info(
-            "certificate store: %d organisation certificates, %d refused or skipped, "
-            "%d anchors, %d revoked serials",
-            len(store),
-            len(store.skipped),
-            len(anchor_list),
-            len(revoked),
-        )
-        return store
-
     def __len__(self) -> int:
         return len(self._by_issuer_serial)
 
@@ -260,26 +227,18 @@ class CertStore:
         return (cert.issuer, cert.serial) in self._revoked
 
 
-def _log_refusal(path: Path, reason: str) -> None:
-    if reason.startswith("a CA certificate"):
-        logger.debug("certificate %s skipped: %s", path, reason)
-    else:
-        logger.warning("certificate %s refused: %s", path, reason)
+def anchor(path: Path, cert: x509.Certificate) -> Anchor:
+    """The operator's anchor read from `path`: a CA with a Subject Key Identifier."""
+    key_id = _key_id(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+    if not _is_ca(cert) or key_id is None:
+        raise CertificateRefused(f"anchor {path} needs basicConstraints CA and an SKI")
+    return Anchor(path, cert, key_id)
 
 
-def _load_anchors(paths: Sequence[Path]) -> list[_Anchor]:
-    anchors = []
-    for path in paths:
-        cert = read_certificate_file(path)
-        key_id = _key_id(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-        if not _is_ca(cert) or key_id is None:
-            raise CertificateRefused(f"anchor {path} needs basicConstraints CA and an SKI")
-        anchors.append(_Anchor(path, cert, key_id))
-    return anchors
-
-
-def _load_org_certificate(path: Path, anchors: Sequence[_Anchor]) -> OrgCertificate:
-    cert = read_certificate_file(path)
+def organisation_certificate(
+    path: Path, cert: x509.Certificate, anchors: Sequence[Anchor]
+) -> OrgCertificate:
+    """An SMKI Organisation certificate read from `path`, or CertificateRefused."""
     eui64, role_code, key_usage = _organisation_fields(cert)
     public_key = _ec_public_key(cert)
     return OrgCertificate(
@@ -298,7 +257,7 @@ def _load_org_certificate(path: Path, anchors: Sequence[_Anchor]) -> OrgCertific
     )
 
 
-def _trust(cert: x509.Certificate, anchors: Sequence[_Anchor]) -> Trust:
+def _trust(cert: x509.Certificate, anchors: Sequence[Anchor]) -> Trust:
     if not anchors:
         return "pinned"  # the operator's list is the trust decision
     authority = _key_id(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
@@ -314,27 +273,22 @@ def _trust(cert: x509.Certificate, anchors: Sequence[_Anchor]) -> Trust:
     return "chained"
 
 
-def _load_revocations(
-    crl_files: Sequence[Path], anchors: Sequence[_Anchor]
-) -> frozenset[tuple[str, int]]:
-    revoked: set[tuple[str, int]] = set()
-    for path in crl_files:
-        data = path.read_bytes()
-        try:
-            if b"-----BEGIN" in data:
-                crl = x509.load_pem_x509_crl(data)
-            else:
-                crl = x509.load_der_x509_crl(data)
-        except ValueError as exc:
-            raise CertificateRefused(f"CRL {path} unreadable: {exc}") from None
-        _check_crl_signature(path, crl, anchors)
-        issuer = normalise_dn(crl.issuer.rfc4514_string())
-        revoked.update((issuer, entry.serial_number) for entry in crl)
-    return frozenset(revoked)
+def revoked_serials(path: Path, data: bytes, anchors: Sequence[Anchor]) -> set[tuple[str, int]]:
+    """(issuer, serial) of every certificate the CRL read from `path` revokes."""
+    try:
+        if b"-----BEGIN" in data:
+            crl = x509.load_pem_x509_crl(data)
+        else:
+            crl = x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise CertificateRefused(f"CRL {path} unreadable: {exc}") from None
+    _check_crl_signature(path, crl, anchors)
+    issuer = normalise_dn(crl.issuer.rfc4514_string())
+    return {(issuer, entry.serial_number) for entry in crl}
 
 
 def _check_crl_signature(
-    path: Path, crl: x509.CertificateRevocationList, anchors: Sequence[_Anchor]
+    path: Path, crl: x509.CertificateRevocationList, anchors: Sequence[Anchor]
 ) -> None:
     # A CRL can only take trust away, so one from the operator's files is taken as
     # listed; when its AKI names a configured anchor, that anchor must have signed it.

@@ -17,7 +17,8 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.certstore import OrgCertificate, SigningKeyNotFoundError, find_signing_key
+from gateway.certfiles import SigningKeyNotFoundError, find_signing_key
+from gateway.certstore import OrgCertificate
 from gateway.ingest import SIGNATURE_TAG, SR_NS, decode_header, parse_xml
 from gateway.signing import sign_document
 from gateway.versions import normalise_version

@@ -10,7 +10,7 @@ import pytest
 import trio
 from lxml import etree
 
-from gateway.certstore import find_signing_key
+from gateway.certfiles import find_signing_key
 from gateway.signing import sign_document
 from tests.harness import default_config, next_counter, response_code, running_gateway
 

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.certstore import find_signing_key
+from gateway.certfiles import find_signing_key
 from gateway.config import Config
 from gateway.estate import DEFAULT_USERS_TOML
 from gateway.ingest import SchemaSet

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 from lxml import etree
 
-from gateway.certstore import find_signing_key
+from gateway.certfiles import find_signing_key
 from gateway.client import sign_request
 from gateway.replay import SharedReplayGuard
 from gateway.replay_rules import Admission, ReplayGuard, ReplayVerdict

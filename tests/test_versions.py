@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from lxml import etree
 
-from gateway.certstore import find_signing_key
+from gateway.certfiles import find_signing_key
 from gateway.client import endpoint_path, prepare
 from gateway.ingest import SchemaSet, decode_header, parse_xml
 from gateway.signing import sign_document
