@@ -47,8 +47,8 @@ from gateway.state import GatewayState
 from mmc import responses
 from mmc.catalogue import Endpoint
 from mmc.codec import extract_body_facts
-from mmc.commands import CommandFacts, DeviceType, build_command
 from mmc.identifiers import RequestId
+from parse_correlate.commands import CommandFacts, DeviceType, build_command
 
 DEFAULT_TEMPLATE = "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS"
 ROUNDS = 5

@@ -36,8 +36,8 @@ from gateway.transport import (
     Priority,
 )
 from mmc import responses
-from mmc.commands import CommandError, CommandFacts, DeviceType, build_command
 from mmc.identifiers import RequestId
+from parse_correlate.commands import CommandError, CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import CorrelationError
 from parse_correlate.correlate import Reason as CorrelationReason
 

@@ -15,9 +15,9 @@ from lxml import etree
 from gateway.signing import sign_document
 from mmc import responses
 from mmc.catalogue import load_catalogue
-from mmc.commands import CommandFacts, DeviceType, build_command
 from mmc.identifiers import parse_request_id
 from parse_correlate import cli
+from parse_correlate.commands import CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import correlate, verify_pre_command_signature
 from parse_correlate.gbcs import parse_message
 from parse_correlate.mmc_output import RA_NAMESPACE, SUPPORTED_VERSIONS

@@ -35,8 +35,8 @@ from gateway.simulator import (
     sample_latency,
 )
 from gateway.transport import DeviceCommand, DeviceOutcome, DeviceReply, Priority
-from mmc.commands import CommandFacts, DeviceType, build_command
 from mmc.identifiers import Eui64, RequestId, eui64_to_bytes
+from parse_correlate.commands import CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import sign_pre_command
 from parse_correlate.gbcs import BlockKind, Cra, parse_message, verify_mac
 from parse_correlate.gbcs_codes import MESSAGE_CODES
