@@ -27,7 +27,8 @@ from gateway.admin_replay import ReplayAdmin
 from gateway.admin_thresholds import ThresholdsAdmin
 from gateway.http import HttpRequest
 from gateway.inbox import Inbox, MessageTooLarge
-from gateway.outbox import NotDeadLettered, Outbox, StoredMessage, UnknownMessage
+from gateway.outbox import NotDeadLettered, Outbox, UnknownMessage
+from gateway.outbox_store import StoredMessage
 from gateway.quarantine_ops import QuarantineOps
 from gateway.server import PeerInfo
 from gateway.state import GatewayState

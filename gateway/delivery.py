@@ -40,7 +40,8 @@ import trio
 
 from gateway.inbox import DEV_INBOX_URL, DevInboxAddress
 from gateway.metrics import Metrics
-from gateway.outbox import MAX_PURGE_ROWS, Outbox, OutboxStoreError, StoredMessage
+from gateway.outbox import MAX_PURGE_ROWS, Outbox
+from gateway.outbox_store import OutboxStoreError, StoredMessage
 
 log = logging.getLogger(__name__)
 

@@ -47,13 +47,11 @@ from gateway.outbox_store import (
     COLUMNS,
     MessageKind,
     MessageState,
+    OutboxStoreError,
+    StoredMessage,
     connect,
     row_to_message,
 )
-
-# Re-exported: callers import these from here.
-from gateway.outbox_store import OutboxStoreError as OutboxStoreError
-from gateway.outbox_store import StoredMessage as StoredMessage
 from gateway.sqlite_durability import Synchronous
 from journal.group_commit import GroupCommitWriter
 from journal.times import to_us

@@ -35,8 +35,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.metrics import Metrics
 from gateway.priority import HubQueues, QueueLimits, QueueTimeout
 from gateway.registry import Device, Inventory
-from gateway.simulated_responses import DeviceKeys as DeviceKeys  # re-exported for callers
-from gateway.simulated_responses import simulated_alert, simulated_response
+from gateway.simulated_responses import DeviceKeys, simulated_alert, simulated_response
 from gateway.transport import DeviceCommand, DeviceOutcome, DeviceReply
 from mmc.identifiers import Eui64
 

@@ -22,10 +22,10 @@ from gateway.outbox import (
     OutboundMessage,
     Outbox,
     OutboxError,
-    OutboxStoreError,
     UnknownMessage,
     open_outbox,
 )
+from gateway.outbox_store import OutboxStoreError
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

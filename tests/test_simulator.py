@@ -22,10 +22,10 @@ from gateway.clock import Clock, FixedClock
 from gateway.metrics import Metrics
 from gateway.priority import QueueFull, QueueLimits
 from gateway.registry import Device, DeviceStatus, Inventory
+from gateway.simulated_responses import DeviceKeys
 from gateway.simulator import (
     HAN_VARIANTS,
     WAN_VARIANTS,
-    DeviceKeys,
     LinkProfile,
     Simulator,
     SimulatorConfig,
