@@ -36,6 +36,7 @@ from gateway.transport import (
     Priority,
 )
 from mmc import responses
+from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandError, CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import CorrelationError
@@ -44,8 +45,6 @@ from parse_correlate.correlate import Reason as CorrelationReason
 log = logging.getLogger("duisgw.dispatch")
 
 SYNC_DEVICE_VARIANTS = frozenset({2, 6})
-ASYNC_VARIANTS = frozenset({1, 3, 5, 7})
-SIGNED_PRE_COMMAND_VARIANTS = frozenset({5, 6, 7})
 SYNC_DEVICE_TIMEOUT_SECONDS = 30.0
 PREPAYMENT_SRVS = frozenset({"2.1", "2.2", "2.3", "2.5"})
 # SMKI role codes of User role certificates that may sign a Pre-Command (not 87/89).

@@ -36,12 +36,11 @@ from gateway.signature_profile import SignatureError
 from gateway.state import GatewayState
 from gateway.versions import VersionRoute
 from mmc import responses
-from mmc.catalogue import SIGNED_PRE_COMMAND_ELEMENT, Endpoint
+from mmc.catalogue import SIGNED_PRE_COMMAND_ELEMENT, SIGNED_PRE_COMMAND_VARIANTS, Endpoint
 from mmc.codec import BodyError, extract_body_facts
 
 log = logging.getLogger("duisgw.pipeline")
 
-SIGNED_PRE_COMMAND_VARIANTS = frozenset({5, 6, 7})
 # Told about a request in a version not served (gateway/version_mismatch.py).
 VersionMismatchAlert = Callable[[bytes], Awaitable[None]]
 

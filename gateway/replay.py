@@ -31,7 +31,6 @@ import trio
 
 from gateway.replay_rules import (
     DEFAULT_MAX_COUNTER,
-    SIGNED_PRE_COMMAND_VARIANTS,
     Admission,
     ReplayVerdict,
 )
@@ -43,6 +42,7 @@ from gateway.replay_store import (
     ReplayStoreError,
 )
 from gateway.sqlite_durability import Synchronous
+from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import Eui64, RequestId
 
 # Admissions waiting for the next transaction; callers beyond it wait. One transaction

@@ -39,9 +39,9 @@ from typing import Final, Protocol
 
 import msgspec
 
+from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import MAX_COUNTER, Eui64, RequestId
 
-SIGNED_PRE_COMMAND_VARIANTS: Final = frozenset({5, 6, 7})
 TRANSFORM_VARIANT: Final = 4
 # A supplier may transform a large batch (a tariff change across its estate) and sign
 # the Pre-Commands offline later; this bounds storage, not a realistic backlog.
