@@ -20,10 +20,16 @@ from dataclasses import dataclass, field
 import trio
 import trio.testing
 
-from gateway.priority import QueueFull
-from gateway.registry import Device, Inventory
-from gateway.simulator import HAN_VARIANTS, WAN_VARIANTS, LinkProfile, Simulator, SimulatorConfig
-from gateway.transport import DeviceCommand, DeviceOutcome, Priority
+from gateway.core.registry import Device, Inventory
+from gateway.devkit.priority import QueueFull
+from gateway.devkit.simulator import (
+    HAN_VARIANTS,
+    WAN_VARIANTS,
+    LinkProfile,
+    Simulator,
+    SimulatorConfig,
+)
+from gateway.edge.transport import DeviceCommand, DeviceOutcome, Priority
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
 

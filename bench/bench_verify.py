@@ -23,12 +23,12 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certfiles import find_signing_key, load_certstore
-from gateway.certstore import CertStore, check_signing_certificate
-from gateway.devpki import DevUser, generate_dev_pki
-from gateway.ingest import parse_xml
-from gateway.signature import parse_signature, verify_signature
-from gateway.signing import sign_document
+from gateway.core.certstore import CertStore, check_signing_certificate
+from gateway.core.ingest import parse_xml
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_document
+from gateway.devkit.devpki import DevUser, generate_dev_pki
+from gateway.stores.certfiles import find_signing_key, load_certstore
 
 USER_EUI64: Final = "90-B3-D5-1F-30-01-00-00"
 DCC_EUI64: Final = "90-B3-D5-1F-30-00-00-02"

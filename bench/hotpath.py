@@ -31,19 +31,19 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from bench import corpus as corpus_mod
-from gateway.access import AccessRequest, decide
 from gateway.assemble import build_state
-from gateway.certstore import check_signing_certificate
-from gateway.client import sign_request
-from gateway.clock import SystemClock
-from gateway.config import load_config
-from gateway.default import ensure_default_state
-from gateway.http import RequestParser, render_response
-from gateway.ingest import decode_header, parse_xml
-from gateway.metrics import Metrics
-from gateway.replay_rules import ReplayGuard
-from gateway.signature import detach_keeping_tail, parse_signature
-from gateway.state import GatewayState
+from gateway.core.access import AccessRequest, decide
+from gateway.core.certstore import check_signing_certificate
+from gateway.core.clock import SystemClock
+from gateway.core.config import load_config
+from gateway.core.ingest import decode_header, parse_xml
+from gateway.core.replay_rules import ReplayGuard
+from gateway.core.signature import detach_keeping_tail, parse_signature
+from gateway.core.state import GatewayState
+from gateway.devkit.client import sign_request
+from gateway.devkit.default import ensure_default_state
+from gateway.edge.http import RequestParser, render_response
+from gateway.edge.metrics import Metrics
 from mmc import responses
 from mmc.catalogue import Endpoint
 from mmc.codec import extract_body_facts
@@ -226,8 +226,8 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
 def _threshold_check(user_id: str, srv: str) -> Callable[[], object] | None:
     """The in-process threshold store with a minute, an hour and a day window, if present."""
     try:
+        from gateway.stores.threshold_memory import MemoryThresholdStore
         from thresholds.config import ThresholdConfig, ThresholdRule
-        from thresholds.memory import MemoryThresholdStore
     except ImportError:
         return None
     rules = (

@@ -16,14 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certfiles import load_certstore
-from gateway.certstore import CertStore
-from gateway.clock import Clock
-from gateway.config import Config
-from gateway.inbox import DEV_INBOX_URL
-from gateway.ingest import SchemaSet
-from gateway.metrics import Metrics
-from gateway.registry import (
+from gateway.core.certstore import CertStore
+from gateway.core.clock import Clock
+from gateway.core.config import Config
+from gateway.core.ingest import SchemaSet
+from gateway.core.registry import (
     IdPolicy,
     Inventory,
     RegistryError,
@@ -32,8 +29,11 @@ from gateway.registry import (
     load_inventory,
     load_users,
 )
-from gateway.state import GatewayState, ResponseSigner
-from gateway.versions import VersionRegistry
+from gateway.core.state import GatewayState, ResponseSigner
+from gateway.core.versions import VersionRegistry
+from gateway.devkit.inbox import DEV_INBOX_URL
+from gateway.edge.metrics import Metrics
+from gateway.stores.certfiles import load_certstore
 from mmc.identifiers import parse_eui64
 from thresholds.config import ThresholdConfigError, decode_threshold_config
 
@@ -114,7 +114,7 @@ def read_threshold_rules(config: Config) -> bytes | None:
     """The rules file's bytes (None: no file configured), checked to decode.
 
     Which rules are in force is decided later, against the stored run-time rules
-    (gateway/threshold_state.py); a bad file stops start-up either way.
+    (gateway/stores/threshold_state.py); a bad file stops start-up either way.
     """
     path = config.thresholds.rules_file
     if path is None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway import admin_client
-from gateway.admin_auth import admin_token_path
-from gateway.config import ConfigError, load_config
-from gateway.default import DEFAULT_STATE_DIR, ensure_default_state
-from gateway.private_files import PRIVATE_UMASK
+from gateway.core.config import ConfigError, load_config
+from gateway.devkit import admin_client
+from gateway.devkit.default import DEFAULT_STATE_DIR, ensure_default_state
+from gateway.edge.admin_auth import admin_token_path
+from gateway.stores.private_files import PRIVATE_UMASK
 from parse_correlate import cli as pc_cli
 
 log = logging.getLogger("duisgw")
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import serve
     from gateway.assemble import StartupError
+    from gateway.compose import serve
 
     # Whatever the daemon (and its workers) create holds messages or keys: owner only.
     os.umask(PRIVATE_UMASK)
@@ -101,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"duisgw: config error: {exc}", file=sys.stderr)
         return 2
     if args.workers > 1:
-        from gateway.workers import WorkerConfigError, run_workers
+        from gateway.edge.workers import WorkerConfigError, run_workers
 
         _print_banner(config_path, config)
         try:
@@ -131,7 +131,7 @@ def _leaves(error: BaseException) -> list[BaseException]:
 
 
 def _print_banner(config_path: Path, config: object) -> None:
-    from gateway.config import Config
+    from gateway.core.config import Config
 
     assert isinstance(config, Config)
     scheme = "https" if config.tls else "http"
@@ -153,7 +153,7 @@ def _print_banner(config_path: Path, config: object) -> None:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from gateway.client import ClientError, fresh_counter, post, sign_request
+    from gateway.devkit.client import ClientError, fresh_counter, post, sign_request
 
     keys = args.keys or [DEFAULT_STATE_DIR / "pki"]
     counter = None if args.keep_counter else (args.counter or fresh_counter())

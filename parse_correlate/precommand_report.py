@@ -59,7 +59,7 @@ def check_pre_command(
         _equal("recipient", header.recipient, rid.target, "request target"),
         _equal("originator", header.originator, rid.originator, "request originator"),
         # The gateway uses the RequestID counter as the GBCS originator counter
-        # (gateway.dispatch: build_command(originator_counter=request_id.counter)).
+        # (gateway.edge.dispatch: build_command(originator_counter=request_id.counter)).
         _equal("originator counter", counter, str(rid.counter), "request counter"),
         _message_code_check(request.srv_variant, rid, header.message_code),
         _unsigned_command_check(message),

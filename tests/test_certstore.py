@@ -12,20 +12,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certfiles import SigningKeyNotFoundError, find_signing_key, load_certstore
-from gateway.certstore import (
+from gateway.core.certstore import (
     CertificateError,
     CertificateRefused,
     CertStore,
     check_signing_certificate,
 )
-from gateway.devpki import (
-    DevUser,
-    build_crl,
-    generate_dev_pki,
-    organisation_name,
-)
-from gateway.dn import normalise_dn
+from gateway.core.dn import normalise_dn
+from gateway.devkit.devpki import DevUser, build_crl, generate_dev_pki, organisation_name
+from gateway.stores.certfiles import SigningKeyNotFoundError, find_signing_key, load_certstore
 
 UTC = dt.UTC
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config
-from gateway.default import ensure_default_state
+from gateway.core.config import ConfigError, load_config
+from gateway.devkit.default import ensure_default_state
 
 
 @pytest.fixture

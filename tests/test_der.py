@@ -15,15 +15,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certfiles import load_certstore
-from gateway.der import (
+from gateway.core.der import (
     MAX_NESTING,
     DerError,
     check_certificate,
     pem_certificate,
     read_elements,
 )
-from gateway.devpki import organisation_name
+from gateway.devkit.devpki import organisation_name
+from gateway.stores.certfiles import load_certstore
 
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"

@@ -15,11 +15,11 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
-from gateway.certfiles import find_signing_key, load_certstore
-from gateway.certstore import check_signing_certificate
-from gateway.devpki import DevPkiPaths, DevUser, generate_dev_pki
-from gateway.signature import parse_signature, verify_signature
-from gateway.signing import sign_document
+from gateway.core.certstore import check_signing_certificate
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_document
+from gateway.devkit.devpki import DevPkiPaths, DevUser, generate_dev_pki
+from gateway.stores.certfiles import find_signing_key, load_certstore
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 DCC = "90-B3-D5-1F-30-00-00-02"

@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
-from gateway.ingest import SchemaSet, decode_header, parse_xml
-from gateway.signature import parse_signature, verify_signature
+from gateway.core.ingest import SchemaSet, decode_header, parse_xml
+from gateway.core.signature import parse_signature, verify_signature
 from mmc.catalogue import load_catalogue
 from tests.harness import dccboxed_config, response_code, running_gateway
 

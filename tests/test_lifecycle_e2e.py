@@ -18,11 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.certfiles import find_signing_key
-from gateway.config import Config
-from gateway.estate import DEFAULT_USERS_TOML
-from gateway.ingest import SchemaSet
-from gateway.signature import parse_signature, verify_signature
+from gateway.core.config import Config
+from gateway.core.ingest import SchemaSet
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.devkit.estate import DEFAULT_USERS_TOML
+from gateway.stores.certfiles import find_signing_key
 from mmc.catalogue import load_catalogue
 from parse_correlate.correlate import sign_pre_command
 from tests.harness import (

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.signing import sign_document
+from gateway.core.signing import sign_document
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id
@@ -224,7 +224,7 @@ def test_parse_unserved_version_or_missing_file_exits_2(
 
 
 def _pre_command_response(tmp_path: Path, gbcs: bytes) -> Path:
-    """What the gateway answers a CV 4 request with (gateway.dispatch), unsigned here:
+    """What the gateway answers a CV 4 request with (gateway.edge.dispatch), unsigned here:
     the correlation reads the payload and RequestID, not the DCC's signature."""
     path = tmp_path / "pre-command-response.xml"
     content = responses.pre_command("4.3", gbcs)

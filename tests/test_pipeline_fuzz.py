@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.assemble import build_state
-from gateway.client import sign_request
-from gateway.clock import SystemClock
-from gateway.metrics import Metrics
-from gateway.outcome import Refusal
-from gateway.pipeline import verify_request
-from gateway.state import GatewayState
+from gateway.core.clock import SystemClock
+from gateway.core.outcome import Refusal
+from gateway.core.state import GatewayState
+from gateway.devkit.client import sign_request
+from gateway.edge.metrics import Metrics
+from gateway.edge.pipeline import verify_request
 from mmc.catalogue import Endpoint
 from tests.harness import default_config
 

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from gateway.metrics import Metrics
-from gateway.priority import (
+from gateway.devkit.priority import (
     CommandQueue,
     Entry,
     HubQueues,
@@ -20,7 +19,8 @@ from gateway.priority import (
     QueueLimits,
     QueueTimeout,
 )
-from gateway.transport import Priority
+from gateway.edge.metrics import Metrics
+from gateway.edge.transport import Priority
 
 V = TypeVar("V")
 

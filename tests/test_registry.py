@@ -10,8 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway import estate
-from gateway.registry import (
+from gateway.core.registry import (
     DeviceType,
     IdPolicy,
     RegistryError,
@@ -23,6 +22,7 @@ from gateway.registry import (
     load_users,
     policy_violations,
 )
+from gateway.devkit import estate
 from mmc.applicability import APPLICABLE_DEVICE_TYPES, DEVICE_TYPES
 
 USERS = """

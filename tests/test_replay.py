@@ -21,10 +21,11 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import replay, replay_rules
-from gateway.replay import SharedReplayGuard
-from gateway.replay_rules import Admission, ReplayGuard, ReplayVerdict
-from gateway.replay_store import ReplayDatabase, ReplayStoreError
+from gateway.core import replay_rules
+from gateway.core.replay_rules import Admission, ReplayGuard, ReplayVerdict
+from gateway.stores import replay
+from gateway.stores.replay import SharedReplayGuard
+from gateway.stores.replay_sqlite import ReplayDatabase, ReplayStoreError
 from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import MAX_COUNTER, RequestId
 

@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.ingest import SchemaSet
-from gateway.signature import parse_signature, verify_signature
-from gateway.signing import sign_canonical_document, sign_document
+from gateway.core.ingest import SchemaSet
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_canonical_document, sign_document
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id

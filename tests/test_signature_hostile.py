@@ -22,12 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.certfiles import load_certstore
-from gateway.certstore import CertificateError, CertStore, check_signing_certificate
-from gateway.devpki import DevUser, build_crl, generate_dev_pki
-from gateway.signature import parse_signature, verify_signature
-from gateway.signature_profile import DS_NS, SignatureError
-from gateway.signing import sign_document
+from gateway.core.certstore import CertificateError, CertStore, check_signing_certificate
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signature_profile import DS_NS, SignatureError
+from gateway.core.signing import sign_document
+from gateway.devkit.devpki import DevUser, build_crl, generate_dev_pki
+from gateway.stores.certfiles import load_certstore
 
 DS = f"{{{DS_NS}}}"
 SR = "{http://www.dccinterface.co.uk/ServiceUserGateway}"

@@ -13,9 +13,9 @@ import random
 
 from lxml import etree
 
-from gateway.clock import FixedClock
-from gateway.simulated_responses import simulated_response
-from gateway.transport import DeviceCommand, Priority
+from gateway.core.clock import FixedClock
+from gateway.devkit.simulated_responses import simulated_response
+from gateway.edge.transport import DeviceCommand, Priority
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import RequestId
 from parse_correlate.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command

@@ -18,12 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from prometheus_client import CollectorRegistry
 
-from gateway.clock import Clock, FixedClock
-from gateway.metrics import Metrics
-from gateway.priority import QueueFull, QueueLimits
-from gateway.registry import Device, DeviceStatus, Inventory
-from gateway.simulated_responses import DeviceKeys
-from gateway.simulator import (
+from gateway.core.clock import Clock, FixedClock
+from gateway.core.registry import Device, DeviceStatus, Inventory
+from gateway.devkit.priority import QueueFull, QueueLimits
+from gateway.devkit.simulated_responses import DeviceKeys
+from gateway.devkit.simulator import (
     HAN_VARIANTS,
     WAN_VARIANTS,
     LinkProfile,
@@ -34,7 +33,8 @@ from gateway.simulator import (
     default_wan_profiles,
     sample_latency,
 )
-from gateway.transport import DeviceCommand, DeviceOutcome, DeviceReply, Priority
+from gateway.edge.metrics import Metrics
+from gateway.edge.transport import DeviceCommand, DeviceOutcome, DeviceReply, Priority
 from mmc.identifiers import Eui64, RequestId, eui64_to_bytes
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import sign_pre_command

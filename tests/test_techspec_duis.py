@@ -9,12 +9,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.ingest import SchemaSet
-from gateway.registry import Inventory, decode_inventory
-from gateway.signature import parse_signature, verify_signature
-from gateway.signing import sign_canonical_document
-from gateway.techspec.alerts import AlertCodeError, WanAlertCodes, wan_available_alert
-from gateway.techspec.answers import (
+from gateway.core.ingest import SchemaSet
+from gateway.core.registry import Inventory, decode_inventory
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_canonical_document
+from gateway.core.techspec.alerts import AlertCodeError, WanAlertCodes, wan_available_alert
+from gateway.core.techspec.answers import (
     RefusalCodes,
     commissioning_answer,
     inventory_versions,
@@ -22,16 +22,16 @@ from gateway.techspec.answers import (
     pre_notification_answer,
     premises_key,
 )
-from gateway.techspec.bodies import (
+from gateway.core.techspec.bodies import (
     BodyFactError,
     PreNotification,
     read_no_wan_install,
     read_pre_notification,
     read_wan_query,
 )
-from gateway.techspec.coverage import AddressKey, UprnKey, decode_coverage
-from gateway.techspec.install_leave import InstallLeavePolicy, WanAvailableAlert
-from gateway.techspec.wan_matrix import wan_matrix_answer
+from gateway.core.techspec.coverage import AddressKey, UprnKey, decode_coverage
+from gateway.core.techspec.install_leave import InstallLeavePolicy, WanAvailableAlert
+from gateway.core.techspec.wan_matrix import wan_matrix_answer
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id

@@ -9,14 +9,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.ingest import SchemaSet
-from gateway.registry import Inventory, decode_inventory
-from gateway.signature import parse_signature, verify_signature
-from gateway.signing import sign_canonical_document
-from gateway.techspec.bodies import read_firmware_update
-from gateway.techspec.firmware import firmware_update
-from gateway.techspec.report import maintenance_report
-from gateway.techspec.tables import Tables, decode_tables
+from gateway.core.ingest import SchemaSet
+from gateway.core.registry import Inventory, decode_inventory
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_canonical_document
+from gateway.core.techspec.bodies import read_firmware_update
+from gateway.core.techspec.firmware import firmware_update
+from gateway.core.techspec.report import maintenance_report
+from gateway.core.techspec.tables import Tables, decode_tables
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id

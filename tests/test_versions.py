@@ -9,11 +9,11 @@ import msgspec
 import pytest
 from lxml import etree
 
-from gateway.certfiles import find_signing_key
-from gateway.client import endpoint_path, prepare
-from gateway.ingest import SchemaSet, decode_header, parse_xml
-from gateway.signing import sign_document
-from gateway.versions import VersionRegistry, normalise_version
+from gateway.core.ingest import SchemaSet, decode_header, parse_xml
+from gateway.core.signing import sign_document
+from gateway.core.versions import VersionRegistry, normalise_version
+from gateway.devkit.client import endpoint_path, prepare
+from gateway.stores.certfiles import find_signing_key
 from mmc.catalogue import available_versions, load_catalogue
 from tests.harness import default_config, next_counter, response_code, running_gateway
 
