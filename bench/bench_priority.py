@@ -21,15 +21,9 @@ import trio
 import trio.testing
 
 from gateway.core.registry import Device, Inventory
-from gateway.devkit.priority import QueueFull
-from gateway.devkit.simulator import (
-    HAN_VARIANTS,
-    WAN_VARIANTS,
-    LinkProfile,
-    Simulator,
-    SimulatorConfig,
-)
-from gateway.edge.transport import DeviceCommand, DeviceOutcome, Priority
+from gateway.core.simulator_config import HAN_VARIANTS, WAN_VARIANTS, LinkProfile, SimulatorConfig
+from gateway.devkit.simulator import Simulator
+from gateway.edge.transport import DeviceCommand, DeviceOutcome, Priority, QueueFull
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
 

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.core.certstore import CertStore
 from gateway.core.ingest import decode_header, parse_xml
-from gateway.core.registry import InventoryFile, UsersFile, load_inventory, load_users
+from gateway.core.registry import InventoryFile, UsersFile
 from gateway.core.signing import sign_document
 from gateway.devkit.client import endpoint_path, prepare
 from gateway.devkit.devpki import (
@@ -47,6 +47,7 @@ from gateway.devkit.devpki import (
 from gateway.devkit.estate import DCC_EUI64, dev_users
 from gateway.edge.lifecycle import ASYNC_QUEUE_SIZE
 from gateway.stores.certfiles import load_certstore
+from gateway.stores.operator_files import load_inventory, load_users
 from mmc.catalogue import USER_XML_SIGNING_ROLE_CODE, load_catalogue
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent

@@ -35,7 +35,6 @@ from gateway.assemble import build_state
 from gateway.core.access import AccessRequest, decide
 from gateway.core.certstore import check_signing_certificate
 from gateway.core.clock import SystemClock
-from gateway.core.config import load_config
 from gateway.core.ingest import decode_header, parse_xml
 from gateway.core.replay_rules import ReplayGuard
 from gateway.core.signature import detach_keeping_tail, parse_signature
@@ -44,6 +43,7 @@ from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
 from gateway.edge.http import RequestParser, render_response
 from gateway.edge.metrics import Metrics
+from gateway.stores.operator_files import load_config
 from mmc import responses
 from mmc.catalogue import Endpoint
 from mmc.codec import extract_body_facts

@@ -18,22 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.core.certstore import CertStore
 from gateway.core.clock import Clock
-from gateway.core.config import Config
-from gateway.core.ingest import SchemaSet
-from gateway.core.registry import (
-    IdPolicy,
-    Inventory,
-    RegistryError,
-    UserRegistry,
-    check_policy,
-    load_inventory,
-    load_users,
-)
+from gateway.core.config import DEV_INBOX_URL, Config
+from gateway.core.registry import IdPolicy, Inventory, RegistryError, UserRegistry, check_policy
 from gateway.core.state import GatewayState, ResponseSigner
 from gateway.core.versions import VersionRegistry
-from gateway.devkit.inbox import DEV_INBOX_URL
 from gateway.edge.metrics import Metrics
 from gateway.stores.certfiles import load_certstore
+from gateway.stores.operator_files import load_inventory, load_schemas, load_users
 from mmc.identifiers import parse_eui64
 from thresholds.config import ThresholdConfigError, decode_threshold_config
 
@@ -91,7 +82,7 @@ def build_state(config: Config, clock: Clock, metrics: Metrics) -> GatewayState:
     schemas = None
     if config.duis.xsd_dir is not None:
         files = versions.xsd_files()
-        schemas = SchemaSet.load(Path(config.duis.xsd_dir), files)
+        schemas = load_schemas(Path(config.duis.xsd_dir), files)
         missing = [v for v in files if not schemas.has(v)]
         if missing:
             raise StartupError(f"duis.xsd_dir: no XSD for versions {', '.join(missing)}")

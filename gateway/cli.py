@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway.core.config import ConfigError, load_config
+from gateway.core.config import ConfigError
 from gateway.devkit import admin_client
 from gateway.devkit.default import DEFAULT_STATE_DIR, ensure_default_state
 from gateway.edge.admin_auth import admin_token_path
+from gateway.stores.operator_files import load_config
 from gateway.stores.private_files import PRIVATE_UMASK
 from parse_correlate import cli as pc_cli
 
@@ -85,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.assemble import StartupError
     from gateway.compose import serve
+    from gateway.core.config import StartupError
 
     # Whatever the daemon (and its workers) create holds messages or keys: owner only.
     os.umask(PRIVATE_UMASK)

@@ -21,17 +21,12 @@ from pathlib import Path
 import msgspec
 import trio
 
-from gateway.assemble import (
-    StartupError,
-    build_state,
-    read_threshold_rules,
-    reload,
-)
+from gateway.assemble import build_state, reload
 from gateway.core.clock import Clock, SystemClock
-from gateway.core.config import Config
+from gateway.core.config import Config, StartupError
 from gateway.core.state import GatewayState
 from gateway.core.version_mismatch import authenticated_header, mismatch_alert
-from gateway.devkit.inbox import INBOX_FILE, DevInboxAddress, Inbox
+from gateway.devkit.inbox import INBOX_FILE, Inbox
 from gateway.edge.admin import AdminApi
 from gateway.edge.admin_auth import (
     AdminGuard,
@@ -43,7 +38,7 @@ from gateway.edge.admin_auth import (
 )
 from gateway.edge.admin_replay import ReplayAdmin
 from gateway.edge.admin_thresholds import ThresholdsAdmin
-from gateway.edge.delivery import run_delivery
+from gateway.edge.delivery import DevInboxAddress, run_delivery
 from gateway.edge.dispatch import Dispatcher
 from gateway.edge.http import HttpRequest
 from gateway.edge.lifecycle import Lifecycle
@@ -55,6 +50,7 @@ from gateway.edge.server import ConnectionHandler, Draining, PeerInfo
 from gateway.edge.tls import client_identity, server_context, user_ids_for
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
+from gateway.stores.operator_files import read_threshold_rules
 from gateway.stores.outbox import Outbox, open_outbox
 from gateway.stores.private_files import make_private_dir, prepare_private_sqlite, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store

@@ -11,16 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from gateway.devkit.priority import (
-    CommandQueue,
-    Entry,
-    HubQueues,
-    QueueFull,
-    QueueLimits,
-    QueueTimeout,
-)
+from gateway.core.simulator_config import QueueLimits
+from gateway.devkit.priority import CommandQueue, Entry, HubQueues, QueueTimeout
 from gateway.edge.metrics import Metrics
-from gateway.edge.transport import Priority
+from gateway.edge.transport import Priority, QueueFull
 
 V = TypeVar("V")
 

@@ -18,11 +18,10 @@ from gateway.core.registry import (
     check_policy,
     decode_inventory,
     decode_users,
-    load_inventory,
-    load_users,
     policy_violations,
 )
 from gateway.devkit import estate
+from gateway.stores.operator_files import load_inventory, load_users
 from mmc.applicability import APPLICABLE_DEVICE_TYPES, DEVICE_TYPES
 
 USERS = """

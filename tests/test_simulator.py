@@ -20,21 +20,19 @@ from prometheus_client import CollectorRegistry
 
 from gateway.core.clock import Clock, FixedClock
 from gateway.core.registry import Device, DeviceStatus, Inventory
-from gateway.devkit.priority import QueueFull, QueueLimits
-from gateway.devkit.simulated_responses import DeviceKeys
-from gateway.devkit.simulator import (
+from gateway.core.simulator_config import (
     HAN_VARIANTS,
     WAN_VARIANTS,
     LinkProfile,
-    Simulator,
+    QueueLimits,
     SimulatorConfig,
     default_han_profiles,
-    default_hub_variants,
     default_wan_profiles,
-    sample_latency,
 )
+from gateway.devkit.simulated_responses import DeviceKeys
+from gateway.devkit.simulator import Simulator, default_hub_variants, sample_latency
 from gateway.edge.metrics import Metrics
-from gateway.edge.transport import DeviceCommand, DeviceOutcome, DeviceReply, Priority
+from gateway.edge.transport import DeviceCommand, DeviceOutcome, DeviceReply, Priority, QueueFull
 from mmc.identifiers import Eui64, RequestId, eui64_to_bytes
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import sign_pre_command

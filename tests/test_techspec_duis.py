@@ -32,6 +32,7 @@ from gateway.core.techspec.bodies import (
 from gateway.core.techspec.coverage import AddressKey, UprnKey, decode_coverage
 from gateway.core.techspec.install_leave import InstallLeavePolicy, WanAvailableAlert
 from gateway.core.techspec.wan_matrix import wan_matrix_answer
+from gateway.stores.operator_files import load_schemas
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id
@@ -76,7 +77,7 @@ likelihood = "Low"
 
 @pytest.fixture(scope="module")
 def schemas(shared_dir: Path) -> SchemaSet:
-    return SchemaSet.load(
+    return load_schemas(
         shared_dir / "duis" / "xsd", {v: load_catalogue(v).xsd_file for v in VERSIONS}
     )
 

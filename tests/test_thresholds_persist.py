@@ -22,9 +22,9 @@ import pytest
 import trio
 
 from gateway.cli import main
-from gateway.core.config import load_config
 from gateway.devkit.client import sign_request
 from gateway.edge.workers import WorkerConfigError, check_worker_config
+from gateway.stores.operator_files import load_config
 from gateway.stores.threshold_memory import MemoryThresholdStore
 from gateway.stores.threshold_sqlite import open_threshold_state
 from tests.harness import default_config, next_counter, response_code, running_gateway

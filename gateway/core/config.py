@@ -1,4 +1,8 @@
-"""Configuration: TOML decoded straight into frozen msgspec Structs.
+"""Configuration: TOML decoded straight into frozen msgspec Structs, every table here.
+
+Every layer reads its own table, so the tables live at the bottom (values only):
+the composition root hands each component the table it uses. Reading the file is
+gateway/stores/operator_files.py's `load_config`.
 
 Unknown keys and out-of-range values are refused at start-up with msgspec's
 message, which names the key path (e.g. "Object contains unknown field `prot`
@@ -10,19 +14,18 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
 from gateway.core.replay_rules import DEFAULT_MAX_COUNTER, check_counter
-from gateway.devkit.inbox import DevInboxConfig
-from gateway.devkit.simulator import SimulatorConfig
-from gateway.edge.delivery import DeliveryConfig
+from gateway.core.simulator_config import SimulatorConfig
 from thresholds.config import RedisStoreSettings
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 Eui64Text = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$")]
+Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 
 DUIS_PORT = 8079  # the DUIS port of the DCC's test environment
 ADMIN_PORT = 8080
@@ -30,6 +33,55 @@ ADMIN_PORT = 8080
 
 class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     pass
+
+
+# -- delivery of responses and alerts to the Users' Receive Response URLs (edge/delivery.py)
+
+BACKOFF_BASE_SECONDS: Final = 1.0
+BACKOFF_CAP_SECONDS: Final = 600.0
+# With full jitter the expected wait before a dead letter is about half the sum of
+# the ceilings: (1 + 2 + ... + 512 + 14 * 600) / 2, roughly 75 minutes.
+MAX_ATTEMPTS: Final = 24
+REQUEST_TIMEOUT_SECONDS: Final = 30.0  # per attempt, start to end of the answer
+MAX_ACTIVE_USERS: Final = 256  # workers, each holding at most one message in memory
+MAX_CONCURRENT_POSTS: Final = 64  # outbound connections in use at once
+MAX_MESSAGES_PER_TURN: Final = 100  # then the worker yields its slot to waiting Users
+RETENTION_SECONDS: Final = 7 * 86_400.0  # delivered rows (without bodies) kept this long
+PURGE_INTERVAL_SECONDS: Final = 3_600.0
+
+
+class DeliveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    backoff_base_seconds: PositiveSeconds = BACKOFF_BASE_SECONDS
+    backoff_cap_seconds: PositiveSeconds = BACKOFF_CAP_SECONDS
+    max_attempts: Count = MAX_ATTEMPTS
+    request_timeout_seconds: PositiveSeconds = REQUEST_TIMEOUT_SECONDS
+    max_active_users: Count = MAX_ACTIVE_USERS
+    max_concurrent_posts: Count = MAX_CONCURRENT_POSTS
+    max_messages_per_turn: Count = MAX_MESSAGES_PER_TURN
+    retention_seconds: Annotated[float, msgspec.Meta(ge=0)] = RETENTION_SECONDS
+    purge_interval_seconds: PositiveSeconds = PURGE_INTERVAL_SECONDS
+
+
+# -- the dev inbox on the admin listener (devkit/inbox.py); off unless enabled
+
+# A User's response_url meaning "this gateway's dev inbox" (resolved at each delivery).
+DEV_INBOX_URL: Final = "dev-inbox"
+DEFAULT_MAX_TOTAL_BYTES: Final = 16 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+DEFAULT_MAX_AGE_SECONDS: Final = 7 * 86_400.0
+
+
+class DevInboxConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = False
+    max_total_bytes: Annotated[int, msgspec.Meta(ge=4096, le=1024**3)] = DEFAULT_MAX_TOTAL_BYTES
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024**2)] = (
+        DEFAULT_MAX_MESSAGE_BYTES
+    )
+    max_age_seconds: Annotated[float, msgspec.Meta(gt=0, le=366 * 86_400)] = DEFAULT_MAX_AGE_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.max_message_bytes > self.max_total_bytes:
+            raise ValueError("max_message_bytes must not exceed max_total_bytes")
 
 
 class ListenConfig(Base, frozen=True, kw_only=True):
@@ -158,11 +210,12 @@ class ConfigError(Exception):
     """The configuration is unusable; the message names the key or file."""
 
 
-def load_config(path: Path) -> Config:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+class StartupError(Exception):
+    """The gateway cannot start with this configuration; the message says why."""
+
+
+def decode_config(raw: bytes, path: Path) -> Config:
+    """The config file's bytes read from `path`: decoded, checked, paths made absolute."""
     try:
         config = msgspec.toml.decode(raw, type=Config)
     except msgspec.ValidationError as exc:

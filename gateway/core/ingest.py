@@ -8,7 +8,6 @@ for one and every XXE/billion-laughs trick starts there. libxml2's own limits
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -186,15 +185,6 @@ class SchemaSet:
 
     def __init__(self, schemas: dict[str, etree.XMLSchema]) -> None:
         self._schemas = schemas
-
-    @classmethod
-    def load(cls, xsd_dir: Path, files_by_version: dict[str, str]) -> SchemaSet:
-        schemas: dict[str, etree.XMLSchema] = {}
-        for version, name in files_by_version.items():
-            path = xsd_dir / name
-            if path.exists():
-                schemas[version] = etree.XMLSchema(etree.parse(str(path)))
-        return cls(schemas)
 
     def has(self, version: str) -> bool:
         return version in self._schemas

@@ -39,7 +39,6 @@ import datetime as dt
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
 
 import msgspec
@@ -284,16 +283,6 @@ def _check_hub(device: Device, by_id: dict[Eui64, Device]) -> None:
 # ---------------------------------------------------------------- loading
 
 
-def load_users(path: Path) -> UserRegistry:
-    file = _load(path, UsersFile, "users", "user_id")
-    return _build(str(path), UserRegistry, file.users)
-
-
-def load_inventory(path: Path) -> Inventory:
-    file = _load(path, InventoryFile, "devices", "device_id")
-    return _build(str(path), Inventory, file.devices)
-
-
 def decode_users(data: bytes, *, fmt: Format, source: str = "<users>") -> UserRegistry:
     file = _decode(data, fmt, source, UsersFile, "users", "user_id")
     return _build(source, UserRegistry, file.users)
@@ -309,18 +298,6 @@ def _build(source: str, snapshot: Callable[[A], S], entries: A) -> S:
         return snapshot(entries)
     except RegistryError as exc:
         raise RegistryError(f"{source}: {exc}") from None
-
-
-def _load(path: Path, kind: type[F], list_key: str, id_key: str) -> F:
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".json"):
-        raise RegistryError(f"{path}: expected a .toml or .json file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    fmt: Format = "toml" if suffix == ".toml" else "json"
-    return _decode(data, fmt, str(path), kind, list_key, id_key)
 
 
 def _decode(data: bytes, fmt: Format, source: str, kind: type[F], list_key: str, id_key: str) -> F:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import httpx
 
-from gateway.core.config import Config, ConfigError, load_config
+from gateway.core.config import Config, ConfigError
 from gateway.devkit.default import CONFIG_NAME, DEFAULT_STATE_DIR
 from gateway.edge.admin_auth import TOKEN_ENV, AdminTokenError, admin_token_path, read_admin_token
+from gateway.stores.operator_files import load_config
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8080"
 CALL_TIMEOUT_SECONDS = 10.0

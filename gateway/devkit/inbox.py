@@ -23,53 +23,20 @@ import logging
 import re
 from collections import deque
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Final
 
 import msgspec
 import trio
 
+from gateway.core.config import DevInboxConfig
 from gateway.stores.private_files import append_private, write_private_atomically
 
 log = logging.getLogger("duisgw.inbox")
 
-DEV_INBOX_URL: Final = "dev-inbox"  # a User's response_url meaning "this gateway's dev inbox"
 INBOX_FILE: Final = "inbox.jsonl"
 MAX_INBOX_MESSAGES: Final = 1000
-DEFAULT_MAX_TOTAL_BYTES: Final = 16 * 1024 * 1024
-DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
-DEFAULT_MAX_AGE_SECONDS: Final = 7 * 86_400.0
 _CODE = re.compile(rb"<sr:ResponseCode>([A-Z0-9]+)</sr:ResponseCode>")
 _REQUEST_ID = re.compile(rb"<sr:RequestID>([^<]+)</sr:RequestID>")
-
-
-class DevInboxConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    enabled: bool = False
-    max_total_bytes: Annotated[int, msgspec.Meta(ge=4096, le=1024**3)] = DEFAULT_MAX_TOTAL_BYTES
-    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024**2)] = (
-        DEFAULT_MAX_MESSAGE_BYTES
-    )
-    max_age_seconds: Annotated[float, msgspec.Meta(gt=0, le=366 * 86_400)] = DEFAULT_MAX_AGE_SECONDS
-
-    def __post_init__(self) -> None:
-        if self.max_message_bytes > self.max_total_bytes:
-            raise ValueError("max_message_bytes must not exceed max_total_bytes")
-
-
-class DevInboxAddress(msgspec.Struct, frozen=True):
-    """Where the gateway's delivery finds its own dev inbox, and the credential it sends."""
-
-    base_url: str  # http://127.0.0.1:PORT, the admin listener as bound
-    token: str
-
-    @classmethod
-    def for_listener(cls, bound: tuple[str, int], token: str) -> DevInboxAddress:
-        host, port = bound
-        # A wildcard bind is reached on loopback; the token never leaves the host.
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-        return cls(f"http://{f'[{host}]' if ':' in host else host}:{port}", token)
-
-    def url_for(self, user_id: str) -> str:
-        return f"{self.base_url}/inbox/{user_id}"
 
 
 class InboxMessage(msgspec.Struct, frozen=True):

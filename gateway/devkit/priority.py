@@ -32,64 +32,28 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Generic, TypeVar
 
-import msgspec
 import trio
 
+from gateway.core.simulator_config import QueueLimits
 from gateway.edge.metrics import Metrics
-from gateway.edge.transport import Priority
+from gateway.edge.transport import Priority, QueueFull
 from mmc.identifiers import Eui64
 
 __all__ = [
     "DEFAULT_HUB_CAPACITY",
-    "MAX_QUEUED_PER_CLASS",
-    "MAX_QUEUED_PER_USER_PER_CLASS",
     "CommandQueue",
     "Entry",
     "HubQueues",
-    "QueueFull",
-    "QueueLimits",
     "QueueTimeout",
 ]
 
 # A CHF processes one command at a time (GBCS); more slots model a CSP that pipelines.
 DEFAULT_HUB_CAPACITY = 1
-# Per hub and class: a hub serving one command every few seconds drains 1000 in about an
-# hour, which is as far ahead as queueing is still useful to a User.
-MAX_QUEUED_PER_CLASS = 1000
-# One User may hold three quarters of a class, so another User always finds room.
-MAX_QUEUED_PER_USER_PER_CLASS = 750
 _PRIORITIES = tuple(sorted(Priority))
 
 T = TypeVar("T")
-
-
-class QueueLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    max_queued_per_class: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = MAX_QUEUED_PER_CLASS
-    max_queued_per_user_per_class: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = (
-        MAX_QUEUED_PER_USER_PER_CLASS
-    )
-
-
-class QueueFull(Exception):
-    """The hub's queue for this class (or this User's share of it) is full: the DCC is
-    overloaded for that hub. Raised at once, never after a wait; the caller answers."""
-
-    def __init__(
-        self,
-        hub_id: Eui64,
-        priority: Priority,
-        originator: Eui64,
-        scope: Literal["class", "user"],
-        limit: int,
-    ) -> None:
-        self.hub_id, self.priority, self.originator = hub_id, priority, originator
-        self.scope, self.limit = scope, limit
-        whose = f"User {originator}'s share of " if scope == "user" else ""
-        super().__init__(
-            f"hub {hub_id}: {whose}the {priority.name} queue is full ({limit} commands)"
-        )
 
 
 class QueueTimeout(Exception):

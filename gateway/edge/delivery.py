@@ -32,13 +32,13 @@ import random
 import ssl
 from collections import deque
 from contextlib import AsyncExitStack
-from typing import Annotated, Final, Literal
+from typing import Final, Literal
 
 import httpx
 import msgspec
 import trio
 
-from gateway.devkit.inbox import DEV_INBOX_URL, DevInboxAddress
+from gateway.core.config import DEV_INBOX_URL, DeliveryConfig
 from gateway.edge.metrics import Metrics
 from gateway.stores.outbox import MAX_PURGE_ROWS, Outbox
 from gateway.stores.outbox_sqlite import OutboxStoreError, StoredMessage
@@ -46,23 +46,12 @@ from gateway.stores.outbox_sqlite import OutboxStoreError, StoredMessage
 # Named, not __name__: the name operators filter on outlives a move of the module.
 log = logging.getLogger("gateway.delivery")
 
-BACKOFF_BASE_SECONDS: Final = 1.0
-BACKOFF_CAP_SECONDS: Final = 600.0
-# With full jitter the expected wait before a dead letter is about half the sum of
-# the ceilings: (1 + 2 + ... + 512 + 14 * 600) / 2, roughly 75 minutes.
-MAX_ATTEMPTS: Final = 24
-REQUEST_TIMEOUT_SECONDS: Final = 30.0  # per attempt, start to end of the answer
-MAX_ACTIVE_USERS: Final = 256  # workers, each holding at most one message in memory
-MAX_CONCURRENT_POSTS: Final = 64  # outbound connections in use at once
-MAX_MESSAGES_PER_TURN: Final = 100  # then the worker yields its slot to waiting Users
 MAX_RESPONSE_BYTES: Final = 64 * 1024  # of a receiver's answer body read; the rest dropped
 MAX_ERROR_BODY_CHARS: Final = 200  # of a refusal's body kept in last_error
 # Recording a 2xx is shielded from cancellation for this long, so a shutdown does not
 # cause a re-send. The outbox fails the wait at once if its writer stops; the bound is
 # for a writer stuck on the disk.
 COMMIT_GRACE_SECONDS: Final = 30.0
-RETENTION_SECONDS: Final = 7 * 86_400.0  # delivered rows (without bodies) kept this long
-PURGE_INTERVAL_SECONDS: Final = 3_600.0
 
 MESSAGE_ID_HEADER: Final = "X-DUIS-Message-ID"
 SEQUENCE_HEADER: Final = "X-DUIS-Sequence"
@@ -70,20 +59,23 @@ ATTEMPT_HEADER: Final = "X-DUIS-Attempt"
 RETRYABLE_4XX: Final = frozenset({408, 425, 429})
 
 Outcome = Literal["delivered", "retry", "dead_letter"]
-PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
-Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 
 
-class DeliveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    backoff_base_seconds: PositiveSeconds = BACKOFF_BASE_SECONDS
-    backoff_cap_seconds: PositiveSeconds = BACKOFF_CAP_SECONDS
-    max_attempts: Count = MAX_ATTEMPTS
-    request_timeout_seconds: PositiveSeconds = REQUEST_TIMEOUT_SECONDS
-    max_active_users: Count = MAX_ACTIVE_USERS
-    max_concurrent_posts: Count = MAX_CONCURRENT_POSTS
-    max_messages_per_turn: Count = MAX_MESSAGES_PER_TURN
-    retention_seconds: Annotated[float, msgspec.Meta(ge=0)] = RETENTION_SECONDS
-    purge_interval_seconds: PositiveSeconds = PURGE_INTERVAL_SECONDS
+class DevInboxAddress(msgspec.Struct, frozen=True):
+    """Where the gateway's delivery finds its own dev inbox, and the credential it sends."""
+
+    base_url: str  # http://127.0.0.1:PORT, the admin listener as bound
+    token: str
+
+    @classmethod
+    def for_listener(cls, bound: tuple[str, int], token: str) -> DevInboxAddress:
+        host, port = bound
+        # A wildcard bind is reached on loopback; the token never leaves the host.
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        return cls(f"http://{f'[{host}]' if ':' in host else host}:{port}", token)
+
+    def url_for(self, user_id: str) -> str:
+        return f"{self.base_url}/inbox/{user_id}"
 
 
 # -- sans-IO decisions ------------------------------------------------------------------

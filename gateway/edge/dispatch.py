@@ -26,7 +26,6 @@ from lxml import etree
 from gateway.core.dcc_services import answer_non_device
 from gateway.core.outcome import Outcome, Verified
 from gateway.core.state import GatewayState
-from gateway.devkit.priority import QueueFull
 from gateway.edge.transport import (
     OUTCOME_CODES,
     DeviceCommand,
@@ -34,6 +33,7 @@ from gateway.edge.transport import (
     DeviceReply,
     DeviceTransport,
     Priority,
+    QueueFull,
 )
 from mmc import responses
 from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import trio
 
-from gateway.assemble import StartupError
 from gateway.core.clock import Clock
-from gateway.core.config import Config
+from gateway.core.config import Config, StartupError
 from gateway.edge.screen import CounterStore
 from gateway.stores.threshold_memory import MemoryThresholdStore
 from gateway.stores.threshold_redis import open_redis_threshold_store
