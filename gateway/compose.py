@@ -45,7 +45,7 @@ from gateway.edge.lifecycle import Lifecycle
 from gateway.edge.metrics import Metrics
 from gateway.edge.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.edge.quarantine_ops import QuarantineOps
-from gateway.edge.screen import CounterStore, ThresholdScreen
+from gateway.edge.screen import ThresholdScreen
 from gateway.edge.server import ConnectionHandler, Draining, PeerInfo
 from gateway.edge.tls import client_identity, server_context, user_ids_for
 from gateway.edge.transport import DeviceTransport
@@ -58,7 +58,7 @@ from gateway.stores.replay import SharedReplayGuard
 from gateway.stores.sqlite import Synchronous
 from gateway.stores.threshold_redis import RedisThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore
-from gateway.stores.threshold_state import open_thresholds, run_count_snapshots
+from gateway.stores.threshold_state import CounterStore, open_thresholds, run_count_snapshots
 from mmc.catalogue import Endpoint
 from thresholds.config import ThresholdConfigError
 

@@ -20,10 +20,9 @@ import msgspec
 
 from gateway.core.clock import Clock
 from gateway.core.config import Config
-from gateway.edge.screen import CounterStore
 from gateway.stores.threshold_memory import MemoryThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateError, ThresholdStateStore
-from gateway.stores.threshold_state import read_rules_file
+from gateway.stores.threshold_state import CounterStore, read_rules_file
 from thresholds.config import ThresholdConfigError, decode_threshold_config
 from thresholds.rules_state import RulesRecord, audit_entry, file_sha256
 

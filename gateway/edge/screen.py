@@ -17,7 +17,8 @@ from gateway.core.outcome import Outcome, Refusal, Verified
 from gateway.core.state import GatewayState
 from gateway.stores.quarantine import QuarantineItem, QuarantineStore
 from gateway.stores.threshold_memory import MemoryThresholdStore
-from gateway.stores.threshold_redis import RedisThresholdStore, ThresholdStoreUnavailable
+from gateway.stores.threshold_redis import ThresholdStoreUnavailable
+from gateway.stores.threshold_state import CounterStore
 from mmc import responses
 from thresholds.engine import Action, Decision
 
@@ -25,7 +26,6 @@ log = logging.getLogger("duisgw.thresholds")
 
 # (User ID, message id, signed document) -> returns once the alert is durably queued.
 Notify = Callable[[str, str, bytes], Awaitable[None]]
-CounterStore = MemoryThresholdStore | RedisThresholdStore
 
 
 class ThresholdScreen:

@@ -36,13 +36,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, Protocol, TypeVar
 
 import msgspec
 import trio
 
 from gateway.core.clock import Clock, SystemClock
-from gateway.edge.metrics import Metrics
 from gateway.stores.group_commit import GroupCommitWriter
 from gateway.stores.outbox_sqlite import (
     COLUMNS,
@@ -62,6 +61,17 @@ MAX_LIST_ROWS: Final = 1000  # rows per admin listing; callers page with after_i
 MAX_PURGE_ROWS: Final = 5000  # delivered rows removed per transaction
 MAX_ERROR_CHARS: Final = 500  # last_error kept per message
 XML_CONTENT_TYPE: Final = "application/xml"
+
+
+class Gauge(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class OutboxMetrics(Protocol):
+    """What the outbox reports (gateway.edge.metrics.Metrics fits): its pending depth."""
+
+    @property
+    def outbox_depth(self) -> Gauge: ...
 
 
 class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,7 +116,7 @@ class Outbox:
         dead: int,
         *,
         clock: Clock,
-        metrics: Metrics | None,
+        metrics: OutboxMetrics | None,
         max_batch: int,
         queue_size: int,
     ) -> None:
@@ -129,7 +139,7 @@ class Outbox:
         path: Path,
         *,
         clock: Clock | None = None,
-        metrics: Metrics | None = None,
+        metrics: OutboxMetrics | None = None,
         max_batch: int = MAX_BATCH_OPS,
         queue_size: int = QUEUE_SIZE,
         synchronous: Synchronous = "FULL",
@@ -405,7 +415,7 @@ async def open_outbox(
     path: Path,
     *,
     clock: Clock | None = None,
-    metrics: Metrics | None = None,
+    metrics: OutboxMetrics | None = None,
     synchronous: Synchronous = "FULL",
 ) -> AsyncIterator[Outbox]:
     """A running outbox for the duration of the block (its writer in a child nursery).

@@ -19,9 +19,8 @@ import trio
 
 from gateway.core.clock import Clock
 from gateway.core.config import Config, StartupError
-from gateway.edge.screen import CounterStore
 from gateway.stores.threshold_memory import MemoryThresholdStore
-from gateway.stores.threshold_redis import open_redis_threshold_store
+from gateway.stores.threshold_redis import RedisThresholdStore, open_redis_threshold_store
 from gateway.stores.threshold_sqlite import (
     ThresholdStateError,
     ThresholdStateStore,
@@ -33,6 +32,8 @@ from thresholds.rules_state import choose_rules
 log = logging.getLogger("duisgw.thresholds")
 
 STATE_FILE = "thresholds.sqlite"
+# Where the per-User-ID counts live: this process (memory) or shared (Redis).
+CounterStore = MemoryThresholdStore | RedisThresholdStore
 # The last snapshot at shutdown: bounded, so a stuck disk cannot hold the exit.
 SHUTDOWN_SNAPSHOT_TIMEOUT_SECONDS = 5.0
 
