@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import trio
 import trio.testing
 
+from gateway.core.device import DeviceCommand, DeviceOutcome, Priority
 from gateway.core.registry import Device, Inventory
 from gateway.core.simulator_config import HAN_VARIANTS, WAN_VARIANTS, LinkProfile, SimulatorConfig
 from gateway.devkit.simulator import Simulator
-from gateway.edge.transport import DeviceCommand, DeviceOutcome, Priority, QueueFull
+from gateway.edge.transport import QueueFull
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
 

@@ -14,8 +14,8 @@ import random
 from lxml import etree
 
 from gateway.core.clock import FixedClock
+from gateway.core.device import DeviceCommand, Priority
 from gateway.devkit.simulated_responses import simulated_response
-from gateway.edge.transport import DeviceCommand, Priority
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import RequestId
 from parse_correlate.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from prometheus_client import CollectorRegistry
 
 from gateway.core.clock import Clock, FixedClock
+from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply, Priority
 from gateway.core.registry import Device, DeviceStatus, Inventory
 from gateway.core.simulator_config import (
     HAN_VARIANTS,
@@ -32,7 +33,7 @@ from gateway.core.simulator_config import (
 from gateway.devkit.simulated_responses import DeviceKeys
 from gateway.devkit.simulator import Simulator, default_hub_variants, sample_latency
 from gateway.edge.metrics import Metrics
-from gateway.edge.transport import DeviceCommand, DeviceOutcome, DeviceReply, Priority, QueueFull
+from gateway.edge.transport import QueueFull
 from mmc.identifiers import Eui64, RequestId, eui64_to_bytes
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import sign_pre_command

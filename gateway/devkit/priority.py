@@ -36,9 +36,10 @@ from typing import Generic, TypeVar
 
 import trio
 
+from gateway.core.device import Priority
 from gateway.core.simulator_config import QueueLimits
 from gateway.edge.metrics import Metrics
-from gateway.edge.transport import Priority, QueueFull
+from gateway.edge.transport import QueueFull
 from mmc.identifiers import Eui64
 
 __all__ = [

@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.core.clock import Clock
+from gateway.core.device import DeviceCommand
 from gateway.devkit.simulated_use_cases import use_case_payload
-from gateway.edge.transport import DeviceCommand
 from mmc.identifiers import Eui64, eui64_to_bytes
 from parse_correlate.decode.usecases import use_case_for
 from parse_correlate.gbcs import (

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import trio
 
 from gateway.core.clock import Clock, SystemClock
+from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply
 from gateway.core.registry import Device, Inventory
 from gateway.core.simulator_config import (
     HAN_VARIANTS,
@@ -40,7 +41,6 @@ from gateway.core.simulator_config import (
 from gateway.devkit.priority import HubQueues, QueueTimeout
 from gateway.devkit.simulated_responses import DeviceKeys, simulated_alert, simulated_response
 from gateway.edge.metrics import Metrics
-from gateway.edge.transport import DeviceCommand, DeviceOutcome, DeviceReply
 from mmc.identifiers import Eui64
 
 TEST_HUB_ID_PREFIX = "00-DB-12-34-56-78-C0"  # + one byte per HAN/WAN combination

@@ -24,17 +24,10 @@ import trio
 from lxml import etree
 
 from gateway.core.dcc_services import answer_non_device
+from gateway.core.device import OUTCOME_CODES, DeviceCommand, DeviceOutcome, DeviceReply, Priority
 from gateway.core.outcome import Outcome, Verified
 from gateway.core.state import GatewayState
-from gateway.edge.transport import (
-    OUTCOME_CODES,
-    DeviceCommand,
-    DeviceOutcome,
-    DeviceReply,
-    DeviceTransport,
-    Priority,
-    QueueFull,
-)
+from gateway.edge.transport import DeviceTransport, QueueFull
 from mmc import responses
 from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import RequestId
