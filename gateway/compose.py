@@ -1,33 +1,45 @@
-"""Assemble the gateway from its config and run it: `serve(config, task_status=...)`.
+"""The composition root: `serve(config)` builds every collaborator and hands each what it uses.
 
-Start-up loads everything that can fail (trust, registry, catalogues, XSDs,
-keys) before binding a port, so a bad config never half-starts. Services:
-the DUIS listener, the admin listener, the asynchronous life cycle. SIGHUP
-reloads trust and registry atomically; SIGTERM/SIGINT stop accepting, drain
-in-flight requests under `drain_timeout_seconds`, flush journals, return.
+    load            everything that can fail on the operator's files (trust, signing
+                    key, registry, catalogues, XSDs, threshold rules), before any port
+                    is bound, so a bad config never half-starts
+    open_stores     the durable stores, opened here and closed here
+    Components      the request path and the services, wired: pipeline, dispatch,
+                    life cycle, thresholds screen, quarantine, admin API
+    serve           binds, starts the services, serves until SIGTERM/SIGINT, drains
+
+Only the snapshot (trust, Users, inventory) changes after start: `reload` builds a
+complete new one and swaps it in (gateway/core/snapshot.py). This is the one module
+that knows the dev kit: the embedded simulator is the default device transport and
+the dev inbox is mounted on the admin listener when `[dev_inbox]` enables it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
-import signal
-import ssl
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import trio
 
-from gateway.assemble import build_state, reload
+from gateway.core.answers import Answers
 from gateway.core.clock import Clock, SystemClock
-from gateway.core.config import Config, StartupError
-from gateway.core.state import GatewayState
+from gateway.core.config import DEV_INBOX_URL, Config, StartupError
+from gateway.core.ingest import SchemaSet
+from gateway.core.registry import IdPolicy, RegistryError, check_policy
+from gateway.core.signing import ResponseSigner
+from gateway.core.snapshot import Reloaded, ReloadFailed, ReloadResult, Snapshot, SnapshotHolder
+from gateway.core.stages import RequestChecks
 from gateway.core.version_mismatch import authenticated_header, mismatch_alert
-from gateway.devkit.inbox import INBOX_FILE, Inbox
-from gateway.edge.admin import AdminApi
+from gateway.core.versions import VersionRegistry
+from gateway.devkit.inbox import INBOX_FILE, Inbox, InboxRoutes
+from gateway.devkit.simulator import Simulator
+from gateway.edge.admin import AdminApi, Mount
 from gateway.edge.admin_auth import (
     AdminGuard,
     AdminTokenError,
@@ -40,37 +52,40 @@ from gateway.edge.admin_replay import ReplayAdmin
 from gateway.edge.admin_thresholds import ThresholdsAdmin
 from gateway.edge.delivery import DevInboxAddress, run_delivery
 from gateway.edge.dispatch import Dispatcher
-from gateway.edge.http import HttpRequest
+from gateway.edge.duis_handler import DuisHandler
 from gateway.edge.lifecycle import Lifecycle
+from gateway.edge.listeners import bound, open_listeners, serve_until_stopped, wait_for_stop
 from gateway.edge.metrics import Metrics
 from gateway.edge.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.screen import ThresholdScreen
-from gateway.edge.server import ConnectionHandler, Draining, PeerInfo
-from gateway.edge.tls import client_identity, server_context, user_ids_for
+from gateway.edge.server import ConnectionHandler, Draining
+from gateway.edge.tls import server_context
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
-from gateway.stores.operator_files import read_threshold_rules
+from gateway.stores.certfiles import load_certstore, load_response_signer
+from gateway.stores.operator_files import (
+    load_inventory,
+    load_schemas,
+    load_users,
+    read_threshold_rules,
+)
 from gateway.stores.outbox import Outbox, open_outbox
-from gateway.stores.private_files import make_private_dir, prepare_private_sqlite, tighten_state_dir
+from gateway.stores.private_files import (
+    make_private_dir,
+    prepare_private_sqlite,
+    tighten_state_dir,
+)
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
 from gateway.stores.replay import SharedReplayGuard
 from gateway.stores.sqlite import Synchronous
 from gateway.stores.threshold_redis import RedisThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore
 from gateway.stores.threshold_state import CounterStore, open_thresholds, run_count_snapshots
-from mmc.catalogue import Endpoint
+from mmc.identifiers import Eui64, parse_eui64
 from thresholds.config import ThresholdConfigError
 
 log = logging.getLogger("duisgw")
-
-ENDPOINTS = {
-    "/api/v1/serviceS": Endpoint.SEND,
-    "/api/v1/serviceT": Endpoint.TRANSFORM,
-    "/api/v1/serviceD": Endpoint.NON_DEVICE,
-}
-XML_CONTENT_TYPES = (b"application/xml", b"text/xml")
-LISTEN_BACKLOG = 1024
 
 
 class BoundAddresses(msgspec.Struct, frozen=True):
@@ -78,112 +93,107 @@ class BoundAddresses(msgspec.Struct, frozen=True):
     admin: tuple[str, int]
 
 
-class DuisHandler:
-    """HTTP request -> endpoint -> pipeline -> HTTP answer."""
-
-    def __init__(self, pipeline: RequestPipeline, metrics: Metrics, config: Config) -> None:
-        self._pipeline = pipeline
-        self._metrics = metrics
-        self._identities = config.tls.identities if config.tls is not None else None
-
-    async def __call__(self, request: HttpRequest, peer: PeerInfo) -> tuple[int, bytes, bytes]:
-        endpoint = ENDPOINTS.get(request.target.split("?", 1)[0])
-        if endpoint is None:
-            return self._http_error(404, f"no DUIS endpoint at {request.target[:100]}")
-        if request.method != "POST":
-            return self._http_error(405, "DUIS endpoints accept POST only")
-        content_type = (request.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
-        if content_type not in XML_CONTENT_TYPES:
-            return self._http_error(415, "Content-Type must be application/xml")
-        speaks_for = None
-        if self._identities is not None:
-            identity = client_identity(peer.client_certificate_der)
-            speaks_for = user_ids_for(identity, self._identities) if identity else frozenset()
-        started = trio.current_time()
-        # An unexpected exception goes to the connection's crash boundary (gateway/edge/server.py).
-        outcome = await self._pipeline.handle(endpoint, request.body, speaks_for)
-        self._metrics.latency.labels(endpoint.value).observe(trio.current_time() - started)
-        return outcome.status, outcome.body, outcome.content_type
-
-    def _http_error(self, status: int, reason: str) -> tuple[int, bytes, bytes]:
-        self._metrics.http_errors.labels(str(status)).inc()
-        log.info("HTTP %d: %s", status, reason)
-        return status, reason.encode() + b"\n", b"text/plain; charset=utf-8"
+# -- the operator's files ------------------------------------------------------------
 
 
-def tls_context(config: Config) -> ssl.SSLContext | None:
-    return server_context(config.tls) if config.tls is not None else None
+@dataclass(frozen=True)
+class Loaded:
+    """What start-up read from the operator's files. Only the snapshot is ever reloaded."""
+
+    versions: VersionRegistry
+    schemas: SchemaSet | None
+    snapshots: SnapshotHolder
+    signer: ResponseSigner
+    dcc_eui64: Eui64
+    threshold_rules: bytes | None
 
 
-async def open_listeners(
-    host: str, port: int, context: ssl.SSLContext | None, reuse_port: bool
-) -> list[trio.abc.Listener[trio.abc.Stream]]:
-    sock = trio.socket.socket(
-        trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET, trio.socket.SOCK_STREAM
+def load(config: Config, clock: Clock) -> Loaded:
+    versions = VersionRegistry.build(config.duis.versions, config.duis.retired_from)
+    schemas = None
+    if config.duis.xsd_dir is not None:
+        files = versions.xsd_files()
+        schemas = load_schemas(Path(config.duis.xsd_dir), files)
+        missing = [v for v in files if not schemas.has(v)]
+        if missing:
+            raise StartupError(f"duis.xsd_dir: no XSD for versions {', '.join(missing)}")
+    snapshot = load_snapshot(config, clock.now().date())
+    trust = config.trust
+    return Loaded(
+        versions=versions,
+        schemas=schemas,
+        snapshots=SnapshotHolder(snapshot),
+        signer=load_response_signer(
+            Path(trust.dcc_signing_certificate), Path(trust.dcc_signing_key)
+        ),
+        dcc_eui64=parse_eui64(config.duis.dcc_eui64),
+        threshold_rules=read_threshold_rules(config),
     )
+
+
+def load_snapshot(config: Config, today: dt.date) -> Snapshot:
+    """Trust and registry as the files say now; raises on anything the operator must fix."""
+    registry = config.registry
+    users = load_users(Path(registry.users_file))
+    inventory = load_inventory(Path(registry.inventory_file))
+    check_policy(users, IdPolicy(one_id_per_role_until=registry.one_id_per_role_until), today)
+    if not config.dev_inbox.enabled:
+        inbox_users = [u.user_id for u in users if u.response_url == DEV_INBOX_URL]
+        if inbox_users:
+            raise RegistryError(
+                f"{registry.users_file}: response_url = {DEV_INBOX_URL!r} for "
+                f"{', '.join(inbox_users[:3])}, but [dev_inbox] enabled is not true"
+            )
+    certstore = load_certstore(
+        [Path(p) for p in config.trust.certificate_dirs],
+        [Path(p) for p in config.trust.ca_anchors],
+        [Path(p) for p in config.trust.crl_files],
+    )
+    return Snapshot(certstore=certstore, users=users, inventory=inventory)
+
+
+def reload(
+    config: Config, snapshots: SnapshotHolder, clock: Clock, metrics: Metrics
+) -> ReloadResult:
+    """Rebuild trust and registry and swap them in; keep the old ones on error."""
     try:
-        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
-        await sock.bind((host, port))
-        sock.listen(LISTEN_BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    except BaseException:
-        sock.close()
-        raise
-    listener: trio.abc.Listener[trio.abc.Stream] = trio.SocketListener(sock)
-    if context is not None:
-        listener = trio.SSLListener(listener, context, https_compatible=True)
-    return [listener]
+        snapshot = load_snapshot(config, clock.now().date())
+    except Exception as exc:  # the operator's files are wrong: keep serving the old set
+        metrics.reloads.labels("failed").inc()
+        log.error("reload failed, keeping the previous trust and registry: %s", exc)
+        return ReloadFailed(str(exc))
+    snapshots.swap(snapshot)
+    metrics.reloads.labels("ok").inc()
+    result = Reloaded(
+        users=len(snapshot.users),
+        devices=len(snapshot.inventory),
+        certificates_skipped=len(snapshot.certstore.skipped),
+    )
+    log.info(result.message)
+    return result
 
 
-def bound(listeners: Sequence[trio.abc.Listener[trio.abc.Stream]]) -> tuple[str, int]:
-    inner = listeners[0]
-    if isinstance(inner, trio.SSLListener):
-        inner = inner.transport_listener
-    assert isinstance(inner, trio.SocketListener)
-    host, port, *_ = inner.socket.getsockname()
-    return host, port
+# -- the durable stores ----------------------------------------------------------------
 
 
-async def serve(
-    config: Config,
-    *,
-    clock: Clock | None = None,
-    metrics: Metrics | None = None,
-    reuse_port: bool = False,
-    transport: DeviceTransport | None = None,
-    worker: tuple[int, int] = (0, 1),
-    task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run the gateway until cancelled or signalled; `task_status` gets the bound ports.
+@dataclass(frozen=True)
+class Stores:
+    """Everything durable the services share, opened (and closed) by `open_stores`."""
 
-    `worker` is (index, count) under `duisgw serve --workers` (gateway/edge/workers.py).
-    """
-    clock = clock or SystemClock()
-    metrics = metrics or Metrics()
+    replay: SharedReplayGuard
+    outbox: Outbox
+    jobs: Outbox
+    quarantine: QuarantineStore
+    counters: CounterStore
+    threshold_state: ThresholdStateStore
+
+
+@asynccontextmanager
+async def open_stores(
+    config: Config, own_dir: Path, rules_raw: bytes | None, clock: Clock, metrics: Metrics
+) -> AsyncIterator[Stores]:
+    """The shared files in the state directory, this worker's own in `own_dir`."""
     state_dir = Path(config.state_dir)
-    own_dir = worker_state_dir(config, *worker)
-    try:
-        state = build_state(config, clock, metrics)
-        rules_raw = read_threshold_rules(config)
-        make_private_dir(own_dir)
-        tighten_state_dir({state_dir, own_dir})
-        shared = ("replay.sqlite", "quarantine.sqlite", "thresholds.sqlite")
-        own = ("outbox.sqlite", "jobs.sqlite")
-        for path in [state_dir / n for n in shared] + [own_dir / n for n in own]:
-            prepare_private_sqlite(path)  # created 0600, so SQLite's -wal/-shm are too
-        token = ensure_admin_token(admin_token_path(config))
-    except (OSError, ValueError, ThresholdConfigError, AdminTokenError) as exc:
-        raise StartupError(str(exc)) from None
-    if worker[1] > 1:
-        admin_port = config.admin.port + worker[0] if config.admin.port else 0
-        config = msgspec.structs.replace(
-            config, admin=msgspec.structs.replace(config.admin, port=admin_port)
-        )
-        reuse_port = True
     sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
     replay = await SharedReplayGuard.open(
         state_dir / "replay.sqlite", synchronous=sync, max_counter=config.replay.max_counter
@@ -210,207 +220,264 @@ async def serve(
             metrics.replay_waiting.set_function(
                 lambda: replay.statistics().queued + replay.statistics().committing
             )
-            stores = Stores(replay, outbox, jobs, quarantine, counters, threshold_state)
-            await _run_services(
-                config,
-                worker,
-                state,
-                stores,
-                transport,
-                reuse_port,
-                task_status,
-                admin_token=token,
-                own_dir=own_dir,
-            )
+            yield Stores(replay, outbox, jobs, quarantine, counters, threshold_state)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
             await replay.aclose()
-    log.info("stopped")
 
 
-@dataclass(frozen=True)
-class Stores:
-    """Everything durable the services share, opened (and closed) by `serve`."""
-
-    replay: SharedReplayGuard
-    outbox: Outbox
-    jobs: Outbox
-    quarantine: QuarantineStore
-    counters: CounterStore
-    threshold_state: ThresholdStateStore
+# -- the components ----------------------------------------------------------------------
 
 
-async def _run_services(
-    config: Config,
-    worker: tuple[int, int],
-    state: GatewayState,
-    stores: Stores,
-    transport: DeviceTransport | None,
-    reuse_port: bool,
-    task_status: trio.TaskStatus[BoundAddresses],
-    *,
-    admin_token: str,
-    own_dir: Path,
-) -> None:
-    metrics = state.metrics
-    draining = Draining()
-    replay, outbox, jobs, counters = stores.replay, stores.outbox, stores.jobs, stores.counters
-    # Bound first: the dev inbox's address (the admin listener's) is known before delivery.
-    duis_listeners = await open_listeners(
-        config.listen.host, config.listen.port, tls_context(config), reuse_port
-    )
-    admin_listeners = await open_listeners(
-        config.admin.host, config.admin.port, None, reuse_port=False
-    )
-    addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
-    inbox_address = DevInboxAddress.for_listener(addresses.admin, admin_token)
-    async with trio.open_nursery() as services:
-        if transport is None:
-            transport = default_transport(state, config)
-        lifecycle = Lifecycle(state, transport, jobs, outbox)
-        dispatcher = Dispatcher(state, transport, replay.record_pre_command, lifecycle.submit)
-        lifecycle.attach(dispatcher)
+class Components:
+    """The request path and its services, each built with the collaborators it uses."""
+
+    def __init__(
+        self,
+        config: Config,
+        loaded: Loaded,
+        stores: Stores,
+        transport: DeviceTransport,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        worker: tuple[int, int],
+    ) -> None:
+        snapshots = loaded.snapshots
+        answers = Answers(clock, loaded.signer)
+        checks = RequestChecks(loaded.versions, loaded.schemas, clock)
+        self.lifecycle = Lifecycle(
+            checks, snapshots, answers, transport, stores.jobs, stores.outbox
+        )
+        dispatcher = Dispatcher(
+            answers, transport, stores.replay.record_pre_command, self.lifecycle.submit
+        )
         screen = ThresholdScreen(
-            state,
-            counters,
+            answers,
+            metrics,
+            stores.counters,
             stores.quarantine,
-            lifecycle.deliver_alert,
+            self.lifecycle.deliver_alert,
             fail_open=config.thresholds.when_store_unavailable == "open",
         )
-        ops = QuarantineOps(
-            state,
+        self.quarantine = QuarantineOps(
+            checks,
+            snapshots,
+            loaded.versions,
+            answers,
             screen,
             dispatcher,
-            lifecycle,
+            self.lifecycle,
             config.thresholds.quarantine_retention_seconds,
             config.thresholds.quarantine_expiry_check_seconds,
             owner=worker[0],
         )
-        pipeline = RequestPipeline(
-            state,
-            replay,
+        self.pipeline = RequestPipeline(
+            checks,
+            snapshots,
+            answers,
+            clock,
+            metrics,
+            loaded.dcc_eui64,
+            stores.replay,
             dispatcher,
             screen,
-            version_mismatch_alert=version_mismatch_sender(config, state, lifecycle),
+            version_mismatch_alert=self._version_mismatch_sender(config, loaded, answers),
         )
-        await services.start(
-            functools.partial(
-                run_delivery,
-                outbox,
-                config.delivery,
-                metrics=metrics,
-                dev_inbox=inbox_address if config.dev_inbox.enabled else None,
-            )
+
+    def _version_mismatch_sender(
+        self, config: Config, loaded: Loaded, answers: Answers
+    ) -> VersionMismatchAlert | None:
+        code = config.duis.version_mismatch_alert_code
+        if code is None:
+            return None
+
+        async def send(raw: bytes) -> None:
+            snapshot = loaded.snapshots.current
+            header = authenticated_header(raw, snapshot, answers.now())
+            if header is None:
+                return
+            alert = mismatch_alert(header, code, loaded.versions, answers)
+            if alert is not None:
+                await self.lifecycle.deliver_alert(
+                    header.request_id.originator, f"{header.request_id}:version-mismatch", alert
+                )
+
+        return send
+
+
+async def start_services(
+    services: trio.Nursery,
+    config: Config,
+    components: Components,
+    stores: Stores,
+    clock: Clock,
+    metrics: Metrics,
+    dev_inbox: DevInboxAddress | None,
+) -> None:
+    await services.start(
+        functools.partial(
+            run_delivery, stores.outbox, config.delivery, metrics=metrics, dev_inbox=dev_inbox
         )
-        await services.start(lifecycle.run)
-        await services.start(ops.run_expiry)
-        # After the life cycle is running: a resumed release may journal a job.
-        await services.start(ops.resume_releases)
-        if isinstance(counters, RedisThresholdStore):
-            await services.start(counters.run)
-        else:  # cancelled last (after the drain): its final snapshot has every count
-            interval = config.thresholds.counts_snapshot_seconds
-            await services.start(
-                run_count_snapshots, counters, stores.threshold_state, state.clock, interval
-            )
-        duis_handler = ConnectionHandler(
-            DuisHandler(pipeline, metrics, config),
-            config.limits,
-            metrics,
-            draining,
-            listener="duis",
-        )
-        inbox = None
-        if config.dev_inbox.enabled:
-            inbox = Inbox(own_dir / INBOX_FILE, config.dev_inbox, state.clock.now())
-        admin = AdminApi(
-            state,
-            lambda: reload(config, state),
-            ops,
-            outbox,
-            ReplayAdmin(replay, state.clock),
-            ThresholdsAdmin(
-                counters, stores.threshold_state, config, state.clock, worker_count=worker[1]
-            ),
-            state_dir=Path(config.state_dir),
-            inbox=inbox,
-        )
-        guard = AdminGuard(admin_token, addresses.admin[1], config.admin.allowed_hosts)
-        if (exposed := exposure_warning(config.admin.host)) is not None:
-            log.warning(exposed)
-        admin_handler = ConnectionHandler(
-            GuardedAdmin(guard, admin, metrics),
-            config.limits,
-            metrics,
-            Draining(),
-            listener="admin",
-        )
-        async with trio.open_nursery() as connections:
-            accept_scope = trio.CancelScope()
-
-            async def accept() -> None:
-                with accept_scope:
-                    await trio.serve_listeners(
-                        duis_handler, duis_listeners, handler_nursery=connections
-                    )
-
-            connections.start_soon(accept)
-            connections.start_soon(trio.serve_listeners, admin_handler, admin_listeners)
-            admin.ready = True
-            task_status.started(addresses)
-            log.info(
-                "DUIS on http%s://%s:%d, admin on http://%s:%d",
-                "s" if config.tls else "",
-                *addresses.duis,
-                *addresses.admin,
-            )
-            await _wait_for_stop(config, state)
-            admin.ready = False
-            accept_scope.cancel()
-            draining.closing = True
-            with trio.move_on_after(config.limits.drain_timeout_seconds) as drain:
-                await draining.wait_idle()
-            if drain.cancelled_caught:
-                log.warning("drain deadline passed with %d requests in flight", draining.in_flight)
-            connections.cancel_scope.cancel()
-        services.cancel_scope.cancel()
+    )
+    await services.start(components.lifecycle.run)
+    await services.start(components.quarantine.run_expiry)
+    # After the life cycle is running: a resumed release may journal a job.
+    await services.start(components.quarantine.resume_releases)
+    counters = stores.counters
+    if isinstance(counters, RedisThresholdStore):
+        await services.start(counters.run)
+    else:  # cancelled last (after the drain): its final snapshot has every count
+        interval = config.thresholds.counts_snapshot_seconds
+        await services.start(run_count_snapshots, counters, stores.threshold_state, clock, interval)
 
 
-def version_mismatch_sender(
-    config: Config, state: GatewayState, lifecycle: Lifecycle
-) -> VersionMismatchAlert | None:
-    code = config.duis.version_mismatch_alert_code
-    if code is None:
-        return None
-
-    async def send(raw: bytes) -> None:
-        header = authenticated_header(state, raw)
-        if header is None:
-            return
-        alert = mismatch_alert(state, header, code)
-        if alert is not None:
-            await lifecycle.deliver_alert(
-                header.request_id.originator, f"{header.request_id}:version-mismatch", alert
-            )
-
-    return send
-
-
-def default_transport(state: GatewayState, config: Config) -> DeviceTransport:
+def default_transport(config: Config, loaded: Loaded, clock: Clock, metrics: Metrics) -> Simulator:
     """The embedded simulator over the live inventory."""
-    from gateway.devkit.simulator import Simulator
-
+    snapshots = loaded.snapshots
     return Simulator.for_inventory(
-        lambda: state.inventory, config.simulator, state.clock, metrics=state.metrics
+        lambda: snapshots.current.inventory, config.simulator, clock, metrics=metrics
     )
 
 
-async def _wait_for_stop(config: Config, state: GatewayState) -> None:
-    """Return on SIGTERM/SIGINT; reload on SIGHUP."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                reload(config, state)
-                continue
-            log.info("signal %s: draining", signal.Signals(signum).name)
-            return
+# -- serve -------------------------------------------------------------------------------
+
+
+async def serve(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    reuse_port: bool = False,
+    transport: DeviceTransport | None = None,
+    worker: tuple[int, int] = (0, 1),
+    task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the gateway until cancelled or signalled; `task_status` gets the bound ports.
+
+    `worker` is (index, count) under `duisgw serve --workers` (gateway/edge/workers.py).
+    """
+    clock = clock or SystemClock()
+    metrics = metrics or Metrics()
+    own_dir = worker_state_dir(config, *worker)
+    try:
+        loaded = load(config, clock)
+        make_private_dir(own_dir)
+        state_dir = Path(config.state_dir)
+        tighten_state_dir({state_dir, own_dir})
+        shared = ("replay.sqlite", "quarantine.sqlite", "thresholds.sqlite")
+        own = ("outbox.sqlite", "jobs.sqlite")
+        for path in [state_dir / n for n in shared] + [own_dir / n for n in own]:
+            prepare_private_sqlite(path)  # created 0600, so SQLite's -wal/-shm are too
+        token = ensure_admin_token(admin_token_path(config))
+    except (OSError, ValueError, ThresholdConfigError, AdminTokenError) as exc:
+        raise StartupError(str(exc)) from None
+    if worker[1] > 1:
+        admin_port = config.admin.port + worker[0] if config.admin.port else 0
+        config = msgspec.structs.replace(
+            config, admin=msgspec.structs.replace(config.admin, port=admin_port)
+        )
+        reuse_port = True
+    async with open_stores(config, own_dir, loaded.threshold_rules, clock, metrics) as stores:
+        # Bound first: the dev inbox's address (the admin listener's) is known before delivery.
+        tls = server_context(config.tls) if config.tls is not None else None
+        duis_listeners = await open_listeners(
+            config.listen.host, config.listen.port, tls, reuse_port
+        )
+        admin_listeners = await open_listeners(
+            config.admin.host, config.admin.port, None, reuse_port=False
+        )
+        addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
+        device_transport = transport or default_transport(config, loaded, clock, metrics)
+        components = Components(
+            config, loaded, stores, device_transport, clock, metrics, worker=worker
+        )
+        dev_inbox = (
+            DevInboxAddress.for_listener(addresses.admin, token)
+            if config.dev_inbox.enabled
+            else None
+        )
+        async with trio.open_nursery() as services:
+            await start_services(services, config, components, stores, clock, metrics, dev_inbox)
+            draining = Draining()
+            duis = ConnectionHandler(
+                DuisHandler(
+                    components.pipeline,
+                    metrics,
+                    config.tls.identities if config.tls is not None else None,
+                ),
+                config.limits,
+                metrics,
+                draining,
+                listener="duis",
+            )
+            admin = _admin_api(config, loaded, stores, components, clock, metrics, own_dir, worker)
+            if (exposed := exposure_warning(config.admin.host)) is not None:
+                log.warning(exposed)
+            guarded = ConnectionHandler(
+                GuardedAdmin(
+                    AdminGuard(token, addresses.admin[1], config.admin.allowed_hosts),
+                    admin,
+                    metrics,
+                ),
+                config.limits,
+                metrics,
+                Draining(),
+                listener="admin",
+            )
+
+            def serving(ready: bool) -> None:
+                admin.ready = ready
+                if ready:
+                    task_status.started(addresses)
+                    log.info(
+                        "DUIS on http%s://%s:%d, admin on http://%s:%d",
+                        "s" if config.tls else "",
+                        *addresses.duis,
+                        *addresses.admin,
+                    )
+
+            await serve_until_stopped(
+                (duis, duis_listeners),
+                (guarded, admin_listeners),
+                draining,
+                config.limits.drain_timeout_seconds,
+                serving=serving,
+                stopped=functools.partial(
+                    wait_for_stop,
+                    functools.partial(reload, config, loaded.snapshots, clock, metrics),
+                ),
+            )
+            services.cancel_scope.cancel()
+    log.info("stopped")
+
+
+def _admin_api(
+    config: Config,
+    loaded: Loaded,
+    stores: Stores,
+    components: Components,
+    clock: Clock,
+    metrics: Metrics,
+    own_dir: Path,
+    worker: tuple[int, int],
+) -> AdminApi:
+    mounts: dict[str, Mount] = {}
+    if config.dev_inbox.enabled:
+        inbox = Inbox(own_dir / INBOX_FILE, config.dev_inbox, clock.now())
+        mounts["inbox"] = InboxRoutes(inbox, clock)
+    return AdminApi(
+        snapshots=loaded.snapshots,
+        versions=loaded.versions,
+        clock=clock,
+        metrics_registry=metrics.registry,
+        reload=functools.partial(reload, config, loaded.snapshots, clock, metrics),
+        quarantine=components.quarantine,
+        outbox=stores.outbox,
+        replay=ReplayAdmin(stores.replay, clock),
+        thresholds=ThresholdsAdmin(
+            stores.counters, stores.threshold_state, config, clock, worker_count=worker[1]
+        ),
+        state_dir=Path(config.state_dir),
+        mounts=mounts,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from base64 import b64encode
+from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -166,3 +167,16 @@ def _escape_text(text: str) -> str:
     return (
         text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
     )
+
+
+@dataclass(frozen=True)
+class ResponseSigner:
+    """The DCC XML-signing key (OU 89), loaded once at start-up, and its certificate's name."""
+
+    private_key: ec.EllipticCurvePrivateKey
+    issuer_name: str
+    serial: int
+
+    def sign(self, document: bytes) -> bytes:
+        """Sign a document from mmc.responses (already canonical and compact)."""
+        return sign_canonical_document(document, self.private_key, self.issuer_name, self.serial)

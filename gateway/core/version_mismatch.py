@@ -13,19 +13,22 @@ alert that we could verify, so the code comes from config
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
+from gateway.core.answers import Answers
 from gateway.core.certstore import CertificateError
 from gateway.core.ingest import IngestError, RequestHeader, decode_header, parse_xml
 from gateway.core.signature import parse_signature, verify_signature
 from gateway.core.signature_profile import SignatureError
-from gateway.core.state import GatewayState
+from gateway.core.snapshot import Snapshot
+from gateway.core.versions import VersionRegistry
 from mmc import responses
 
 log = logging.getLogger("duisgw.version")
 
 
-def authenticated_header(state: GatewayState, raw: bytes) -> RequestHeader | None:
+def authenticated_header(raw: bytes, snapshot: Snapshot, now: dt.datetime) -> RequestHeader | None:
     """The header of a request whose signature proves a registered originator, else None."""
     try:
         root = parse_xml(raw)
@@ -33,16 +36,16 @@ def authenticated_header(state: GatewayState, raw: bytes) -> RequestHeader | Non
         parts = parse_signature(root)
     except (IngestError, SignatureError):
         return None
-    cert = state.certstore.lookup(parts.issuer_name, parts.serial)
+    certstore = snapshot.certstore
+    cert = certstore.lookup(parts.issuer_name, parts.serial)
     originator = header.request_id.originator
-    now = state.clock.now()
     if (
         cert is None
         or cert.eui64 != originator
         or cert.key_usage != "digitalSignature"
         or not cert.not_before <= now <= cert.not_after
-        or state.certstore.is_revoked(cert)
-        or state.registry.get(originator) is None
+        or certstore.is_revoked(cert)
+        or snapshot.users.get(originator) is None
     ):
         return None
     try:
@@ -52,12 +55,15 @@ def authenticated_header(state: GatewayState, raw: bytes) -> RequestHeader | Non
     return header
 
 
-def mismatch_alert(state: GatewayState, header: RequestHeader, alert_code: str) -> bytes | None:
+def mismatch_alert(
+    header: RequestHeader, alert_code: str, versions: VersionRegistry, answers: Answers
+) -> bytes | None:
     """The signed alert, under the newest served version; None if that version lacks the code."""
-    served = state.versions.served(state.clock.now().date())
+    now = answers.now()
+    served = versions.served(now.date())
     if not served:
         return None
-    route = state.versions.route(served[-1], state.clock.now())
+    route = versions.route(served[-1], now)
     if route is None:
         return None
     codes = route.catalogue.value_sets.get("DCCAlertCode")
@@ -75,7 +81,4 @@ def mismatch_alert(state: GatewayState, header: RequestHeader, alert_code: str) 
         header.schema_version,
         header.schema_version,
     )
-    document = responses.dcc_alert(
-        route.catalogue, alert_code, content, state.clock.now(), request_id=header.request_id
-    )
-    return state.signer.sign(document)
+    return answers.alert(route.catalogue, alert_code, content, header.request_id)

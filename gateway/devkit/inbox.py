@@ -28,7 +28,12 @@ from typing import Final
 import msgspec
 import trio
 
+from gateway.core.clock import Clock
 from gateway.core.config import DevInboxConfig
+from gateway.edge import admin_params as check
+from gateway.edge.admin_auth import media_type
+from gateway.edge.admin_params import parse_query
+from gateway.edge.http import HttpRequest
 from gateway.stores.private_files import append_private, write_private_atomically
 
 log = logging.getLogger("duisgw.inbox")
@@ -134,6 +139,50 @@ class Inbox:
                 self._buffer.add(message, len(line), now)
         if skipped:
             log.info("dev inbox: %d unreadable lines of %s dropped", skipped, self._path.name)
+
+
+JSON: Final = b"application/json"
+TEXT: Final = b"text/plain; charset=utf-8"
+XML_TYPES: Final = (b"application/xml", b"text/xml")
+
+
+class InboxRoutes:
+    """`/inbox` on the admin listener, mounted there by the composition root.
+
+    POST /inbox/<User ID>   what the gateway's delivery posts (X-DUIS-Message-ID)
+    GET  /inbox[?user_id=]  what arrived, oldest first (`duisgw inbox`)
+    """
+
+    def __init__(self, inbox: Inbox, clock: Clock) -> None:
+        self._inbox = inbox
+        self._clock = clock
+
+    async def __call__(
+        self, method: str, rest: list[str], query: str, request: HttpRequest
+    ) -> tuple[int, bytes, bytes]:
+        if method == "POST" and len(rest) == 1:
+            parse_query(query, ())
+            if media_type(request) not in XML_TYPES:
+                return 415, _json({"error": "the dev inbox takes application/xml"}), JSON
+            user_id = check.user_id(rest[0])
+            message_id = (request.header(b"x-duis-message-id") or b"-").decode("ascii", "replace")
+            try:
+                await self._inbox.receive(
+                    user_id, check.message_id(message_id), request.body, self._clock.now()
+                )
+            except MessageTooLarge as exc:
+                log.info("dev inbox refused a message for %s: %s", user_id, exc)
+                return 413, _json({"error": str(exc)}), JSON
+            return 200, b"", TEXT
+        if method == "GET" and not rest:
+            params = parse_query(query, ("user_id",))
+            user = check.user_id(params["user_id"]) if "user_id" in params else None
+            return 200, _json(self._inbox.messages(user, self._clock.now())), JSON
+        return 404, b"unknown inbox path\n", TEXT
+
+
+def _json(value: object) -> bytes:
+    return msgspec.json.encode(value)
 
 
 def _message(user_id: str, message_id: str, body: bytes, now: dt.datetime) -> InboxMessage:

@@ -1,6 +1,7 @@
 """The admin listener's routes: health, readiness, metrics, reload, quarantine, outbox,
-thresholds (gateway/edge/admin_thresholds.py), replay counters (gateway/edge/admin_replay.py), and
-the dev inbox (gateway/devkit/inbox.py) when it is enabled.
+thresholds (gateway/edge/admin_thresholds.py), replay counters
+(gateway/edge/admin_replay.py), and whatever the composition root mounts under its
+own first path segment (the dev inbox, gateway/devkit/inbox.py, when it is enabled).
 
 A separate port from DUIS so it can live on a management network. JSON in and
 out (msgspec); the `duisgw quarantine` / `duisgw outbox` commands call it. Who
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Final, get_args
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway.core.state import GatewayState
-from gateway.devkit.inbox import Inbox, MessageTooLarge
+from gateway.core.clock import Clock
+from gateway.core.snapshot import Reloaded, ReloadResult, SnapshotHolder
+from gateway.core.versions import VersionRegistry
 from gateway.edge import admin_params as check
 from gateway.edge.admin_auth import media_type
 from gateway.edge.admin_params import InvalidInput, parse_query
@@ -48,6 +50,9 @@ Answer = tuple[int, bytes, bytes]
 XML_TYPES: Final = (b"application/xml", b"text/xml")
 MAX_MIN_AGE_SECONDS: Final = 100 * 366 * 86_400.0  # min_age_seconds: a century at most
 QUARANTINE_QUERY: Final = ("user_id", "srv", "min_age_seconds", "state", "after_ref", "limit")
+# Routes the composition root mounts under a first path segment of their own:
+# (method, the path after that segment, query, request) -> answer.
+Mount = Callable[[str, list[str], str, HttpRequest], Awaitable[Answer]]
 
 
 class QuarantineView(msgspec.Struct, frozen=True):
@@ -115,24 +120,30 @@ def _no_query(query: str) -> None:
 class AdminApi:
     def __init__(
         self,
-        state: GatewayState,
-        reload: Callable[[], str],
+        *,
+        snapshots: SnapshotHolder,
+        versions: VersionRegistry,
+        clock: Clock,
+        metrics_registry: CollectorRegistry,
+        reload: Callable[[], ReloadResult],
         quarantine: QuarantineOps,
         outbox: Outbox,
         replay: ReplayAdmin,
         thresholds: ThresholdsAdmin,
-        *,
         state_dir: Path,
-        inbox: Inbox | None = None,
+        mounts: Mapping[str, Mount] | None = None,
     ) -> None:
-        self._state = state
+        self._snapshots = snapshots
+        self._versions = versions
+        self._clock = clock
+        self._metrics_registry = metrics_registry
         self._reload = reload
         self._ops = quarantine
         self._outbox = outbox
         self._state_dir = state_dir
         self._replay = replay
         self._thresholds = thresholds
-        self._inbox = inbox
+        self._mounts = dict(mounts or {})
         self.ready = False
 
     async def __call__(self, request: HttpRequest, peer: PeerInfo) -> Answer:
@@ -157,9 +168,11 @@ class AdminApi:
         if parts == ["readyz"]:
             return (200, b"ready\n", TEXT) if self.ready else (503, b"not ready\n", TEXT)
         if parts == ["metrics"]:
-            return 200, generate_latest(self._state.metrics.registry), CONTENT_TYPE_LATEST.encode()
+            return 200, generate_latest(self._metrics_registry), CONTENT_TYPE_LATEST.encode()
+        if parts and parts[0] in self._mounts:
+            return await self._mounts[parts[0]](method, parts[1:], query, request)
         if parts[:1] == ["inbox"]:
-            return await self._inbox_route(method, parts[1:], query, request)
+            return 404, b"the dev inbox is not enabled ([dev_inbox] enabled = true)\n", TEXT
         if parts[:1] != ["admin"]:
             return 404, b"unknown admin path\n", TEXT
         rest = parts[1:]
@@ -169,8 +182,9 @@ class AdminApi:
             return await self._outbox_route(method, rest[1:], query)
         _no_query(query)
         if rest == ["reload"] and method == "POST":
-            message = self._reload()
-            return _json(200 if message.startswith("reloaded") else 500, {"result": message})
+            result = self._reload()
+            status = 200 if isinstance(result, Reloaded) else 500
+            return _json(status, {"result": result.message})
         if rest == ["status"]:
             return _json(200, self._status())
         if rest[:1] == ["thresholds"]:
@@ -183,44 +197,19 @@ class AdminApi:
             )
         return 404, b"unknown admin path\n", TEXT
 
-    async def _inbox_route(
-        self, method: str, rest: list[str], query: str, request: HttpRequest
-    ) -> Answer:
-        if self._inbox is None:
-            return 404, b"the dev inbox is not enabled ([dev_inbox] enabled = true)\n", TEXT
-        if method == "POST" and len(rest) == 1:
-            _no_query(query)
-            if media_type(request) not in XML_TYPES:
-                return _json(415, {"error": "the dev inbox takes application/xml"})
-            user_id = check.user_id(rest[0])
-            message_id = (request.header(b"x-duis-message-id") or b"-").decode("ascii", "replace")
-            try:
-                await self._inbox.receive(
-                    user_id, check.message_id(message_id), request.body, self._state.clock.now()
-                )
-            except MessageTooLarge as exc:
-                log.info("dev inbox refused a message for %s: %s", user_id, exc)
-                return _json(413, {"error": str(exc)})
-            return 200, b"", TEXT
-        if method == "GET" and not rest:
-            params = parse_query(query, ("user_id",))
-            user = check.user_id(params["user_id"]) if "user_id" in params else None
-            return _json(200, self._inbox.messages(user, self._state.clock.now()))
-        return 404, b"unknown inbox path\n", TEXT
-
     def _status(self) -> dict[str, object]:
-        state = self._state
-        today = state.clock.now().date()
+        snapshot = self._snapshots.current
+        today = self._clock.now().date()
         return {
-            "versions": state.versions.served(today),
+            "versions": self._versions.served(today),
             "retired_versions": {
-                v: d.isoformat() for v, d in state.versions.retired(today).items()
+                v: d.isoformat() for v, d in self._versions.retired(today).items()
             },
-            "users": len(state.registry),
-            "devices": len(state.inventory),
-            "certificates": len(state.certstore),
+            "users": len(snapshot.users),
+            "devices": len(snapshot.inventory),
+            "certificates": len(snapshot.certstore),
             "certificates_skipped": [
-                {"file": self._shown_path(p), "reason": r} for p, r in state.certstore.skipped
+                {"file": self._shown_path(p), "reason": r} for p, r in snapshot.certstore.skipped
             ],
             "outbox_pending": self._outbox.pending_count(),
             "outbox_dead_letters": self._outbox.dead_letter_count(),

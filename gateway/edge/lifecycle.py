@@ -16,14 +16,16 @@ import logging
 
 import trio
 
+from gateway.core.answers import Answers
+from gateway.core.commands import device_command
 from gateway.core.outcome import Refusal
-from gateway.core.state import GatewayState
-from gateway.edge.dispatch import AsyncJob, Dispatcher, send_to_device
-from gateway.edge.pipeline import verify_request
+from gateway.core.snapshot import SnapshotHolder
+from gateway.core.stages import RequestChecks
+from gateway.edge.dispatch import AsyncJob, send_to_device
 from gateway.edge.transport import DeviceTransport
 from gateway.stores.outbox import DuplicateMessageId, OutboundMessage, Outbox
-from mmc.catalogue import Endpoint
 from mmc.identifiers import RequestId
+from parse_correlate.commands import CommandError
 
 log = logging.getLogger("duisgw.lifecycle")
 
@@ -40,25 +42,20 @@ def response_message_id(request_id: object) -> str:
 class Lifecycle:
     def __init__(
         self,
-        state: GatewayState,
+        checks: RequestChecks,
+        snapshots: SnapshotHolder,
+        answers: Answers,
         transport: DeviceTransport,
         jobs: Outbox,
         outbox: Outbox,
     ) -> None:
-        self._state = state
+        self._checks = checks
+        self._snapshots = snapshots
+        self._answers = answers
         self._transport = transport
         self._jobs = jobs
         self._outbox = outbox
-        self._dispatcher: Dispatcher | None = None
         self._send, self._receive = trio.open_memory_channel[AsyncJob](ASYNC_QUEUE_SIZE)
-
-    def attach(self, dispatcher: Dispatcher) -> None:
-        """The dispatcher hands jobs here and builds their responses: each needs the other."""
-        self._dispatcher = dispatcher
-
-    def _dispatch(self) -> Dispatcher:
-        assert self._dispatcher is not None, "attach() the dispatcher before running"
-        return self._dispatcher
 
     async def deliver_alert(self, user_id: str, message_id: str, body: bytes) -> None:
         await self.deliver(user_id, message_id, body, "alert")
@@ -79,14 +76,14 @@ class Lifecycle:
                 user_id=header.request_id.originator,
                 url=JOB_URL,
                 body=job.request.raw,
-                created_at=self._state.clock.now(),
+                created_at=self._answers.now(),
             )
         )
         await self._send.send(job)
 
     async def deliver(self, user_id: str, message_id: str, body: bytes, kind: str) -> None:
         """Store a signed document for the User's Receive Response URL (durable on return)."""
-        user = self._state.registry.get(user_id)
+        user = self._snapshots.current.users.get(user_id)
         url = user.response_url if user is not None and user.response_url else ""
         if not url:
             # Stored anyway: delivery dead-letters it where an operator can see and retry it.
@@ -102,7 +99,7 @@ class Lifecycle:
                     user_id=user_id,
                     url=url,
                     body=body,
-                    created_at=self._state.clock.now(),
+                    created_at=self._answers.now(),
                     kind="alert" if kind == "alert" else "response",
                 )
             )
@@ -136,8 +133,10 @@ class Lifecycle:
             log.info("recovered %d accepted jobs from the journal", recovered)
 
     def _rebuild(self, raw: bytes) -> AsyncJob | None:
+        snapshot = self._snapshots.current
         try:
-            request = verify_request(self._state, Endpoint.SEND, raw, check_signature=False)
+            request = self._checks.verify(raw, snapshot.certstore, check_signature=False)
+            command = device_command(request, snapshot.inventory, self._answers.now())
         except Refusal as refusal:
             log.error(
                 "journaled job no longer readable (%s: %s); dropped from the journal",
@@ -145,13 +144,16 @@ class Lifecycle:
                 refusal.detail,
             )
             return None
-        return AsyncJob(request, self._dispatch().command_for(request))
+        except CommandError as exc:  # it was built once: the estate has changed since
+            log.error("journaled job's command cannot be built (%s); dropped", exc)
+            return None
+        return AsyncJob(request, command)
 
     async def _worker(self) -> None:
         async for job in self._receive:
             request = job.request
             reply = await send_to_device(self._transport, job.command)
-            outcome = self._dispatch().device_response(request, reply)
+            outcome = self._answers.device_response(request, reply)
             request_id = request.header.request_id
             await self.deliver(
                 request_id.originator, response_message_id(request_id), outcome.body, "response"

@@ -1,211 +1,45 @@
-"""The request pipeline: the ordered stages every DUIS request passes, in one place.
+"""The request pipeline's runner: the table's stages in order, for one request.
 
-    parse -> envelope/header -> version route -> XSD -> signature + certificate
-    -> SRV/body match -> replay -> access control -> SignedPreCommand correlation
-    (CV 5/6/7) -> thresholds -> dispatch
-
-Each stage either hands the request on or produces the answer. "The peer sent
-something wrong" becomes an HTTP 4xx with a reason (malformed, unsigned,
-unknown version) or a DUIS error acknowledgement (E-codes, once the signature
-proves who is asking); "we broke" is the server's 500 with a traceback.
+The table, its order and its one convention are gateway/core/stages.py: a stage
+returns the value the next takes, or raises a `Stop`. Here the checks run, then
+each admission stage (`ADMISSION`, with the I/O it needs: the replay file every
+worker shares, the threshold counters), then dispatch; every stop is logged,
+counted and rendered in this one place. "The peer sent something wrong" becomes an
+HTTP 4xx with a reason (malformed, unsigned, unknown version) or a DUIS error
+acknowledgement (E-codes, once the signature proves who is asking); "we broke" is
+the server's 500 with a traceback (gateway/edge/server.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
-from lxml import etree
-
-from gateway.core.access import AccessRequest, decide
-from gateway.core.certstore import CertificateError, check_signing_certificate
-from gateway.core.ingest import (
-    SIGNATURE_TAG,
-    IngestError,
-    RequestHeader,
-    decode_header,
-    parse_xml,
-    request_version,
+from gateway.core.answers import Answers, render_refusal
+from gateway.core.clock import Clock
+from gateway.core.commands import check_signed_pre_command
+from gateway.core.outcome import Acknowledge, Admitted, Outcome, Refusal
+from gateway.core.snapshot import SnapshotHolder
+from gateway.core.stages import (
+    ADMISSION,
+    RequestChecks,
+    Stage,
+    check_access,
+    check_replay,
+    check_tls_identity,
 )
-from gateway.core.outcome import Outcome, Refusal, Verified
-from gateway.core.signature import detach_keeping_tail, parse_signature, verify_signature
-from gateway.core.signature_profile import SignatureError
-from gateway.core.state import GatewayState
-from gateway.core.versions import VersionRoute
 from gateway.edge.dispatch import Dispatcher
+from gateway.edge.metrics import Metrics
 from gateway.edge.screen import ThresholdScreen
 from gateway.stores.replay import ReplayStore
-from mmc import responses
-from mmc.catalogue import SIGNED_PRE_COMMAND_ELEMENT, SIGNED_PRE_COMMAND_VARIANTS, Endpoint
-from mmc.codec import BodyError, extract_body_facts
+from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS, Endpoint
+from mmc.identifiers import Eui64
 
 log = logging.getLogger("duisgw.pipeline")
 
 # Told about a request in a version not served (gateway/core/version_mismatch.py).
 VersionMismatchAlert = Callable[[bytes], Awaitable[None]]
-
-
-def refusal_outcome(refusal: Refusal) -> Outcome:
-    text = f"{refusal.stage}: {refusal.reason}: {refusal.detail}\n".encode()
-    return Outcome(refusal.status, text, b"text/plain; charset=utf-8", refusal.reason)
-
-
-def verify_request(
-    state: GatewayState, endpoint: Endpoint, raw: bytes, *, check_signature: bool = True
-) -> Verified:
-    """Every check up to (not including) replay, access control and thresholds.
-
-    Pure with respect to I/O: it reads the state's current snapshots only.
-    `check_signature=False` is for bytes this gateway verified before and kept in
-    a journal (recovery, quarantine release): the certificate may have expired since.
-    """
-    try:
-        root = parse_xml(raw)
-        version = request_version(root)
-    except IngestError as exc:
-        raise Refusal(400, "ingest", exc.reason, exc.detail) from None
-    now = state.clock.now()
-    route = state.versions.route(version, now)
-    if route is None:
-        served = ", ".join(state.versions.served(now.date()))
-        raise Refusal(
-            400,
-            "version",
-            "unsupported_version",
-            f"DUIS version {version[:16]!r} is not served here (served: {served})",
-        )
-    if state.schemas is not None:
-        # Before the header decode: the XSD's message is the most precise one.
-        try:
-            state.schemas.validate(route.version, root)
-        except IngestError as exc:
-            raise Refusal(400, "schema", exc.reason, exc.detail) from None
-    try:
-        header = decode_header(root)
-    except IngestError as exc:
-        raise Refusal(400, "ingest", exc.reason, exc.detail) from None
-    if check_signature:
-        try:
-            _check_signature(state, route, header, root)
-        except Refusal as refusal:
-            refusal.request_id = str(header.request_id)
-            raise
-        for signature in root.findall(SIGNATURE_TAG):
-            detach_keeping_tail(signature)
-    srv = route.catalogue.srvs.get(header.service_reference_variant)
-    if srv is None:
-        variant = header.service_reference_variant[:20]
-        raise Refusal(400, "srv", "unknown_srv", f"no SRV {variant!r} in DUIS {route.version}")
-    expected_body = (
-        SIGNED_PRE_COMMAND_ELEMENT
-        if header.command_variant in SIGNED_PRE_COMMAND_VARIANTS
-        else srv.body_element
-    )
-    if srv.reference != header.service_reference or header.body_element != expected_body:
-        raise Refusal(
-            400,
-            "srv",
-            "srv_body_mismatch",
-            f"SRV {srv.variant} CV {header.command_variant} needs ServiceReference"
-            f" {srv.reference} and body {expected_body}",
-        )
-    body = _body_element(root)
-    try:
-        catalogue = route.catalogue
-        facts = extract_body_facts(body, catalogue.value_set_elements, catalogue.value_sets)
-    except BodyError as exc:
-        raise Refusal(400, "body", "bad_body_value", str(exc)) from None
-    return Verified(header=header, route=route, srv=srv, facts=facts, raw=raw, body=body)
-
-
-def _body_element(root: etree._Element) -> etree._Element:
-    for child in root[1]:  # decode_header checked: Header, Body, then the Signature
-        if isinstance(child.tag, str):
-            return child
-    raise AssertionError("decode_header checked the body")
-
-
-def _check_signature(
-    state: GatewayState, route: VersionRoute, header: RequestHeader, root: etree._Element
-) -> None:
-    store = state.certstore
-    try:
-        parts = parse_signature(root)
-    except SignatureError as exc:
-        raise Refusal(403, "signature", exc.reason, exc.detail) from None
-    cert = store.lookup(parts.issuer_name, parts.serial)
-    if cert is None:
-        raise Refusal(
-            403,
-            "certificate",
-            "unknown_certificate",
-            f"no trusted certificate with issuer {parts.issuer_name[:80]!r} serial {parts.serial}",
-        )
-    try:
-        check_signing_certificate(
-            cert,
-            at=state.clock.now(),
-            signer_eui64=header.request_id.originator,
-            allowed_role_codes=route.catalogue.signer_role_codes,
-            store=store,
-        )
-    except CertificateError as exc:
-        detail = f"serial {cert.serial}: {exc.detail}"
-        raise Refusal(403, "certificate", exc.reason, detail) from None
-    try:
-        verify_signature(root, parts, cert.public_key)
-    except SignatureError as exc:
-        raise Refusal(403, "signature", exc.reason, f"serial {cert.serial}: {exc.detail}") from None
-
-
-def access_decision(state: GatewayState, endpoint: Endpoint, request: Verified) -> str | None:
-    """The DUIS error code access control gives, or None if the request may proceed."""
-    header = request.header
-    decision = decide(
-        AccessRequest(
-            request_id=header.request_id,
-            command_variant=header.command_variant,
-            srv_variant=request.srv.variant,
-            body_device_ids=request.facts.device_ids,
-        ),
-        request.srv,
-        state.registry,
-        state.inventory,
-        state.clock.now(),
-        endpoint,
-        state.dcc_eui64,
-    )
-    if decision.accepted:
-        return None
-    log.info(
-        "refused request_id=%s version=%s srv=%s code=%s reason=%s",
-        header.request_id,
-        request.route.version,
-        request.srv.variant,
-        decision.code,
-        decision.reason,
-    )
-    return decision.code
-
-
-def error_acknowledgement(state: GatewayState, request: Verified, code: str) -> Outcome:
-    header = request.header
-    catalogue = request.route.catalogue
-    body = responses.acknowledgement(
-        catalogue,
-        header.request_id,
-        code,
-        request.srv.reference,
-        request.srv.variant,
-        state.clock.now(),
-    )
-    return Outcome(
-        200,
-        body,
-        code=responses.response_code(catalogue, code),
-        version=request.route.version,
-        srv=request.srv.variant,
-    )
+AdmissionStage = Callable[[Admitted], Awaitable[Admitted]]
 
 
 class RequestPipeline:
@@ -213,76 +47,112 @@ class RequestPipeline:
 
     def __init__(
         self,
-        state: GatewayState,
+        checks: RequestChecks,
+        snapshots: SnapshotHolder,
+        answers: Answers,
+        clock: Clock,
+        metrics: Metrics,
+        dcc_eui64: Eui64,
         replay: ReplayStore,
         dispatcher: Dispatcher,
         screen: ThresholdScreen | None = None,
         *,
         version_mismatch_alert: VersionMismatchAlert | None = None,
     ) -> None:
-        self._state = state
+        self._checks = checks
+        self._snapshots = snapshots
+        self._answers = answers
+        self._clock = clock
+        self._metrics = metrics
+        self._dcc_eui64 = dcc_eui64
         self._replay = replay
         self._dispatcher = dispatcher
-        self._screen = screen
         self._version_mismatch_alert = version_mismatch_alert
+        stages: Mapping[Stage, AdmissionStage] = {
+            Stage.TLS: self._tls,
+            Stage.REPLAY: self._replay_stage,
+            Stage.ACCESS: self._access,
+            Stage.PRE_COMMAND: self._pre_command,
+            Stage.THRESHOLDS: screen.screen if screen is not None else _proceed,
+        }
+        self._admission = tuple(stages[stage] for stage in ADMISSION)  # the table's order
 
     async def handle(
         self, endpoint: Endpoint, raw: bytes, speaks_for: frozenset[str] | None = None
     ) -> Outcome:
         """`speaks_for`: the User IDs the mutual-TLS identity may send for (None: no TLS)."""
-        state = self._state
+        snapshot = self._snapshots.current  # one view of trust and estate per request
+        admitted: Admitted | None = None
         try:
-            request = verify_request(state, endpoint, raw)
-            originator = request.header.request_id.originator
-            if speaks_for is not None and originator not in speaks_for:
-                raise Refusal(
-                    403,
-                    "tls",
-                    "tls_identity_mismatch",
-                    f"the TLS client may not send for User ID {originator}",
-                )
-        except Refusal as refusal:
-            state.metrics.refusals.labels(refusal.stage, refusal.reason).inc()
-            log.info(
-                "refused request_id=%s stage=%s reason=%s detail=%s",
-                refusal.request_id or "-",
-                refusal.stage,
-                refusal.reason,
-                refusal.detail,
+            request = self._checks.verify(raw, snapshot.certstore)
+            admitted = Admitted(
+                request=request, snapshot=snapshot, endpoint=endpoint, speaks_for=speaks_for
             )
-            if refusal.reason == "unsupported_version" and self._version_mismatch_alert:
-                await self._version_mismatch_alert(raw)
-            return refusal_outcome(refusal)
-        header = request.header
+            for stage in self._admission:
+                admitted = await stage(admitted)
+            outcome = await self._dispatcher.dispatch(admitted.request, admitted.snapshot)
+        except Refusal as refusal:
+            return await self._refused(refusal, raw)
+        except Acknowledge as stop:
+            assert admitted is not None  # only the admission stages and dispatch acknowledge
+            outcome = self._acknowledged(admitted, stop)
+        self._metrics.requests.labels(outcome.version, outcome.srv, outcome.code).inc()
+        return outcome
+
+    async def _refused(self, refusal: Refusal, raw: bytes) -> Outcome:
+        self._metrics.refusals.labels(refusal.stage, refusal.reason).inc()
+        log.info(
+            "refused request_id=%s stage=%s reason=%s detail=%s",
+            refusal.request_id or "-",
+            refusal.stage,
+            refusal.reason,
+            refusal.detail,
+        )
+        if refusal.reason == "unsupported_version" and self._version_mismatch_alert:
+            await self._version_mismatch_alert(raw)
+        return render_refusal(refusal)
+
+    def _acknowledged(self, admitted: Admitted, stop: Acknowledge) -> Outcome:
+        request = admitted.request
+        log.info(
+            "%s request_id=%s version=%s srv=%s stage=%s code=%s reason=%s",
+            "held" if stop.code == "I99" else "refused",
+            request.header.request_id,
+            request.route.version,
+            request.srv.variant,
+            stop.stage,
+            stop.code,
+            stop.reason,
+        )
+        return self._answers.acknowledgement(request, stop.code)
+
+    # -- the admission stages, in the table's order --------------------------------------
+
+    async def _tls(self, admitted: Admitted) -> Admitted:
+        return check_tls_identity(admitted)
+
+    async def _replay_stage(self, admitted: Admitted) -> Admitted:
+        header = admitted.request.header
         # Returns once the decision is committed to the replay file every worker shares:
         # the counter is spent, durably, before anything is acknowledged.
         admission = await self._replay.admit(header.request_id, header.command_variant)
-        code = admission.verdict.code
-        if code is None:
-            code = access_decision(state, endpoint, request)
-            if code is None and header.command_variant in SIGNED_PRE_COMMAND_VARIANTS:
-                # Before thresholds: only a correlated SignedPreCommand is ever held,
-                # released or journaled (dispatch sends it as signed).
-                code = self._dispatcher.check_signed_pre_command(request, admission.pre_command)
-        else:
-            log.info(
-                "refused request_id=%s code=%s reason=%s",
-                header.request_id,
-                code,
-                admission.verdict.value,
-            )
-        if code is not None:
-            return self._count(error_acknowledgement(state, request, code))
-        if self._screen is not None:
-            try:
-                held = await self._screen.screen(request)
-            except Refusal as refusal:
-                state.metrics.refusals.labels(refusal.stage, refusal.reason).inc()
-                return refusal_outcome(refusal)
-            if held is not None:
-                return self._count(held)
-        return self._count(await self._dispatcher.dispatch(request))
+        return check_replay(admitted, admission)
 
-    def _count(self, outcome: Outcome) -> Outcome:
-        self._state.metrics.requests.labels(outcome.version, outcome.srv, outcome.code).inc()
-        return outcome
+    async def _access(self, admitted: Admitted) -> Admitted:
+        return check_access(admitted, self._clock.now(), self._dcc_eui64)
+
+    async def _pre_command(self, admitted: Admitted) -> Admitted:
+        # Before thresholds: only a correlated SignedPreCommand is ever held, released
+        # or journaled (dispatch sends it as signed).
+        if admitted.request.header.command_variant in SIGNED_PRE_COMMAND_VARIANTS:
+            check_signed_pre_command(
+                admitted.request,
+                admitted.pre_command,
+                admitted.snapshot.certstore,
+                self._clock.now(),
+            )
+        return admitted
+
+
+async def _proceed(admitted: Admitted) -> Admitted:
+    return admitted

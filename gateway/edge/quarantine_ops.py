@@ -2,7 +2,10 @@
 
 release: the stored request goes on through dispatch as if just accepted (no
 second replay, access or threshold check; counted once, now). A synchronous
-answer it would have had goes to the User's Receive Response URL instead.
+answer it would have had (a signed Service Response) goes to the User's Receive
+Response URL instead; an acknowledgement (I99) says the answer follows from the
+life cycle; a request dispatch refuses (E11) is answered with a signed Service
+Response carrying that code, like a deleted one: never an unsigned acknowledgement.
 The release is journaled: the row is `releasing` (this process its owner) from
 before dispatch until the answer is durable (jobs journal or outbox), then
 `released`. A process that stopped in between resumes its `releasing` rows at
@@ -18,18 +21,18 @@ the choice is documented in the README.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import trio
 
-from gateway.core.outcome import Refusal
-from gateway.core.state import GatewayState
-from gateway.edge.dispatch import Dispatcher
+from gateway.core.answers import Answers
+from gateway.core.outcome import Acknowledge, Outcome, OutcomeKind, Refusal, Verified
+from gateway.core.snapshot import Snapshot, SnapshotHolder
+from gateway.core.stages import RequestChecks
+from gateway.core.versions import VersionRegistry
 from gateway.edge.lifecycle import Lifecycle, response_message_id
-from gateway.edge.pipeline import verify_request
 from gateway.edge.screen import ThresholdScreen
 from gateway.stores.quarantine import QuarantinedRequest
-from mmc import responses
-from mmc.catalogue import Endpoint
 from mmc.identifiers import parse_request_id
 
 log = logging.getLogger("duisgw.quarantine")
@@ -38,19 +41,31 @@ DELETED_CODE = "E1"
 EXPIRY_CHECK_INTERVAL_SECONDS = 60.0
 
 
+class Dispatch(Protocol):
+    """The dispatch stage (gateway/edge/dispatch.py `Dispatcher`)."""
+
+    async def dispatch(self, request: Verified, snapshot: Snapshot) -> Outcome: ...
+
+
 class QuarantineOps:
     def __init__(
         self,
-        state: GatewayState,
+        checks: RequestChecks,
+        snapshots: SnapshotHolder,
+        versions: VersionRegistry,
+        answers: Answers,
         screen: ThresholdScreen,
-        dispatcher: Dispatcher,
+        dispatcher: Dispatch,
         lifecycle: Lifecycle,
         retention_seconds: float,
         expiry_check_interval_seconds: float = EXPIRY_CHECK_INTERVAL_SECONDS,
         *,
         owner: int = 0,
     ) -> None:
-        self._state = state
+        self._checks = checks
+        self._snapshots = snapshots
+        self._versions = versions
+        self._answers = answers
         self.screen = screen
         self._dispatcher = dispatcher
         self._lifecycle = lifecycle
@@ -79,29 +94,35 @@ class QuarantineOps:
 
     async def _process(self, item: QuarantinedRequest, *, resumed: bool) -> str:
         ref = item.event_ref
+        snapshot = self._snapshots.current
         try:
-            request = verify_request(
-                self._state, Endpoint.SEND, item.raw_request, check_signature=False
+            request = self._checks.verify(
+                item.raw_request, snapshot.certstore, check_signature=False
             )
         except Refusal as refusal:  # e.g. its DUIS version has been retired since
             log.error("released ref=%d cannot be processed: %s", ref, refusal.detail)
-            await self._tell(item, "E1")
-            await self.screen.quarantine.finish_release(ref)
-            return "E1"
+            return await self._finish_told(item, "E1")
         if resumed and await self._lifecycle.already_answered(request.header.request_id):
             await self.screen.quarantine.finish_release(ref)
             return "stored before the restart"
-        self.screen.counters.commit_release(
-            item.user_id, item.srv, self._state.clock.now().timestamp()
-        )
-        outcome = await self._dispatcher.dispatch(request)
-        if outcome.code != "I99":  # a synchronous answer: the HTTP exchange is long gone
+        self.screen.counters.commit_release(item.user_id, item.srv, self._answers.now().timestamp())
+        try:
+            outcome = await self._dispatcher.dispatch(request, snapshot)
+        except Acknowledge as refused:  # no command could be built for it
+            log.info("released ref=%d refused by dispatch: %s", ref, refused.reason)
+            return await self._finish_told(item, refused.code)
+        if outcome.kind is OutcomeKind.RESPONSE:  # synchronous: the HTTP exchange is long gone
             await self._lifecycle.deliver(
                 item.user_id, response_message_id(item.request_id), outcome.body, "response"
             )
         await self.screen.quarantine.finish_release(ref)
         log.info("released ref=%d request_id=%s answered=%s", ref, item.request_id, outcome.code)
         return outcome.code
+
+    async def _finish_told(self, item: QuarantinedRequest, code: str) -> str:
+        await self._tell(item, code)
+        await self.screen.quarantine.finish_release(item.event_ref)
+        return code
 
     async def delete(self, ref: int) -> None:
         item = await self.screen.quarantine.delete(ref)
@@ -119,9 +140,8 @@ class QuarantineOps:
             await trio.sleep(self._expiry_interval)
 
     async def _tell(self, item: QuarantinedRequest, code: str) -> None:
-        route = self._state.versions.route(item.duis_version, self._state.clock.now())
-        catalogue = route.catalogue if route is not None else None
-        if catalogue is None:
+        route = self._versions.route(item.duis_version, self._answers.now())
+        if route is None:
             log.error(
                 "cannot tell user_id=%s about ref=%d: version %s no longer served",
                 item.user_id,
@@ -129,18 +149,10 @@ class QuarantineOps:
                 item.duis_version,
             )
             return
-        srv = catalogue.srvs[item.srv]
-        document = responses.service_response(
-            catalogue,
-            parse_request_id(item.request_id),
-            code,
-            srv.reference,
-            srv.variant,
-            self._state.clock.now(),
+        catalogue = route.catalogue
+        document = self._answers.response_document(
+            catalogue, parse_request_id(item.request_id), catalogue.srvs[item.srv], code
         )
         await self._lifecycle.deliver(
-            item.user_id,
-            f"{item.request_id}:quarantine:{item.event_ref}",
-            self._state.signer.sign(document),
-            "response",
+            item.user_id, f"{item.request_id}:quarantine:{item.event_ref}", document, "response"
         )

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from gateway.core.outcome import Outcome, Refusal, Verified
-from gateway.core.state import GatewayState
+from gateway.core.answers import Answers
+from gateway.core.outcome import Acknowledge, Admitted, Refusal, Verified
+from gateway.edge.metrics import Metrics
 from gateway.stores.quarantine import QuarantineItem, QuarantineStore
 from gateway.stores.threshold_memory import MemoryThresholdStore
 from gateway.stores.threshold_redis import ThresholdStoreUnavailable
@@ -31,33 +32,35 @@ Notify = Callable[[str, str, bytes], Awaitable[None]]
 class ThresholdScreen:
     def __init__(
         self,
-        state: GatewayState,
+        answers: Answers,
+        metrics: Metrics,
         counters: CounterStore,
         quarantine: QuarantineStore,
         notify: Notify,
         *,
         fail_open: bool = False,
     ) -> None:
-        self._state = state
+        self._answers = answers
+        self._metrics = metrics
         self.counters = counters
         self.quarantine = quarantine
         self._notify = notify
         self._fail_open = fail_open
 
-    async def screen(self, request: Verified) -> Outcome | None:
-        """None to carry on; an Outcome (I99) when the request was quarantined."""
-        header = request.header
-        user_id = header.request_id.originator
+    async def screen(self, admitted: Admitted) -> Admitted:
+        """The thresholds stage: on, or `Acknowledge` (I99) once the request is held;
+        `Refusal` (503) when the shared store cannot count it and we fail closed."""
+        request = admitted.request
+        user_id = request.header.request_id.originator
         decision = await self._decide(user_id, request)
-        if decision.action is Action.ALLOW:
-            return None
         if decision.action is Action.WARN:
             self._warn(user_id, request, decision)
-            return None
-        return await self._hold(user_id, request, decision)
+        elif decision.action is not Action.ALLOW:
+            await self._hold(user_id, request, decision)
+        return admitted
 
     async def _decide(self, user_id: str, request: Verified) -> Decision:
-        now = self._state.clock.now().timestamp()  # wall clock: processes share buckets
+        now = self._answers.now().timestamp()  # wall clock: processes share buckets
         srv, attributes = request.srv.variant, request.facts.attributes
         store = self.counters
         if isinstance(store, MemoryThresholdStore):
@@ -81,7 +84,7 @@ class ThresholdScreen:
     def _warn(self, user_id: str, request: Verified, decision: Decision) -> None:
         for hit in decision.warnings:
             if hit.crossed:
-                self._state.metrics.threshold_warnings.inc()
+                self._metrics.threshold_warnings.inc()
                 log.warning(
                     "User Warning Threshold crossed user_id=%s srv=%s count=%d limit=%d window=%ds",
                     user_id,
@@ -91,10 +94,9 @@ class ThresholdScreen:
                     hit.rule.window_seconds,
                 )
 
-    async def _hold(self, user_id: str, request: Verified, decision: Decision) -> Outcome:
+    async def _hold(self, user_id: str, request: Verified, decision: Decision) -> None:
         assert decision.breach is not None
         header = request.header
-        now = self._state.clock.now()
         event_ref = await self.quarantine.hold(
             QuarantineItem(
                 user_id=user_id,
@@ -102,35 +104,19 @@ class ThresholdScreen:
                 srv=request.srv.variant,
                 duis_version=request.route.version,
                 breach=decision.breach,
-                held_at=now,
+                held_at=self._answers.now(),
                 raw_request=request.raw,
             )
         )
-        self._state.metrics.quarantined.labels(decision.breach).inc()
+        self._metrics.quarantined.labels(decision.breach).inc()
         log.warning(
             "quarantined request_id=%s breach=%s ref=%d",
             header.request_id,
             decision.breach,
             event_ref,
         )
-        alert = responses.dcc_alert(
-            request.route.catalogue,
-            "AD1",
-            responses.quarantined_request(decision.breach, header.request_id, event_ref),
-            now,
-            request_id=header.request_id,
-        )
-        await self._notify(
-            user_id, f"{header.request_id}:AD1:{event_ref}", self._state.signer.sign(alert)
-        )
-        body = responses.acknowledgement(
-            request.route.catalogue,
-            header.request_id,
-            "I99",
-            request.srv.reference,
-            request.srv.variant,
-            now,
-        )
-        return Outcome(
-            200, body, code="I99", version=request.route.version, srv=request.srv.variant
-        )
+        content = responses.quarantined_request(decision.breach, header.request_id, event_ref)
+        alert = self._answers.alert(request.route.catalogue, "AD1", content, header.request_id)
+        await self._notify(user_id, f"{header.request_id}:AD1:{event_ref}", alert)
+        # Received and held: its fate follows when the User releases or deletes it.
+        raise Acknowledge("thresholds", "I99", f"quarantined ref={event_ref}")

@@ -3,7 +3,8 @@
 `read_certificate_file` reads one PEM or DER certificate, checked by `gateway.core.der`
 before `cryptography` parses it; `load_certstore` builds a `CertStore` snapshot
 (`gateway.core.certstore`) from the operator's certificate directories, anchors and CRLs;
-`find_signing_key` pairs a signer's certificate with the private key stored beside it.
+`find_signing_key` pairs a signer's certificate with the private key stored beside it;
+`load_response_signer` reads the DCC's own XML-signing key pair (`[trust]`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from gateway.core.certstore import (
     organisation_certificate,
     revoked_serials,
 )
+from gateway.core.config import StartupError
 from gateway.core.der import DerError, check_certificate, pem_certificate
+from gateway.core.signing import ResponseSigner
 from mmc.identifiers import IdentifierError, parse_eui64
 
 # The store's logger, as before this module was split from it, so log lines and
@@ -180,3 +183,20 @@ def _matching_private_key(cert: OrgCertificate) -> ec.EllipticCurvePrivateKey | 
         logger.warning("%s does not match %s", key_path, cert.path)
         return None
     return key
+
+
+def load_response_signer(cert_path: Path, key_path: Path) -> ResponseSigner:
+    """The DCC XML-signing certificate and its key (`trust.dcc_signing_*`), checked to match."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise StartupError(
+            f"trust.dcc_signing_*: cannot load {cert_path} / {key_path}: {exc}"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise StartupError(f"trust.dcc_signing_key: {key_path} is not an EC private key")
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+        raise StartupError("trust.dcc_signing_key does not match trust.dcc_signing_certificate")
+    # RFC 4514 order ('CN=Z1,OU=07') is how the DCC writes X509IssuerName.
+    return ResponseSigner(key, cert.issuer.rfc4514_string(), cert.serial_number)
