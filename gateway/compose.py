@@ -71,11 +71,7 @@ from gateway.stores.operator_files import (
     read_threshold_rules,
 )
 from gateway.stores.outbox import Outbox, open_outbox
-from gateway.stores.private_files import (
-    make_private_dir,
-    prepare_private_sqlite,
-    tighten_state_dir,
-)
+from gateway.stores.private_files import make_private_dir, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
 from gateway.stores.replay import SharedReplayGuard
 from gateway.stores.sqlite import Synchronous
@@ -363,12 +359,8 @@ async def serve(
     try:
         loaded = load(config, clock)
         make_private_dir(own_dir)
-        state_dir = Path(config.state_dir)
-        tighten_state_dir({state_dir, own_dir})
-        shared = ("replay.sqlite", "quarantine.sqlite", "thresholds.sqlite")
-        own = ("outbox.sqlite", "jobs.sqlite")
-        for path in [state_dir / n for n in shared] + [own_dir / n for n in own]:
-            prepare_private_sqlite(path)  # created 0600, so SQLite's -wal/-shm are too
+        # Journals are created 0600 as they open (gateway/stores/sqlite.py).
+        tighten_state_dir({Path(config.state_dir), own_dir})
         token = ensure_admin_token(admin_token_path(config))
     except (OSError, ValueError, ThresholdConfigError, AdminTokenError) as exc:
         raise StartupError(str(exc)) from None

@@ -13,14 +13,13 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from gateway.stores.sqlite import Synchronous, checked_synchronous
+from gateway.stores.sqlite import Synchronous, open_database
 from gateway.stores.times import from_us
 
 # The schema's CHECK constraints spell the same values.
 MessageKind = Literal["response", "alert"]
 MessageState = Literal["pending", "delivered", "dead"]
 
-BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
 
 COLUMNS: Final = (  # in StoredMessage order, as row_to_message reads them
     "id, message_id, user_id, user_seq, kind, url, content_type, created_at_us, state,"
@@ -78,15 +77,8 @@ def connect(
 
     Pending counts are in the order Users first had work (lowest id first).
     """
-    # Autocommit mode: transactions are opened explicitly per batch in apply_batch.
-    # check_same_thread off: trio's worker threads vary; the limiter serialises use.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = open_database(path, synchronous, schema=_SCHEMA)
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        # FULL by default: WAL + NORMAL may lose the last commits on power loss (not on kill -9).
-        conn.execute(f"PRAGMA synchronous = {checked_synchronous(synchronous)}")
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.executescript(_SCHEMA)
         pending = {
             str(user): int(count)
             for user, count, _ in conn.execute(

@@ -41,6 +41,7 @@ import msgspec
 import trio
 
 from gateway.stores.group_commit import GroupCommitWriter
+from gateway.stores.sqlite import checked_synchronous, open_database
 from gateway.stores.times import from_us, to_us
 from thresholds.config import Breach
 
@@ -50,7 +51,6 @@ QuarantineState = Literal["held", "releasing", "released", "deleted"]
 QUEUE_SIZE: Final = 1024  # operations waiting for the writer; senders wait beyond it
 MAX_BATCH_OPS: Final = 256  # operations per transaction (one fsync)
 MAX_LIST_ROWS: Final = 1000  # rows per list/expire call; callers page with after_ref
-BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
 REFS_PER_NODE: Final = 10**15
 MAX_NODE_ID: Final = (2**63 - 1) // REFS_PER_NODE - 1
 
@@ -133,9 +133,7 @@ class QuarantineStore:
     def __init__(
         self, path: str | Path, clock: Clock, *, node_id: int = 0, synchronous: str = "FULL"
     ) -> None:
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError("synchronous must be FULL or NORMAL")
-        self._synchronous = synchronous
+        self._synchronous = checked_synchronous(synchronous)
         if not 0 <= node_id <= MAX_NODE_ID:
             raise ValueError(f"node_id must be within 0..{MAX_NODE_ID}")
         self._path = str(path)
@@ -324,14 +322,7 @@ async def open_quarantine_store(
 
 
 def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Connection:
-    # Autocommit mode: transactions are opened explicitly per batch in _apply.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        # FULL by default: WAL + NORMAL may lose the last commits on power loss (not on kill -9).
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.executescript(_SCHEMA)
+    def setup(conn: sqlite3.Connection) -> None:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(quarantine)")}
         if "release_owner" not in columns:
             conn.execute(_ADD_RELEASE_OWNER)
@@ -340,10 +331,8 @@ def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Conn
             " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'quarantine')",
             (node_id * REFS_PER_NODE,),
         )
-    except sqlite3.Error:
-        conn.close()
-        raise
-    return conn
+
+    return open_database(path, synchronous, schema=_SCHEMA, setup=setup)
 
 
 def _refuse_not_held(conn: sqlite3.Connection, ref: int) -> NoReturn:

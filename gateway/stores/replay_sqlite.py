@@ -31,7 +31,7 @@ from gateway.core.replay_rules import (
     check_counter,
     decide,
 )
-from gateway.stores.sqlite import Synchronous, checked_synchronous
+from gateway.stores.sqlite import Synchronous, open_database
 from gateway.stores.times import from_us, to_us
 from mmc.identifiers import Eui64, RequestId
 
@@ -192,17 +192,13 @@ class ReplayDatabase:
         self._busy_timeout_seconds = busy_timeout_seconds
         self._synchronous = synchronous
         self._max_counter = check_counter(max_counter)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread off
-        # because trio's worker threads vary; SharedReplayGuard's limiter serialises use.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            # 0: a lock held by another process is reported at once, and _wait_out_busy
-            # waits for it (up to busy_timeout_seconds), polling faster than SQLite would.
-            self._db.execute("PRAGMA busy_timeout = 0")
-            self._wait_out_busy(self._configure)
-        except BaseException:
-            self._db.close()
-            raise
+        # Lock waits are ours (busy timeout 0): _wait_out_busy polls faster than SQLite
+        # would, up to busy_timeout_seconds; a busy open (workers starting together) is
+        # retried whole. check_same_thread is off: SharedReplayGuard's limiter
+        # serialises use across trio's worker threads.
+        self._db = self._wait_out_busy(
+            lambda: open_database(path, synchronous, busy_timeout_seconds=0, setup=_ensure_schema)
+        )
 
     def decide_batch(self, requests: Sequence[tuple[RequestId, int]]) -> list[Admission]:
         """Decide (RequestID, CV) pairs in order in one transaction: one fsync, all or none."""
@@ -300,13 +296,6 @@ class ReplayDatabase:
     def close(self) -> None:
         self._db.close()
 
-    def _configure(self) -> None:
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit is fsynced, so an acknowledged counter survives power loss.
-        # NORMAL (an operator's choice): survives a process crash, not a power cut.
-        self._db.execute(f"PRAGMA synchronous={checked_synchronous(self._synchronous)}")
-        self._transaction(self._ensure_schema)
-
     def _status(self, originator: Eui64) -> CounterStatus:
         db = self._db
         row = db.execute(
@@ -384,20 +373,31 @@ class ReplayDatabase:
             raise
         return result
 
-    def _ensure_schema(self) -> None:
-        # In the write transaction: processes starting together migrate exactly once.
-        db = self._db
-        [(version,)] = db.execute("PRAGMA user_version").fetchall()
-        if version == _SCHEMA_VERSION:
-            return
-        if version > _SCHEMA_VERSION:
-            raise ReplayStoreError(f"replay database schema {version} is newer than ours")
-        if version == 0:
-            exists = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'last_counter'"
-            ).fetchone()
-            for statement in _MIGRATE_FROM_UNVERSIONED if exists else _CREATE_TABLES:
-                db.execute(statement)
-        for statement in _MIGRATE_TO_2:
+
+def _ensure_schema(db: sqlite3.Connection) -> None:
+    # In one write transaction: processes starting together migrate exactly once.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _migrate(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    [(version,)] = db.execute("PRAGMA user_version").fetchall()
+    if version == _SCHEMA_VERSION:
+        return
+    if version > _SCHEMA_VERSION:
+        raise ReplayStoreError(f"replay database schema {version} is newer than ours")
+    if version == 0:
+        exists = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'last_counter'"
+        ).fetchone()
+        for statement in _MIGRATE_FROM_UNVERSIONED if exists else _CREATE_TABLES:
             db.execute(statement)
-        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    for statement in _MIGRATE_TO_2:
+        db.execute(statement)
+    db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")

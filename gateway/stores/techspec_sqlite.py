@@ -21,7 +21,7 @@ import trio
 
 from gateway.core.techspec.install_leave import InstallLeaveCase
 from gateway.stores.group_commit import GroupCommitWriter
-from gateway.stores.sqlite import Synchronous, checked_synchronous
+from gateway.stores.sqlite import Synchronous, checked_synchronous, open_database
 from gateway.stores.techspec_store import (
     KEEP_DOCUMENTS,
     MAX_AUDIT_ROWS,
@@ -41,7 +41,6 @@ from gateway.stores.times import from_us, to_us
 FILE_NAME: Final = "techspec.sqlite"
 QUEUE_SIZE: Final = 256  # operations waiting for the writer; callers wait beyond it
 MAX_BATCH_OPS: Final = 64  # operations per transaction (one fsync)
-BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
 MAX_HISTORY_ROWS: Final = 1000
 
 _SCHEMA: Final = """
@@ -264,18 +263,7 @@ async def open_techspec_store(
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
-    # Autocommit mode: the writer opens one transaction per batch.
-    # check_same_thread off: trio's worker threads vary; the writer serialises use.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.executescript(_SCHEMA)
-    except sqlite3.Error:
-        conn.close()
-        raise
-    return conn
+    return open_database(path, synchronous, schema=_SCHEMA)
 
 
 def _stored_case(conn: sqlite3.Connection, hub_id: str) -> InstallLeaveCase | None:

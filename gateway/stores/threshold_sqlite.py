@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol, TypeVar
 import msgspec
 import trio
 
+from gateway.stores.sqlite import BUSY_TIMEOUT_SECONDS, open_database
 from gateway.stores.times import from_us, to_us
 from thresholds.rules_state import RulesAuditEntry, RulesRecord
 from thresholds.snapshot import CounterKey, CounterState, decode_state, encode_state
@@ -28,7 +29,6 @@ from thresholds.snapshot import CounterKey, CounterState, decode_state, encode_s
 log = logging.getLogger("thresholds.state_store")
 
 MAX_AUDIT_ROWS: Final = 1000  # audit entries returned per call, newest first
-BUSY_TIMEOUT_MS: Final = 5000  # another process holding the file's write lock
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rules_in_force (
@@ -203,7 +203,7 @@ def peek_rules(path: Path) -> RulesRecord | None:
     """The stored rules record, read without a running gateway (None if there is none)."""
     if not path.exists():
         return None
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
     try:
         return _select_rules(conn)
     except sqlite3.OperationalError:  # no such table: nothing was ever stored
@@ -213,18 +213,7 @@ def peek_rules(path: Path) -> RulesRecord | None:
 
 
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    if synchronous not in ("FULL", "NORMAL"):
-        raise ValueError("synchronous must be FULL or NORMAL")
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.executescript(_SCHEMA)
-    except sqlite3.Error:
-        conn.close()
-        raise
-    return conn
+    return open_database(path, synchronous, schema=_SCHEMA)
 
 
 def _transaction(
