@@ -1,7 +1,8 @@
 """Durable quarantine: requests held by anomaly detection, until released or deleted.
 
-SQLite in WAL mode with `synchronous=FULL`: a held request is on disk before
-`hold` returns, so the AD1 alert never names a request a crash could lose.
+SQLite in WAL mode with `synchronous=FULL` (opened by gateway/stores/sqlite.py): a
+held request is on disk before `hold` returns, so the AD1 alert never names a request
+a crash could lose.
 Durability costs one fsync per *batch*, not per request: one writer task owns
 the only connection, takes every operation already queued (up to
 MAX_BATCH_OPS), runs them in one transaction in a worker thread and commits
@@ -35,11 +36,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, Literal, NewType, NoReturn, Protocol, TypeVar
+from typing import Any, Final, Literal, NewType, NoReturn, TypeVar
 
 import msgspec
 import trio
 
+from gateway.core.clock import Clock
 from gateway.stores.group_commit import GroupCommitWriter
 from gateway.stores.sqlite import checked_synchronous, open_database
 from gateway.stores.times import from_us, to_us
@@ -121,12 +123,6 @@ class QuarantineStoreError(Exception):
 
 
 T = TypeVar("T")
-
-
-class Clock(Protocol):
-    """What the store needs of a clock (the gateway's clock objects fit): UTC now."""
-
-    def now(self) -> dt.datetime: ...
 
 
 class QuarantineStore:
