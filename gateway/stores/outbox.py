@@ -42,7 +42,7 @@ import msgspec
 import trio
 
 from gateway.core.clock import Clock, SystemClock
-from gateway.stores.group_commit import GroupCommitWriter
+from gateway.stores.group_commit import SqlJournal
 from gateway.stores.outbox_sqlite import (
     COLUMNS,
     MessageKind,
@@ -126,7 +126,7 @@ class Outbox:
         self._dead = dead
         self._clock = clock
         self._metrics = metrics
-        self._writer = GroupCommitWriter(
+        self._writer = SqlJournal(
             error_type=OutboxStoreError, what="outbox", max_batch=max_batch, queue_size=queue_size
         )
         self._stopped = False  # the writer ran and ended: its channel is closed

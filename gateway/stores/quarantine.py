@@ -42,7 +42,7 @@ import msgspec
 import trio
 
 from gateway.core.clock import Clock
-from gateway.stores.group_commit import GroupCommitWriter
+from gateway.stores.group_commit import SqlJournal
 from gateway.stores.sqlite import checked_synchronous, open_database
 from gateway.stores.times import from_us, to_us
 from thresholds.config import Breach
@@ -135,7 +135,7 @@ class QuarantineStore:
         self._path = str(path)
         self._clock = clock
         self._node_id = node_id
-        self._writer = GroupCommitWriter(
+        self._writer = SqlJournal(
             error_type=QuarantineStoreError,
             what="quarantine",
             max_batch=MAX_BATCH_OPS,

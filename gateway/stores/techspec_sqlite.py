@@ -20,7 +20,7 @@ from typing import Any, Final
 import trio
 
 from gateway.core.techspec.install_leave import InstallLeaveCase
-from gateway.stores.group_commit import GroupCommitWriter
+from gateway.stores.group_commit import SqlJournal
 from gateway.stores.sqlite import Synchronous, checked_synchronous, open_database
 from gateway.stores.techspec_store import (
     KEEP_DOCUMENTS,
@@ -83,7 +83,7 @@ class SqliteTechspecStore:
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "FULL") -> None:
         self._path = str(path)
         self._synchronous = checked_synchronous(synchronous)
-        self._writer = GroupCommitWriter(
+        self._writer = SqlJournal(
             error_type=TechspecStoreError,
             what="techspec",
             max_batch=MAX_BATCH_OPS,
