@@ -43,11 +43,13 @@ from gateway.devkit.default import ensure_default_state
 from gateway.edge.http import RequestParser, render_response
 from gateway.edge.metrics import Metrics
 from gateway.stores.operator_files import load_config
+from gateway.stores.threshold_memory import MemoryThresholdStore
 from mmc import responses
 from mmc.catalogue import Endpoint
 from mmc.codec import extract_body_facts
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
+from thresholds.config import ThresholdConfig, ThresholdRule
 
 DEFAULT_TEMPLATE = "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS"
 ROUNDS = 5
@@ -219,18 +221,12 @@ def stages(state: Loaded, signed: bytes, path: str) -> Stages:
             False,
         ),
     }
-    if threshold_check is not None:
-        table["thresholds (memory store, 3 windows)"] = (threshold_check, True)
+    table["thresholds (memory store, 3 windows)"] = (threshold_check, True)
     return table
 
 
-def _threshold_check(user_id: str, srv: str) -> Callable[[], object] | None:
-    """The in-process threshold store with a minute, an hour and a day window, if present."""
-    try:
-        from gateway.stores.threshold_memory import MemoryThresholdStore
-        from thresholds.config import ThresholdConfig, ThresholdRule
-    except ImportError:
-        return None
+def _threshold_check(user_id: str, srv: str) -> Callable[[], object]:
+    """The in-process threshold store with a minute, an hour and a day window."""
     rules = (
         ThresholdRule(
             user_id="*", srv="*", window_seconds=86_400, limit=10**8, kind="dcc_quarantine"
