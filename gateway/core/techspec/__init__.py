@@ -2,7 +2,7 @@
 
 The rules of the September 2016 consultation (§1.1, §1.2, §3.6 ¶107-127) over values:
 no trio, no sockets, no files. It imports only mmc/, the standard library, msgspec and
-lxml (to read request bodies), so it can move into the core layer as a unit.
+lxml (to read request bodies): it moved into the core layer (gateway/core/) as a unit.
 
     versions       TS and GBCS versions, validity periods, the GB day
     tables         the TS Applicability Tables, compatibility matrix and products
@@ -23,6 +23,22 @@ The consultation's example tables ship as fixtures/consultation-2016-example.tom
 from __future__ import annotations
 
 from importlib import resources
+
+__all__ = [
+    "alerts",
+    "answers",
+    "bodies",
+    "coverage",
+    "estate",
+    "example_tables_document",
+    "firmware",
+    "install_leave",
+    "report",
+    "rules",
+    "tables",
+    "versions",
+    "wan_matrix",
+]
 
 EXAMPLE_TABLES_RESOURCE = "fixtures/consultation-2016-example.toml"
 
