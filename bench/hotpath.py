@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from bench import corpus as corpus_mod
-from gateway.compose import Loaded, load
 from gateway.core.access import AccessRequest, decide
 from gateway.core.certstore import check_signing_certificate
 from gateway.core.clock import SystemClock
@@ -42,7 +41,7 @@ from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
 from gateway.edge.http import RequestParser, render_response
 from gateway.edge.metrics import Metrics
-from gateway.stores.operator_files import load_config
+from gateway.stores.operator_files import Loaded, load, load_config
 from gateway.stores.threshold_memory import MemoryThresholdStore
 from mmc import responses
 from mmc.catalogue import Endpoint

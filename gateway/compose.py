@@ -1,8 +1,8 @@
 """The composition root: `serve(config)` builds every collaborator and hands each what it uses.
 
-    load            everything that can fail on the operator's files (trust, signing
-                    key, registry, catalogues, XSDs, threshold rules), before any port
-                    is bound, so a bad config never half-starts
+    load            (gateway/stores/operator_files.py) everything that can fail on the
+                    operator's files, before any port is bound
+    reload          a new snapshot from the files, swapped in whole, or the old one kept
     open_stores     the durable stores, opened here and closed here
     Components      the request path and the services, wired: pipeline, dispatch,
                     life cycle, thresholds screen, quarantine, admin API
@@ -16,7 +16,6 @@ the dev inbox is mounted on the admin listener when `[dev_inbox]` enables it.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -29,14 +28,10 @@ import trio
 
 from gateway.core.answers import Answers
 from gateway.core.clock import Clock, SystemClock
-from gateway.core.config import DEV_INBOX_URL, Config, StartupError
-from gateway.core.ingest import SchemaSet
-from gateway.core.registry import IdPolicy, RegistryError, check_policy
-from gateway.core.signing import ResponseSigner
-from gateway.core.snapshot import Reloaded, ReloadFailed, ReloadResult, Snapshot, SnapshotHolder
+from gateway.core.config import Config, StartupError
+from gateway.core.snapshot import Reloaded, ReloadFailed, ReloadResult, SnapshotHolder
 from gateway.core.stages import RequestChecks
 from gateway.core.version_mismatch import authenticated_header, mismatch_alert
-from gateway.core.versions import VersionRegistry
 from gateway.devkit.inbox import INBOX_FILE, Inbox, InboxRoutes
 from gateway.devkit.simulator import Simulator
 from gateway.edge.admin import AdminApi, Mount
@@ -63,13 +58,7 @@ from gateway.edge.server import ConnectionHandler, Draining
 from gateway.edge.tls import server_context
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
-from gateway.stores.certfiles import load_certstore, load_response_signer
-from gateway.stores.operator_files import (
-    load_inventory,
-    load_schemas,
-    load_users,
-    read_threshold_rules,
-)
+from gateway.stores.operator_files import Loaded, load, load_snapshot
 from gateway.stores.outbox import Outbox, open_outbox
 from gateway.stores.private_files import make_private_dir, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
@@ -78,7 +67,6 @@ from gateway.stores.sqlite import Synchronous
 from gateway.stores.threshold_redis import RedisThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore
 from gateway.stores.threshold_state import CounterStore, open_thresholds, run_count_snapshots
-from mmc.identifiers import Eui64, parse_eui64
 from thresholds.config import ThresholdConfigError
 
 log = logging.getLogger("duisgw")
@@ -89,63 +77,7 @@ class BoundAddresses(msgspec.Struct, frozen=True):
     admin: tuple[str, int]
 
 
-# -- the operator's files ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """What start-up read from the operator's files. Only the snapshot is ever reloaded."""
-
-    versions: VersionRegistry
-    schemas: SchemaSet | None
-    snapshots: SnapshotHolder
-    signer: ResponseSigner
-    dcc_eui64: Eui64
-    threshold_rules: bytes | None
-
-
-def load(config: Config, clock: Clock) -> Loaded:
-    versions = VersionRegistry.build(config.duis.versions, config.duis.retired_from)
-    schemas = None
-    if config.duis.xsd_dir is not None:
-        files = versions.xsd_files()
-        schemas = load_schemas(Path(config.duis.xsd_dir), files)
-        missing = [v for v in files if not schemas.has(v)]
-        if missing:
-            raise StartupError(f"duis.xsd_dir: no XSD for versions {', '.join(missing)}")
-    snapshot = load_snapshot(config, clock.now().date())
-    trust = config.trust
-    return Loaded(
-        versions=versions,
-        schemas=schemas,
-        snapshots=SnapshotHolder(snapshot),
-        signer=load_response_signer(
-            Path(trust.dcc_signing_certificate), Path(trust.dcc_signing_key)
-        ),
-        dcc_eui64=parse_eui64(config.duis.dcc_eui64),
-        threshold_rules=read_threshold_rules(config),
-    )
-
-
-def load_snapshot(config: Config, today: dt.date) -> Snapshot:
-    """Trust and registry as the files say now; raises on anything the operator must fix."""
-    registry = config.registry
-    users = load_users(Path(registry.users_file))
-    inventory = load_inventory(Path(registry.inventory_file))
-    check_policy(users, IdPolicy(one_id_per_role_until=registry.one_id_per_role_until), today)
-    if not config.dev_inbox.enabled:
-        inbox_users = [u.user_id for u in users if u.response_url == DEV_INBOX_URL]
-        if inbox_users:
-            raise RegistryError(
-                f"{registry.users_file}: response_url = {DEV_INBOX_URL!r} for "
-                f"{', '.join(inbox_users[:3])}, but [dev_inbox] enabled is not true"
-            )
-    certstore = load_certstore(
-        [Path(p) for p in config.trust.certificate_dirs],
-        [Path(p) for p in config.trust.ca_anchors],
-        [Path(p) for p in config.trust.crl_files],
-    )
-    return Snapshot(certstore=certstore, users=users, inventory=inventory)
+# -- reload ----------------------------------------------------------------------------
 
 
 def reload(

@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.compose import Loaded, load
 from gateway.core.clock import SystemClock
 from gateway.core.outcome import Refusal, Verified
 from gateway.core.stages import RequestChecks
 from gateway.devkit.client import sign_request
+from gateway.stores.operator_files import Loaded, load
 from tests.harness import default_config
 
 TEMPLATES = (

@@ -16,7 +16,6 @@ from pathlib import Path
 import trio
 from lxml import etree
 
-from gateway.compose import Loaded, load
 from gateway.core.answers import Answers
 from gateway.core.clock import SystemClock
 from gateway.core.outcome import Acknowledge, Outcome, Verified
@@ -28,6 +27,7 @@ from gateway.edge.lifecycle import Lifecycle
 from gateway.edge.metrics import Metrics
 from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.screen import ThresholdScreen
+from gateway.stores.operator_files import Loaded, load
 from gateway.stores.outbox import Outbox, open_outbox
 from gateway.stores.quarantine import QuarantineItem, open_quarantine_store
 from gateway.stores.threshold_memory import MemoryThresholdStore

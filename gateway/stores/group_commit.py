@@ -29,8 +29,9 @@ Two kinds of batch use it:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import trio
 
@@ -318,3 +319,26 @@ class SqlJournal:
 def _after_commit(op: SqlOp[Any], outcome: Settled[Any]) -> None:
     if outcome.error is None and op.after is not None:
         op.after(outcome.value)
+
+
+class Runnable(Protocol):
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
+
+
+@asynccontextmanager
+async def running(store: Runnable) -> AsyncIterator[None]:
+    """`store.run` in a child nursery for the duration of the block (its writer).
+
+    The nursery wraps whatever the caller's block raised; it comes back as it was.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

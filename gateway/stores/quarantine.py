@@ -42,7 +42,7 @@ import msgspec
 import trio
 
 from gateway.core.clock import Clock
-from gateway.stores.group_commit import SqlJournal
+from gateway.stores.group_commit import SqlJournal, running
 from gateway.stores.sqlite import checked_synchronous, open_database
 from gateway.stores.times import from_us, to_us
 from thresholds.config import Breach
@@ -303,18 +303,8 @@ async def open_quarantine_store(
 ) -> AsyncIterator[QuarantineStore]:
     """A running store for the duration of the block (its writer in a child nursery)."""
     store = QuarantineStore(path, clock, node_id=node_id, synchronous=synchronous)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
-            try:
-                yield store
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The nursery wraps whatever the caller's block raised; give it back as it was.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+    async with running(store):
+        yield store
 
 
 def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Connection:

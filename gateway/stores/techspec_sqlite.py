@@ -20,7 +20,7 @@ from typing import Any, Final
 import trio
 
 from gateway.core.techspec.install_leave import InstallLeaveCase
-from gateway.stores.group_commit import SqlJournal
+from gateway.stores.group_commit import SqlJournal, running
 from gateway.stores.sqlite import Synchronous, checked_synchronous, open_database
 from gateway.stores.techspec_store import (
     KEEP_DOCUMENTS,
@@ -248,18 +248,8 @@ async def open_techspec_store(
 ) -> AsyncIterator[SqliteTechspecStore]:
     """A running store for the duration of the block (its writer in a child nursery)."""
     store = SqliteTechspecStore(path, synchronous=synchronous)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
-            try:
-                yield store
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The nursery wraps whatever the caller's block raised; give it back as it was.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+    async with running(store):
+        yield store
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
