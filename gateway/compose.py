@@ -26,6 +26,7 @@ from pathlib import Path
 import msgspec
 import trio
 
+from gateway.core.access import DccOriginated
 from gateway.core.answers import Answers
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config, StartupError
@@ -50,6 +51,7 @@ from gateway.edge.dispatch import Dispatcher
 from gateway.edge.duis_handler import DuisHandler
 from gateway.edge.lifecycle import Lifecycle
 from gateway.edge.listeners import bound, open_listeners, serve_until_stopped, wait_for_stop
+from gateway.edge.local_delivery import LocalDelivery
 from gateway.edge.metrics import Metrics
 from gateway.edge.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.edge.quarantine_ops import QuarantineOps
@@ -58,6 +60,9 @@ from gateway.edge.server import ConnectionHandler, Draining
 from gateway.edge.tls import server_context
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
+from gateway.stores.local_commands import FILE_NAME as LOCAL_COMMANDS_FILE
+from gateway.stores.local_commands import LocalCommandStore
+from gateway.stores.local_commands_sqlite import open_local_command_store
 from gateway.stores.operator_files import Loaded, load, load_snapshot
 from gateway.stores.outbox import Outbox, open_outbox
 from gateway.stores.private_files import make_private_dir, tighten_state_dir
@@ -114,6 +119,7 @@ class Stores:
     quarantine: QuarantineStore
     counters: CounterStore
     threshold_state: ThresholdStateStore
+    local_commands: LocalCommandStore
 
 
 @asynccontextmanager
@@ -142,13 +148,23 @@ async def open_stores(
             counters, threshold_state = await stack.enter_async_context(
                 open_thresholds(config, rules_raw, clock, synchronous=sync)
             )
+            # Shared by every worker, as the replay file is: an 8.13 may reach any of them.
+            local_commands = await stack.enter_async_context(
+                open_local_command_store(
+                    state_dir / LOCAL_COMMANDS_FILE,
+                    synchronous=sync,
+                    max_per_originator=config.local_delivery.max_open_commands_per_originator,
+                )
+            )
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
             metrics.jobs_pending.set_function(jobs.pending_count)
             metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
             metrics.replay_waiting.set_function(
                 lambda: replay.statistics().queued + replay.statistics().committing
             )
-            yield Stores(replay, outbox, jobs, quarantine, counters, threshold_state)
+            yield Stores(
+                replay, outbox, jobs, quarantine, counters, threshold_state, local_commands
+            )
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
             await replay.aclose()
@@ -173,12 +189,26 @@ class Components:
     ) -> None:
         snapshots = loaded.snapshots
         answers = Answers(clock, loaded.signer)
-        checks = RequestChecks(loaded.versions, loaded.schemas, clock)
+        dcc_originated = DccOriginated.configured(config.duis.dcc_originated)
+        checks = RequestChecks(
+            loaded.versions,
+            loaded.schemas,
+            clock,
+            dcc_originator=loaded.dcc_eui64 if dcc_originated is not None else None,
+        )
         self.lifecycle = Lifecycle(
             checks, snapshots, answers, transport, stores.jobs, stores.outbox
         )
+        local = LocalDelivery(
+            answers,
+            stores.local_commands,
+            loaded.versions,
+            self.lifecycle.deliver,
+            loaded.device_signing_keys,
+            config.local_delivery.command_ttl_seconds,
+        )
         dispatcher = Dispatcher(
-            answers, transport, stores.replay.record_pre_command, self.lifecycle.submit
+            answers, stores.replay.record_pre_command, self.lifecycle.submit, local
         )
         screen = ThresholdScreen(
             answers,
@@ -211,6 +241,7 @@ class Components:
             dispatcher,
             screen,
             version_mismatch_alert=self._version_mismatch_sender(config, loaded, answers),
+            dcc_originated=dcc_originated,
         )
 
     def _version_mismatch_sender(

@@ -38,11 +38,18 @@ ORGANISATION_ROLE_CODES: dict[str, str] = {
 
 # The OU of the dedicated User XML-signing certificates used from DUIS 5.1 on.
 USER_XML_SIGNING_ROLE_CODE = "87"
+# The DCC's own XML-signing certificate (its responses, and the requests it originates).
+DCC_XML_SIGNING_ROLE_CODE = "89"
+DCC_XML_SIGNING_ROLE_CODES: Final = frozenset({DCC_XML_SIGNING_ROLE_CODE})
 
 # sr:Body child of a Signed Pre-Command (CV 5/6/7): it belongs to no SRV.
 SIGNED_PRE_COMMAND_ELEMENT = "SignedPreCommand"
 # The CommandVariants that carry a Signed Pre-Command: send (5), local (6), both (7).
 SIGNED_PRE_COMMAND_VARIANTS: Final = frozenset({5, 6, 7})
+# Commands for local delivery only (no SM WAN traffic): the DCC's tooling sends them to
+# the Non-Device Service (duis-parser cv.ts; the XSD's CommandVariant table: "DO").
+LOCAL_ONLY_VARIANTS: Final = frozenset({2, 6})
+TRANSFORM_VARIANT: Final = 4
 
 
 class UnknownVersion(LookupError):
@@ -79,9 +86,11 @@ class Srv(msgspec.Struct, frozen=True):
     roles: frozenset[str]  # eligible DUIS User Roles: IS ES GS ED GT RSA OU (may be empty)
 
     def endpoint_for(self, command_variant: int) -> Endpoint:
-        if command_variant == 4:
+        """CV 4 -> serviceT; non-device SRVs and local-only commands (CV 2, 6) ->
+        serviceD; every other command (CV 1, 3, 5, 7) -> serviceS."""
+        if command_variant == TRANSFORM_VARIANT:
             return Endpoint.TRANSFORM
-        if self.non_device:
+        if self.non_device or command_variant in LOCAL_ONLY_VARIANTS:
             return Endpoint.NON_DEVICE
         return Endpoint.SEND
 

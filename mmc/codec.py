@@ -16,10 +16,45 @@ from lxml import etree
 from mmc.identifiers import Eui64, IdentifierError, parse_eui64, parse_request_id
 from mmc.limited_attributes import LIMITED_ATTRIBUTES
 
-# Elements that name a device, across the 129 bodies.
-_DEVICE_ELEMENTS = frozenset(
-    {"DeviceID", "OtherDeviceID", "CHFID", "GPFDeviceID", "PPMIDDeviceID", "MeterDeviceID"}
+# Which device IDs of a body the request acts on (subjects) and which it only names
+# (references), decided per element from the XSDs: every element typed sr:EUI,
+# sr:DeviceIDList or sr:RequestIDType in a request body of DUIS 5.0, 5.1, 5.3a and 5.4
+# (the same eleven in each), by the complex type that declares it:
+#
+#   element                  declared in (SRV)                         role
+#   DeviceID                 ReadInventory (8.2), DecommissionDevice   subject: the device the
+#                            (8.3), UpdateInventory (8.4), ServiceOptIn non-device service acts
+#                            (8.6), CHFInstallSuccessSMWAN, ...NoSMWAN, on
+#                            CHFFaultReturn, CHFNoFaultReturn (8.14.x),
+#                            DevicePrenotification (12.2), schedules
+#                            (DSPSchedule 5.1, ReadSchedule 5.2,
+#                            DeleteSchedule 5.3)
+#   DeviceID                 UpdateHANDeviceLog (8.11, CV 1 to a CHF)  reference: the device
+#                                                                      added to or removed from
+#                                                                      the hub's whitelist
+#   DeviceIDList             UpdateFirmware (11.1), UpdatePPMIDFirmware subjects: the
+#                            (11.4)                                    distribution list
+#   OriginalRequestID        ReturnLocalCommandResponse (8.13)         its target is the subject
+#   OtherDeviceID            JoinOrUnjoinDevice (8.7.x, 8.8.x)         reference: the other
+#                                                                      party of the (un)join
+#   OtherDeviceID            CHFFaultReturn (8.14.3)                   reference: the meter the
+#                                                                      returned hub served
+#   OldCHFID / OldGPFID      RestoreHANDeviceLog (8.12.1) /            reference: the device
+#                            RestoreGPFDeviceLog (8.12.2)              being replaced
+#   HCALCS                   SwitchTypeAndId (6.14.2)                  reference: a switch of
+#                                                                      the ESME's schedule
+#   AssociatedGPFDeviceID    DevicePrenotification (12.2)              reference (12.2 checks
+#                                                                      no device anyway)
+#
+# Access control (gateway/core/access.py) gives subjects of a non-device request every
+# device check; references (and every body ID of a device request, whose subject is the
+# RequestID target) need only be in the inventory.
+_SUBJECT_ELEMENTS = frozenset({"DeviceID"})
+_REFERENCE_ELEMENTS = frozenset(
+    {"OtherDeviceID", "OldCHFID", "OldGPFID", "HCALCS", "AssociatedGPFDeviceID"}
 )
+# (body element, element) pairs where a subject's name is a reference.
+_REFERENCE_IN_BODY = frozenset({("UpdateHANDeviceLog", "DeviceID")})
 _DEVICE_LIST_ELEMENTS = frozenset({"DeviceIDList"})
 _EXECUTION_ELEMENTS = frozenset({"ExecutionDateTime"})
 MAX_FACT_ELEMENTS = 4096
@@ -27,7 +62,8 @@ _NO_VALUE_SETS: Mapping[str, str] = {}  # bodies are small; refuse pathological 
 
 
 class BodyFacts(msgspec.Struct, frozen=True):
-    device_ids: tuple[Eui64, ...] = ()
+    device_ids: tuple[Eui64, ...] = ()  # subjects: the devices a non-device request acts on
+    reference_ids: tuple[Eui64, ...] = ()  # devices the body only names (see the table above)
     execution_datetime: dt.datetime | None = None
     original_request_target: Eui64 | None = None
     # Limited data values by attribute name: (smallest, largest) of the values the body
@@ -52,6 +88,8 @@ def extract_body_facts(
     version it names even when no XSD is configured.
     """
     devices: list[Eui64] = []
+    references: list[Eui64] = []
+    body_name = _local_name(body.tag) if isinstance(body.tag, str) else ""
     execution: dt.datetime | None = None
     original_target: Eui64 | None = None
     attributes: dict[str, tuple[float, float]] = {}
@@ -61,15 +99,17 @@ def extract_body_facts(
         tag = element.tag
         if not isinstance(tag, str):
             continue
-        name = tag[tag.rfind("}") + 1 :]  # cheaper than etree.QName on the hot path
+        name = _local_name(tag)  # cheaper than etree.QName on the hot path
         text = (element.text or "").strip()
         value_set = value_set_elements.get(name)
         if value_set is not None and value_sets is not None:
             allowed = value_sets.get(value_set)
             if allowed is not None and text not in allowed:
                 raise BodyError(f"{name} value {text[:40]!r} is not defined in this DUIS version")
-        if name in _DEVICE_ELEMENTS:
+        if name in _SUBJECT_ELEMENTS and (body_name, name) not in _REFERENCE_IN_BODY:
             devices.append(_eui(text, name))
+        elif name in _REFERENCE_ELEMENTS or name in _SUBJECT_ELEMENTS:
+            references.append(_eui(text, name))
         elif name in _DEVICE_LIST_ELEMENTS:
             devices.extend(_eui(part.strip(), name) for part in text.split(",") if part.strip())
         elif name in _EXECUTION_ELEMENTS and text:
@@ -88,10 +128,15 @@ def extract_body_facts(
         devices.append(original_target)
     return BodyFacts(
         device_ids=tuple(dict.fromkeys(devices)),
+        reference_ids=tuple(dict.fromkeys(references)),
         execution_datetime=execution,
         original_request_target=original_target,
         attributes=attributes,
     )
+
+
+def _local_name(tag: str) -> str:
+    return tag[tag.rfind("}") + 1 :]
 
 
 def _eui(text: str, name: str) -> Eui64:

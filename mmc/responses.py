@@ -147,6 +147,14 @@ def gbcs_payload(payload: bytes) -> str:
     return f"<sr:GBCSPayload>{base64.b64encode(payload).decode()}</sr:GBCSPayload>"
 
 
+def local_command(payload: bytes) -> str:
+    """ResponseMessage content of a command for local delivery (CV 2, 3, 6, 7)."""
+    return (
+        f"<sr:LocalCommand><sr:GBCSPayload>{base64.b64encode(payload).decode()}"
+        "</sr:GBCSPayload></sr:LocalCommand>"
+    )
+
+
 def pre_command(gbcs_version: str, payload: bytes) -> str:
     return (
         f"<sr:PreCommand><sr:GBCSVersion>{escape(gbcs_version)}</sr:GBCSVersion>"

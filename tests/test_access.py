@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 from lxml import etree
 
-from gateway.core.access import AccessRequest, decide
+from gateway.core.access import AccessRequest, DccOriginated, decide
 from gateway.core.registry import (
     Device,
     DeviceStatus,
@@ -25,6 +25,7 @@ from gateway.core.registry import (
 )
 from gateway.devkit.estate import DCC_EUI64, default_inventory, default_users
 from mmc.catalogue import Endpoint, Srv
+from mmc.codec import extract_body_facts
 from mmc.identifiers import RequestId, parse_request_id
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -88,6 +89,8 @@ JOIN = make_srv("8.7.2", "IS GS OU")
 CIN = make_srv("9.1", "OU")
 LIMIT_APC = make_srv("7.16", "", critical=True)
 READ_INVENTORY = make_srv("8.2", "IS ES GS RSA ED GT OU", non_device=True)
+FAULT_RETURN = make_srv("8.14.3", "IS GS", non_device=True)
+CREDENTIALS = make_srv("6.24.1", "IS GS ED GT")
 DECOMMISSION = make_srv("8.3", "IS GS", non_device=True)
 FIRMWARE = make_srv("11.1", "IS GS", non_device=True)
 PPMID_FIRMWARE = make_srv("11.4", "IS GS", non_device=True)
@@ -163,21 +166,28 @@ def check(
     cv: int | None = None,
     endpoint: Endpoint | None = None,
     body: tuple[str, ...] = (),
+    references: tuple[str, ...] = (),
     now: dt.datetime = NOW,
+    dcc: DccOriginated | None = None,
 ) -> str | None:
     if cv is None:
         cv = min(srv.command_variants)
     if target is None:
         target = DCC_EUI64 if srv.non_device else E0
-    header = AccessRequest(RequestId(user, target, 1), cv, srv.variant, body)
-    decision = decide(
-        header, srv, REGISTRY, INVENTORY, now, endpoint or srv.endpoint_for(cv), DCC_EUI64
-    )
+    header = AccessRequest(RequestId(user, target, 1), cv, srv.variant, body, references)
+    endpoint = endpoint or srv.endpoint_for(cv)
+    decision = decide(header, srv, REGISTRY, INVENTORY, now, endpoint, DCC_EUI64, dcc)
     assert decision.accepted == (decision.code is None)
     if decision.code is not None:
         assert decision.reason  # every refusal says why
     return decision.code
 
+
+# The DCC-originated rule as the embedded default configures it.
+DCC_RULE = DccOriginated(
+    srvs=frozenset({"6.24.1", "11.2", "8.12.2"}), command_variants=frozenset({1})
+)
+DCC_ORIGINATED = {"user": DCC_EUI64, "dcc": DCC_RULE}
 
 # fmt: off
 CASES: list[tuple[str, str | None, dict[str, Any]]] = [
@@ -197,16 +207,31 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("local copy, installed device", None, {"srv": READ, "cv": 3, "target": I0}),
     ("join names an existing PPMID", None, {"srv": JOIN, "body": (M0,)}),
     ("export read by the ES", None, {"srv": EXPORT_READ, "user": EXPORTER}),
+    ("local only (CV 2) on serviceD", None, {"srv": READ, "cv": 2,
+                                             "endpoint": Endpoint.NON_DEVICE}),
+    ("signed pre-command, local only (CV 6) on serviceD", None,
+     {"srv": TARIFF, "cv": 6, "endpoint": Endpoint.NON_DEVICE}),
+    ("local copy (CV 3) on serviceS", None, {"srv": READ, "cv": 3, "endpoint": Endpoint.SEND}),
+    # A reference is not a subject: 8.14.3 names the ESME the returned hub served.
+    ("fault return names a meter", None, {"srv": FAULT_RETURN, "body": (H0,),
+                                          "references": (E0,)}),
+    ("a reference on another's meter", None, {"srv": FAULT_RETURN, "body": (H0,),
+                                              "references": (G0,), "user": SUP}),
+    ("DCC-originated credentials read", None, {"srv": CREDENTIALS, **DCC_ORIGINATED}),
+    ("DCC-originated, on a meter no User rule covers", None,
+     {"srv": CREDENTIALS, "target": G0, **DCC_ORIGINATED}),
     # ---- E1: unknown User ID, or an ID with no role
     ("unknown originator", "E1", {"srv": READ, "user": UNKNOWN_USER}),
     ("originator with no role", "E1", {"srv": READ, "user": NO_ROLE}),
     ("the DCC as originator", "E1", {"srv": READ_INVENTORY, "user": DCC_EUI64}),
+    ("the DCC as originator, rule off", "E1", {"srv": CREDENTIALS, "user": DCC_EUI64}),
     ("unknown originator, non-device", "E1", {"srv": PRENOTIFY, "user": UNKNOWN_USER}),
     # ---- E2: roles held, none eligible for the SRV
     ("ED sends a tariff", "E2", {"srv": TARIFF, "user": NET, "cv": 4}),
     ("OU sends a register read", "E2", {"srv": READ, "user": OTHER}),
     ("IS/GS send an OU-only SRV", "E2", {"srv": CIN}),
     ("SRV with no eligible role", "E2", {"srv": LIMIT_APC, "cv": 4}),
+    ("DCC-originated SRV not allowed", "E2", {"srv": READ, **DCC_ORIGINATED}),
     # ---- E3: User status
     ("suspended User", "E3", {"srv": READ, "user": SUSPENDED}),
     ("withdrawn User", "E3", {"srv": READ, "user": WITHDRAWN}),
@@ -216,12 +241,22 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("CV 1 on serviceT", "E13", {"srv": READ, "endpoint": Endpoint.TRANSFORM}),
     ("non-device on serviceS", "E13", {"srv": READ_INVENTORY, "endpoint": Endpoint.SEND}),
     ("device read on serviceD", "E13", {"srv": READ, "endpoint": Endpoint.NON_DEVICE}),
+    ("local only (CV 2) on serviceS", "E13", {"srv": READ, "cv": 2, "endpoint": Endpoint.SEND}),
+    ("local only (CV 6) on serviceS", "E13", {"srv": TARIFF, "cv": 6,
+                                              "endpoint": Endpoint.SEND}),
+    ("local only (CV 2) on serviceT", "E13", {"srv": READ, "cv": 2,
+                                              "endpoint": Endpoint.TRANSFORM}),
+    ("local copy (CV 7) on serviceD", "E13", {"srv": TARIFF, "cv": 7,
+                                              "endpoint": Endpoint.NON_DEVICE}),
     # ---- E12: CommandVariant
     ("CV 1 for a critical SRV", "E12", {"srv": TARIFF, "cv": 1}),
     ("CV 4 for a non-critical SRV", "E12", {"srv": READ, "cv": 4}),
     ("CV 8 for a device SRV", "E12", {"srv": READ, "cv": 8}),
     ("CV 1 for a non-device SRV", "E12", {"srv": READ_INVENTORY, "cv": 1,
                                           "endpoint": Endpoint.NON_DEVICE}),
+    ("CV 2 for a critical SRV", "E12", {"srv": TARIFF, "cv": 2}),
+    ("CV 6 for a non-critical SRV", "E12", {"srv": READ, "cv": 6}),
+    ("DCC-originated local delivery", "E12", {"srv": CREDENTIALS, "cv": 2, **DCC_ORIGINATED}),
     # ---- E11: target kind, then device type
     ("non-device aimed at a device", "E11", {"srv": READ_INVENTORY, "target": G0}),
     ("device SRV aimed at the DCC", "E11", {"srv": READ, "target": DCC_EUI64}),
@@ -229,12 +264,18 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("gas block counters on an ESME", "E11", {"srv": GAS_BLOCKS}),
     ("PPMID firmware for an ESME", "E11", {"srv": PPMID_FIRMWARE, "body": (E0,)}),
     ("register read on the CHF", "E11", {"srv": READ, "target": H0}),
+    ("DCC-originated, device type", "E11", {"srv": make_srv("8.12.2", "IS GS"),
+                                            **DCC_ORIGINATED}),
     # ---- E19: device unknown
     ("unknown target", "E19", {"srv": READ, "target": UNKNOWN_DEVICE}),
     ("unknown device in a firmware list", "E19", {"srv": FIRMWARE, "body": (E0, UNKNOWN_DEVICE)}),
     ("join names an unknown device", "E19", {"srv": JOIN, "body": (UNKNOWN_DEVICE,)}),
     ("inventory read of an unknown device", "E19", {"srv": READ_INVENTORY,
                                                     "body": (UNKNOWN_DEVICE,)}),
+    ("a reference to an unknown device", "E19", {"srv": FAULT_RETURN, "body": (H0,),
+                                                 "references": (UNKNOWN_DEVICE,)}),
+    ("DCC-originated, unknown device", "E19", {"srv": CREDENTIALS, "target": UNKNOWN_DEVICE,
+                                               **DCC_ORIGINATED}),
     # ---- E4: not the eligible User
     ("other supplier's meter", "E4", {"srv": READ, "user": SUP2}),
     ("gas supplier not listed", "E4", {"srv": READ, "user": SUP2, "target": G0}),
@@ -246,6 +287,8 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("read of a pending meter", "E5", {"srv": READ, "target": P0}),
     ("tariff on a suspended meter", "E5", {"srv": TARIFF, "target": S0, "cv": 4}),
     ("decommissioning twice", "E5", {"srv": DECOMMISSION, "body": (D0,)}),
+    ("DCC-originated, decommissioned meter", "E5", {"srv": CREDENTIALS, "target": D0,
+                                                   **DCC_ORIGINATED}),
     # ---- E17: local delivery
     ("local delivery by the ED", "E17", {"srv": READ, "user": NET, "cv": 2}),
     ("local delivery to a recovered meter", "E17", {"srv": READ, "target": R0, "cv": 3}),
@@ -330,19 +373,18 @@ def _facts(path: Path) -> AccessRequest:
     root = etree.parse(str(path)).getroot()
     header = root.find(f"{_SR}Header")
     body = root.find(f"{_SR}Body")
-    assert header is not None and body is not None
-    devices = []
-    for element in body.iter():
-        text = (element.text or "").strip() if isinstance(element.tag, str) else ""
-        if _EUI.match(text):
-            devices.append(text.upper())
-        elif text and str(element.tag).endswith("RequestID"):
-            devices.append(parse_request_id(text).target)
+    assert header is not None and body is not None and len(body)
+    facts = extract_body_facts(body[0])
+    # Every EUI-shaped text of the body is named by the production extractor, as a
+    # subject or a reference: none slips past access control unseen.
+    named = {t.upper() for e in body.iter() if _EUI.match(t := (e.text or "").strip())}
+    assert named <= set(facts.device_ids) | set(facts.reference_ids), path.name
     return AccessRequest(
         request_id=parse_request_id(header.findtext(f"{_SR}RequestID") or ""),
         command_variant=int(header.findtext(f"{_SR}CommandVariant") or 0),
         srv_variant=header.findtext(f"{_SR}ServiceReferenceVariant") or "",
-        body_device_ids=tuple(devices),
+        body_device_ids=facts.device_ids,
+        body_reference_ids=facts.reference_ids,
     )
 
 
@@ -356,7 +398,7 @@ def test_every_template_is_accepted_by_the_default_estate(shared_dir: Path) -> N
         facts = _facts(path)
         srv = srvs[facts.srv_variant]
         endpoint = srv.endpoint_for(facts.command_variant)
-        decision = decide(facts, srv, registry, inventory, NOW, endpoint, DCC_EUI64)
+        decision = decide(facts, srv, registry, inventory, NOW, endpoint, DCC_EUI64, DCC_RULE)
         if not decision.accepted:
             refused[path.name] = f"{decision.code}: {decision.reason}"
     assert refused == {}

@@ -179,9 +179,12 @@ def scenarios(draw: st.DrawFn, focused: bool) -> Scenario:
         cv = draw(st.integers(1, 8))
     endpoint = srv.endpoint_for(cv) if likely() else draw(st.sampled_from(list(Endpoint)))
     body = [some_device() for _ in range(draw(st.integers(0, 2)))]
+    references = [some_device() for _ in range(draw(st.integers(0, 1)))]
     now = draw(st.sampled_from(TIMES))
     user_id = originator.user_id if originator else draw(st.sampled_from([UNKNOWN_USER, *USER_IDS]))
-    header = AccessRequest(RequestId(user_id, target, 1), cv, srv.variant, tuple(body))
+    header = AccessRequest(
+        RequestId(user_id, target, 1), cv, srv.variant, tuple(body), tuple(references)
+    )
     return users, devices, header, srv, endpoint, now
 
 
@@ -204,7 +207,7 @@ def model(
     cv = header.command_variant
     if cv == 4:
         right_endpoint = Endpoint.TRANSFORM
-    elif srv.non_device:
+    elif srv.non_device or cv in (2, 6):  # local-only commands: the Non-Device Service
         right_endpoint = Endpoint.NON_DEVICE
     else:
         right_endpoint = Endpoint.SEND
@@ -219,12 +222,13 @@ def model(
         return "E11"
 
     rule = body_device_rule(srv.variant, srv.non_device).value
+    references = list(header.body_reference_ids) if rule != "ignore" else []
     if srv.non_device:
         checked = list(header.body_device_ids) if rule == "full" else []
-        only_exist = list(header.body_device_ids) if rule == "exists" else []
+        only_exist = (list(header.body_device_ids) if rule == "exists" else []) + references
     else:
         checked = [target]
-        only_exist = list(header.body_device_ids) if rule != "ignore" else []
+        only_exist = (list(header.body_device_ids) if rule != "ignore" else []) + references
 
     def find(device_id: str) -> Device | None:
         return next((d for d in devices if d.device_id == device_id), None)

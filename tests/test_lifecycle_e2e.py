@@ -1,8 +1,9 @@
 """The full life cycle against the embedded default, with a real User-side HTTP server.
 
 CV 1 (I99, then the signed Service Response to the Receive Response URL), CV 2
-(synchronous), CV 4 -> 5 (Pre-Command, signed by the User, correlated), CV 8
-(DCC-only). Every response is checked: signature, XSD of its version, RequestID.
+(synchronous: the command for local delivery), CV 4 -> 5 (Pre-Command, signed by the
+User, correlated), CV 8 (DCC-only). Every response is checked: signature, XSD of its
+version, RequestID. tests/test_local_delivery_e2e.py has CV 2, 3, 6, 7 and 8.13.
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ async def test_every_kind_of_exchange(tmp_path: Path, shared_dir: Path, schemas:
             assert response_code(receiver.accepted[0].body) == "I0"
             assert delivered.find(".//{*}GBCSPayload") is not None
 
-            # CV 2: the device's answer on the same exchange.
+            # CV 2: the command for local delivery on the same exchange (serviceD).
             cv2 = (shared_dir / REQUESTS / "ECS17b_4.1.1_REQUEST_DUIS.XML").read_bytes()
             sync = await gw.send(cv2)
-            check_signed(sync.content, tmp_path, schemas)
+            local = check_signed(sync.content, tmp_path, schemas)
             assert response_code(sync.content) == "I0"
+            assert local.find(".//{*}LocalCommand/{*}GBCSPayload") is not None
 
             # CV 8: DCC-only, answered from the inventory.
             cv8 = (shared_dir / REQUESTS / "8.2_READ_INVENTORY_REQUEST_DUIS.XML").read_bytes()

@@ -259,15 +259,20 @@ def test_policy_ignores_withdrawn_ids_and_other_parties() -> None:
 
 def test_default_estate_loads_and_keeps_the_policy() -> None:
     users, inventory = estate.default_users(), estate.default_inventory()
-    assert len(inventory) == 8 + 2 * 11  # the home, and a hub + GPF per other variant
-    hubs = {(d.han_variant, d.wan_variant) for d in inventory if d.device_type == "CHF"}
+    # the home, the templates' join/unjoin/restore partners, a hub + GPF per other variant
+    assert len(inventory) == 8 + 9 + 2 * 11
+    in_service = [d for d in inventory if d.status == "commissioned"]
+    hubs = {(d.han_variant, d.wan_variant) for d in in_service if d.device_type == "CHF"}
     assert hubs == {(h, w) for h in estate.HAN_VARIANTS for w in estate.WAN_VARIANTS}
     check_policy(users, UNTIL, dt.date(2026, 1, 1))
     dcc = users.get(estate.DCC_EUI64)
     assert dcc is not None and not dcc.roles
-    for device in inventory:
-        assert device.status == "commissioned"
+    for device in in_service:
         assert (device.device_type == "CHF") == (device.chf_id is None)
+    # The old hub and GPF that 8.12.1 / 8.12.2 restore from: withdrawn, on no hub.
+    withdrawn = {d.device_id for d in inventory if d.status == "withdrawn"}
+    assert withdrawn == {"00-DB-12-34-56-78-90-95", "00-DB-12-34-56-78-90-B3"}
+    assert all(inventory.get(d) and inventory.get(d).chf_id is None for d in withdrawn)  # type: ignore[union-attr]
 
 
 def test_default_estate_is_written_once(tmp_path: Path) -> None:

@@ -2,33 +2,31 @@
 
 Release marks the held request `releasing` before it is processed and `released`
 once its answer is durable; at start every `releasing` row of this process is
-processed again unless its answer was already stored. Tested with a real
-`kill -9` while a released synchronous request waits on a slow device, and by
-leaving rows `releasing` in the file (as a crash would) around a clean restart.
+processed again unless its answer was already stored. Tested by leaving rows
+`releasing` in the file (as a crash would) around a clean restart. (A real `kill -9`
+while a released CV 2 waited on a slow device was the other test: CV 2 no longer
+reaches a device, so no release waits on one; its release is tested here instead.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
+import base64
 import sqlite3
 from pathlib import Path
 
-import httpx
 import msgspec
 import trio
 from lxml import etree
 
 from gateway.core.config import Config
-from gateway.devkit.client import sign_request
+from mmc.identifiers import parse_request_id
 from tests.harness import next_counter, response_code, running_gateway
 from tests.receiver import Receiver, Seen
-from tests.test_durability import free_port, start, write_config
 from tests.test_lifecycle_e2e import config_with_receiver
+from tests.test_local_delivery_e2e import device_answer, return_request
 from tests.test_quarantine_e2e import wait_for
 
-SYNC = "duis/samples/requests/ECS17b_4.1.1_REQUEST_DUIS.XML"  # CV 2
+SYNC = "duis/samples/requests/ECS17b_4.1.1_REQUEST_DUIS.XML"  # CV 2: local delivery
 ASYNC = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"  # CV 1
 HOLD_EVERY_READ = """
 [[rules]]
@@ -38,7 +36,6 @@ window_seconds = 3600
 limit = 0
 kind = "user_quarantine"
 """
-HEADERS = {"content-type": "application/xml"}
 
 
 def responses(receiver: Receiver) -> list[Seen]:
@@ -50,86 +47,44 @@ def responses(receiver: Receiver) -> list[Seen]:
     ]
 
 
-def bearer(state: Path) -> dict[str, str]:
-    """The admin token the daemon made in its state directory at first start."""
-    return {"authorization": f"Bearer {(state / 'admin.token').read_text().strip()}"}
-
-
-def holding_config(tmp_path: Path, duis: int, admin: int, receiver: int, latency: float) -> Path:
-    (tmp_path / "rules.toml").write_text(HOLD_EVERY_READ)
-    path = write_config(tmp_path, duis, admin, receiver, latency)
-    text = path.read_text().replace(
-        'store = "memory"', 'store = "memory"\nrules_file = "rules.toml"'
-    )
-    path.write_text(text)
-    return path
-
-
-async def test_kill_9_mid_release_of_a_synchronous_request_resumes_at_start(
+async def test_a_released_local_command_is_delivered_and_its_response_returns(
     tmp_path: Path, shared_dir: Path
 ) -> None:
+    """A held CV 2 answers nothing on the SM WAN, so its release has no slow step left to
+    crash in (before issue 16 it waited on the device): released, its LocalCommand goes
+    to the Receive Response URL as the request's one answer, the command is open, and
+    the 8.13 returning the device's answer gets the Service Response delivered too."""
     receiver = Receiver()
-    duis, admin = free_port(), free_port()
-    admin_url = f"http://127.0.0.1:{admin}"
     async with trio.open_nursery() as nursery:
         port = await nursery.start(receiver.serve)
-        # Devices that take a minute: the release is still waiting on one at the kill.
-        process = await start(holding_config(tmp_path, duis, admin, port, 60.0), admin)
-        try:
+        (tmp_path / "rules.toml").write_text(HOLD_EVERY_READ)
+        config = config_with_receiver(tmp_path, port)
+        config = msgspec.structs.replace(
+            config,
+            thresholds=msgspec.structs.replace(
+                config.thresholds, rules_file=str(tmp_path / "rules.toml")
+            ),
+        )
+        async with running_gateway(config, [tmp_path / "pki"]) as gw:
             counter = next_counter()
-            signed, path = sign_request(
-                (shared_dir / SYNC).read_bytes(), [tmp_path / "pki"], counter=counter
-            )
-            async with httpx.AsyncClient(timeout=120, headers=bearer(tmp_path)) as client:
-                held = await client.post(
-                    f"http://127.0.0.1:{duis}{path}", content=signed, headers=HEADERS
-                )
-                assert response_code(held.content) == "I99"  # held: the AD1 follows
-                [item] = (await client.get(f"{admin_url}/admin/quarantine")).json()
-                ref = item["event_ref"]
-
-                async def release() -> None:
-                    with contextlib.suppress(httpx.TransportError):  # killed while it waits
-                        await client.post(f"{admin_url}/admin/quarantine/{ref}/release")
-
-                nursery.start_soon(release)
-                with trio.fail_after(10):
-                    while True:  # marked (releasing, or released before the fix), not answered
-                        marked = [
-                            q["event_ref"]
-                            for state in ("releasing", "released")
-                            for q in (
-                                await client.get(
-                                    f"{admin_url}/admin/quarantine", params={"state": state}
-                                )
-                            ).json()
-                        ]
-                        if ref in marked:
-                            break
-                        await trio.sleep(0.02)
-        finally:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-        await wait_for(receiver, 1)  # the AD1 got out before the kill
-        assert responses(receiver) == []
-
-        process = await start(holding_config(tmp_path, duis, admin, port, 0.001), admin)
-        try:
-            with trio.fail_after(20):
-                while not responses(receiver):
-                    await trio.sleep(0.02)
-            await trio.sleep(0.3)  # nothing more may come
+            held = await gw.send((shared_dir / SYNC).read_bytes(), counter=counter)
+            assert response_code(held.content) == "I99"  # held: the AD1 follows
+            [item] = (await gw.admin.get("/admin/quarantine")).json()
+            done = await gw.admin.post(f"/admin/quarantine/{item['event_ref']}/release")
+            assert done.json()["answered"] == "I0"
+            await wait_for(receiver, 2)
             [answer] = responses(receiver)
             assert answer.message_id == f"{item['request_id']}:response"
-            assert response_code(answer.body) == "I0"
-            async with httpx.AsyncClient(headers=bearer(tmp_path)) as client:
-                shown = (await client.get(f"{admin_url}/admin/quarantine/{ref}")).json()
-                assert shown["state"] == "released"
-                again = await client.post(f"{admin_url}/admin/quarantine/{ref}/release")
-                assert again.status_code == 409 and "already released" in again.text
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=30) == 0
+            payload = etree.fromstring(answer.body).find(".//{*}LocalCommand/{*}GBCSPayload")
+            assert payload is not None and payload.text
+            original = parse_request_id(item["request_id"])
+            response = device_answer(base64.b64decode(payload.text), original, "4.1.1")
+            returned = return_request(shared_dir, original, response)
+            ack = await gw.send(returned)
+            assert response_code(ack.content) == "I0", ack.text
+            await wait_for(receiver, 3)
+            ids = sorted(seen.message_id for seen in responses(receiver))
+            assert ids == [f"{original}:local-response", f"{original}:response"]
         nursery.cancel_scope.cancel()
 
 

@@ -21,9 +21,20 @@ a request failing two checks always gets the earlier one:
  11. E17  local delivery (CV 2/3/6/7) is not permitted (rule below)
 
 Devices a request acts on: the RequestID target of a device SRV; for a non-device
-SRV, the device IDs its body names (each checked like a target). The body devices of
-a device SRV (a join's OtherDeviceID ...) need only exist. See
-mmc.applicability.body_device_rule for the exceptions (8.2: exist; 12.1/12.2: none).
+SRV, the subject device IDs its body names (each checked like a target). Device IDs a
+body only refers to (a join's OtherDeviceID, 8.14.3's OtherDeviceID, 8.11's DeviceID,
+OldCHFID, OldGPFID, an HCALCS in a schedule: the table in mmc.codec) and every body
+device of a device SRV need only exist. See mmc.applicability.body_device_rule for the
+exceptions (8.2: exist; 12.1/12.2: none).
+
+DCC-originated requests. A request whose originator is the DCC's own EUI-64
+(`duis.dcc_eui64`) is not a User's: the signature stage has already required the
+DCC's XML-signing certificate (OU 89) for it, as the DCC's own signing tool uses. Its
+User checks (E1, E2 by User Role, E3) and the User-device checks (E4, E17) do not
+apply; instead the SRV must be one `DccOriginated.srvs` allows (else E2) and the
+CommandVariant one `DccOriginated.command_variants` allows (else E12). The endpoint,
+target kind and device checks (E13, E11, E19, E5) are kept. With no rule given, the
+DCC's EUI-64 is treated as any other originator (E1: it holds no User Role).
 
 E4 rule. The roles that count are those the User holds AND the SRV allows. If OU
 is among them the request passes: an Other User has no registered relation with any
@@ -55,6 +66,7 @@ import typing
 
 import msgspec
 
+from gateway.core.config import DccOriginatedConfig
 from gateway.core.registry import Device, DeviceStatus, Inventory, UserRegistry
 from mmc.applicability import (
     BodyDevices,
@@ -96,6 +108,22 @@ class AccessRequest(msgspec.Struct, frozen=True, gc=False):
     command_variant: int
     srv_variant: str
     body_device_ids: tuple[Eui64, ...] = ()
+    # Device IDs the body only refers to (mmc.codec): they need only exist.
+    body_reference_ids: tuple[Eui64, ...] = ()
+
+
+class DccOriginated(msgspec.Struct, frozen=True, gc=False):
+    """What the DCC's own EUI-64 may originate (`[duis.dcc_originated]`)."""
+
+    srvs: frozenset[str]
+    command_variants: frozenset[int]
+
+    @classmethod
+    def configured(cls, table: DccOriginatedConfig) -> DccOriginated | None:
+        """The rule the config table sets; None when it is off."""
+        if not table.enabled:
+            return None
+        return cls(srvs=frozenset(table.srvs), command_variants=frozenset(table.command_variants))
 
 
 class AccessDecision(msgspec.Struct, frozen=True, gc=False):
@@ -120,9 +148,12 @@ def decide(
     now: dt.datetime,
     endpoint: Endpoint,
     dcc_eui64: Eui64,
+    dcc_originated: DccOriginated | None = None,
 ) -> AccessDecision:
     """Apply the checks in the module's order; `now` is timezone-aware."""
     user_id = header.request_id.originator
+    if user_id == dcc_eui64 and dcc_originated is not None:
+        return _dcc_originated(header, srv, inventory, now, endpoint, dcc_eui64, dcc_originated)
     user = registry.get(user_id)
     if user is None:
         return AccessDecision("E1", f"User ID {user_id} is not registered")
@@ -138,27 +169,63 @@ def decide(
     cv = header.command_variant
     expected = srv.endpoint_for(cv)
     if endpoint != expected:
-        return AccessDecision(
-            "E13", f"SRV {srv.variant} CV {cv} belongs on service{expected}, not service{endpoint}"
-        )
+        return _wrong_endpoint(srv, cv, expected, endpoint)
     if cv not in srv.command_variants:
         return AccessDecision("E12", f"SRV {srv.variant} does not allow CommandVariant {cv}")
+    return _target_and_devices(header, srv, inventory, now, dcc_eui64, roles)
 
+
+def _dcc_originated(
+    header: AccessRequest,
+    srv: Srv,
+    inventory: Inventory,
+    now: dt.datetime,
+    endpoint: Endpoint,
+    dcc_eui64: Eui64,
+    rule: DccOriginated,
+) -> AccessDecision:
+    if srv.variant not in rule.srvs:
+        return AccessDecision("E2", f"the DCC ({dcc_eui64}) may not originate SRV {srv.variant}")
+    cv = header.command_variant
+    expected = srv.endpoint_for(cv)
+    if endpoint != expected:
+        return _wrong_endpoint(srv, cv, expected, endpoint)
+    if cv not in srv.command_variants or cv not in rule.command_variants:
+        return AccessDecision("E12", f"the DCC may not originate SRV {srv.variant} with CV {cv}")
+    return _target_and_devices(header, srv, inventory, now, dcc_eui64, None)
+
+
+def _wrong_endpoint(srv: Srv, cv: int, expected: Endpoint, endpoint: Endpoint) -> AccessDecision:
+    return AccessDecision(
+        "E13", f"SRV {srv.variant} CV {cv} belongs on service{expected}, not service{endpoint}"
+    )
+
+
+def _target_and_devices(
+    header: AccessRequest,
+    srv: Srv,
+    inventory: Inventory,
+    now: dt.datetime,
+    dcc_eui64: Eui64,
+    roles: frozenset[str] | None,
+) -> AccessDecision:
+    """E11 (target kind) and the device checks; `roles` None: no User-device checks."""
     target = header.request_id.target
     body = header.body_device_ids
     types, rule, allowed = _profile(srv)
+    references = header.body_reference_ids if rule is not _IGNORE else ()
     if srv.non_device:
         if target != dcc_eui64:
             return AccessDecision(
                 "E11", f"non-device SRV {srv.variant} must target the DCC ({dcc_eui64})"
             )
         acted_on = body if rule is _FULL else ()
-        must_exist = body if rule is _EXISTS else ()
+        must_exist = (body if rule is _EXISTS else ()) + references
     else:
         if target == dcc_eui64:
             return AccessDecision("E11", f"device SRV {srv.variant} cannot target the DCC")
         acted_on = (target,)
-        must_exist = body if rule is not _IGNORE else ()
+        must_exist = (body if rule is not _IGNORE else ()) + references
     return _device_checks(header, srv, inventory, now, roles, acted_on, must_exist, types, allowed)
 
 
@@ -187,7 +254,7 @@ def _device_checks(
     srv: Srv,
     inventory: Inventory,
     now: dt.datetime,
-    roles: frozenset[str],
+    roles: frozenset[str] | None,
     acted_on: tuple[Eui64, ...],
     must_exist: tuple[Eui64, ...],
     types: frozenset[str],
@@ -211,7 +278,7 @@ def _device_checks(
             )
 
     user_id = header.request_id.originator
-    if OTHER_USER not in roles:
+    if roles is not None and OTHER_USER not in roles:
         for device in devices:
             if not inventory.is_eligible(device.device_id, user_id, roles, now):
                 return AccessDecision(
@@ -224,7 +291,7 @@ def _device_checks(
                 "E5", f"device {device.device_id} is {device.status}: SRV {srv.variant} refused"
             )
 
-    if header.command_variant in LOCAL_DELIVERY_VARIANTS:
+    if roles is not None and header.command_variant in LOCAL_DELIVERY_VARIANTS:
         return _local_delivery(header, roles, inventory, devices, now)
     return ACCEPTED
 

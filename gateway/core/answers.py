@@ -4,8 +4,9 @@
   is not proven, or the request cannot be counted now);
 - `acknowledgement`: the unsigned sr:Acknowledgement (I99, or an E-code);
 - `response`: a Service Response signed with the DCC's key (the synchronous answers:
-  CV 2/6 device replies, CV 4 Pre-Commands, CV 8 and other non-device answers), and
-  the same documents for delivery later (`device_response`, `response_document`);
+  CV 2/6 commands for local delivery, CV 4 Pre-Commands, CV 8 and other non-device
+  answers), and the same documents for delivery later (`device_response`,
+  `response_document`); `local_copy`: the signed I99 a CV 3/7 gets with its command;
 - `alert`: a signed DCC Alert (the AD1 that names a quarantined request).
 
 A code a version lacks is never sent under it: `mmc.responses` writes the closest
@@ -71,6 +72,22 @@ class Answers:
     def device_response(self, request: Verified, reply: DeviceReply) -> Outcome:
         content = responses.gbcs_payload(reply.gbcs) if reply.gbcs is not None else ""
         return self.response(request, OUTCOME_CODES[reply.outcome], content)
+
+    def local_command(self, request: Verified, gbcs: bytes) -> Outcome:
+        """A CV 2/6's answer: the command for local delivery, in a signed I0."""
+        return self.response(request, "I0", responses.local_command(gbcs))
+
+    def local_copy(self, request: Verified, gbcs: bytes) -> Outcome:
+        """A CV 3/7's answer: I99 (the Service Response follows) with the local copy, signed:
+        it carries a command the User delivers."""
+        document = self.response_document(
+            request.route.catalogue,
+            request.header.request_id,
+            request.srv,
+            "I99",
+            responses.local_command(gbcs),
+        )
+        return self._outcome(OutcomeKind.LOCAL_COPY, request, "I99", document)
 
     def pre_command(self, request: Verified, gbcs: bytes) -> Outcome:
         """A CV 4's answer: the Pre-Command for the User to sign, in a signed I0."""

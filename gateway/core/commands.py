@@ -1,12 +1,20 @@
 """Dispatch decisions (sans-IO): how a request is answered, which command goes out.
 
 `answer_mode` is the one place the CommandVariant decides between a synchronous
-answer and an acknowledgement now with the Service Response later:
+answer and an acknowledgement now with the Service Response later (the XSD's
+CommandVariant table, the same in DUIS 5.0 to 5.4):
 
-    CV 8 (non-device SRVs)  NON_DEVICE    answered here from the inventory (signed)
-    CV 4                    TRANSFORM     the Pre-Command goes back in a signed I0
-    CV 2, 6                 SYNC_DEVICE   the device's answer on the same exchange
-    CV 1, 3, 5, 7           ASYNC_DEVICE  I99 now; the Service Response follows
+    CV 8, SRV 8.13          RETURN_LOCAL   the device's response to a local command:
+                                           the Service Response for the original
+                                           request follows; I0 now (local_commands.py)
+    CV 8 (other)            NON_DEVICE     answered here from the inventory (signed)
+    CV 4                    TRANSFORM      the Pre-Command goes back in a signed I0
+    CV 2, 6                 LOCAL_ONLY     the command for local delivery in a signed
+                                           I0 (LocalCommand); nothing on the SM WAN
+    CV 3, 7                 ASYNC_AND_LOCAL  sent over the SM WAN as CV 1/5, and a
+                                           signed I99 carries the local copy; the
+                                           Service Response follows
+    CV 1, 5                 ASYNC_DEVICE   I99 now; the Service Response follows
 
 `device_command` builds what goes to the device (GBCS, priority class, hub);
 `check_signed_pre_command` is the admission stage for CV 5/6/7: the SignedPreCommand
@@ -28,34 +36,45 @@ from lxml import etree
 
 from gateway.core.certstore import CertStore
 from gateway.core.device import DeviceCommand, Priority
+from gateway.core.local_commands import RETURN_LOCAL_COMMAND_RESPONSE
 from gateway.core.outcome import Acknowledge, Verified
 from gateway.core.registry import Inventory
-from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS, Srv
+from mmc.catalogue import (
+    LOCAL_ONLY_VARIANTS,
+    SIGNED_PRE_COMMAND_VARIANTS,
+    TRANSFORM_VARIANT,
+    Srv,
+)
 from parse_correlate.commands import CommandError, CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import CorrelationError
 from parse_correlate.correlate import Reason as CorrelationReason
 
-TRANSFORM_VARIANT: Final = 4
-SYNC_DEVICE_VARIANTS: Final = frozenset({2, 6})
+LOCAL_COPY_VARIANTS: Final = frozenset({3, 7})
 PREPAYMENT_SRVS: Final = frozenset({"2.1", "2.2", "2.3", "2.5"})
 # SMKI role codes of User role certificates that may sign a Pre-Command (not 87/89).
 ROLE_SIGNING_CODES: Final = ("02", "03", "04", "08", "7F")
 
 
 class AnswerMode(enum.Enum):
+    RETURN_LOCAL = "return_local"
     NON_DEVICE = "non_device"
     TRANSFORM = "transform"
-    SYNC_DEVICE = "sync_device"
+    LOCAL_ONLY = "local_only"
+    ASYNC_AND_LOCAL = "async_and_local"
     ASYNC_DEVICE = "async_device"
 
 
 def answer_mode(command_variant: int, srv: Srv) -> AnswerMode:
     if srv.non_device:
+        if srv.variant == RETURN_LOCAL_COMMAND_RESPONSE:
+            return AnswerMode.RETURN_LOCAL
         return AnswerMode.NON_DEVICE
     if command_variant == TRANSFORM_VARIANT:
         return AnswerMode.TRANSFORM
-    if command_variant in SYNC_DEVICE_VARIANTS:
-        return AnswerMode.SYNC_DEVICE
+    if command_variant in LOCAL_ONLY_VARIANTS:
+        return AnswerMode.LOCAL_ONLY
+    if command_variant in LOCAL_COPY_VARIANTS:
+        return AnswerMode.ASYNC_AND_LOCAL
     return AnswerMode.ASYNC_DEVICE
 
 

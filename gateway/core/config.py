@@ -20,6 +20,7 @@ import msgspec
 
 from gateway.core.replay_rules import DEFAULT_MAX_COUNTER, check_counter
 from gateway.core.simulator_config import SimulatorConfig
+from mmc.srv_roles import DEFAULT_EXTRA_SRV_ROLES
 from thresholds.config import RedisStoreSettings
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -131,11 +132,35 @@ class LimitsConfig(Base, frozen=True, kw_only=True):
     drain_timeout_seconds: PositiveSeconds = 10.0
 
 
+SrvVariantText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,2}(\.[0-9]{1,2}){0,2}$")]
+CommandVariantNumber = Annotated[int, msgspec.Meta(ge=1, le=8)]
+
+
+def _default_extra_srv_roles() -> dict[str, tuple[str, ...]]:
+    return dict(DEFAULT_EXTRA_SRV_ROLES)
+
+
+class DccOriginatedConfig(Base, frozen=True, kw_only=True):
+    """Requests the DCC itself originates (originator = `duis.dcc_eui64`), signed with
+    the DCC's XML-signing certificate (OU 89): gateway/core/access.py has the rule."""
+
+    enabled: bool = True
+    # The SRVs the RTDS templates show the DCC originating (CS02fMAC, CS08, GCS59).
+    srvs: tuple[SrvVariantText, ...] = ("6.24.1", "11.2", "8.12.2")
+    command_variants: tuple[CommandVariantNumber, ...] = (1,)
+
+
 class DuisConfig(Base, frozen=True, kw_only=True):
     versions: tuple[str, ...] = ("5.0", "5.1", "5.3", "5.4")
     retired_from: dict[str, dt.date] = {}
     xsd_dir: str | None = None
     dcc_eui64: Eui64Text = "90-B3-D5-1F-30-00-00-02"
+    # User Roles added to SRVs whose matrix row lists none (mmc/srv_roles.py says why);
+    # checked against the catalogues at start-up.
+    extra_srv_roles: dict[SrvVariantText, tuple[str, ...]] = msgspec.field(
+        default_factory=_default_extra_srv_roles
+    )
+    dcc_originated: DccOriginatedConfig = DccOriginatedConfig()
     # DCCAlertCode of the DUISVersionMismatch alert; unset: no alert (see README).
     version_mismatch_alert_code: Annotated[str, msgspec.Meta(pattern=r"^N[0-9]{1,3}$")] | None = (
         None
@@ -148,6 +173,10 @@ class TrustConfig(Base, frozen=True, kw_only=True):
     crl_files: tuple[str, ...] = ()
     dcc_signing_certificate: str
     dcc_signing_key: str
+    # Device digital-signing certificates, files named <EUI-64>-ds.pem as in the DCC's test
+    # keystore: a signed device response an 8.13 returns is verified with its device's
+    # (without one, the signature is not checked, and the log says so).
+    device_certificate_dirs: tuple[str, ...] = ()
 
 
 class RegistryConfig(Base, frozen=True, kw_only=True):
@@ -182,6 +211,21 @@ class ReplayConfig(Base, frozen=True, kw_only=True):
         check_counter(self.max_counter)  # a uint64 (msgspec's bounds stop at int64)
 
 
+# Commands issued for local delivery (CV 2, 6) wait this long for their 8.13 Return
+# Local Command Response: a field visit may take days (gateway/core/local_commands.py).
+LOCAL_COMMAND_TTL_SECONDS: Final = 7 * 86_400.0
+MAX_OPEN_LOCAL_COMMANDS_PER_ORIGINATOR: Final = 65_536
+
+
+class LocalDeliveryConfig(Base, frozen=True, kw_only=True):
+    command_ttl_seconds: Annotated[float, msgspec.Meta(gt=0, le=366 * 86_400)] = (
+        LOCAL_COMMAND_TTL_SECONDS
+    )
+    max_open_commands_per_originator: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = (
+        MAX_OPEN_LOCAL_COMMANDS_PER_ORIGINATOR
+    )
+
+
 class StorageConfig(Base, frozen=True, kw_only=True):
     # "full": fsync every commit (survives power loss); "normal": survives kill -9 only.
     synchronous: Literal["full", "normal"] = "full"
@@ -199,6 +243,7 @@ class Config(Base, frozen=True, kw_only=True):
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()
     replay: ReplayConfig = ReplayConfig()
+    local_delivery: LocalDeliveryConfig = LocalDeliveryConfig()
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
     # The dev inbox on the admin listener (gateway/devkit/inbox.py); off unless enabled.
     dev_inbox: DevInboxConfig = msgspec.field(default_factory=DevInboxConfig)
@@ -256,6 +301,7 @@ def resolve_paths(config: Config, base: Path) -> Config:
         crl_files=tuple(rel(p) for p in config.trust.crl_files),
         dcc_signing_certificate=rel(config.trust.dcc_signing_certificate),
         dcc_signing_key=rel(config.trust.dcc_signing_key),
+        device_certificate_dirs=tuple(rel(p) for p in config.trust.device_certificate_dirs),
     )
     registry = msgspec.structs.replace(
         config.registry,

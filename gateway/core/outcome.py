@@ -34,6 +34,9 @@ class OutcomeKind(enum.StrEnum):
     REFUSAL = "refusal"  # HTTP 4xx/5xx, text: no DUIS answer
     ACKNOWLEDGEMENT = "acknowledgement"  # unsigned sr:Acknowledgement (I99 or an E-code)
     RESPONSE = "response"  # a signed Service Response: the synchronous answer
+    # CV 3/7: a signed I99 carrying the command for local delivery; the Service Response
+    # follows from the life cycle (so a released one is delivered under its own id).
+    LOCAL_COPY = "local_copy"
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):

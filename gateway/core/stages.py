@@ -32,7 +32,7 @@ from typing import Final
 
 from lxml import etree
 
-from gateway.core.access import AccessRequest, decide
+from gateway.core.access import AccessRequest, DccOriginated, decide
 from gateway.core.certstore import CertificateError, CertStore, check_signing_certificate
 from gateway.core.clock import Clock
 from gateway.core.ingest import (
@@ -49,7 +49,11 @@ from gateway.core.replay_rules import Admission
 from gateway.core.signature import detach_keeping_tail, parse_signature, verify_signature
 from gateway.core.signature_profile import SignatureError
 from gateway.core.versions import VersionRegistry, VersionRoute
-from mmc.catalogue import SIGNED_PRE_COMMAND_ELEMENT, SIGNED_PRE_COMMAND_VARIANTS
+from mmc.catalogue import (
+    DCC_XML_SIGNING_ROLE_CODES,
+    SIGNED_PRE_COMMAND_ELEMENT,
+    SIGNED_PRE_COMMAND_VARIANTS,
+)
 from mmc.codec import BodyError, extract_body_facts
 from mmc.identifiers import Eui64
 
@@ -80,12 +84,25 @@ ADMISSION: Final = STAGES[STAGES.index(Stage.TLS) : STAGES.index(Stage.DISPATCH)
 
 
 class RequestChecks:
-    """The stages that need no I/O, over the versions served and the snapshot given."""
+    """The stages that need no I/O, over the versions served and the snapshot given.
 
-    def __init__(self, versions: VersionRegistry, schemas: SchemaSet | None, clock: Clock):
+    `dcc_originator`: the DCC's own EUI-64 when DCC-originated requests are accepted
+    (gateway/core/access.py): a request from it must be signed with the DCC's
+    XML-signing certificate (OU 89), whatever its version's User signer rule says.
+    """
+
+    def __init__(
+        self,
+        versions: VersionRegistry,
+        schemas: SchemaSet | None,
+        clock: Clock,
+        *,
+        dcc_originator: Eui64 | None = None,
+    ):
         self._versions = versions
         self._schemas = schemas
         self._clock = clock
+        self._dcc_originator = dcc_originator
 
     def verify(self, raw: bytes, certstore: CertStore, *, check_signature: bool = True) -> Verified:
         """ingest, version, schema, signature, certificate, srv, body; Refusal otherwise.
@@ -111,8 +128,11 @@ class RequestChecks:
         except IngestError as exc:
             raise Refusal(400, "ingest", exc.reason, exc.detail) from None
         if check_signature:
+            signer_roles = route.catalogue.signer_role_codes
+            if header.request_id.originator == self._dcc_originator:
+                signer_roles = DCC_XML_SIGNING_ROLE_CODES
             try:
-                _check_signature(certstore, now, route, header, root)
+                _check_signature(certstore, now, signer_roles, header, root)
             except Refusal as refusal:
                 refusal.request_id = str(header.request_id)
                 raise
@@ -136,7 +156,7 @@ class RequestChecks:
 def _check_signature(
     store: CertStore,
     now: dt.datetime,
-    route: VersionRoute,
+    signer_roles: frozenset[str],
     header: RequestHeader,
     root: etree._Element,
 ) -> None:
@@ -157,7 +177,7 @@ def _check_signature(
             cert,
             at=now,
             signer_eui64=header.request_id.originator,
-            allowed_role_codes=route.catalogue.signer_role_codes,
+            allowed_role_codes=signer_roles,
             store=store,
         )
     except CertificateError as exc:
@@ -236,7 +256,12 @@ def check_replay(admitted: Admitted, admission: Admission) -> Admitted:
     )
 
 
-def check_access(admitted: Admitted, now: dt.datetime, dcc_eui64: Eui64) -> Admitted:
+def check_access(
+    admitted: Admitted,
+    now: dt.datetime,
+    dcc_eui64: Eui64,
+    dcc_originated: DccOriginated | None = None,
+) -> Admitted:
     """Access control (gateway/core/access.py): the DUIS error code it gives, if any."""
     request, snapshot = admitted.request, admitted.snapshot
     header = request.header
@@ -246,6 +271,7 @@ def check_access(admitted: Admitted, now: dt.datetime, dcc_eui64: Eui64) -> Admi
             command_variant=header.command_variant,
             srv_variant=request.srv.variant,
             body_device_ids=request.facts.device_ids,
+            body_reference_ids=request.facts.reference_ids,
         ),
         request.srv,
         snapshot.users,
@@ -253,6 +279,7 @@ def check_access(admitted: Admitted, now: dt.datetime, dcc_eui64: Eui64) -> Admi
         now,
         admitted.endpoint,
         dcc_eui64,
+        dcc_originated,
     )
     if decision.accepted:
         return admitted

@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 import msgspec
 
 from mmc.catalogue import Catalogue, UnknownVersion, load_catalogue
+from mmc.srv_roles import SrvRolesError, with_extra_roles
 from parse_correlate.handlers import HandlerSet, handlers_for
 
 
@@ -46,15 +47,23 @@ class VersionRegistry:
         self._lookup_cache: dict[str, str | None] = {}
 
     @classmethod
-    def build(cls, versions: Sequence[str], retired_from: Mapping[str, dt.date]) -> VersionRegistry:
+    def build(
+        cls,
+        versions: Sequence[str],
+        retired_from: Mapping[str, dt.date],
+        extra_srv_roles: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> VersionRegistry:
+        """`extra_srv_roles`: User Roles added to SRVs (mmc.srv_roles, `[duis]`)."""
         routes: dict[str, VersionRoute] = {}
         for version in versions:
             try:
-                catalogue = load_catalogue(version)
+                catalogue = with_extra_roles(load_catalogue(version), extra_srv_roles or {})
             except UnknownVersion:
                 raise VersionConfigError(
                     f"duis.versions: no catalogue for DUIS version {version!r}"
                 ) from None
+            except SrvRolesError as exc:
+                raise VersionConfigError(str(exc)) from None
             routes[version] = VersionRoute(version, catalogue, handlers_for(version))
         unknown = set(retired_from) - set(routes)
         if unknown:

@@ -3,8 +3,9 @@
 A User's integration engineer points this at a template (an RTDS request, say):
 any placeholder signature is replaced, the RequestID gets a fresh counter, the
 document is signed with the originator's key under the request version's rule
-(role certificate for 5.0, User XML-signing OU 87 from 5.1), and it is posted
-to the endpoint its CommandVariant belongs on.
+(role certificate for 5.0, User XML-signing OU 87 from 5.1; the DCC's own EUI-64
+signs with the DCC's XML-signing certificate, OU 89, as the DCC's tool does), and it
+is posted to the endpoint its CommandVariant belongs on.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from gateway.core.certstore import OrgCertificate
 from gateway.core.ingest import SIGNATURE_TAG, SR_NS, decode_header, parse_xml
 from gateway.core.signing import sign_document
 from gateway.core.versions import normalise_version
+from gateway.devkit.estate import DCC_EUI64
 from gateway.stores.certfiles import SigningKeyNotFoundError, find_signing_key
-from mmc.catalogue import USER_XML_SIGNING_ROLE_CODE, UnknownVersion, load_catalogue
+from mmc.catalogue import (
+    DCC_XML_SIGNING_ROLE_CODE,
+    USER_XML_SIGNING_ROLE_CODE,
+    UnknownVersion,
+    load_catalogue,
+)
 from mmc.identifiers import RequestId, parse_request_id
 
 ROLE_CERTIFICATE_CODES = ("02", "03", "7F", "08", "04")
@@ -60,14 +67,18 @@ def prepare(
 def signing_key(
     key_dirs: Sequence[Path], eui64: str, version: str
 ) -> tuple[OrgCertificate, ec.EllipticCurvePrivateKey]:
-    """The key the version's rule wants for this User: OU 87 from 5.1, a role key for 5.0."""
+    """The key the version's rule wants for this User: OU 87 from 5.1, a role key for 5.0;
+    for the DCC's own EUI-64, its XML-signing key (OU 89) under every version."""
     normal = normalise_version(version) or version
     try:
         allowed = load_catalogue(normal).signer_role_codes
     except UnknownVersion:
         allowed = frozenset({USER_XML_SIGNING_ROLE_CODE})
     candidates = [USER_XML_SIGNING_ROLE_CODE, *list(ROLE_CERTIFICATE_CODES)]
-    for role in [r for r in candidates if r in allowed] or candidates:
+    roles = [r for r in candidates if r in allowed] or candidates
+    if eui64.upper() == DCC_EUI64:
+        roles = [DCC_XML_SIGNING_ROLE_CODE]
+    for role in roles:
         try:
             return find_signing_key(key_dirs, eui64, role)
         except SigningKeyNotFoundError:

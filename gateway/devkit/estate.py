@@ -5,22 +5,44 @@ overwrites them afterwards: they are then the operator's). They match the IDs us
 the RTDS request templates, the GBCS reference vectors and the test PKI, so every
 template in ../shared/duis/samples/requests/ is accepted unchanged.
 
-Choices the test data forces, and why:
-- 90-B3-D5-1F-30-01-00-00 (supplier-1) also holds OU: the 9.1 Request Customer
-  Identification Number template is sent from it, and the SRV matrix makes 9.1
-  eligible for OU only. One ID in several roles is allowed (consultation ¶134); it does
-  mean this ID passes E4 for every SRV that lists OU.
-- The load controller gets OU: the SRVs it needs (7.7, 7.11, 7.14, 7.15) list OU, and
-  DUIS has no load-controller User Role. It is its own party, so supplier-1 and it do
-  not both hold OU within one party (the one-ID-per-role rule).
+Choices the test data forces, and why (checked against the whole RTDS request-template
+set, @smartdcc/duis-templates 0.7.0: 297 templates, not only the samples in ../shared):
+- 90-B3-D5-1F-30-01-00-00 (supplier-1) holds IS, ES, GS and OU. OU: the 9.1 Request
+  Customer Identification Number template is sent from it, and the SRV matrix makes 9.1
+  eligible for OU only. ES: the Export Supplier SRVs 4.6.2 and 6.20.2 (ES only) are sent
+  from it to ESME -A0, whose 8.6 template names an export MPAN beside the import ones,
+  so supplier-1 is that ESME's Export Supplier too (an ES eligibility entry on -A0).
+  One ID in several roles is allowed (consultation ¶134); it does mean this ID passes
+  E4 for every SRV that lists OU.
+- The load controller gets OU: the SRVs it needs (7.7, 7.11, 7.14, 7.15) list OU, DUIS
+  has no load-controller User Role, and 7.16 Limit APC Level (which the templates send
+  from it) has no role in the matrix: mmc/srv_roles.py gives it OU. It is its own party,
+  so supplier-1 and it do not both hold OU within one party (the one-ID-per-role rule).
 - 90-B3-D5-1F-30-00-00-02 is the access control broker and the DCC's own EUI-64 (the
-  target of every non-device request). It is registered with no User Role: a request
-  that claims it as originator gets E1.
+  target of every non-device request). It holds no User Role: as an originator it is the
+  DCC itself, accepted only under the DCC-originated rule (gateway/core/access.py;
+  the templates CS02fMAC 6.24.1, CS08 11.2 and GCS59 8.12.2), and its `response_url`
+  is where the Service Responses to those requests go (the dev inbox here).
+- supplier-2 (90-B3-D5-1F-30-03-00-00) is eligible for no device. The one template it
+  sends, GCS16b 4.14 "URP" (Unknown Remote Party) to GPF -A3, therefore gets E4, and
+  that is kept on purpose: URP is the GBCS case of a User the device does not know as
+  a remote party, which arises after a change of supplier; this estate models no
+  change of supplier, so supplier-2 is not the GPF's gas supplier. An operator who
+  wants the URP case adds a GS eligibility for supplier-2 on -A3.
 - Device types follow the GBCS reference vectors (see mmc.applicability); -A6 is the
   auxiliary controller the APC use cases address, which DUIS 5.4's DeviceType has no
   value for, so it is recorded as an HCALCS.
-- 00-DB-12-34-56-78-90-99 is the Type 2 device (an IHD) the 8.8.1 Unjoin template names
-  as OtherDeviceID; a join or unjoin body device must be in the inventory.
+- Devices the templates name only in bodies (join and unjoin partners, a schedule's
+  HCALCS, the hub and GPF a restore replaces) must be in the inventory (E19). Their
+  types come from the RTDS 4.5.0 GBCS vectors of those use cases, which disagree with
+  each other for several IDs; the success vector's type is taken: -9A HCALCS (CS03A1,
+  method A initiator; a PPMID in its error vectors), -93 ESME (CS03A2, method A
+  responder; a GSME in a CS03C error vector), -98 PPMID (CS03CCritical), -94 GSME
+  (CS03CNonCritical), -9C GPF (CS03B, method B), -99 IHD (the 8.8.1 unjoin; the GCS62
+  alert says Type 2), 01-02-03-04-05-06-07-08 a Type 2 device (the GCS62 alert; a GPF in
+  the CS07 response, a PPMID in a CS03B error vector), -97 HCALCS (6.14.2's
+  SwitchTypeAndId/HCALCS element), -95 the CHF and -B3 the GPF that 8.12.1 / 8.12.2
+  restore logs from (withdrawn, on no hub).
 - Beside the home's hub (-90-A2, Dual Band / 4G Central), a CHF and GPF of every other
   HAN/WAN variant (-92-k0 / -92-k1), as the DCC provides test hubs of each (¶67-68).
 """
@@ -48,8 +70,9 @@ DEFAULT_USERS_TOML = """\
 [[users]]
 user_id = "90-B3-D5-1F-30-01-00-00"
 party = "supplier-1"
-# OU too: the RTDS 9.1 template (eligible for OU only) is sent from this ID.
-roles = ["IS", "GS", "OU"]
+# ES: the export supplier of ESME -A0 too (RTDS 4.6.2, 6.20.2). OU: the RTDS 9.1
+# template (eligible for OU only) is sent from this ID.
+roles = ["IS", "ES", "GS", "OU"]
 status = "active"
 response_url = "dev-inbox"
 
@@ -76,11 +99,13 @@ response_url = "dev-inbox"
 
 [[users]]
 # The access control broker: the DCC's own EUI-64, target of non-device requests.
-# No User Role, so it cannot originate Service Requests.
+# No User Role: it originates only what [duis.dcc_originated] allows, signed with the
+# DCC's XML-signing certificate (OU 89); the responses go to this response_url.
 user_id = "90-B3-D5-1F-30-00-00-02"
 party = "dcc"
 roles = []
 status = "active"
+response_url = "dev-inbox"
 """
 
 _SUPPLIER = "90-B3-D5-1F-30-01-00-00"
@@ -101,20 +126,21 @@ def _device(
     roles: list[tuple[str, str]],
     *,
     mpxn: str | None = None,
-    hub: str = _HOME_HUB,
+    hub: str | None = _HOME_HUB,
     variant: tuple[str, str] | None = None,
+    status: str = "commissioned",
 ) -> str:
     lines = [
         "[[devices]]",
         f'device_id = "{device_id}"',
         f'device_type = "{device_type}"',
-        'status = "commissioned"',
+        f'status = "{status}"',
     ]
     if mpxn is not None:
         lines.append(f'mpxn = "{mpxn}"')
     if variant is not None:
         lines += [f'han_variant = "{variant[0]}"', f'wan_variant = "{variant[1]}"']
-    else:
+    elif hub is not None:
         lines.append(f'chf_id = "{hub}"')
     lines.append("eligibility = [")
     for role, user_id in roles:
@@ -126,6 +152,8 @@ def _device(
 _ELECTRIC = [("IS", _SUPPLIER), ("ED", _NETWORK)]
 _GAS = [("GS", _SUPPLIER), ("GT", _NETWORK)]
 _HOME = [("IS", _SUPPLIER), ("GS", _SUPPLIER)]
+# ESME -A0: supplier-1 is its import and its export supplier.
+_IMPORT_EXPORT = [("IS", _SUPPLIER), ("ES", _SUPPLIER), ("ED", _NETWORK)]
 
 
 def _home(suffix: str) -> str:
@@ -145,12 +173,14 @@ def _variant_hubs() -> list[str]:
 
 DEFAULT_INVENTORY_TOML = (
     "# Smart Metering Inventory of the development estate (gateway.devkit.estate): one home on\n"
-    "# one Communications Hub (-90-A0 .. -90-A6, -90-99), and a hub with its GPF for every\n"
-    "# other HAN/WAN variant (-92-k0, -92-k1). supplier-1 is the supplier of everything,\n"
-    "# network-operator the ED and GT.\n\n"
+    "# one Communications Hub (-90-A0 .. -90-A6, -90-99), the devices the RTDS templates\n"
+    "# join, unjoin and replace (-90-93 .. -90-9C, -90-95, -90-B3, 01-02-03-04-05-06-07-08;\n"
+    "# estate.py says why each has its type), and a hub with its GPF for every other\n"
+    "# HAN/WAN variant (-92-k0, -92-k1). supplier-1 is the supplier of everything (and the\n"
+    "# export supplier of -90-A0), network-operator the ED and GT.\n\n"
     + "\n".join(
         [
-            _device(_home("A0"), "ESME", _ELECTRIC, mpxn="1312345678111"),
+            _device(_home("A0"), "ESME", _IMPORT_EXPORT, mpxn="1312345678111"),
             _device(_home("A1"), "GSME", _GAS, mpxn="1234567890"),
             _device(_home("A2"), "CHF", _ELECTRIC + _GAS, variant=_HOME_HUB_VARIANT),
             _device(_home("A3"), "GPF", _GAS),
@@ -160,6 +190,17 @@ DEFAULT_INVENTORY_TOML = (
             _device(_home("A6"), "HCALCS", _ELECTRIC),
             # The Type 2 device the 8.8.1 Unjoin template unjoins from the ESME.
             _device(_home("99"), "IHD", _HOME),
+            # Join and unjoin partners (8.7.x, 8.8.x OtherDeviceID), a schedule's HCALCS
+            # (6.14.2), and the hub and GPF whose logs 8.12.1 / 8.12.2 restore.
+            _device(_home("9A"), "HCALCS", _ELECTRIC),
+            _device(_home("93"), "ESME", _ELECTRIC),
+            _device(_home("98"), "PPMID", _HOME),
+            _device(_home("94"), "GSME", _GAS),
+            _device(_home("9C"), "GPF", _GAS),
+            _device(_home("97"), "HCALCS", _ELECTRIC),
+            _device("01-02-03-04-05-06-07-08", "TYPE2", _HOME),
+            _device(_home("95"), "CHF", [], hub=None, status="withdrawn"),
+            _device(_home("B3"), "GPF", [], hub=None, status="withdrawn"),
             *_variant_hubs(),
         ]
     )

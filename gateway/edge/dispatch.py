@@ -1,20 +1,19 @@
 """The dispatch stage: answer an admitted request the way its CommandVariant says.
 
 Which way is decided in the core (`gateway.core.commands.answer_mode`); this module
-does the I/O each way needs: CV 8 is answered from the inventory; for CV 4 the
-Pre-Command is recorded in the replay store (durable, shared by every worker)
-through `RecordPreCommand` before the signed I0 carries it; CV 2 and 6 wait for the
-device under SYNC_DEVICE_TIMEOUT_SECONDS; CV 1, 3, 5 and 7 are journaled by the
-life cycle (`AsyncSubmit`) before the I99 goes out.
+does the I/O each way needs: CV 8 is answered from the inventory, and an 8.13 by
+`LocalDelivery` (gateway/edge/local_delivery.py); for CV 4 the Pre-Command is
+recorded in the replay store (durable, shared by every worker) through
+`RecordPreCommand` before the signed I0 carries it; CV 2 and 6 are kept in the local
+command store and answered with the command for local delivery (nothing goes to the
+device); CV 1, 3, 5 and 7 are journaled by the life cycle (`AsyncSubmit`) before the
+I99 goes out (for CV 3 and 7, a signed I99 carrying the local copy).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
-
-import trio
 
 from gateway.core.answers import Answers
 from gateway.core.commands import AnswerMode, answer_mode, device_command
@@ -22,13 +21,12 @@ from gateway.core.dcc_services import answer_non_device
 from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply
 from gateway.core.outcome import Acknowledge, Outcome, Verified
 from gateway.core.snapshot import Snapshot
+from gateway.edge.local_delivery import LocalDelivery
 from gateway.edge.transport import DeviceTransport, QueueFull
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandError
 
 log = logging.getLogger("duisgw.dispatch")
-
-SYNC_DEVICE_TIMEOUT_SECONDS: Final = 30.0
 
 
 class AsyncJob:
@@ -50,18 +48,21 @@ class Dispatcher:
     def __init__(
         self,
         answers: Answers,
-        transport: DeviceTransport,
         record_pre_command: RecordPreCommand,
         submit_async: AsyncSubmit,
+        local: LocalDelivery,
     ) -> None:
         self._answers = answers
-        self._transport = transport
         self._record_pre_command = record_pre_command
         self._submit_async = submit_async
+        self._local = local
 
     async def dispatch(self, request: Verified, snapshot: Snapshot) -> Outcome:
-        """The answer; `Acknowledge` (E11) when no command can be built for the request."""
+        """The answer; `Acknowledge` (E11) when no command can be built for the request,
+        (E0813xx) when an 8.13 answers no open local command."""
         mode = answer_mode(request.header.command_variant, request.srv)
+        if mode is AnswerMode.RETURN_LOCAL:
+            return await self._local.return_response(request)
         if mode is AnswerMode.NON_DEVICE:
             answer = answer_non_device(
                 request.srv.variant, request.body, request.facts, snapshot.inventory
@@ -79,13 +80,11 @@ class Dispatcher:
                     request.header.request_id,
                 )
             return self._answers.pre_command(request, command.gbcs)
-        if mode is AnswerMode.SYNC_DEVICE:
-            with trio.move_on_after(SYNC_DEVICE_TIMEOUT_SECONDS):
-                reply = await send_to_device(self._transport, command)
-                return self._answers.device_response(request, reply)
-            no_reply = DeviceReply(DeviceOutcome.NO_RESPONSE)
-            return self._answers.device_response(request, no_reply)
+        if mode is AnswerMode.LOCAL_ONLY:
+            return await self._local.issue(request, command)
         await self._submit_async(AsyncJob(request, command))
+        if mode is AnswerMode.ASYNC_AND_LOCAL:
+            return self._local.local_copy(request, command)
         return self._answers.acknowledgement(request, "I99")
 
 

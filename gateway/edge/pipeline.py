@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from gateway.core.access import DccOriginated
 from gateway.core.answers import Answers, render_refusal
 from gateway.core.clock import Clock
 from gateway.core.commands import check_signed_pre_command
@@ -58,6 +59,7 @@ class RequestPipeline:
         screen: ThresholdScreen | None = None,
         *,
         version_mismatch_alert: VersionMismatchAlert | None = None,
+        dcc_originated: DccOriginated | None = None,
     ) -> None:
         self._checks = checks
         self._snapshots = snapshots
@@ -68,6 +70,7 @@ class RequestPipeline:
         self._replay = replay
         self._dispatcher = dispatcher
         self._version_mismatch_alert = version_mismatch_alert
+        self._dcc_originated = dcc_originated
         stages: Mapping[Stage, AdmissionStage] = {
             Stage.TLS: self._tls,
             Stage.REPLAY: self._replay_stage,
@@ -139,7 +142,7 @@ class RequestPipeline:
         return check_replay(admitted, admission)
 
     async def _access(self, admitted: Admitted) -> Admitted:
-        return check_access(admitted, self._clock.now(), self._dcc_eui64)
+        return check_access(admitted, self._clock.now(), self._dcc_eui64, self._dcc_originated)
 
     async def _pre_command(self, admitted: Admitted) -> Admitted:
         # Before thresholds: only a correlated SignedPreCommand is ever held, released

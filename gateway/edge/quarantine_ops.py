@@ -115,6 +115,10 @@ class QuarantineOps:
             await self._lifecycle.deliver(
                 item.user_id, response_message_id(item.request_id), outcome.body, "response"
             )
+        elif outcome.kind is OutcomeKind.LOCAL_COPY:  # its Service Response is the job's
+            await self._lifecycle.deliver(
+                item.user_id, f"{item.request_id}:local-copy", outcome.body, "response"
+            )
         await self.screen.quarantine.finish_release(ref)
         log.info("released ref=%d request_id=%s answered=%s", ref, item.request_id, outcome.code)
         return outcome.code

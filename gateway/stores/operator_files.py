@@ -35,6 +35,7 @@ from gateway.core.signing import ResponseSigner
 from gateway.core.snapshot import Snapshot, SnapshotHolder
 from gateway.core.versions import VersionRegistry
 from gateway.stores.certfiles import load_certstore, load_response_signer
+from gateway.stores.device_certfiles import DeviceSigningKeys, load_device_signing_keys
 from mmc.identifiers import Eui64, parse_eui64
 from thresholds.config import ThresholdConfigError, decode_threshold_config
 
@@ -106,10 +107,12 @@ class Loaded:
     signer: ResponseSigner
     dcc_eui64: Eui64
     threshold_rules: bytes | None
+    device_signing_keys: DeviceSigningKeys  # by device EUI-64 (`trust.device_certificate_dirs`)
 
 
 def load(config: Config, clock: Clock) -> Loaded:
-    versions = VersionRegistry.build(config.duis.versions, config.duis.retired_from)
+    duis = config.duis
+    versions = VersionRegistry.build(duis.versions, duis.retired_from, duis.extra_srv_roles)
     schemas = None
     if config.duis.xsd_dir is not None:
         files = versions.xsd_files()
@@ -128,6 +131,9 @@ def load(config: Config, clock: Clock) -> Loaded:
         ),
         dcc_eui64=parse_eui64(config.duis.dcc_eui64),
         threshold_rules=read_threshold_rules(config),
+        device_signing_keys=load_device_signing_keys(
+            [Path(p) for p in trust.device_certificate_dirs]
+        ),
     )
 
 
