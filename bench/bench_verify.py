@@ -23,7 +23,7 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.core.certstore import CertStore, check_signing_certificate
+from gateway.core.certstore import CertStore, check_signing_certificate, signer_certificate
 from gateway.core.ingest import parse_xml
 from gateway.core.signature import parse_signature, verify_signature
 from gateway.core.signing import sign_document
@@ -104,8 +104,7 @@ def measure(seconds: float) -> dict[str, float | int]:
     def full_check() -> None:
         root = parse_xml(signed)  # the gateway's own hardened ingest parse
         parts = parse_signature(root)
-        cert = store.lookup(parts.issuer_name, parts.serial)
-        assert cert is not None
+        cert = signer_certificate(store, parts.issuer_name, parts.serial, parts.certificate)
         check_signing_certificate(
             cert, at=at, signer_eui64=USER_EUI64, allowed_role_codes=USER_SIGNING_ROLES, store=store
         )

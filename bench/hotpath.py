@@ -32,7 +32,7 @@ from lxml import etree
 
 from bench import corpus as corpus_mod
 from gateway.core.access import AccessRequest, decide
-from gateway.core.certstore import check_signing_certificate
+from gateway.core.certstore import check_signing_certificate, signer_certificate
 from gateway.core.clock import SystemClock
 from gateway.core.ingest import decode_header, parse_xml
 from gateway.core.replay_rules import ReplayGuard
@@ -116,8 +116,9 @@ def stages(state: Loaded, signed: bytes, path: str) -> Stages:
     assert route is not None and state.schemas is not None
     srv = route.catalogue.srvs[header.service_reference_variant]
     parts = parse_signature(root)
-    cert = snapshot.certstore.lookup(parts.issuer_name, parts.serial)
-    assert cert is not None
+    cert = signer_certificate(
+        snapshot.certstore, parts.issuer_name, parts.serial, parts.certificate
+    )
     unsigned = parse_xml(signed)
     detach_keeping_tail(parse_signature(unsigned).signature)
     document = etree.tostring(unsigned.getroottree(), method="c14n")
@@ -143,8 +144,9 @@ def stages(state: Loaded, signed: bytes, path: str) -> Stages:
         cert.public_key.verify(der, parts.signed_info_c14n, ECDSA)
 
     def certificate() -> None:
-        found = snapshot.certstore.lookup(parts.issuer_name, parts.serial)
-        assert found is not None
+        found = signer_certificate(
+            snapshot.certstore, parts.issuer_name, parts.serial, parts.certificate
+        )
         check_signing_certificate(
             found,
             at=now,

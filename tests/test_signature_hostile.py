@@ -7,6 +7,7 @@ lookup, certificate rules, digest and signature) and returns the reason code.
 
 from __future__ import annotations
 
+import base64
 import copy
 import csv
 import datetime as dt
@@ -22,7 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.core.certstore import CertificateError, CertStore, check_signing_certificate
+from gateway.core.certstore import (
+    CertificateError,
+    CertStore,
+    check_signing_certificate,
+    signer_certificate,
+)
 from gateway.core.signature import parse_signature, verify_signature
 from gateway.core.signature_profile import DS_NS, SignatureError
 from gateway.core.signing import sign_document
@@ -130,12 +136,11 @@ def check(
     root = etree.fromstring(data, PARSER)
     try:
         parts = parse_signature(root)
-        # The SignedInfo form parse_signature derives is lxml's in-place exclusive C14N.
-        in_place = etree.tostring(parts.signature[0], method="c14n", exclusive=True)
+        # The SignedInfo form parse_signature derives is lxml's in-place C14N of it.
+        method = ds_find(root, "ds:SignedInfo/ds:CanonicalizationMethod").get("Algorithm")
+        in_place = etree.tostring(parts.signature[0], method="c14n", exclusive=method == EXC)
         assert parts.signed_info_c14n == in_place
-        cert = store.lookup(parts.issuer_name, parts.serial)
-        if cert is None:
-            raise CertificateError("unknown_certificate", f"{parts.issuer_name} / {parts.serial}")
+        cert = signer_certificate(store, parts.issuer_name, parts.serial, parts.certificate)
         check_signing_certificate(
             cert, at=at, signer_eui64=signer, allowed_role_codes=roles, store=store
         )
@@ -283,6 +288,52 @@ def replace_key_info_with_certificate(root: etree._Element) -> None:
     etree.SubElement(x509_data, f"{DS}X509Certificate").text = "MIIB"
 
 
+def certificate_text(pki: Path, name: str) -> str:
+    der = x509.load_pem_x509_certificate((pki / f"{name}.cert.pem").read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    return base64.b64encode(der).decode()
+
+
+def add_certificate(
+    text: str, *, replace: bool = False, before: bool = False
+) -> Callable[[etree._Element], None]:
+    def change(root: etree._Element) -> None:
+        x509_data = ds_find(root, "ds:KeyInfo/ds:X509Data")
+        if replace:
+            x509_data.remove(x509_data[0])
+        element = etree.Element(f"{DS}X509Certificate")
+        element.text = text
+        x509_data.insert(0 if before else len(x509_data), element)
+
+    return change
+
+
+def add_to_x509_data(tag: str, text: str) -> Callable[[etree._Element], None]:
+    return lambda root: setattr(
+        etree.SubElement(ds_find(root, "ds:KeyInfo/ds:X509Data"), f"{DS}{tag}"), "text", text
+    )
+
+
+def transform_first(algorithm: str) -> Callable[[etree._Element], None]:
+    def change(root: etree._Element) -> None:
+        transforms = ds_find(root, "ds:SignedInfo/ds:Reference/ds:Transforms")
+        transforms.insert(0, etree.Element(f"{DS}Transform", Algorithm=algorithm))
+
+    return change
+
+
+def exclusive_with_prefix_list(root: etree._Element) -> None:
+    extra_transform(EXC)(root)
+    transform = ds_find(root, "ds:SignedInfo/ds:Reference/ds:Transforms")[1]
+    etree.SubElement(transform, f"{{{EXC}}}InclusiveNamespaces", PrefixList="sr xsi")
+
+
+def xml_lang_on_root_with_c14n11(root: etree._Element) -> None:
+    root.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+    set_algorithm("ds:SignedInfo/ds:CanonicalizationMethod", C14N11)(root)
+
+
 def insert_node(
     path: str, node_factory: Callable[[], etree._Element], index: int = 0
 ) -> Callable[[etree._Element], None]:
@@ -325,6 +376,9 @@ def on_signed(change: Callable[[etree._Element], None]) -> Callable[[Env], bytes
 
 
 EXC = "http://www.w3.org/2001/10/xml-exc-c14n#"
+C14N10 = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+C14N11 = "http://www.w3.org/2006/12/xml-c14n11"
+OTHER_USER_CERT = "xml-sign-90B3D51F30020000-ds"
 CASES = [
     # wrapping
     Case("no signature", on_signed(lambda r: r.remove(sig(r))), "missing_signature"),
@@ -378,21 +432,41 @@ CASES = [
         "bad_algorithm",
     ),
     Case(
-        "inclusive c14n for SignedInfo",
-        on_signed(
-            set_algorithm(
-                "ds:SignedInfo/ds:CanonicalizationMethod",
-                "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
-            )
-        ),
-        "bad_algorithm",
+        # An accepted method, but the signature covered SignedInfo in exclusive form.
+        "SignedInfo method changed to inclusive c14n after signing",
+        on_signed(set_algorithm("ds:SignedInfo/ds:CanonicalizationMethod", C14N10)),
+        "signature_invalid",
     ),
     Case(
         "exclusive c14n with comments",
         on_signed(set_algorithm("ds:SignedInfo/ds:CanonicalizationMethod", EXC + "WithComments")),
         "bad_algorithm",
     ),
-    Case("extra c14n transform", on_signed(extra_transform(EXC)), "bad_transforms"),
+    Case(
+        "c14n 1.1 with comments for SignedInfo",
+        on_signed(
+            set_algorithm("ds:SignedInfo/ds:CanonicalizationMethod", C14N11 + "#WithComments")
+        ),
+        "bad_algorithm",
+    ),
+    Case(
+        "c14n 1.1 SignedInfo under an inherited xml:lang",
+        on_signed(xml_lang_on_root_with_c14n11),
+        "canonicalization_failed",
+    ),
+    # The exclusive form drops the unused xmlns:xsi the inclusive digest covered.
+    Case("exclusive c14n transform added", on_signed(extra_transform(EXC)), "digest_mismatch"),
+    Case("c14n transform before enveloped", on_signed(transform_first(C14N10)), "bad_transforms"),
+    Case(
+        "two c14n transforms",
+        on_signed(lambda r: (extra_transform(C14N10)(r), extra_transform(C14N11)(r))),
+        "bad_transforms",
+    ),
+    Case(
+        "exclusive transform with an InclusiveNamespaces prefix list",
+        on_signed(exclusive_with_prefix_list),
+        "bad_transforms",
+    ),
     Case(
         "XPath transform instead of enveloped",
         on_signed(extra_transform("http://www.w3.org/TR/1999/REC-xpath-19991116", replace=True)),
@@ -435,8 +509,49 @@ CASES = [
         "bad_digest_value",
     ),
     Case(
-        "KeyInfo carries a certificate",
+        "KeyInfo carries a certificate nobody trusts",
         on_signed(replace_key_info_with_certificate),
+        "unknown_certificate",
+    ),
+    Case(
+        "another trusted certificate beside the IssuerSerial",
+        lambda env: edit(env.signed, add_certificate(certificate_text(env.pki, OTHER_USER_CERT))),
+        "embedded_certificate_mismatch",
+    ),
+    Case(
+        "another User's trusted certificate alone",
+        lambda env: edit(
+            env.signed, add_certificate(certificate_text(env.pki, OTHER_USER_CERT), replace=True)
+        ),
+        "eui_mismatch",
+    ),
+    Case(
+        "another User's trusted certificate alone, posing as that User",
+        lambda env: edit(
+            env.signed, add_certificate(certificate_text(env.pki, OTHER_USER_CERT), replace=True)
+        ),
+        "signature_invalid",
+        signer=NETWORK_OPERATOR,
+    ),
+    Case(
+        "two certificates",
+        lambda env: edit(
+            env.signed,
+            lambda r: (
+                add_certificate(certificate_text(env.pki, OTHER_USER_CERT), replace=True)(r),
+                add_certificate(certificate_text(env.pki, OTHER_USER_CERT))(r),
+            ),
+        ),
+        "bad_key_info",
+    ),
+    Case(
+        "X509Certificate not base64",
+        on_signed(add_certificate("not*base64", replace=True)),
+        "bad_key_info",
+    ),
+    Case(
+        "X509SubjectName beside the IssuerSerial",
+        on_signed(add_to_x509_data("X509SubjectName", "CN=Z1")),
         "bad_key_info",
     ),
     Case(

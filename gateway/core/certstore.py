@@ -28,6 +28,7 @@ from typing import Final, Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from gateway.core.dn import normalise_dn
@@ -44,6 +45,7 @@ KeyUsageName = Literal["digitalSignature", "keyAgreement"]
 Trust = Literal["pinned", "chained"]
 CertificateReason = Literal[
     "unknown_certificate",
+    "embedded_certificate_mismatch",
     "expired",
     "not_yet_valid",
     "revoked",
@@ -184,6 +186,7 @@ class CertStore:
         skipped: list[tuple[Path, str]],
     ) -> None:
         self._by_issuer_serial: dict[tuple[str, int], OrgCertificate] = {}
+        self._by_der: dict[bytes, OrgCertificate] = {}
         self._by_identity: dict[tuple[Eui64, str, str], list[OrgCertificate]] = {}
         self._revoked = revoked
         self.skipped = skipped
@@ -195,6 +198,7 @@ class CertStore:
                 )
                 continue
             self._by_issuer_serial[key] = cert
+            self._by_der[cert.certificate.public_bytes(Encoding.DER)] = cert
             self._by_identity.setdefault((cert.eui64, cert.role_code, cert.key_usage), []).append(
                 cert
             )
@@ -218,6 +222,10 @@ class CertStore:
         except ValueError:
             return None
         return self._by_issuer_serial.get((issuer, serial))
+
+    def lookup_der(self, der: bytes) -> OrgCertificate | None:
+        """The trusted certificate whose DER encoding is exactly `der`, if any."""
+        return self._by_der.get(der)
 
     def find(self, eui64: Eui64, role_code: str, key_usage: KeyUsageName) -> list[OrgCertificate]:
         """Certificates for one party, role and usage, longest-lived first."""
@@ -307,6 +315,37 @@ def _check_crl_signature(
 
 
 # --------------------------------------------------------------------------- checks
+
+
+def signer_certificate(
+    store: CertStore, issuer_name: str | None, serial: int | None, embedded: bytes | None
+) -> OrgCertificate:
+    """The trusted certificate a signature's KeyInfo names (X509IssuerSerial, an embedded
+    X509Certificate, or both), or CertificateError.
+
+    An embedded certificate is never trusted for itself: it must be, byte for byte, one
+    the store holds (with X509IssuerSerial, the one that names), so it names a
+    certificate exactly as issuer and serial do and adds nothing else.
+    """
+    if issuer_name is not None and serial is not None:
+        cert = store.lookup(issuer_name, serial)
+        if cert is None:
+            raise CertificateError(
+                "unknown_certificate",
+                f"no trusted certificate with issuer {issuer_name[:80]!r} serial {serial}",
+            )
+        if embedded is not None and store.lookup_der(embedded) is not cert:
+            raise CertificateError(
+                "embedded_certificate_mismatch",
+                f"X509Certificate is not the trusted certificate serial {serial}",
+            )
+        return cert
+    found = store.lookup_der(embedded) if embedded is not None else None
+    if found is None:
+        raise CertificateError(
+            "unknown_certificate", "the embedded X509Certificate is not a trusted certificate"
+        )
+    return found
 
 
 def check_signing_certificate(

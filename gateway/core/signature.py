@@ -1,17 +1,29 @@
 """The DUIS XMLDSig profile: strict parsing and verification (sans-IO).
 
-One profile only, the one the DCC uses: an enveloped ``ds:Signature``, last child of
-the root, with ``Reference URI=""`` and the single enveloped-signature transform,
-sha256 digest, ECDSA P-256 signature (``r || s``, 64 bytes), exclusive C14N for
-``SignedInfo`` and ``KeyInfo/X509Data/X509IssuerSerial`` naming the certificate.
+The profile the DCC uses: an enveloped ``ds:Signature``, last child of the root, with
+``Reference URI=""`` and the single enveloped-signature transform, sha256 digest,
+ECDSA P-256 signature (``r || s``, 64 bytes), exclusive C14N for ``SignedInfo`` and
+``KeyInfo/X509Data/X509IssuerSerial`` naming the certificate. Checked against the
+DCC's own signed samples: the referenced document (minus the Signature) is digested
+with *inclusive* C14N 1.0 (the XMLDSig default when no canonicalisation transform
+follows enveloped-signature) and ``SignedInfo`` is canonicalised with exclusive C14N
+where it stands in the document.
 
-Checked against the DCC's own signed samples: the referenced document (minus the
-Signature) is digested with *inclusive* C14N 1.0 (the XMLDSig default when no
-canonicalisation transform follows enveloped-signature) and ``SignedInfo`` is
-canonicalised with exclusive C14N where it stands in the document.
+Beside it, the forms standard signers (signxml, python-xmlsec) emit where they mean
+well-defined bytes (gateway.core.signature_profile has the lists and why):
 
-Everything outside the profile is refused with a stable ``SignatureError.reason``
-rather than interpreted: a general XMLDSig engine is where wrapping attacks live.
+- after enveloped-signature, one canonicalization Transform: inclusive C14N 1.0 or
+  1.1 (with or without comments) digest exactly the profile's bytes; exclusive C14N
+  (with or without comments) is digested honestly, over the exclusive canonical form;
+- ``SignedInfo`` canonicalised with inclusive C14N 1.0 or 1.1 where it stands (refused
+  when an ancestor carries an ``xml:`` attribute, the one case where lxml's subtree
+  form and those algorithms could differ);
+- ``X509Data`` with an ``X509Certificate`` (alone, or beside ``X509IssuerSerial``): the
+  certificate is looked up among the trusted ones by its exact DER bytes, never trusted
+  for itself (gateway.core.certstore.signer_certificate).
+
+Everything else is refused with a stable ``SignatureError.reason`` rather than
+interpreted: a general XMLDSig engine is where wrapping attacks live.
 Comments, processing instructions and entity references inside the Signature are
 refused (``comment_in_signature``): no signer emits them, and they split text
 nodes, so ``.text`` would see a different value from what C14N signs.
@@ -46,9 +58,13 @@ from gateway.core.signature_profile import (
     ECDSA_WITH_SHA256,
     ENVELOPED,
     EXC_C14N,
+    EXCLUSIVE_TRANSFORMS,
+    REFERENCE_TRANSFORMS,
     SHA256,
     SIGNATURE,
+    SIGNED_INFO_C14N,
     SignatureError,
+    decode_certificate,
     decode_digest,
     decode_issuer_name,
     decode_serial,
@@ -59,12 +75,18 @@ from gateway.core.signature_refusals import explain_refusal
 
 
 class SignatureParts(msgspec.Struct, frozen=True):
-    """What `parse_signature` read; `verify_signature` needs nothing else."""
+    """What `parse_signature` read; `verify_signature` needs nothing else.
 
-    issuer_name: str
-    serial: int
+    The certificate is named by `issuer_name` and `serial` (X509IssuerSerial), by the
+    DER bytes of an embedded `certificate` (X509Certificate), or by both.
+    """
+
+    issuer_name: str | None
+    serial: int | None
+    certificate: bytes | None
     signed_info_c14n: bytes
     digest: bytes
+    exclusive_digest: bool  # an exclusive C14N Transform: the document is digested so
     r: int
     s: int
     signature: etree._Element
@@ -93,11 +115,18 @@ def parse_signature(root: etree._Element) -> SignatureParts:
         raise SignatureError("bad_structure", "ds:Signature is outside the profile's form")
     digest = decode_digest(_c14n_text(match["digest"]))
     r, s = decode_signature_value(_c14n_text(match["value"]))
+    issuer, serial = match["issuer1"] or match["issuer2"], match["serial1"] or match["serial2"]
+    certificate = match["certificate1"] or match["certificate2"]
+    method = match["c14n"].decode("ascii")
     return SignatureParts(
-        issuer_name=decode_issuer_name(_c14n_text(match["issuer"])),
-        serial=decode_serial(_c14n_text(match["serial"])),
-        signed_info_c14n=_signed_info_c14n(match),
+        issuer_name=None if issuer is None else decode_issuer_name(_c14n_text(issuer)),
+        serial=None if serial is None else decode_serial(_c14n_text(serial)),
+        certificate=None if certificate is None else decode_certificate(_c14n_text(certificate)),
+        signed_info_c14n=(
+            _signed_info_c14n(match) if method == EXC_C14N else _inclusive_signed_info(signature)
+        ),
         digest=digest,
+        exclusive_digest=(match["transform"] or b"").decode("ascii") in EXCLUSIVE_TRANSFORMS,
         r=r,
         s=s,
         signature=signature,
@@ -152,15 +181,34 @@ def _profile_pattern() -> re.Pattern[bytes]:
     def close(local: str) -> str:
         return f"</{p}{local}>{ws}"
 
+    def one_of(group: str, uris: frozenset[str]) -> str:
+        return f"(?P<{group}>" + "|".join(re.escape(u) for u in sorted(uris)) + ")"
+
+    def issuer_serial(n: int) -> str:
+        return (
+            f"(?:{open_('X509IssuerSerial')}"
+            + leaf("X509IssuerName", f"issuer{n}")
+            + leaf("X509SerialNumber", f"serial{n}")
+            + f"{close('X509IssuerSerial')})"
+        )
+
+    def certificate(n: int) -> str:
+        return f"(?:{leaf('X509Certificate', f'certificate{n}')})"
+
+    # X509Data: the IssuerSerial, the Certificate, or both in either order.
+    x509_content = f"(?:{issuer_serial(1)}{certificate(1)}?|{certificate(2)}{issuer_serial(2)}?)"
     pattern = (
         rf'<(?:(?P<p>[A-Za-z_][\w.\-]*):)?Signature xmlns(?(p):(?P=p))="{re.escape(DS_NS)}">'
         + ws
         + f"(?P<signed_info><{p}SignedInfo>{ws}"
-        + algorithm("CanonicalizationMethod", EXC_C14N)
+        + empty("CanonicalizationMethod", 'Algorithm="' + one_of("c14n", SIGNED_INFO_C14N) + '"')
         + algorithm("SignatureMethod", ECDSA_SHA256)
         + f'<{p}Reference URI="">{ws}'
         + open_("Transforms")
         + algorithm("Transform", ENVELOPED)
+        + "(?:"
+        + empty("Transform", 'Algorithm="' + one_of("transform", REFERENCE_TRANSFORMS) + '"')
+        + ")?"
         + close("Transforms")
         + algorithm("DigestMethod", SHA256)
         + leaf("DigestValue", "digest")
@@ -169,10 +217,7 @@ def _profile_pattern() -> re.Pattern[bytes]:
         + leaf("SignatureValue", "value")
         + open_("KeyInfo")
         + open_("X509Data")
-        + open_("X509IssuerSerial")
-        + leaf("X509IssuerName", "issuer")
-        + leaf("X509SerialNumber", "serial")
-        + close("X509IssuerSerial")
+        + x509_content
         + close("X509Data")
         + close("KeyInfo")
         + f"</{p}Signature>"
@@ -200,6 +245,27 @@ def _signed_info_c14n(match: re.Match[bytes]) -> bytes:
     return b"<" + name + declaration + b'="' + DS_NS.encode("ascii") + b'"' + body
 
 
+def _inclusive_signed_info(signature: etree._Element) -> bytes:
+    """Inclusive C14N (1.0 or 1.1) of SignedInfo where it stands: lxml renders the
+    namespace declarations in scope, not xml: attributes an ancestor would pass down,
+    so a document carrying one on an ancestor is refused rather than guessed at."""
+    for ancestor in signature.iterancestors():
+        if any(str(name).startswith(_XML_ATTRIBUTE) for name in ancestor.attrib):
+            raise SignatureError(
+                "canonicalization_failed",
+                "inclusive C14N of SignedInfo under inherited xml: attributes is refused",
+            )
+    try:
+        return etree.tostring(signature[0], method="c14n")
+    except etree.C14NError:
+        raise SignatureError(
+            "canonicalization_failed", "SignedInfo cannot be canonicalised"
+        ) from None
+
+
+_XML_ATTRIBUTE: Final = "{http://www.w3.org/XML/1998/namespace}"
+
+
 def _c14n_text(raw: bytes) -> str:
     """Undo C14N's text escaping (the only escapes it writes in text)."""
     text = raw.decode("utf-8")
@@ -219,9 +285,9 @@ def _c14n_exclusive(element: etree._Element, where: str) -> bytes:
         ) from None
 
 
-def _c14n_document(root: etree._Element) -> bytes:
+def _c14n_document(root: etree._Element, exclusive: bool = False) -> bytes:
     try:
-        return etree.tostring(root.getroottree(), method="c14n")
+        return etree.tostring(root.getroottree(), method="c14n", exclusive=exclusive)
     except etree.C14NError:
         # libxml2 refuses e.g. relative namespace URIs under inclusive C14N.
         raise SignatureError(
@@ -246,7 +312,7 @@ def verify_signature(
     if parts.signature.getparent() is not root:
         raise SignatureError("signature_not_last", "the parsed Signature is no longer in this root")
     detach_keeping_tail(parts.signature)
-    digest = hashlib.sha256(_c14n_document(root)).digest()
+    digest = hashlib.sha256(_c14n_document(root, parts.exclusive_digest)).digest()
     if not hmac.compare_digest(digest, parts.digest):
         raise SignatureError("digest_mismatch", "the document does not match DigestValue")
     try:

@@ -16,6 +16,26 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 DS_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
+EXC_C14N_COMMENTS: Final = EXC_C14N + "WithComments"
+C14N_10: Final = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+C14N_10_COMMENTS: Final = C14N_10 + "#WithComments"
+C14N_11: Final = "http://www.w3.org/2006/12/xml-c14n11"
+C14N_11_COMMENTS: Final = C14N_11 + "#WithComments"
+# SignedInfo's CanonicalizationMethod: the DUIS profile's exclusive C14N, or inclusive
+# C14N 1.0 / 1.1 (signxml's default), each a well-defined byte string the signature
+# covers. Comments cannot occur in a Signature we accept, so "#WithComments" would add
+# nothing; it is refused rather than taken on trust.
+SIGNED_INFO_C14N: Final = frozenset({EXC_C14N, C14N_10, C14N_11})
+# A canonicalization Transform after enveloped-signature. With URI="" comments are
+# already outside the node-set, so "#WithComments" changes nothing. Inclusive C14N 1.0
+# and 1.1 give exactly the profile's digest input (the document minus the Signature,
+# inclusive C14N 1.0: C14N 1.1 differs only in xml:* attributes inherited into a
+# document subset, and enveloped-signature removes a subtree, never an ancestor);
+# exclusive C14N gives other bytes (it drops unused namespace declarations), and is
+# digested as such.
+INCLUSIVE_TRANSFORMS: Final = frozenset({C14N_10, C14N_10_COMMENTS, C14N_11, C14N_11_COMMENTS})
+EXCLUSIVE_TRANSFORMS: Final = frozenset({EXC_C14N, EXC_C14N_COMMENTS})
+REFERENCE_TRANSFORMS: Final = INCLUSIVE_TRANSFORMS | EXCLUSIVE_TRANSFORMS
 ECDSA_SHA256: Final = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 ENVELOPED: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 SHA256: Final = "http://www.w3.org/2001/04/xmlenc#sha256"
@@ -55,6 +75,8 @@ MAX_DIGEST_VALUE_CHARS: Final = 128
 MAX_SIGNATURE_VALUE_CHARS: Final = 256
 MAX_ISSUER_NAME_CHARS: Final = 1024
 MAX_SERIAL_DIGITS: Final = 49  # RFC 5280: at most 20 octets, < 10**49
+# base64 of an embedded X509Certificate: SMKI certificates are about 600 bytes of DER.
+MAX_CERTIFICATE_CHARS: Final = 8192
 DIGEST_BYTES: Final = 32
 
 XML_WS: Final = " \t\r\n"
@@ -112,6 +134,14 @@ def decode_serial(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > MAX_SERIAL_DIGITS:
         raise SignatureError("bad_key_info", "X509SerialNumber is not a decimal serial")
     return int(text)
+
+
+def decode_certificate(text: str) -> bytes:
+    """An embedded X509Certificate's DER bytes (never parsed: only compared)."""
+    raw = _decode_base64(text, MAX_CERTIFICATE_CHARS, "bad_key_info", "X509Certificate")
+    if not raw:
+        raise SignatureError("bad_key_info", "X509Certificate is empty")
+    return raw
 
 
 def is_blank(text: str | None) -> bool:

@@ -17,10 +17,12 @@ from lxml import etree
 from gateway.core.signature_profile import (
     ECDSA_SHA256,
     ENVELOPED,
-    EXC_C14N,
+    REFERENCE_TRANSFORMS,
     SHA256,
+    SIGNED_INFO_C14N,
     SignatureError,
     SignatureReason,
+    decode_certificate,
     decode_digest,
     decode_issuer_name,
     decode_serial,
@@ -43,6 +45,7 @@ _X509_DATA: Final = ds("X509Data")
 _ISSUER_SERIAL: Final = ds("X509IssuerSerial")
 _ISSUER_NAME: Final = ds("X509IssuerName")
 _SERIAL_NUMBER: Final = ds("X509SerialNumber")
+_CERTIFICATE: Final = ds("X509Certificate")
 
 
 def explain_refusal(signature: etree._Element) -> None:
@@ -66,8 +69,8 @@ def _explain_signed_info(signed_info: etree._Element) -> None:
     c14n_method, signature_method, reference = _expect_children(
         signed_info, (_C14N_METHOD, _SIGNATURE_METHOD, _REFERENCE), "SignedInfo"
     )
-    _expect_algorithm(c14n_method, EXC_C14N, "CanonicalizationMethod")
-    _expect_algorithm(signature_method, ECDSA_SHA256, "SignatureMethod")
+    _expect_algorithm(c14n_method, SIGNED_INFO_C14N, "CanonicalizationMethod")
+    _expect_algorithm(signature_method, frozenset({ECDSA_SHA256}), "SignatureMethod")
     attrib = reference.attrib
     if attrib.get("URI") != "":
         raise SignatureError("bad_reference_uri", 'Reference must have URI=""')
@@ -77,7 +80,7 @@ def _explain_signed_info(signed_info: etree._Element) -> None:
         reference, (_TRANSFORMS, _DIGEST_METHOD, _DIGEST_VALUE), "Reference"
     )
     _explain_transforms(transforms)
-    _expect_algorithm(digest_method, SHA256, "DigestMethod")
+    _expect_algorithm(digest_method, frozenset({SHA256}), "DigestMethod")
     _no_attributes(digest_value, "DigestValue")
     decode_digest(_leaf_text(digest_value, "bad_digest_value", "DigestValue"))
 
@@ -85,14 +88,26 @@ def _explain_signed_info(signed_info: etree._Element) -> None:
 def _explain_transforms(transforms: etree._Element) -> None:
     _no_attributes(transforms, "Transforms")
     children = list(transforms)
-    if len(children) != 1 or children[0].tag != _TRANSFORM:
-        raise SignatureError("bad_transforms", "Transforms must be exactly [enveloped-signature]")
-    transform = children[0]
-    if transform.get("Algorithm") != ENVELOPED or len(transform) or not is_blank(transform.text):
-        raise SignatureError("bad_transforms", "the one Transform must be enveloped-signature")
+    if not 1 <= len(children) <= 2 or any(c.tag != _TRANSFORM for c in children):
+        raise SignatureError(
+            "bad_transforms",
+            "Transforms must be [enveloped-signature] or [enveloped-signature, a C14N]",
+        )
+    _explain_transform(children[0], frozenset({ENVELOPED}))
+    if len(children) == 2:
+        _explain_transform(children[1], REFERENCE_TRANSFORMS)
+    _blank_between_children(transforms, "Transforms")
+
+
+def _explain_transform(transform: etree._Element, allowed: frozenset[str]) -> None:
+    if transform.get("Algorithm") not in allowed or len(transform) or not is_blank(transform.text):
+        raise SignatureError(
+            "bad_transforms",
+            "the Transforms must be enveloped-signature, then at most one C14N"
+            " (1.0, 1.1 or exclusive, without parameters)",
+        )
     if len(transform.attrib) != 1:
         raise SignatureError("unexpected_attribute", "Transform has attributes beyond Algorithm")
-    _blank_between_children(transforms, "Transforms")
 
 
 def _explain_key_info(key_info: etree._Element) -> None:
@@ -102,7 +117,34 @@ def _explain_key_info(key_info: etree._Element) -> None:
         _no_attributes(key_info, "KeyInfo")
         (x509_data,) = _expect_children(key_info, (_X509_DATA,), "KeyInfo")
         _no_attributes(x509_data, "X509Data")
-        (issuer_serial,) = _expect_children(x509_data, (_ISSUER_SERIAL,), "X509Data")
+        children = list(x509_data)
+        tags = [c.tag for c in children]
+        if tags not in _X509_DATA_FORMS:
+            raise SignatureError(
+                "bad_key_info",
+                "X509Data must hold X509IssuerSerial, X509Certificate, or one of each",
+            )
+        _blank_between_children(x509_data, "X509Data")
+    except SignatureError as exc:
+        raise SignatureError("bad_key_info", exc.detail) from None
+    for child in children:
+        if child.tag == _CERTIFICATE:
+            _no_attributes(child, "X509Certificate")
+            decode_certificate(_leaf_text(child, "bad_key_info", "X509Certificate"))
+        else:
+            _explain_issuer_serial(child)
+
+
+_X509_DATA_FORMS: Final = (
+    [_ISSUER_SERIAL],
+    [_CERTIFICATE],
+    [_ISSUER_SERIAL, _CERTIFICATE],
+    [_CERTIFICATE, _ISSUER_SERIAL],
+)
+
+
+def _explain_issuer_serial(issuer_serial: etree._Element) -> None:
+    try:
         _no_attributes(issuer_serial, "X509IssuerSerial")
         name, serial = _expect_children(
             issuer_serial, (_ISSUER_NAME, _SERIAL_NUMBER), "X509IssuerSerial"
@@ -136,9 +178,9 @@ def _blank_between_children(element: etree._Element, where: str) -> None:
         raise SignatureError("bad_structure", f"{where} holds text between its elements")
 
 
-def _expect_algorithm(element: etree._Element, algorithm: str, where: str) -> None:
+def _expect_algorithm(element: etree._Element, algorithms: frozenset[str], where: str) -> None:
     found = element.get("Algorithm")
-    if found != algorithm:
+    if found not in algorithms:
         raise SignatureError("bad_algorithm", f"{where} Algorithm {str(found)[:100]!r} refused")
     if len(element.attrib) != 1:
         raise SignatureError("unexpected_attribute", f"{where} has attributes beyond Algorithm")

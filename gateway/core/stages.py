@@ -33,7 +33,12 @@ from typing import Final
 from lxml import etree
 
 from gateway.core.access import AccessRequest, DccOriginated, decide
-from gateway.core.certstore import CertificateError, CertStore, check_signing_certificate
+from gateway.core.certstore import (
+    CertificateError,
+    CertStore,
+    check_signing_certificate,
+    signer_certificate,
+)
 from gateway.core.clock import Clock
 from gateway.core.ingest import (
     SIGNATURE_TAG,
@@ -164,14 +169,10 @@ def _check_signature(
         parts = parse_signature(root)
     except SignatureError as exc:
         raise Refusal(403, "signature", exc.reason, exc.detail) from None
-    cert = store.lookup(parts.issuer_name, parts.serial)
-    if cert is None:
-        raise Refusal(
-            403,
-            "certificate",
-            "unknown_certificate",
-            f"no trusted certificate with issuer {parts.issuer_name[:80]!r} serial {parts.serial}",
-        )
+    try:
+        cert = signer_certificate(store, parts.issuer_name, parts.serial, parts.certificate)
+    except CertificateError as exc:
+        raise Refusal(403, "certificate", exc.reason, exc.detail) from None
     try:
         check_signing_certificate(
             cert,

@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 
 from gateway.core.answers import Answers
-from gateway.core.certstore import CertificateError
+from gateway.core.certstore import CertificateError, signer_certificate
 from gateway.core.ingest import IngestError, RequestHeader, decode_header, parse_xml
 from gateway.core.signature import parse_signature, verify_signature
 from gateway.core.signature_profile import SignatureError
@@ -37,11 +37,13 @@ def authenticated_header(raw: bytes, snapshot: Snapshot, now: dt.datetime) -> Re
     except (IngestError, SignatureError):
         return None
     certstore = snapshot.certstore
-    cert = certstore.lookup(parts.issuer_name, parts.serial)
+    try:
+        cert = signer_certificate(certstore, parts.issuer_name, parts.serial, parts.certificate)
+    except CertificateError:
+        return None
     originator = header.request_id.originator
     if (
-        cert is None
-        or cert.eui64 != originator
+        cert.eui64 != originator
         or cert.key_usage != "digitalSignature"
         or not cert.not_before <= now <= cert.not_after
         or certstore.is_revoked(cert)
