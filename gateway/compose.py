@@ -30,6 +30,7 @@ from gateway.core.access import DccOriginated
 from gateway.core.answers import Answers
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config, StartupError
+from gateway.core.signers import log_users_without_signer
 from gateway.core.snapshot import Reloaded, ReloadFailed, ReloadResult, SnapshotHolder
 from gateway.core.stages import RequestChecks
 from gateway.core.version_mismatch import authenticated_header, mismatch_alert
@@ -191,10 +192,7 @@ class Components:
         answers = Answers(clock, loaded.signer)
         dcc_originated = DccOriginated.configured(config.duis.dcc_originated)
         checks = RequestChecks(
-            loaded.versions,
-            loaded.schemas,
-            clock,
-            dcc_originator=loaded.dcc_eui64 if dcc_originated is not None else None,
+            loaded.versions, loaded.schemas, clock, dcc_originator=loaded.dcc_signer
         )
         self.lifecycle = Lifecycle(
             checks, snapshots, answers, transport, stores.jobs, stores.outbox
@@ -327,6 +325,10 @@ async def serve(
         token = ensure_admin_token(admin_token_path(config))
     except (OSError, ValueError, ThresholdConfigError, AdminTokenError) as exc:
         raise StartupError(str(exc)) from None
+    first = loaded.snapshots.current
+    log_users_without_signer(
+        first.certstore, first.users, loaded.versions, clock.now(), loaded.dcc_signer
+    )
     if worker[1] > 1:
         admin_port = config.admin.port + worker[0] if config.admin.port else 0
         config = msgspec.structs.replace(
@@ -435,4 +437,5 @@ def _admin_api(
         ),
         state_dir=Path(config.state_dir),
         mounts=mounts,
+        dcc_originator=loaded.dcc_signer,
     )

@@ -79,7 +79,10 @@ store = "memory"
 def ensure_default_state(state_dir: Path, now: dt.datetime) -> Path:
     """Create the default state directory's missing parts; return the config path."""
     make_private_dir(state_dir)
-    users = [DevUser(eui64=u.eui64, label=u.label, role_codes=(u.role_code,)) for u in dev_users()]
+    users = [
+        DevUser(eui64=u.eui64, label=u.label, role_codes=(u.role_code, *u.extra_role_codes))
+        for u in dev_users()
+    ]
     generate_dev_pki(state_dir / PKI_DIR, users, DCC_EUI64, now)
     write_default_estate(state_dir)
     config = state_dir / CONFIG_NAME

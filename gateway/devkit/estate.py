@@ -252,6 +252,10 @@ class DevUser(msgspec.Struct, frozen=True):
     eui64: Eui64
     label: str
     role_code: str  # SMKI Organisation certificate subject OU, two hex digits
+    # Further role certificates: the load controller is an Other User in DUIS, and an
+    # Other User signs DUIS 5.0 requests with an OU 7F role certificate (its own 08 one
+    # signs GBCS Pre-Commands; no version's signer rule takes it for XML).
+    extra_role_codes: tuple[str, ...] = ()
 
 
 def dev_users() -> list[DevUser]:
@@ -260,6 +264,6 @@ def dev_users() -> list[DevUser]:
         DevUser("90-B3-D5-1F-30-01-00-00", "supplier-1", "02"),
         DevUser("90-B3-D5-1F-30-02-00-00", "network-operator", "03"),
         DevUser("90-B3-D5-1F-30-03-00-00", "supplier-2", "02"),
-        DevUser("90-B3-D5-1F-30-01-00-08", "load-controller", "08"),
+        DevUser("90-B3-D5-1F-30-01-00-08", "load-controller", "08", ("7F",)),
         DevUser(DCC_EUI64, "access-control-broker", "04"),
     ]

@@ -22,6 +22,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.core.clock import Clock
+from gateway.core.signers import users_without_signer
 from gateway.core.snapshot import Reloaded, ReloadResult, SnapshotHolder
 from gateway.core.versions import VersionRegistry
 from gateway.edge import admin_params as check
@@ -41,6 +42,7 @@ from gateway.stores.quarantine import (
     QuarantineState,
     UnknownEventRef,
 )
+from mmc.identifiers import Eui64
 
 log = logging.getLogger("duisgw.admin")
 
@@ -132,6 +134,7 @@ class AdminApi:
         thresholds: ThresholdsAdmin,
         state_dir: Path,
         mounts: Mapping[str, Mount] | None = None,
+        dcc_originator: Eui64 | None = None,
     ) -> None:
         self._snapshots = snapshots
         self._versions = versions
@@ -144,6 +147,7 @@ class AdminApi:
         self._replay = replay
         self._thresholds = thresholds
         self._mounts = dict(mounts or {})
+        self._dcc_originator = dcc_originator  # signs with OU 89 (gateway/core/signers.py)
         self.ready = False
 
     async def __call__(self, request: HttpRequest, peer: PeerInfo) -> Answer:
@@ -199,7 +203,11 @@ class AdminApi:
 
     def _status(self) -> dict[str, object]:
         snapshot = self._snapshots.current
-        today = self._clock.now().date()
+        now = self._clock.now()
+        today = now.date()
+        missing = users_without_signer(
+            snapshot.certstore, snapshot.users, self._versions, now, self._dcc_originator
+        )
         return {
             "versions": self._versions.served(today),
             "retired_versions": {
@@ -213,6 +221,8 @@ class AdminApi:
             ],
             "outbox_pending": self._outbox.pending_count(),
             "outbox_dead_letters": self._outbox.dead_letter_count(),
+            # Registered Users whose requests of a served version would all get 403.
+            "users_without_signer": missing,
         }
 
     def _shown_path(self, path: Path) -> str:

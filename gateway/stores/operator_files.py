@@ -106,6 +106,8 @@ class Loaded:
     snapshots: SnapshotHolder
     signer: ResponseSigner
     dcc_eui64: Eui64
+    # The DCC's EUI-64 when it may originate requests ([duis.dcc_originated]), else None.
+    dcc_signer: Eui64 | None
     threshold_rules: bytes | None
     device_signing_keys: DeviceSigningKeys  # by device EUI-64 (`trust.device_certificate_dirs`)
 
@@ -130,6 +132,7 @@ def load(config: Config, clock: Clock) -> Loaded:
             Path(trust.dcc_signing_certificate), Path(trust.dcc_signing_key)
         ),
         dcc_eui64=parse_eui64(config.duis.dcc_eui64),
+        dcc_signer=parse_eui64(config.duis.dcc_eui64) if duis.dcc_originated.enabled else None,
         threshold_rules=read_threshold_rules(config),
         device_signing_keys=load_device_signing_keys(
             [Path(p) for p in trust.device_certificate_dirs]
