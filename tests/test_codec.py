@@ -71,3 +71,39 @@ def test_values_are_judged_by_the_request_version() -> None:
         else:
             with pytest.raises(BodyError, match="not defined in this DUIS version"):
                 extract_body_facts(inner, catalogue.value_set_elements, catalogue.value_sets)
+
+
+def named(body_element: str, inner: str) -> etree._Element:
+    return etree.fromstring(
+        f'<sr:Body xmlns:sr="{SR}"><sr:{body_element}>{inner}</sr:{body_element}></sr:Body>'
+    )[0]
+
+
+A0, A2, B = "00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A2", "00-DB-12-34-56-78-90-95"
+
+
+@pytest.mark.parametrize(
+    ("body_element", "inner", "subjects", "references"),
+    [
+        # 8.14.3: the hub is the subject, the meter it served a reference (the RTDS template
+        # got E11 when OtherDeviceID was checked as a target).
+        ("CHFFaultReturn", f"<sr:DeviceID>{A2}</sr:DeviceID><sr:OtherDeviceID>{A0}"
+         "</sr:OtherDeviceID>", (A2,), (A0,)),
+        # 8.11 (a device request to the CHF): the device added to its log is a reference.
+        ("UpdateHANDeviceLog", f"<sr:AddDeviceToCHFWhitelist><sr:DeviceID>{A0}</sr:DeviceID>"
+         "</sr:AddDeviceToCHFWhitelist>", (), (A0,)),
+        ("JoinService", f"<sr:OtherDeviceID>{A0}</sr:OtherDeviceID>", (), (A0,)),
+        ("RestoreHANDeviceLog", f"<sr:OldCHFID>{B}</sr:OldCHFID>", (), (B,)),
+        ("RestoreGPFDeviceLog", f"<sr:OldGPFID>{B}</sr:OldGPFID>", (), (B,)),
+        ("UpdateDeviceConfigurationALCScheduler", f"<sr:SwitchTypeAndId><sr:HCALCS>{B}"
+         "</sr:HCALCS></sr:SwitchTypeAndId>", (), (B,)),
+        ("DecommissionDevice", f"<sr:DeviceID>{A0}</sr:DeviceID>", (A0,), ()),
+        ("CreateSchedule", f"<sr:DeviceID>{A0}</sr:DeviceID>", (A0,), ()),
+    ],
+)  # fmt: skip
+def test_subjects_and_references_follow_the_xsd_table(
+    body_element: str, inner: str, subjects: tuple[str, ...], references: tuple[str, ...]
+) -> None:
+    facts = extract_body_facts(named(body_element, inner))
+    assert facts.device_ids == subjects
+    assert facts.reference_ids == references

@@ -9,13 +9,15 @@ import msgspec
 import pytest
 from lxml import etree
 
+from gateway.core.config import DuisConfig
 from gateway.core.ingest import SchemaSet, decode_header, parse_xml
 from gateway.core.signing import sign_document
-from gateway.core.versions import VersionRegistry, normalise_version
+from gateway.core.versions import VersionConfigError, VersionRegistry, normalise_version
 from gateway.devkit.client import endpoint_path, prepare
 from gateway.stores.certfiles import find_signing_key
 from gateway.stores.operator_files import load_schemas
 from mmc.catalogue import available_versions, load_catalogue
+from mmc.srv_roles import DEFAULT_EXTRA_SRV_ROLES
 from tests.harness import default_config, next_counter, response_code, running_gateway
 
 VERSIONS = ("5.0", "5.1", "5.3", "5.4")
@@ -156,3 +158,37 @@ def test_version_registry_normalises_decimal_versions() -> None:
     assert route.handlers.version == "5.4"
     for hostile in ("6.0", "4.0", "NaN", "5.4.1", "", "1e400"):
         assert registry.route(hostile, now) is None
+
+
+# ---------------------------------------------------------------- roles the matrix lacks
+
+
+def test_srvs_with_no_roles_in_the_matrix_get_the_templates_senders() -> None:
+    defaults = DuisConfig().extra_srv_roles
+    assert defaults == dict(DEFAULT_EXTRA_SRV_ROLES)
+    registry = VersionRegistry.build(VERSIONS, {}, defaults)
+    now = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    for version in VERSIONS:
+        route = registry.route(version, now)
+        assert route is not None
+        plain = load_catalogue(version)
+        for variant in ("7.16", "8.5", "8.6"):
+            assert plain.srvs[variant].roles == frozenset()  # the matrix lists none
+        assert route.catalogue.srvs["7.16"].roles == {"OU"}
+        assert route.catalogue.srvs["8.5"].roles == {"IS", "GS"}
+        assert route.catalogue.by_body_element["ServiceOptIn"].roles == {"IS", "GS"}
+        others = {v: s for v, s in route.catalogue.srvs.items() if v not in defaults}
+        assert others == {v: s for v, s in plain.srvs.items() if v not in defaults}
+    bare = VersionRegistry.build(("5.4",), {}, {}).route("5.4", now)
+    assert bare is not None and bare.catalogue.srvs["7.16"].roles == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [({"99.9": ("IS",)}, "no SRV '99.9'"), ({"7.16": ("LC",)}, "not DUIS User Roles: LC")],
+)
+def test_extra_roles_naming_nothing_real_stop_the_start(
+    extra: dict[str, tuple[str, ...]], message: str
+) -> None:
+    with pytest.raises(VersionConfigError, match=message):
+        VersionRegistry.build(("5.4",), {}, extra)
