@@ -3,4 +3,12 @@
 The bottom layer: imports nothing of the project's. parse_correlate builds on it.
 """
 
-__all__ = ["applicability", "catalogue", "codec", "identifiers", "limited_attributes", "responses"]
+__all__ = [
+    "applicability",
+    "catalogue",
+    "codec",
+    "identifiers",
+    "limited_attributes",
+    "responses",
+    "srv_roles",
+]

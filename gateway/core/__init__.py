@@ -17,6 +17,8 @@ hand the core what they mean. Imports only thresholds, parse_correlate and mmc b
     replay_rules    the replay rule and its in-memory model
     versions        DUIS version routing; version_mismatch: the alert for the others
     dcc_services    non-device answers (CV 8); device: commands and replies as values
+    local_commands  commands for local delivery (CV 2/6) and the 8.13 checks
+    signers         the registered Users with no usable signing certificate
     config, simulator_config   every config table, decoded from TOML
     clock           wall-clock time, injected
     techspec/       Technical Specification versions and Install and Leave
@@ -33,10 +35,12 @@ __all__ = [
     "der",
     "device",
     "ingest",
+    "local_commands",
     "outcome",
     "registry",
     "replay_rules",
     "signature",
+    "signers",
     "signing",
     "simulator_config",
     "snapshot",

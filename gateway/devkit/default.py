@@ -59,6 +59,21 @@ max_age_seconds = 604800
 versions = ["5.0", "5.1", "5.3", "5.4"]
 dcc_eui64 = "{dcc}"
 # xsd_dir = "../shared/duis/xsd"   # validate every request against its version's XSD
+# User Roles for the SRVs the SRV matrix gives none (mmc/srv_roles.py); {{}} keeps them
+# roleless (E2). These are the defaults:
+# extra_srv_roles = {{ "7.16" = ["OU"], "8.5" = ["IS", "GS"], "8.6" = ["IS", "GS"] }}
+
+# Requests the DCC originates itself (originator = dcc_eui64), signed with its OU 89
+# key; answered to the response_url of its entry in users.toml (README: DCC-originated).
+[duis.dcc_originated]
+enabled = true
+srvs = ["6.24.1", "11.2", "8.12.2"]
+command_variants = [1]
+
+# CV 2/6 commands wait this long for the device's answer (SRV 8.13).
+[local_delivery]
+command_ttl_seconds = 604800
+max_open_commands_per_originator = 65536
 
 [trust]
 certificate_dirs = ["pki"]
@@ -66,6 +81,9 @@ ca_anchors = []
 crl_files = []
 dcc_signing_certificate = "pki/{dcc_cert}.cert.pem"
 dcc_signing_key = "pki/{dcc_cert}.key.pem"
+# Device signing certificates (<EUI-64>-ds.pem): signed responses an 8.13 returns are
+# verified with them. The DCC's test keystore names its files so:
+# device_certificate_dirs = ["../shared/gbcs/rtds/keystore"]
 
 [registry]
 users_file = "users.toml"

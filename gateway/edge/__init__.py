@@ -5,7 +5,8 @@ server          one connection: HTTP/1.1 keep-alive, limits, the crash boundary
                 (http: the sans-IO seam; connection_slots; tls, tls_refusals)
 duis_handler    DUIS endpoints -> the pipeline
 pipeline        the stage table's runner; screen: the thresholds stage;
-                dispatch: the I/O of each answer mode; transport: the device protocol
+                dispatch: the I/O of each answer mode; transport: the device protocol;
+                local_delivery: CV 2/3/6/7 answers and 8.13 (the local command store)
 lifecycle       asynchronous jobs: journal, device, outbox
 delivery        POST to the Users' Receive Response URLs, in order, with retries
 quarantine_ops  release, delete and expiry of held requests
@@ -27,6 +28,7 @@ __all__ = [
     "http",
     "lifecycle",
     "listeners",
+    "local_delivery",
     "metrics",
     "pipeline",
     "quarantine_ops",

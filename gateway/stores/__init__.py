@@ -12,13 +12,19 @@ Imports the core and the libraries below it, never the edge or the dev kit.
     threshold_sqlite   rules in force, their audit, saved counts
     threshold_state    the counters opened under the rules in force; count snapshots
     techspec_store  the techspec protocols (techspec_sqlite: their SQLite store)
+    local_commands  commands issued for local delivery, open until their 8.13 (protocol);
+                    local_commands_sqlite: its SQLite store, opened by the composition root
     certfiles       certificate and key files; the certificate store; the DCC's key
+    device_certfiles  device signing certificates (8.13 responses)
     operator_files  config, Users and inventory, XSDs, the threshold rules file
     private_files   owner-only files and directories
 """
 
 __all__ = [
     "certfiles",
+    "device_certfiles",
+    "local_commands",
+    "local_commands_sqlite",
     "operator_files",
     "outbox",
     "outbox_sqlite",
