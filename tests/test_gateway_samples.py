@@ -105,3 +105,22 @@ async def test_signed_inventory_response_verifies_with_signxml(
     assert not isinstance(result, list)
     inventory = result.signed_xml.find(".//{*}DSPInventory")
     assert inventory is not None and len(inventory) >= 1
+
+
+# Where the DCC's own tooling posts each CommandVariant (duis-parser cv.ts "webService",
+# dccboxed-nodered-nodes: Non-Device Service -> serviceD, Send Command -> serviceS,
+# Transform -> serviceT): `duisgw send` and the test above post there too.
+DCC_TOOLING_ENDPOINT = {1: "S", 2: "D", 3: "S", 4: "T", 5: "S", 6: "D", 7: "S", 8: "D"}
+
+
+def test_samples_go_where_the_dcc_tooling_sends_them(shared_dir: Path) -> None:
+    from gateway.devkit.client import endpoint_path
+
+    for path in sample_files(shared_dir):
+        header = decode_header(parse_xml(path.read_bytes()))
+        cv = header.command_variant
+        chosen = endpoint_path(header.schema_version, header.service_reference_variant, cv)
+        assert chosen == f"/api/v1/service{DCC_TOOLING_ENDPOINT[cv]}", path.name
+    for cv in range(1, 9):  # every CV, on an SRV that allows it
+        variant = "8.2" if cv == 8 else ("1.1.1" if cv in (4, 5, 6, 7) else "4.1.1")
+        assert endpoint_path("5.4", variant, cv) == f"/api/v1/service{DCC_TOOLING_ENDPOINT[cv]}"

@@ -43,6 +43,7 @@ from tests.test_lifecycle_e2e import (
 )
 
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
+NETWORK = "90-B3-D5-1F-30-02-00-00"
 ESME = "00-DB-12-34-56-78-90-A0"
 REQUESTS = "duis/samples/requests"
 CV2_READ = "ECS17b_4.1.1_REQUEST_DUIS.XML"  # the RTDS CV 2 template: 4.1.1 to the ESME
@@ -230,9 +231,18 @@ async def test_8_13_refusals_name_what_did_not_match(tmp_path: Path, shared_dir:
         assert await returned(return_request(shared_dir, None, response)) == "I0"
         assert await returned(return_request(shared_dir, None, response)) == "E081301"
 
+        # Local delivery is for the device's supplier (E17 holds): the ED may read the
+        # ESME over the SM WAN, not have a command handed over for the premises.
+        signed, _ = sign_request(
+            template(shared_dir, CV2_READ), gw.key_dirs, counter=next_counter(), as_user=NETWORK
+        )
+        refused = await gw.post("/api/v1/serviceD", signed)
+        assert response_code(refused.content) == "E17"
 
+
+@pytest.mark.parametrize("version", VERSIONS)
 async def test_cv3_sends_and_returns_a_local_copy_then_the_service_response(
-    tmp_path: Path, shared_dir: Path, schemas: SchemaSet
+    tmp_path: Path, shared_dir: Path, schemas: SchemaSet, version: str
 ) -> None:
     receiver = Receiver()
     transport = RecordingTransport()
@@ -240,12 +250,13 @@ async def test_cv3_sends_and_returns_a_local_copy_then_the_service_response(
         port = await nursery.start(receiver.serve)
         config = config_with_receiver(tmp_path, port)
         async with running_gateway(config, [tmp_path / "pki"], transport) as gw:
-            cv3 = template(shared_dir, CV2_READ, cv=3)
+            cv3 = template(shared_dir, CV2_READ, version, cv=3)
             _, wrong = await send_signed(gw, cv3, "/api/v1/serviceD", next_counter())
             assert response_code(wrong) == "E13"  # CV 3 is the Send Command Service's
             counter = next_counter()
             _, answer = await send_signed(gw, cv3, "/api/v1/serviceS", counter)
             root = check_signed(answer, tmp_path, schemas)  # signed: it carries a command
+            assert root.get("schemaVersion") == version  # and valid under its version's XSD
             assert response_code(answer) == "I99"
             copy = local_command_of(root)
             await wait_for(receiver, 1)
@@ -254,20 +265,22 @@ async def test_cv3_sends_and_returns_a_local_copy_then_the_service_response(
             [delivered] = receiver.accepted
             assert delivered.message_id == f"{SUPPLIER}:{ESME}:{counter}:response"
             service_response = check_signed(delivered.body, tmp_path, schemas)
+            assert service_response.get("schemaVersion") == version
             assert response_code(delivered.body) == "I0"
             assert service_response.find(".//{*}GBCSPayload") is not None
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("cv", [6, 7])
 async def test_signed_pre_command_for_local_delivery(
-    tmp_path: Path, shared_dir: Path, schemas: SchemaSet, cv: int
+    tmp_path: Path, shared_dir: Path, schemas: SchemaSet, cv: int, version: str
 ) -> None:
     transport = RecordingTransport()
     key_dirs = [tmp_path / "pki"]
     async with running_gateway(config_with_receiver(tmp_path, 1), key_dirs, transport) as gw:
         counter = next_counter()
-        cv4 = template(shared_dir, CRITICAL)
+        cv4 = template(shared_dir, CRITICAL, version)
         _, pre = await send_signed(gw, cv4, "/api/v1/serviceT", counter)
         payload = etree.fromstring(pre).find(".//{*}PreCommand/{*}GBCSPayload")
         assert payload is not None and payload.text
@@ -279,6 +292,7 @@ async def test_signed_pre_command_for_local_delivery(
         path = "/api/v1/serviceD" if cv == 6 else "/api/v1/serviceS"
         _, answer = await send_signed(gw, request, path, counter)
         root = check_signed(answer, tmp_path, schemas)
+        assert root.get("schemaVersion") == version
         assert response_code(answer) == ("I0" if cv == 6 else "I99")
         assert local_command_of(root) == signed_gbcs  # the command a CV 5 would send
         if cv == 6:

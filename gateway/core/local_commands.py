@@ -58,12 +58,6 @@ RETURN_LOCAL_COMMAND_RESPONSE: Final = "8.13"
 NO_OPEN_LOCAL_COMMAND: Final = "E081301"
 RESPONSE_DOES_NOT_ANSWER: Final = "E081302"
 DEVICE_SIGNATURE_INVALID: Final = "E081303"
-# What each code means here (DUIS gives the codes no public meaning): README, 8.13.
-RETURN_CODE_MEANINGS: Final = {
-    NO_OPEN_LOCAL_COMMAND: "matches no open local command of this User",
-    RESPONSE_DOES_NOT_ANSWER: "does not answer the local command issued",
-    DEVICE_SIGNATURE_INVALID: "the device's signature does not verify",
-}
 MAX_DEVICE_RESPONSE_CHARS: Final = 1 << 21  # base64 of a GBCS message (1 MiB at most)
 
 _ORIGINAL_REQUEST_ID: Final = "OriginalRequestID"
