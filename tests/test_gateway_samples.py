@@ -15,6 +15,7 @@ from lxml import etree
 
 from gateway.core.ingest import SchemaSet, decode_header, parse_xml
 from gateway.core.signature import parse_signature, verify_signature
+from gateway.devkit.client import endpoint_path
 from gateway.stores.operator_files import load_schemas
 from mmc.catalogue import load_catalogue
 from tests.harness import dccboxed_config, response_code, running_gateway
@@ -114,8 +115,6 @@ DCC_TOOLING_ENDPOINT = {1: "S", 2: "D", 3: "S", 4: "T", 5: "S", 6: "D", 7: "S", 
 
 
 def test_samples_go_where_the_dcc_tooling_sends_them(shared_dir: Path) -> None:
-    from gateway.devkit.client import endpoint_path
-
     for path in sample_files(shared_dir):
         header = decode_header(parse_xml(path.read_bytes()))
         cv = header.command_variant
