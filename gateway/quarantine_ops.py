@@ -30,7 +30,7 @@ from gateway.state import GatewayState
 from mmc import responses
 from mmc.catalogue import Endpoint
 from mmc.identifiers import parse_request_id
-from thresholds.quarantine import QuarantinedRequest
+from thresholds.quarantine import Decision, QuarantinedRequest
 
 log = logging.getLogger("duisgw.quarantine")
 
@@ -58,9 +58,9 @@ class QuarantineOps:
         self._expiry_interval = expiry_check_interval_seconds
         self._owner = owner  # this process's worker index: whose releases it resumes
 
-    async def release(self, ref: int) -> str:
+    async def release(self, ref: int, decision: Decision | None = None) -> str:
         """Release and process one held request; returns the DUIS code it was answered with."""
-        item = await self.screen.quarantine.begin_release(ref, self._owner)
+        item = await self.screen.quarantine.begin_release(ref, self._owner, decision)
         return await self._process(item, resumed=False)
 
     async def resume_releases(
@@ -103,8 +103,8 @@ class QuarantineOps:
         log.info("released ref=%d request_id=%s answered=%s", ref, item.request_id, outcome.code)
         return outcome.code
 
-    async def delete(self, ref: int) -> None:
-        item = await self.screen.quarantine.delete(ref)
+    async def delete(self, ref: int, decision: Decision | None = None) -> None:
+        item = await self.screen.quarantine.delete(ref, decision)
         await self._tell(item, DELETED_CODE)
         log.info("deleted ref=%d request_id=%s", ref, item.request_id)
 

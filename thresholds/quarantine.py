@@ -26,6 +26,11 @@ live peer sharing the file.
 
 A released request keeps its bytes until `expire` purges finished rows after
 the retention period. A deleted request's bytes are dropped at once.
+
+Each operator decision (release, delete) may carry who and why (`Decision`): it is
+written to `quarantine_audit` in the transaction that changes the request's state,
+so a decision is on disk exactly when its effect is, and it lives as long as the
+request's row does.
 """
 
 from __future__ import annotations
@@ -73,6 +78,14 @@ CREATE TABLE IF NOT EXISTS quarantine (
     release_owner INTEGER
 );
 CREATE INDEX IF NOT EXISTS quarantine_by_state ON quarantine (state, user_id, held_at_us);
+CREATE TABLE IF NOT EXISTS quarantine_audit (
+    event_ref INTEGER NOT NULL,
+    at_us INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_audit_by_ref ON quarantine_audit (event_ref);
 """
 # Files from before the release journal lack the owner column.
 _ADD_RELEASE_OWNER: Final = "ALTER TABLE quarantine ADD COLUMN release_owner INTEGER"
@@ -102,6 +115,24 @@ class QuarantinedRequest(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: dt.datetime | None  # when released or deleted
     raw_request: bytes
     release_owner: int | None = None  # the process that began releasing it
+
+
+AuditAction = Literal["release", "delete"]
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """Who decided (the admin client's address) and why (free text, may be empty)."""
+
+    by: str
+    reason: str = ""
+
+
+class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    event_ref: int
+    at: dt.datetime
+    action: AuditAction
+    by: str
+    reason: str
 
 
 class QuarantineError(Exception):
@@ -222,12 +253,16 @@ class QuarantineStore:
 
         return await self._submit(select)
 
-    async def begin_release(self, ref: int, owner: int) -> QuarantinedRequest:
+    async def begin_release(
+        self, ref: int, owner: int, decision: Decision | None = None
+    ) -> QuarantinedRequest:
         """Mark `releasing` for `owner`, exactly once, and return the record with its bytes.
 
         Refused with NotHeld if it is being or was released, or was deleted. Call
-        `finish_release` once the request's answer is durable.
+        `finish_release` once the request's answer is durable. `decision` is audited
+        in the same transaction.
         """
+        now_us = to_us(self._clock.now())
 
         def update(conn: sqlite3.Connection) -> QuarantinedRequest:
             found = conn.execute(
@@ -237,6 +272,7 @@ class QuarantineStore:
             ).fetchone()
             if found is None:
                 _refuse_not_held(conn, ref)
+            _audit(conn, ref, now_us, "release", decision)
             return _row(found)
 
         return await self._submit(update)
@@ -260,8 +296,8 @@ class QuarantineStore:
         )
         return await self._submit(lambda conn: [_row(r) for r in conn.execute(query, (owner,))])
 
-    async def delete(self, ref: int) -> QuarantinedRequest:
-        """Mark deleted (never to be processed) and drop the request bytes."""
+    async def delete(self, ref: int, decision: Decision | None = None) -> QuarantinedRequest:
+        """Mark deleted (never to be processed) and drop the request bytes; audit `decision`."""
         now_us = to_us(self._clock.now())
 
         def update(conn: sqlite3.Connection) -> QuarantinedRequest:
@@ -272,6 +308,7 @@ class QuarantineStore:
             ).fetchone()
             if found is None:
                 _refuse_not_held(conn, ref)
+            _audit(conn, ref, now_us, "delete", decision)
             return _row(found)
 
         return await self._submit(update)
@@ -294,9 +331,35 @@ class QuarantineStore:
             conn.execute(
                 "DELETE FROM quarantine WHERE state != 'held' AND finished_at_us <= ?", (cutoff,)
             )
+            conn.execute(
+                "DELETE FROM quarantine_audit"
+                " WHERE event_ref NOT IN (SELECT event_ref FROM quarantine)"
+            )
             return sorted((_row(r) for r in rows), key=lambda q: q.event_ref)
 
         return await self._submit(remove)
+
+    async def audit(self, ref: int) -> list[AuditEntry]:
+        """The decisions recorded for one request, oldest first."""
+        query = (
+            "SELECT event_ref, at_us, action, by, reason FROM quarantine_audit"
+            " WHERE event_ref = ? ORDER BY rowid"
+        )
+        return await self._submit(
+            lambda conn: [
+                AuditEntry(event_ref=r[0], at=from_us(r[1]), action=r[2], by=r[3], reason=r[4])
+                for r in conn.execute(query, (ref,))
+            ]
+        )
+
+    async def count(self, state: QuarantineState = "held") -> int:
+        """How many requests are in `state` (an index scan: cheap enough to poll)."""
+
+        def select(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT count(*) FROM quarantine WHERE state = ?", (state,))
+            return int(row.fetchone()[0])
+
+        return await self._submit(select)
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # An op submitted before the caller is cancelled may still be applied.
@@ -344,6 +407,17 @@ def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Conn
         conn.close()
         raise
     return conn
+
+
+def _audit(
+    conn: sqlite3.Connection, ref: int, at_us: int, action: AuditAction, decision: Decision | None
+) -> None:
+    if decision is not None:
+        conn.execute(
+            "INSERT INTO quarantine_audit (event_ref, at_us, action, by, reason)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (ref, at_us, action, decision.by, decision.reason),
+        )
 
 
 def _refuse_not_held(conn: sqlite3.Connection, ref: int) -> NoReturn:
