@@ -25,13 +25,12 @@ from gateway.ingest import IngestError, decode_header, parse_xml
 from gateway.quarantine_ops import QuarantineOps
 from thresholds.quarantine import (
     MAX_LIST_ROWS,
-    AuditEntry,
-    Decision,
     NotHeld,
     QuarantinedRequest,
     QuarantineState,
     UnknownEventRef,
 )
+from thresholds.quarantine_audit import AuditEntry, Decision
 
 log = logging.getLogger("duisgw.admin")
 

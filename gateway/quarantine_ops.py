@@ -30,7 +30,8 @@ from gateway.state import GatewayState
 from mmc import responses
 from mmc.catalogue import Endpoint
 from mmc.identifiers import parse_request_id
-from thresholds.quarantine import Decision, QuarantinedRequest
+from thresholds.quarantine import QuarantinedRequest
+from thresholds.quarantine_audit import Decision
 
 log = logging.getLogger("duisgw.quarantine")
 

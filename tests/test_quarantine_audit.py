@@ -10,7 +10,8 @@ import pytest
 
 from gateway.clock import FixedClock
 from tests.test_quarantine import START, item
-from thresholds.quarantine import Decision, NotHeld, UnknownEventRef, open_quarantine_store
+from thresholds.quarantine import NotHeld, UnknownEventRef, open_quarantine_store
+from thresholds.quarantine_audit import Decision
 
 RETENTION_SECONDS = 3600.0
 

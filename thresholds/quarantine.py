@@ -27,10 +27,9 @@ live peer sharing the file.
 A released request keeps its bytes until `expire` purges finished rows after
 the retention period. A deleted request's bytes are dropped at once.
 
-Each operator decision (release, delete) may carry who and why (`Decision`): it is
-written to `quarantine_audit` in the transaction that changes the request's state,
-so a decision is on disk exactly when its effect is, and it lives as long as the
-request's row does.
+Each operator decision (release, delete) may carry who and why (`Decision`,
+thresholds/quarantine_audit.py): it is written in the transaction that changes the
+request's state, and lives as long as the request's row does.
 """
 
 from __future__ import annotations
@@ -48,6 +47,14 @@ import trio
 from journal.group_commit import GroupCommitWriter
 from journal.times import from_us, to_us
 from thresholds.config import Breach
+from thresholds.quarantine_audit import (
+    AUDIT_SCHEMA,
+    AuditEntry,
+    Decision,
+    decisions_of,
+    purge_orphans,
+    record_decision,
+)
 
 QuarantineEventRef = NewType("QuarantineEventRef", int)
 QuarantineState = Literal["held", "releasing", "released", "deleted"]
@@ -78,14 +85,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
     release_owner INTEGER
 );
 CREATE INDEX IF NOT EXISTS quarantine_by_state ON quarantine (state, user_id, held_at_us);
-CREATE TABLE IF NOT EXISTS quarantine_audit (
-    event_ref INTEGER NOT NULL,
-    at_us INTEGER NOT NULL,
-    action TEXT NOT NULL,
-    by TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS quarantine_audit_by_ref ON quarantine_audit (event_ref);
 """
 # Files from before the release journal lack the owner column.
 _ADD_RELEASE_OWNER: Final = "ALTER TABLE quarantine ADD COLUMN release_owner INTEGER"
@@ -115,24 +114,6 @@ class QuarantinedRequest(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: dt.datetime | None  # when released or deleted
     raw_request: bytes
     release_owner: int | None = None  # the process that began releasing it
-
-
-AuditAction = Literal["release", "delete"]
-
-
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
-    """Who decided (the admin client's address) and why (free text, may be empty)."""
-
-    by: str
-    reason: str = ""
-
-
-class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
-    event_ref: int
-    at: dt.datetime
-    action: AuditAction
-    by: str
-    reason: str
 
 
 class QuarantineError(Exception):
@@ -272,7 +253,7 @@ class QuarantineStore:
             ).fetchone()
             if found is None:
                 _refuse_not_held(conn, ref)
-            _audit(conn, ref, now_us, "release", decision)
+            record_decision(conn, ref, now_us, "release", decision)
             return _row(found)
 
         return await self._submit(update)
@@ -308,7 +289,7 @@ class QuarantineStore:
             ).fetchone()
             if found is None:
                 _refuse_not_held(conn, ref)
-            _audit(conn, ref, now_us, "delete", decision)
+            record_decision(conn, ref, now_us, "delete", decision)
             return _row(found)
 
         return await self._submit(update)
@@ -331,26 +312,14 @@ class QuarantineStore:
             conn.execute(
                 "DELETE FROM quarantine WHERE state != 'held' AND finished_at_us <= ?", (cutoff,)
             )
-            conn.execute(
-                "DELETE FROM quarantine_audit"
-                " WHERE event_ref NOT IN (SELECT event_ref FROM quarantine)"
-            )
+            purge_orphans(conn)
             return sorted((_row(r) for r in rows), key=lambda q: q.event_ref)
 
         return await self._submit(remove)
 
     async def audit(self, ref: int) -> list[AuditEntry]:
         """The decisions recorded for one request, oldest first."""
-        query = (
-            "SELECT event_ref, at_us, action, by, reason FROM quarantine_audit"
-            " WHERE event_ref = ? ORDER BY rowid"
-        )
-        return await self._submit(
-            lambda conn: [
-                AuditEntry(event_ref=r[0], at=from_us(r[1]), action=r[2], by=r[3], reason=r[4])
-                for r in conn.execute(query, (ref,))
-            ]
-        )
+        return await self._submit(lambda conn: decisions_of(conn, ref))
 
     async def count(self, state: QuarantineState = "held") -> int:
         """How many requests are in `state` (an index scan: cheap enough to poll)."""
@@ -395,6 +364,7 @@ def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Conn
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.executescript(_SCHEMA)
+        conn.executescript(AUDIT_SCHEMA)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(quarantine)")}
         if "release_owner" not in columns:
             conn.execute(_ADD_RELEASE_OWNER)
@@ -407,17 +377,6 @@ def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Conn
         conn.close()
         raise
     return conn
-
-
-def _audit(
-    conn: sqlite3.Connection, ref: int, at_us: int, action: AuditAction, decision: Decision | None
-) -> None:
-    if decision is not None:
-        conn.execute(
-            "INSERT INTO quarantine_audit (event_ref, at_us, action, by, reason)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (ref, at_us, action, decision.by, decision.reason),
-        )
 
 
 def _refuse_not_held(conn: sqlite3.Connection, ref: int) -> NoReturn:
