@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -15,7 +16,7 @@ from gateway.cli import main
 from gateway.config import Config
 from gateway.console_files import CONSOLE_FILES
 from gateway.delivery import DeliveryConfig
-from tests.harness import default_config, response_code, running_gateway
+from tests.harness import Gateway, default_config, response_code, running_gateway
 from tests.receiver import Receiver
 from tests.test_lifecycle_e2e import config_with_receiver
 from tests.test_quarantine_e2e import wait_for
@@ -33,6 +34,16 @@ limit = 1
 kind = "user_quarantine"
 """
 JSON = {"content-type": "application/json"}
+DEAD_LETTER_TIMEOUT_SECONDS = 20.0
+
+
+async def dead_letters_after_a_read(gw: Gateway, shared: Path) -> list[dict[str, Any]]:
+    """Send one read whose answer the User's endpoint refuses; the dead letters then."""
+    await gw.send((shared / ECS17B).read_bytes())
+    with trio.fail_after(DEAD_LETTER_TIMEOUT_SECONDS):
+        while not (dead := (await gw.admin.get("/admin/outbox/dead-letters")).json()):
+            await trio.sleep(0.02)
+    return list(dead)
 
 
 def with_rules(config: Config, tmp_path: Path) -> Config:
@@ -201,10 +212,7 @@ async def test_dead_letters_filter_by_user_and_retry_takes_an_encoded_id(
     async with trio.open_nursery() as nursery:
         port = await nursery.start(gone.serve)
         async with running_gateway(config_with_receiver(tmp_path, port), [tmp_path / "pki"]) as gw:
-            await gw.send((shared_dir / ECS17B).read_bytes())
-            with trio.fail_after(20):
-                while not (dead := (await gw.admin.get("/admin/outbox/dead-letters")).json()):
-                    await trio.sleep(0.02)
+            dead = await dead_letters_after_a_read(gw, shared_dir)
             mine = await gw.admin.get(f"/admin/outbox/dead-letters?user_id={SUPPLIER}")
             assert [m["message_id"] for m in mine.json()] == [dead[0]["message_id"]]
             other = await gw.admin.get(f"/admin/outbox/dead-letters?user_id={LOAD_CONTROLLER}")

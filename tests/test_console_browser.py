@@ -17,6 +17,7 @@ import trio
 from bench.browser import BrowserThread
 from tests.harness import Gateway, default_config, response_code, running_gateway
 from tests.receiver import Receiver
+from tests.test_console_api import dead_letters_after_a_read
 from tests.test_lifecycle_e2e import config_with_receiver
 
 try:
@@ -245,10 +246,7 @@ async def test_dead_letters_are_retried_and_missing_signers_shown(
     async with trio.open_nursery() as nursery:
         port = await nursery.start(gone.serve)
         async with running_gateway(config_with_receiver(tmp_path, port), [tmp_path / "pki"]) as gw:
-            await gw.send((shared_dir / ECS17B).read_bytes())
-            with trio.fail_after(ANSWER_TIMEOUT_SECONDS):
-                while not (dead := (await gw.admin.get("/admin/outbox/dead-letters")).json()):
-                    await trio.sleep(0.02)
+            dead = await dead_letters_after_a_read(gw, shared_dir)
             message_id = dead[0]["message_id"]
             async with browser.page() as page:
 
@@ -272,3 +270,47 @@ async def test_dead_letters_are_retried_and_missing_signers_shown(
                 await browser.call(retry_then_trust)
             assert len(gone.attempts) >= 2  # the retried letter went out again
         nursery.cancel_scope.cancel()
+
+
+async def test_the_overview_p99_is_the_interval_s_interpolated_in_its_bucket(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    config = default_config(tmp_path)
+    async with running_gateway(config, [tmp_path / "pki"]) as gw, browser.page() as page:
+
+        def compute() -> list[Any]:
+            page.goto(gw.admin_url + "/console/")
+            # Before: 100 answered under 1 ms. Then 100 more: 90 under 1 ms, 8 by 2 ms,
+            # 2 by 5 ms. The interval's p99 (rank 99) lies in (2 ms, 5 ms]: 2 + 3 * 1/2.
+            before = [
+                {"le": 0.001, "count": 100},
+                {"le": 0.002, "count": 100},
+                {"le": 0.005, "count": 100},
+                {"le": None, "count": 100},
+            ]
+            after = [
+                {"le": 0.001, "count": 190},
+                {"le": 0.002, "count": 198},
+                {"le": 0.005, "count": 200},
+                {"le": None, "count": 200},
+            ]
+            slow = [dict(b) for b in after]
+            slow[-1]["count"] = 300  # 100 slower than the last bound: only "more than" is known
+            return list(
+                page.evaluate(
+                    """async ([before, after, slow]) => {
+                        const { intervalQuantile } = await import("./overview.js");
+                        return [
+                            intervalQuantile(after, before),
+                            intervalQuantile(before, before),
+                            intervalQuantile(slow, before),
+                        ];
+                    }""",
+                    [before, after, slow],
+                )
+            )
+
+        interpolated, idle, beyond = await browser.call(compute)
+        assert abs(interpolated["seconds"] - 0.0035) < 1e-12
+        assert idle is None  # no request in the interval: no p99 to show
+        assert beyond == {"over": 0.005}

@@ -45,6 +45,12 @@ user_id = "{NO_CERTIFICATES}"
 party = "newcomer"
 roles = ["ES"]
 status = "active"
+
+[[users]]
+user_id = "{DCC}"
+party = "dcc"
+roles = []
+status = "active"
 """
 
 
@@ -87,7 +93,10 @@ def test_users_without_signer_lists_exactly_the_users_some_version_refuses(pki: 
     store = CertStore.load([pki])
     registry = decode_users(USERS.encode(), fmt="toml")
     report = signing_readiness(store, registry, VersionRegistry.build(["5.0", "5.4"], {}), NOW)
+    # The DCC's own ID has no DUIS role: it sends no requests, so it is never listed.
     assert [u.user_id for u in users_without_signer(report)] == [LOAD_CONTROLLER, NO_CERTIFICATES]
+    dcc = next(u for u in report if u.user_id == DCC)
+    assert not dcc.versions[0].usable and not dcc.missing_signer
     # Only 5.4 served: the load controller signs with its OU 87 certificate.
     report = signing_readiness(store, registry, VersionRegistry.build(["5.4"], {}), NOW)
     assert [u.user_id for u in users_without_signer(report)] == [NO_CERTIFICATES]

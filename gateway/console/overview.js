@@ -102,32 +102,28 @@ function render(view, before) {
     card("Dead letters", view.outbox_dead_letters, "card-dead"),
     card("Quarantine held", view.quarantine_held, "card-quarantine"),
   );
+  const byOutcome = [["Version", "version"], ["Outcome", "outcome"]];
+  const byReason = [["Stage", "stage"], ["Reason", "reason"]];
   replace(
     byId("overview-requests"),
-    table(
-      "Requests answered, by DUIS version and outcome code",
-      [
-        { label: "Version", value: (r) => r.labels.version },
-        { label: "Outcome", value: (r) => r.labels.outcome },
-        { label: "Per second", value: (r) => rateText(r.rate), num: true },
-        { label: "Total", value: (r) => r.total, num: true },
-      ],
-      requests,
-      "No requests answered yet.",
-    ),
+    ratesTable("Requests answered, by DUIS version and outcome code", byOutcome, requests, "No requests answered yet."),
   );
   replace(
     byId("overview-refusals"),
-    table(
-      "Requests refused, by stage and reason",
-      [
-        { label: "Stage", value: (r) => r.labels.stage },
-        { label: "Reason", value: (r) => r.labels.reason },
-        { label: "Per second", value: (r) => rateText(r.rate), num: true },
-        { label: "Total", value: (r) => r.total, num: true },
-      ],
-      refusals,
-      "No refusals.",
-    ),
+    ratesTable("Requests refused, by stage and reason", byReason, refusals, "No refusals."),
+  );
+}
+
+// labels: [[column heading, label name]], then the interval's rate and the total.
+function ratesTable(caption, labels, rows, emptyText) {
+  return table(
+    caption,
+    [
+      ...labels.map(([heading, name]) => ({ label: heading, value: (r) => r.labels[name] })),
+      { label: "Per second", value: (r) => rateText(r.rate), num: true },
+      { label: "Total", value: (r) => r.total, num: true },
+    ],
+    rows,
+    emptyText,
   );
 }
