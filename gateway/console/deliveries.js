@@ -57,7 +57,7 @@ async function load() {
     { label: "Message ID", value: (m) => el("span", { class: "mono", text: m.message_id }) },
     { label: "Attempts", value: (m) => m.attempts, num: true },
     { label: "Last error", value: (m) => m.last_error },
-    { label: "Stored at", value: (m) => when(m.created_at) },
+    { label: "Stored at", value: (m) => when(m.created_at), nowrap: true },
   ];
   const retry = {
     label: "Action",

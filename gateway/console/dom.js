@@ -29,19 +29,22 @@ export function say(id, text) {
   byId(id).textContent = text ?? "";
 }
 
-// columns: [{label, value: row => text|Node, num?: true}]; caption for screen readers.
+// columns: [{label, value: row => text|Node, num?: true, nowrap?: true}]; the caption
+// names the table for screen readers. Wide tables scroll inside their box.
 export function table(caption, columns, rows, emptyText = "none") {
   if (rows.length === 0) {
     return el("p", { class: "empty", text: emptyText });
   }
-  const head = el("tr", {}, ...columns.map((c) => el("th", { scope: "col", class: c.num ? "num" : null, text: c.label })));
+  const classes = (c) => [c.num ? "num" : "", c.nowrap ? "nowrap" : ""].join(" ").trim() || null;
+  const head = el("tr", {}, ...columns.map((c) => el("th", { scope: "col", class: classes(c), text: c.label })));
   const body = rows.map((row) =>
     el("tr", {}, ...columns.map((c) => {
       const value = c.value(row);
-      return el("td", { class: c.num ? "num" : null }, value instanceof Node ? value : text(value));
+      return el("td", { class: classes(c) }, value instanceof Node ? value : text(value));
     })),
   );
-  return el("table", {}, el("caption", { text: caption }), el("thead", {}, head), el("tbody", {}, ...body));
+  const grid = el("table", {}, el("caption", { text: caption }), el("thead", {}, head), el("tbody", {}, ...body));
+  return el("div", { class: "table-box" }, grid);
 }
 
 export function facts(container, pairs) {

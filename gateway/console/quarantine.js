@@ -70,7 +70,7 @@ async function list(nextPage) {
         { label: "SRV", value: (i) => i.srv },
         { label: "Version", value: (i) => i.duis_version },
         { label: "Breach", value: (i) => i.breach },
-        { label: "Held at", value: (i) => when(i.held_at) },
+        { label: "Held at", value: (i) => when(i.held_at), nowrap: true },
         { label: "Age", value: (i) => age(i.held_at, now), num: true },
         { label: "State", value: (i) => i.state },
       ],
@@ -137,7 +137,7 @@ async function open(ref) {
     table(
       "Release and delete decisions, oldest first",
       [
-        { label: "At", value: (d) => when(d.at) },
+        { label: "At", value: (d) => when(d.at), nowrap: true },
         { label: "Action", value: (d) => d.action },
         { label: "By (admin client)", value: (d) => d.by },
         { label: "Reason", value: (d) => d.reason },

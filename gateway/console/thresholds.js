@@ -104,7 +104,7 @@ function renderAudit(entries) {
     table(
       "Every change of the rules in force, newest first",
       [
-        { label: "At", value: (e) => when(e.at) },
+        { label: "At", value: (e) => when(e.at), nowrap: true },
         { label: "Source", value: (e) => e.source },
         { label: "By", value: (e) => e.by },
         { label: "Rules", value: (e) => e.rules, num: true },
