@@ -75,6 +75,9 @@ async def test_without_a_token_only_the_prompt_shows(
 
         def steps() -> None:
             admin_calls: list[str] = []
+            errors: list[str] = []  # a policy violation or a script error shows here
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("request", lambda r: admin_calls.append(r.url) if "/admin/" in r.url else None)
             page.goto(gw.admin_url + "/console/")
             expect(page.get_by_label("Admin token")).to_be_focused()
@@ -108,6 +111,12 @@ async def test_without_a_token_only_the_prompt_shows(
             expect(page.locator("#login")).to_be_visible()
             expect(page.locator("#page-overview")).to_be_hidden()
             assert page.evaluate("sessionStorage.length") == 0
+            login(page, gw)  # every page renders under the policy without an error
+            for name in ("Quarantine", "Thresholds", "Deliveries", "Trust and registry"):
+                page.get_by_role("link", name=name).click()
+                expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+            refused = "the server responded with a status of 401"  # the wrong token, above
+            assert [e for e in errors if refused not in e] == []
 
         await browser.call(steps)
 
