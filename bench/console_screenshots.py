@@ -22,8 +22,8 @@ import msgspec
 import trio
 
 from bench.browser import BrowserThread, browser_unavailable
-from gateway.delivery import DeliveryConfig
-from gateway.estate import DEFAULT_USERS_TOML
+from gateway.core.config import DeliveryConfig
+from gateway.devkit.estate import DEFAULT_USERS_TOML
 from tests.harness import Gateway, default_config, running_gateway, set_response_url
 from tests.receiver import Receiver, Seen
 

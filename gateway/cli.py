@@ -13,11 +13,13 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway import admin_client
-from gateway.admin_auth import admin_token_path
-from gateway.config import ConfigError, load_config
-from gateway.default import DEFAULT_STATE_DIR, ensure_default_state
-from gateway.private_files import PRIVATE_UMASK
+from gateway.core.config import Config, ConfigError, StartupError
+from gateway.devkit import admin_client
+from gateway.devkit.client import ClientError, fresh_counter, post, sign_request
+from gateway.devkit.default import DEFAULT_STATE_DIR, ensure_default_state
+from gateway.edge.admin_auth import admin_token_path
+from gateway.stores.operator_files import load_config
+from gateway.stores.private_files import PRIVATE_UMASK
 from parse_correlate import cli as pc_cli
 
 log = logging.getLogger("duisgw")
@@ -85,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import serve
-    from gateway.assemble import StartupError
+    # Imported here, for serving only: the client commands (send, pc, the admin ones)
+    # then start without the daemon's modules (about 0.5 s instead of 0.9 s here).
+    # Not a hidden cycle: the layers contract and tools/import_cycles.py read these too.
+    from gateway.compose import serve
+    from gateway.edge.workers import WorkerConfigError, run_workers
 
     # Whatever the daemon (and its workers) create holds messages or keys: owner only.
     os.umask(PRIVATE_UMASK)
@@ -101,8 +106,6 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"duisgw: config error: {exc}", file=sys.stderr)
         return 2
     if args.workers > 1:
-        from gateway.workers import WorkerConfigError, run_workers
-
         _print_banner(config_path, config)
         try:
             return run_workers(config_path, config, args.workers)
@@ -130,10 +133,7 @@ def _leaves(error: BaseException) -> list[BaseException]:
     return [error]
 
 
-def _print_banner(config_path: Path, config: object) -> None:
-    from gateway.config import Config
-
-    assert isinstance(config, Config)
+def _print_banner(config_path: Path, config: Config) -> None:
     scheme = "https" if config.tls else "http"
     pki = Path(config.trust.certificate_dirs[0]) if config.trust.certificate_dirs else None
     print(
@@ -153,8 +153,6 @@ def _print_banner(config_path: Path, config: object) -> None:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from gateway.client import ClientError, fresh_counter, post, sign_request
-
     keys = args.keys or [DEFAULT_STATE_DIR / "pki"]
     counter = None if args.keep_counter else (args.counter or fresh_counter())
     try:

@@ -10,7 +10,7 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.admin_auth import exposure_warning
+from gateway.edge.admin_auth import exposure_warning
 from tests.harness import Gateway, default_config, response_code, running_gateway
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.admin_auth import (
+from gateway.edge.admin_auth import (
     MIN_TOKEN_CHARS,
     AdminGuard,
     AdminTokenError,
     ensure_admin_token,
     read_admin_token,
 )
-from gateway.http import HttpRequest
+from gateway.edge.http import HttpRequest
 
 TOKEN = "t" * 43
 PORT = 8080

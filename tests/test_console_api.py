@@ -13,9 +13,8 @@ import pytest
 import trio
 
 from gateway.cli import main
-from gateway.config import Config
-from gateway.console_files import CONSOLE_FILES
-from gateway.delivery import DeliveryConfig
+from gateway.core.config import Config, DeliveryConfig
+from gateway.edge.console_files import CONSOLE_FILES
 from tests.harness import Gateway, default_config, response_code, running_gateway
 from tests.receiver import Receiver
 from tests.test_lifecycle_e2e import config_with_receiver

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import FixedClock
+from gateway.core.clock import FixedClock
+from gateway.stores.quarantine import NotHeld, UnknownEventRef, open_quarantine_store
+from gateway.stores.quarantine_audit import Decision
 from tests.test_quarantine import START, item
-from thresholds.quarantine import NotHeld, UnknownEventRef, open_quarantine_store
-from thresholds.quarantine_audit import Decision
 
 RETENTION_SECONDS = 3600.0
 

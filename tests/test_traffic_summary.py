@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.metrics import LATENCY_BUCKETS, Metrics
-from gateway.traffic_summary import summarise
+from gateway.edge.metrics import LATENCY_BUCKETS, Metrics
+from gateway.edge.traffic_summary import summarise
 
 
 def test_counts_are_summed_over_srvs_and_endpoints() -> None:

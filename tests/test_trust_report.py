@@ -10,16 +10,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certstore import CertStore
-from gateway.devpki import DevUser, build_crl, cert_path, generate_dev_pki, key_path
-from gateway.registry import decode_users
-from gateway.trust_report import (
+from gateway.core.certstore import CertStore
+from gateway.core.registry import decode_users
+from gateway.core.trust_report import (
     SignerChoice,
     certificate_rows,
     signing_readiness,
     users_without_signer,
 )
-from gateway.versions import VersionRegistry
+from gateway.core.versions import VersionRegistry
+from gateway.devkit.devpki import DevUser, build_crl, cert_path, generate_dev_pki, key_path
+from gateway.stores.certfiles import load_certstore
 
 ISSUED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NOW = ISSUED + dt.timedelta(days=30)
@@ -74,7 +75,7 @@ def by_user(
 
 
 def test_each_user_gets_the_certificate_its_version_rule_names(pki: Path) -> None:
-    store = CertStore.load([pki])
+    store = load_certstore([pki])
     report = by_user(store, NOW)
     supplier = report[SUPPLIER]
     # 5.0: the role certificate (OU 02); from 5.1 the User XML-signing one (OU 87).
@@ -90,7 +91,7 @@ def test_each_user_gets_the_certificate_its_version_rule_names(pki: Path) -> Non
 
 
 def test_users_without_signer_lists_exactly_the_users_some_version_refuses(pki: Path) -> None:
-    store = CertStore.load([pki])
+    store = load_certstore([pki])
     registry = decode_users(USERS.encode(), fmt="toml")
     report = signing_readiness(store, registry, VersionRegistry.build(["5.0", "5.4"], {}), NOW)
     # The DCC's own ID has no DUIS role: it sends no requests, so it is never listed.
@@ -103,12 +104,12 @@ def test_users_without_signer_lists_exactly_the_users_some_version_refuses(pki: 
 
 
 def test_a_retired_version_is_not_reported(pki: Path) -> None:
-    report = by_user(CertStore.load([pki]), NOW, {"5.0": NOW.date()})
+    report = by_user(load_certstore([pki]), NOW, {"5.0": NOW.date()})
     assert set(report[SUPPLIER]) == {"5.4"}
 
 
 def test_expired_certificates_are_named_with_their_expiry(pki: Path) -> None:
-    store = CertStore.load([pki])
+    store = load_certstore([pki])
     later = ISSUED + dt.timedelta(days=3700)  # past the dev PKI's ten years
     choice = by_user(store, later)[SUPPLIER]["5.4"]
     assert not choice.usable
@@ -126,7 +127,7 @@ def test_a_revoked_certificate_is_not_a_signer(pki: Path, tmp_path: Path) -> Non
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     crl = tmp_path / "revoked.crl"
     crl.write_bytes(build_crl(issuing, key, [xml_signing.serial_number], NOW))
-    store = CertStore.load([pki], crl_files=[crl])
+    store = load_certstore([pki], crl_files=[crl])
     choice = by_user(store, NOW)[SUPPLIER]["5.4"]
     assert not choice.usable and "revoked" in (choice.problem or "")
     assert by_user(store, NOW)[SUPPLIER]["5.0"].usable
@@ -138,7 +139,7 @@ def test_a_revoked_certificate_is_not_a_signer(pki: Path, tmp_path: Path) -> Non
 
 def test_the_dcc_test_pki_rows_keep_every_serial_digit(shared_dir: Path) -> None:
     pki = shared_dir / "pki" / "dccboxed"
-    store = CertStore.load([pki], anchors=[pki / "Z1-issuing-ca.cert.pem"])
+    store = load_certstore([pki], anchors=[pki / "Z1-issuing-ca.cert.pem"])
     rows = certificate_rows(store, dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
     assert len(rows) == len(store)
     # 128-bit serials as decimal text: a JSON number would round them in the browser.

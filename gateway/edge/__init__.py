@@ -1,0 +1,45 @@
+"""The edge: trio and the network. Imports stores and core, never the dev kit.
+
+listeners       bind, serve until a signal, drain (the designed shutdown)
+server          one connection: HTTP/1.1 keep-alive, limits, the crash boundary
+                (http: the sans-IO seam; connection_slots; tls, tls_refusals)
+duis_handler    DUIS endpoints -> the pipeline
+pipeline        the stage table's runner; screen: the thresholds stage;
+                dispatch: the I/O of each answer mode; transport: the device protocol
+lifecycle       asynchronous jobs: journal, device, outbox
+delivery        POST to the Users' Receive Response URLs, in order, with retries
+quarantine_ops  release, delete and expiry of held requests
+admin           the admin routes (admin_auth, admin_params, admin_replay,
+                admin_thresholds, admin_quarantine, admin_views; techspec_admin,
+                techspec_service: not wired yet)
+console_files   the operator console's static files (console/), served at /console/
+traffic_summary the live traffic counts the console's overview shows
+metrics         every metric, declared once
+workers         `duisgw serve --workers N`
+"""
+
+__all__ = [
+    "admin",
+    "admin_auth",
+    "admin_params",
+    "admin_quarantine",
+    "admin_replay",
+    "admin_thresholds",
+    "admin_views",
+    "console_files",
+    "delivery",
+    "dispatch",
+    "duis_handler",
+    "http",
+    "lifecycle",
+    "listeners",
+    "metrics",
+    "pipeline",
+    "quarantine_ops",
+    "screen",
+    "server",
+    "tls",
+    "traffic_summary",
+    "transport",
+    "workers",
+]
