@@ -13,6 +13,7 @@ hand the core what they mean. Imports only thresholds, parse_correlate and mmc b
     signing         compact signing; ResponseSigner (the DCC's key)
     certstore, dn, der   SMKI certificates: the in-memory store and the signer checks
     access          access control; registry: Users and inventory snapshots
+    trust_report    certificates and each User's signer per served version, as values
     snapshot        trust + Users + inventory as one value; its holder; reload results
     replay_rules    the replay rule and its in-memory model
     versions        DUIS version routing; version_mismatch: the alert for the others
@@ -42,6 +43,7 @@ __all__ = [
     "snapshot",
     "stages",
     "techspec",
+    "trust_report",
     "version_mismatch",
     "versions",
 ]

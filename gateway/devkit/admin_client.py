@@ -1,4 +1,4 @@
-"""`duisgw quarantine|outbox|thresholds|replay|reload|status|inbox`: the operator's
+"""`duisgw quarantine|outbox|thresholds|replay|trust|reload|status|inbox`: the operator's
 commands, over the admin API.
 
 Each sends the admin token: `DUISGW_ADMIN_TOKEN` if set, else the token file of
@@ -85,8 +85,11 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     )
     listing.add_argument("--after-ref", type=int, help="the next page: refs after this one")
     listing.add_argument("--limit", type=int, help="at most this many (1-1000)")
-    for name in ("show", "release", "delete"):
-        q.add_parser(name).add_argument("ref", type=int)
+    q.add_parser("show").add_argument("ref", type=int)
+    for name in ("release", "delete"):
+        decide = q.add_parser(name)
+        decide.add_argument("ref", type=int)
+        decide.add_argument("--reason", help="why, for the quarantine's audit trail")
 
     outbox = commands.add_parser("outbox", help="pending and dead-lettered deliveries")
     o = outbox.add_subparsers(dest="action", required=True)
@@ -113,6 +116,16 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     reset.add_argument("--by", help="operator name for the audit trail (default: login name)")
     reset.add_argument("--reason", default="", help="why, for the audit trail")
 
+    trust = commands.add_parser(
+        "trust", help="certificates, and each User's signing certificate per version"
+    )
+    tr = trust.add_subparsers(dest="action", required=True)
+    tr.add_parser("certificates", help="every Organisation certificate with its validity")
+    signers = tr.add_parser("signers", help="each User's signer under each served version")
+    signers.add_argument(
+        "--missing", action="store_true", help="only Users some served version would refuse"
+    )
+
     inbox = commands.add_parser("inbox", help="what reached the dev inbox (embedded default)")
     inbox.add_argument("--user-id")
     inbox.add_argument("--xml", action="store_true", help="print each document in full")
@@ -121,7 +134,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
         commands.add_parser("status", help="versions, counts, skipped certificates, outbox"),
         inbox,
     ]
-    for group in (q, o, t, r):
+    for group in (q, o, t, r, tr):
         leaves.extend(group.choices.values())
     for leaf in leaves:
         leaf.add_argument(
@@ -192,7 +205,15 @@ def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
         if action == "show":
             return client.get(f"/admin/quarantine/{args.ref}")
         return client.post(
-            f"/admin/quarantine/{args.ref}/{action}", timeout=RELEASE_TIMEOUT_SECONDS
+            f"/admin/quarantine/{args.ref}/{action}",
+            json=None if args.reason is None else {"reason": args.reason},
+            timeout=RELEASE_TIMEOUT_SECONDS,
+        )
+    if command == "trust":
+        if action == "certificates":
+            return client.get("/admin/trust/certificates")
+        return client.get(
+            "/admin/trust/signers", params={"missing": "true"} if args.missing else {}
         )
     if command == "outbox":
         if action == "pending":

@@ -10,7 +10,10 @@ lifecycle       asynchronous jobs: journal, device, outbox
 delivery        POST to the Users' Receive Response URLs, in order, with retries
 quarantine_ops  release, delete and expiry of held requests
 admin           the admin routes (admin_auth, admin_params, admin_replay,
-                admin_thresholds; techspec_admin, techspec_service: not wired yet)
+                admin_thresholds, admin_quarantine, admin_views; techspec_admin,
+                techspec_service: not wired yet)
+console_files   the operator console's static files (console/), served at /console/
+traffic_summary the live traffic counts the console's overview shows
 metrics         every metric, declared once
 workers         `duisgw serve --workers N`
 """
@@ -19,8 +22,11 @@ __all__ = [
     "admin",
     "admin_auth",
     "admin_params",
+    "admin_quarantine",
     "admin_replay",
     "admin_thresholds",
+    "admin_views",
+    "console_files",
     "delivery",
     "dispatch",
     "duis_handler",
@@ -33,6 +39,7 @@ __all__ = [
     "screen",
     "server",
     "tls",
+    "traffic_summary",
     "transport",
     "workers",
 ]

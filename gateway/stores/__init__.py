@@ -7,7 +7,8 @@ Imports the core and the libraries below it, never the edge or the dev kit.
     times           how journals store time
     replay          ReplayStore and SharedReplayGuard (replay_sqlite: its SQLite book)
     outbox          responses and alerts awaiting delivery; jobs (outbox_sqlite: its rows)
-    quarantine      requests held by anomaly detection
+    quarantine      requests held by anomaly detection (quarantine_audit: the
+                    operator's release and delete decisions, beside them)
     threshold_memory, threshold_redis   the per-User-ID counters (CounterStore)
     threshold_sqlite   rules in force, their audit, saved counts
     threshold_state    the counters opened under the rules in force; count snapshots
@@ -24,6 +25,7 @@ __all__ = [
     "outbox_sqlite",
     "private_files",
     "quarantine",
+    "quarantine_audit",
     "replay",
     "sqlite",
     "techspec_store",
