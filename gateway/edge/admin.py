@@ -1,6 +1,7 @@
 """The admin listener's routes: health, readiness, metrics, reload, quarantine, outbox,
 thresholds (gateway/edge/admin_thresholds.py), replay counters
-(gateway/edge/admin_replay.py), and whatever the composition root mounts under its
+(gateway/edge/admin_replay.py), Technical Specification tables, coverage and Install and
+Leave (gateway/edge/techspec_admin.py), and whatever the composition root mounts under its
 own first path segment (the dev inbox, gateway/devkit/inbox.py, when it is enabled).
 
 A separate port from DUIS so it can live on a management network. JSON in and
@@ -32,6 +33,7 @@ from gateway.edge.admin_thresholds import ThresholdsAdmin
 from gateway.edge.http import HttpRequest
 from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.server import PeerInfo
+from gateway.edge.techspec_admin import TechspecAdmin
 from gateway.stores.outbox import NotDeadLettered, Outbox, UnknownMessage
 from gateway.stores.outbox_sqlite import StoredMessage
 from gateway.stores.quarantine import (
@@ -130,6 +132,7 @@ class AdminApi:
         outbox: Outbox,
         replay: ReplayAdmin,
         thresholds: ThresholdsAdmin,
+        techspec: TechspecAdmin,
         state_dir: Path,
         mounts: Mapping[str, Mount] | None = None,
     ) -> None:
@@ -143,6 +146,7 @@ class AdminApi:
         self._state_dir = state_dir
         self._replay = replay
         self._thresholds = thresholds
+        self._techspec = techspec
         self._mounts = dict(mounts or {})
         self.ready = False
 
@@ -180,6 +184,8 @@ class AdminApi:
             return await self._quarantine(method, rest[1:], query)
         if rest[:1] == ["outbox"]:
             return await self._outbox_route(method, rest[1:], query)
+        if rest[:1] == ["techspec"]:
+            return await self._techspec.route(method, rest[1:], query, request, peer)
         _no_query(query)
         if rest == ["reload"] and method == "POST":
             result = self._reload()

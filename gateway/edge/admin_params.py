@@ -82,6 +82,16 @@ def user_id(text: str) -> str:
         ) from None
 
 
+def device_id(text: str) -> str:
+    """A Device ID (EUI-64) in the form the inventory keeps (upper case)."""
+    try:
+        return parse_eui64(text)
+    except IdentifierError:
+        raise InvalidInput(
+            f"a Device ID is an EUI-64 (8 hex pairs joined by '-'), not {_shown(text)}"
+        ) from None
+
+
 def srv(text: str) -> str:
     if not _SRV.match(text):
         raise InvalidInput(
