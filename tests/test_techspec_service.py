@@ -120,7 +120,8 @@ async def test_tables_loaded_through_the_admin_api_are_audited_and_survive_a_res
             "revision": 1,
             "summary": "3 versions",
             "warnings": [],
-            "alerts": 0,
+            "hubs_reached": 0,
+            "alerts_sent": 0,
         }
         # 2018: SMETS v1.1 has no IVP but its MVP remains, so it may be pre-notified; a
         # SMETS1 meter cannot be commissioned onto a CHTS hub (¶126).
@@ -163,7 +164,8 @@ async def test_install_and_leave_through_the_service_with_the_alert_on_coverage(
 
         clock.advance(200 * 86_400)
         status, loaded = await call(admin, "PUT", "coverage?reason=WAN%20live", WAN)
-        assert status == 200 and loaded["alerts"] == 1  # type: ignore[index]
+        assert status == 200 and loaded["hubs_reached"] == 1  # type: ignore[index]
+        assert loaded["alerts_sent"] == 0  # type: ignore[index]
         assert [(a.user_id, a.hub_id) for a in offered] == [(SUPPLIER, HUB)]
         _, rows = await call(admin, "GET", "install-leave")
         assert rows[0]["state"] == "wan_available" and rows[0]["alert_sent"] is False  # type: ignore[index]

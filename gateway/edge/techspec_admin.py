@@ -165,7 +165,8 @@ class TechspecAdmin:
                 "revision": loaded.revision.revision,
                 "summary": loaded.revision.summary,
                 "warnings": loaded.warnings,
-                "alerts": loaded.alerts,
+                "hubs_reached": loaded.hubs_reached,
+                "alerts_sent": loaded.alerts_sent,
             },
         )
 

@@ -107,7 +107,8 @@ AlertSink = Callable[[WanAvailableAlert], Awaitable[bool]]
 class Loaded(msgspec.Struct, frozen=True):
     revision: TableRevision
     warnings: list[str]
-    alerts: int = 0  # coverage updates: hubs newly reached by SM WAN
+    hubs_reached: int = 0  # coverage updates: hubs left without SM WAN that it reaches
+    alerts_sent: int = 0  # ... whose supplier's alert is now in the outbox
 
 
 class TechspecService:
@@ -204,8 +205,8 @@ class TechspecService:
         )
         self._swap(revision)
         log.warning("%s replaced by %s: revision %d, %s", kind, actor, revision.revision, summary)
-        alerts = await self._coverage_arrived() if kind == "coverage" else 0
-        return Loaded(revision, warnings, alerts)
+        reached, sent = await self._coverage_arrived() if kind == "coverage" else (0, 0)
+        return Loaded(revision, warnings, reached, sent)
 
     async def audit(self, kind: TableKind, *, limit: int = MAX_AUDIT_ROWS) -> list[TableRevision]:
         return await self._store.audit(kind, limit=limit)
@@ -331,22 +332,23 @@ class TechspecService:
                 sent += await self._deliver(alert)
         return sent
 
-    async def _coverage_arrived(self) -> int:
+    async def _coverage_arrived(self) -> tuple[int, int]:
+        """(hubs reached, alerts sent)."""
         assert self.coverage is not None
         now = self._now()
         reached = coverage_update(
             await self._store.open_cases(), self.coverage, now, self.config.install_leave
         )
-        alerts = 0
+        hubs = sent = 0
         for transition in reached:
             try:
                 moved = await self._move(transition.case.hub_id, CoverageArrived(at=now))
             except (InstallLeaveError, StaleCase):
                 continue  # another node moved it on meanwhile, and alerts from there
+            hubs += 1
             for alert in moved.alerts:
-                alerts += 1
-                await self._deliver(alert)
-        return alerts
+                sent += await self._deliver(alert)
+        return hubs, sent
 
     async def _deliver(self, alert: WanAvailableAlert) -> int:
         if self._alert_sink is None or not await self._alert_sink(alert):
