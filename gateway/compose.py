@@ -180,6 +180,7 @@ class Components:
         worker: tuple[int, int],
     ) -> None:
         snapshots = loaded.snapshots
+        self.worker_count = worker[1]
         answers = Answers(clock, loaded.signer)
         checks = RequestChecks(loaded.versions, loaded.schemas, clock)
         self.lifecycle = Lifecycle(
@@ -262,8 +263,6 @@ async def start_services(
     clock: Clock,
     metrics: Metrics,
     dev_inbox: DevInboxAddress | None,
-    *,
-    worker_count: int,
 ) -> None:
     await services.start(
         functools.partial(
@@ -274,7 +273,7 @@ async def start_services(
     await services.start(components.quarantine.run_expiry)
     # After the life cycle is running: a resumed release may journal a job.
     await services.start(components.quarantine.resume_releases)
-    if worker_count > 1:  # the other workers store tables too
+    if components.worker_count > 1:  # the other workers store tables too
         await services.start(components.techspec.run_refresh)
     counters = stores.counters
     if isinstance(counters, RedisThresholdStore):
@@ -351,16 +350,7 @@ async def serve(
             else None
         )
         async with trio.open_nursery() as services:
-            await start_services(
-                services,
-                config,
-                components,
-                stores,
-                clock,
-                metrics,
-                dev_inbox,
-                worker_count=worker[1],
-            )
+            await start_services(services, config, components, stores, clock, metrics, dev_inbox)
             draining = Draining()
             duis = ConnectionHandler(
                 DuisHandler(

@@ -193,8 +193,9 @@ class TechspecAdmin:
         try:
             case = await self._service.close_case(hub_id, reason)
         except InstallLeaveError as exc:
-            status = 409 if (await self._service.case(hub_id))[0] is not None else 404
-            return _json(status, {"error": str(exc)})
+            if (await self._service.case(hub_id))[0] is None:
+                return _json(404, {"error": f"no Install and Leave case for hub {hub_id}"})
+            return _json(409, {"error": str(exc)})  # closed already
         except StaleCase as exc:
             return _json(409, {"error": str(exc)})
         log.warning(
