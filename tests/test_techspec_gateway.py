@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from lxml import etree
+
 from gateway.core.clock import FixedClock
 from tests.harness import Gateway
 from tests.techspec_data import CONSULTATION, EXTENDED
@@ -154,6 +156,12 @@ def update_firmware(version: str, *device_ids: str) -> bytes:
     )
 
 
+def warning_lists(response: etree._Element) -> dict[str, str | None]:
+    warning = response.find(f".//{{{SR}}}DSPUpdateFirmwareWarning")
+    assert warning is not None
+    return {etree.QName(child).localname: child.text for child in warning}
+
+
 async def code_of(gateway: Gateway, answers: Answers, xml: bytes) -> str:
     code, _ = answers.response(await gateway.send(xml))
     return code
@@ -173,8 +181,14 @@ async def test_the_consultations_example_tables_walked_with_the_clock(
     clock = FixedClock(at("29/09/16"))
     async with techspec_gateway(tmp_path, shared_dir, INVENTORY, clock) as gateway:
         answers = Answers(shared_dir, tmp_path)
-        # No tables in force: the version rules are not applied (as the RTDS 12.2 template).
+        # No tables in force: the version rules are not applied (as the RTDS 12.2 template),
+        # and Update Firmware names only the devices the inventory rules out.
         assert await code_of(gateway, answers, pre_notification("SMETS V1.58")) == "I0"
+        code, warned = answers.response(await gateway.send(update_firmware("1", UNKNOWN, METER_A)))
+        assert code == "I0" and warning_lists(warned) == {
+            "InvalidDeviceIDList": UNKNOWN,
+            "NotCommissionedDeviceIDList": METER_A,
+        }
         loaded = await load(gateway, "tables", CONSULTATION, "consultation 2016")
         assert (loaded["revision"], loaded["summary"]) == (1, "3 versions")
         assert await code_of(gateway, answers, pre_notification("SMETS V1.58")) == "E11"
@@ -229,10 +243,7 @@ async def test_a_sec_modification_its_sub_version_deadline_firmware_and_replacem
         # One image (SMETS 2.0) for a mix of devices.
         mix = update_firmware("00020000", UNKNOWN, ON_21, ON_20, DECOMMISSIONED, GAS)
         code, warned = answers.response(await gateway.send(mix))
-        warning = warned.find(f".//{{{SR}}}DSPUpdateFirmwareWarning")
-        assert warning is not None
-        lists = {child.tag.split("}")[1]: child.text for child in warning}
-        assert code == "I0" and lists == {
+        assert code == "I0" and warning_lists(warned) == {
             "InvalidDeviceIDList": UNKNOWN,
             "NotCommissionedDeviceIDList": DECOMMISSIONED,
             "NotApplicableFirmwareDeviceIDList": f"{ON_21},{GAS}",  # a downgrade; no product

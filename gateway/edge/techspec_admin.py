@@ -149,6 +149,7 @@ class TechspecAdmin:
         params = parse_query(query, ("reason", "by"))
         fmt = _FORMATS.get(media_type(request))
         if fmt is None:
+            log.info("%s from %s refused: no TOML or JSON Content-Type", kind, peer.address)
             return _json(415, {"error": "PUT the file as application/toml or application/json"})
         by = params.get("by")
         actor = peer.address if not by else f"{by} ({peer.address})"
