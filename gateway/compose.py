@@ -30,9 +30,9 @@ from gateway.core.access import DccOriginated
 from gateway.core.answers import Answers
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config, StartupError
-from gateway.core.signers import log_users_without_signer
 from gateway.core.snapshot import Reloaded, ReloadFailed, ReloadResult, SnapshotHolder
 from gateway.core.stages import RequestChecks
+from gateway.core.trust_report import missing_signer_lines, signing_readiness
 from gateway.core.version_mismatch import authenticated_header, mismatch_alert
 from gateway.devkit.inbox import INBOX_FILE, Inbox, InboxRoutes
 from gateway.devkit.simulator import Simulator
@@ -58,6 +58,10 @@ from gateway.edge.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.screen import ThresholdScreen
 from gateway.edge.server import ConnectionHandler, Draining
+from gateway.edge.techspec_admin import TechspecAdmin
+from gateway.edge.techspec_alerts import WanAlertSender, check_alert_codes
+from gateway.edge.techspec_dispatch import TechspecDispatch
+from gateway.edge.techspec_service import StoredTableUnreadable, TechspecService
 from gateway.edge.tls import server_context
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
@@ -70,12 +74,15 @@ from gateway.stores.private_files import make_private_dir, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
 from gateway.stores.replay import SharedReplayGuard
 from gateway.stores.sqlite import Synchronous
+from gateway.stores.techspec import open_techspec
+from gateway.stores.techspec_store import TechspecStore
 from gateway.stores.threshold_redis import RedisThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore
 from gateway.stores.threshold_state import CounterStore, open_thresholds, run_count_snapshots
 from thresholds.config import ThresholdConfigError
 
 log = logging.getLogger("duisgw")
+signers_log = logging.getLogger("duisgw.signers")
 
 
 class BoundAddresses(msgspec.Struct, frozen=True):
@@ -121,6 +128,7 @@ class Stores:
     counters: CounterStore
     threshold_state: ThresholdStateStore
     local_commands: LocalCommandStore
+    techspec: TechspecStore
 
 
 @asynccontextmanager
@@ -157,6 +165,7 @@ async def open_stores(
                     max_per_originator=config.local_delivery.max_open_commands_per_originator,
                 )
             )
+            techspec = await stack.enter_async_context(open_techspec(state_dir, synchronous=sync))
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
             metrics.jobs_pending.set_function(jobs.pending_count)
             metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
@@ -164,7 +173,14 @@ async def open_stores(
                 lambda: replay.statistics().queued + replay.statistics().committing
             )
             yield Stores(
-                replay, outbox, jobs, quarantine, counters, threshold_state, local_commands
+                replay,
+                outbox,
+                jobs,
+                quarantine,
+                counters,
+                threshold_state,
+                local_commands,
+                techspec,
             )
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
@@ -189,6 +205,7 @@ class Components:
         worker: tuple[int, int],
     ) -> None:
         snapshots = loaded.snapshots
+        self.worker_count = worker[1]
         answers = Answers(clock, loaded.signer)
         dcc_originated = DccOriginated.configured(config.duis.dcc_originated)
         checks = RequestChecks(
@@ -205,8 +222,20 @@ class Components:
             loaded.device_signing_keys,
             config.local_delivery.command_ttl_seconds,
         )
+        alerts = WanAlertSender(
+            loaded.versions,
+            loaded.signer,
+            clock,
+            self.lifecycle.deliver_alert,
+            config.techspec.wan_available_alert,
+        )
+        self.techspec = TechspecService(stores.techspec, config.techspec, clock, alert_sink=alerts)
         dispatcher = Dispatcher(
-            answers, stores.replay.record_pre_command, self.lifecycle.submit, local
+            answers,
+            stores.replay.record_pre_command,
+            self.lifecycle.submit,
+            local,
+            TechspecDispatch(self.techspec),
         )
         screen = ThresholdScreen(
             answers,
@@ -281,6 +310,8 @@ async def start_services(
     await services.start(components.quarantine.run_expiry)
     # After the life cycle is running: a resumed release may journal a job.
     await services.start(components.quarantine.resume_releases)
+    if components.worker_count > 1:  # the other workers store tables too
+        await services.start(components.techspec.run_refresh)
     counters = stores.counters
     if isinstance(counters, RedisThresholdStore):
         await services.start(counters.run)
@@ -323,12 +354,15 @@ async def serve(
         # Journals are created 0600 as they open (gateway/stores/sqlite.py).
         tighten_state_dir({Path(config.state_dir), own_dir})
         token = ensure_admin_token(admin_token_path(config))
+        check_alert_codes(loaded.versions, config.techspec.wan_available_alert)
     except (OSError, ValueError, ThresholdConfigError, AdminTokenError) as exc:
         raise StartupError(str(exc)) from None
     first = loaded.snapshots.current
-    log_users_without_signer(
+    readiness = signing_readiness(
         first.certstore, first.users, loaded.versions, clock.now(), loaded.dcc_signer
     )
+    for line in missing_signer_lines(readiness):  # every request from them gets 403
+        signers_log.warning(line)
     if worker[1] > 1:
         admin_port = config.admin.port + worker[0] if config.admin.port else 0
         config = msgspec.structs.replace(
@@ -349,6 +383,10 @@ async def serve(
         components = Components(
             config, loaded, stores, device_transport, clock, metrics, worker=worker
         )
+        try:
+            await components.techspec.start(loaded.techspec_files)
+        except StoredTableUnreadable as exc:
+            raise StartupError(str(exc)) from None
         dev_inbox = (
             DevInboxAddress.for_listener(addresses.admin, token)
             if config.dev_inbox.enabled
@@ -435,6 +473,7 @@ def _admin_api(
         thresholds=ThresholdsAdmin(
             stores.counters, stores.threshold_state, config, clock, worker_count=worker[1]
         ),
+        techspec=TechspecAdmin(components.techspec, lambda: loaded.snapshots.current.inventory),
         state_dir=Path(config.state_dir),
         mounts=mounts,
         dcc_originator=loaded.dcc_signer,

@@ -13,12 +13,13 @@ hand the core what they mean. Imports only thresholds, parse_correlate and mmc b
     signing         compact signing; ResponseSigner (the DCC's key)
     certstore, dn, der   SMKI certificates: the in-memory store and the signer checks
     access          access control; registry: Users and inventory snapshots
+    trust_report    certificates and each User's signer per served version (the DCC's
+                    OU 89 when it originates); the Users who cannot sign, as values
     snapshot        trust + Users + inventory as one value; its holder; reload results
     replay_rules    the replay rule and its in-memory model
     versions        DUIS version routing; version_mismatch: the alert for the others
     dcc_services    non-device answers (CV 8); device: commands and replies as values
     local_commands  commands for local delivery (CV 2/6) and the 8.13 checks
-    signers         the registered Users with no usable signing certificate
     config, simulator_config   every config table, decoded from TOML
     clock           wall-clock time, injected
     techspec/       Technical Specification versions and Install and Leave
@@ -40,12 +41,12 @@ __all__ = [
     "registry",
     "replay_rules",
     "signature",
-    "signers",
     "signing",
     "simulator_config",
     "snapshot",
     "stages",
     "techspec",
+    "trust_report",
     "version_mismatch",
     "versions",
 ]

@@ -25,7 +25,9 @@ SRV, the subject device IDs its body names (each checked like a target). Device 
 body only refers to (a join's OtherDeviceID, 8.14.3's OtherDeviceID, 8.11's DeviceID,
 OldCHFID, OldGPFID, an HCALCS in a schedule: the table in mmc.codec) and every body
 device of a device SRV need only exist. See mmc.applicability.body_device_rule for the
-exceptions (8.2: exist; 12.1/12.2: none).
+exceptions (8.2: exist; 12.1/12.2: none; 11.1/11.4: the known ones for type and
+eligibility only, as the Service Response's DSPUpdateFirmwareWarning names unknown and
+not-commissioned devices one by one).
 
 DCC-originated requests. A request whose originator is the DCC's own EUI-64
 (`duis.dcc_eui64`) is not a User's: the signature stage has already required the
@@ -221,6 +223,9 @@ def _target_and_devices(
             )
         acted_on = body if rule is _FULL else ()
         must_exist = (body if rule is _EXISTS else ()) + references
+        if rule is _LISTED:  # the response names unknown and not-commissioned devices
+            acted_on = tuple(d for d in body if inventory.get(d) is not None)
+            allowed = ALLOWED_STATUSES[StatusClass.INVENTORY]
     else:
         if target == dcc_eui64:
             return AccessDecision("E11", f"device SRV {srv.variant} cannot target the DCC")
@@ -234,6 +239,7 @@ def _target_and_devices(
 _Profile = tuple[frozenset[str], BodyDevices, frozenset[str]]
 _PROFILES: dict[tuple[str, bool], _Profile] = {}
 _FULL, _EXISTS, _IGNORE = BodyDevices.FULL, BodyDevices.EXISTS, BodyDevices.IGNORE
+_LISTED = BodyDevices.LISTED
 
 
 def _profile(srv: Srv) -> _Profile:

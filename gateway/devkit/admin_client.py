@@ -1,5 +1,5 @@
-"""`duisgw quarantine|outbox|thresholds|replay|reload|status|inbox`: the operator's
-commands, over the admin API.
+"""`duisgw quarantine|outbox|thresholds|replay|trust|techspec|reload|status|inbox`: the
+operator's commands, over the admin API (`techspec`: gateway/devkit/techspec_client.py).
 
 Each sends the admin token: `DUISGW_ADMIN_TOKEN` if set, else the token file of
 the gateway's config (`--config`, or `--state-dir`'s duisgw.toml; default
@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from gateway.core.config import Config, ConfigError
+from gateway.devkit import techspec_client
 from gateway.devkit.default import CONFIG_NAME, DEFAULT_STATE_DIR
 from gateway.edge.admin_auth import TOKEN_ENV, AdminTokenError, admin_token_path, read_admin_token
 from gateway.stores.operator_files import load_config
@@ -85,8 +86,11 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     )
     listing.add_argument("--after-ref", type=int, help="the next page: refs after this one")
     listing.add_argument("--limit", type=int, help="at most this many (1-1000)")
-    for name in ("show", "release", "delete"):
-        q.add_parser(name).add_argument("ref", type=int)
+    q.add_parser("show").add_argument("ref", type=int)
+    for name in ("release", "delete"):
+        decide = q.add_parser(name)
+        decide.add_argument("ref", type=int)
+        decide.add_argument("--reason", help="why, for the quarantine's audit trail")
 
     outbox = commands.add_parser("outbox", help="pending and dead-lettered deliveries")
     o = outbox.add_subparsers(dest="action", required=True)
@@ -113,6 +117,17 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     reset.add_argument("--by", help="operator name for the audit trail (default: login name)")
     reset.add_argument("--reason", default="", help="why, for the audit trail")
 
+    trust = commands.add_parser(
+        "trust", help="certificates, and each User's signing certificate per version"
+    )
+    tr = trust.add_subparsers(dest="action", required=True)
+    tr.add_parser("certificates", help="every Organisation certificate with its validity")
+    signers = tr.add_parser("signers", help="each User's signer under each served version")
+    signers.add_argument(
+        "--missing", action="store_true", help="only Users some served version would refuse"
+    )
+
+    techspec_leaves = techspec_client.add_arguments(commands)
     inbox = commands.add_parser("inbox", help="what reached the dev inbox (embedded default)")
     inbox.add_argument("--user-id")
     inbox.add_argument("--xml", action="store_true", help="print each document in full")
@@ -120,8 +135,9 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
         commands.add_parser("reload", help="reload trust and registry"),
         commands.add_parser("status", help="versions, counts, skipped certificates, outbox"),
         inbox,
+        *techspec_leaves,
     ]
-    for group in (q, o, t, r):
+    for group in (q, o, t, r, tr):
         leaves.extend(group.choices.values())
     for leaf in leaves:
         leaf.add_argument(
@@ -136,6 +152,8 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    if args.command == "techspec" and (status := techspec_client.offline(args)) is not None:
+        return status
     try:
         access = admin_access(args, environ)
     except AdminTokenError as exc:
@@ -152,6 +170,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     except httpx.HTTPError as exc:
         print(f"duisgw {args.command}: {access.base_url}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the file to send (thresholds set, techspec ... set)
+        print(f"duisgw {args.command}: {exc}", file=sys.stderr)
+        return 2
     if args.command == "inbox" and response.status_code == 200:
         for message in response.json():
             print(
@@ -192,7 +213,15 @@ def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
         if action == "show":
             return client.get(f"/admin/quarantine/{args.ref}")
         return client.post(
-            f"/admin/quarantine/{args.ref}/{action}", timeout=RELEASE_TIMEOUT_SECONDS
+            f"/admin/quarantine/{args.ref}/{action}",
+            json=None if args.reason is None else {"reason": args.reason},
+            timeout=RELEASE_TIMEOUT_SECONDS,
+        )
+    if command == "trust":
+        if action == "certificates":
+            return client.get("/admin/trust/certificates")
+        return client.get(
+            "/admin/trust/signers", params={"missing": "true"} if args.missing else {}
         )
     if command == "outbox":
         if action == "pending":
@@ -201,6 +230,8 @@ def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
         if action == "dead-letters":
             return client.get("/admin/outbox/dead-letters")
         return client.post(f"/admin/outbox/dead-letters/{args.message_id}/retry")
+    if command == "techspec":
+        return techspec_client.call(args, client, _login_name)
     if command == "replay":
         if action == "show":
             return client.get(f"/admin/replay/{args.user_id}")

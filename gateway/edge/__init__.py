@@ -11,7 +11,12 @@ lifecycle       asynchronous jobs: journal, device, outbox
 delivery        POST to the Users' Receive Response URLs, in order, with retries
 quarantine_ops  release, delete and expiry of held requests
 admin           the admin routes (admin_auth, admin_params, admin_replay,
-                admin_thresholds; techspec_admin, techspec_service: not wired yet)
+                admin_thresholds, admin_quarantine, admin_views, techspec_admin)
+techspec_service  the Technical Specification and Install and Leave rules in force
+                (techspec_dispatch: the DUIS services they answer; techspec_alerts:
+                the SM WAN available alert into the outbox)
+console_files   the operator console's static files (console/), served at /console/
+traffic_summary the live traffic counts the console's overview shows
 metrics         every metric, declared once
 workers         `duisgw serve --workers N`
 """
@@ -20,8 +25,11 @@ __all__ = [
     "admin",
     "admin_auth",
     "admin_params",
+    "admin_quarantine",
     "admin_replay",
     "admin_thresholds",
+    "admin_views",
+    "console_files",
     "delivery",
     "dispatch",
     "duis_handler",
@@ -34,7 +42,12 @@ __all__ = [
     "quarantine_ops",
     "screen",
     "server",
+    "techspec_admin",
+    "techspec_alerts",
+    "techspec_dispatch",
+    "techspec_service",
     "tls",
+    "traffic_summary",
     "transport",
     "workers",
 ]

@@ -1,6 +1,9 @@
-"""The admin listener's routes: health, readiness, metrics, reload, quarantine, outbox,
-thresholds (gateway/edge/admin_thresholds.py), replay counters
-(gateway/edge/admin_replay.py), and whatever the composition root mounts under its
+"""The admin listener's routes: health, readiness, metrics, reload, status, outbox,
+quarantine (gateway/edge/admin_quarantine.py), thresholds
+(gateway/edge/admin_thresholds.py), replay counters (gateway/edge/admin_replay.py),
+traffic and trust views (gateway/edge/admin_views.py), Technical Specification tables,
+coverage and Install and Leave (gateway/edge/techspec_admin.py), the operator console's
+files (gateway/edge/console_files.py), and whatever the composition root mounts under its
 own first path segment (the dev inbox, gateway/devkit/inbox.py, when it is enabled).
 
 A separate port from DUIS so it can live on a management network. JSON in and
@@ -16,73 +19,40 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Final, get_args
+from typing import Final
+from urllib.parse import unquote
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.core.clock import Clock
-from gateway.core.signers import users_without_signer
 from gateway.core.snapshot import Reloaded, ReloadResult, SnapshotHolder
+from gateway.core.trust_report import signing_readiness, users_without_signer
 from gateway.core.versions import VersionRegistry
 from gateway.edge import admin_params as check
 from gateway.edge.admin_auth import media_type
 from gateway.edge.admin_params import InvalidInput, parse_query
+from gateway.edge.admin_quarantine import QuarantineAdmin
 from gateway.edge.admin_replay import ReplayAdmin
 from gateway.edge.admin_thresholds import ThresholdsAdmin
+from gateway.edge.admin_views import AdminViews
+from gateway.edge.console_files import CONSOLE_PATHS, ConsoleFiles
 from gateway.edge.http import HttpRequest
 from gateway.edge.quarantine_ops import QuarantineOps
-from gateway.edge.server import PeerInfo
+from gateway.edge.server import Answer, PeerInfo
+from gateway.edge.techspec_admin import TechspecAdmin
 from gateway.stores.outbox import NotDeadLettered, Outbox, UnknownMessage
 from gateway.stores.outbox_sqlite import StoredMessage
-from gateway.stores.quarantine import (
-    MAX_LIST_ROWS,
-    NotHeld,
-    QuarantinedRequest,
-    QuarantineState,
-    UnknownEventRef,
-)
 from mmc.identifiers import Eui64
 
 log = logging.getLogger("duisgw.admin")
 
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
-Answer = tuple[int, bytes, bytes]
 XML_TYPES: Final = (b"application/xml", b"text/xml")
-MAX_MIN_AGE_SECONDS: Final = 100 * 366 * 86_400.0  # min_age_seconds: a century at most
-QUARANTINE_QUERY: Final = ("user_id", "srv", "min_age_seconds", "state", "after_ref", "limit")
 # Routes the composition root mounts under a first path segment of their own:
 # (method, the path after that segment, query, request) -> answer.
 Mount = Callable[[str, list[str], str, HttpRequest], Awaitable[Answer]]
-
-
-class QuarantineView(msgspec.Struct, frozen=True):
-    event_ref: int
-    user_id: str
-    request_id: str
-    srv: str
-    duis_version: str
-    breach: str
-    held_at: dt.datetime
-    state: str
-    finished_at: dt.datetime | None = None
-    request_xml: str | None = None
-
-
-def _view(item: QuarantinedRequest, with_body: bool = False) -> QuarantineView:
-    return QuarantineView(
-        event_ref=item.event_ref,
-        user_id=item.user_id,
-        request_id=item.request_id,
-        srv=item.srv,
-        duis_version=item.duis_version,
-        breach=item.breach,
-        held_at=item.held_at,
-        state=item.state,
-        finished_at=item.finished_at,
-        request_xml=item.raw_request.decode("utf-8", "replace") if with_body else None,
-    )
 
 
 class MessageView(msgspec.Struct, frozen=True):
@@ -119,6 +89,12 @@ def _no_query(query: str) -> None:
     parse_query(query, ())
 
 
+def _user(query: str) -> str | None:
+    """The optional `user_id` filter, the query's only parameter."""
+    params = parse_query(query, ("user_id",))
+    return check.user_id(params["user_id"]) if "user_id" in params else None
+
+
 class AdminApi:
     def __init__(
         self,
@@ -132,6 +108,7 @@ class AdminApi:
         outbox: Outbox,
         replay: ReplayAdmin,
         thresholds: ThresholdsAdmin,
+        techspec: TechspecAdmin,
         state_dir: Path,
         mounts: Mapping[str, Mount] | None = None,
         dcc_originator: Eui64 | None = None,
@@ -146,8 +123,20 @@ class AdminApi:
         self._state_dir = state_dir
         self._replay = replay
         self._thresholds = thresholds
+        self._techspec = techspec
         self._mounts = dict(mounts or {})
-        self._dcc_originator = dcc_originator  # signs with OU 89 (gateway/core/signers.py)
+        self._quarantine = QuarantineAdmin(quarantine)
+        self._views = AdminViews(
+            snapshots=snapshots,
+            versions=versions,
+            clock=clock,
+            metrics_registry=metrics_registry,
+            outbox=outbox,
+            quarantine=quarantine.screen.quarantine,
+            dcc_originator=dcc_originator,
+        )
+        self._console = ConsoleFiles()
+        self._dcc_originator = dcc_originator  # signs with OU 89 (gateway/core/trust_report.py)
         self.ready = False
 
     async def __call__(self, request: HttpRequest, peer: PeerInfo) -> Answer:
@@ -173,6 +162,9 @@ class AdminApi:
             return (200, b"ready\n", TEXT) if self.ready else (503, b"not ready\n", TEXT)
         if parts == ["metrics"]:
             return 200, generate_latest(self._metrics_registry), CONTENT_TYPE_LATEST.encode()
+        path = request.target.partition("?")[0]
+        if path in CONSOLE_PATHS:
+            return self._console.answer(method, path)
         if parts and parts[0] in self._mounts:
             return await self._mounts[parts[0]](method, parts[1:], query, request)
         if parts[:1] == ["inbox"]:
@@ -181,9 +173,16 @@ class AdminApi:
             return 404, b"unknown admin path\n", TEXT
         rest = parts[1:]
         if rest[:1] == ["quarantine"]:
-            return await self._quarantine(method, rest[1:], query)
+            return await self._quarantine.route(
+                method, rest[1:], query, request.body, media_type(request), peer.address
+            )
         if rest[:1] == ["outbox"]:
             return await self._outbox_route(method, rest[1:], query)
+        if rest[:1] == ["techspec"]:
+            return await self._techspec.route(method, rest[1:], query, request, peer)
+        view = await self._views.route(method, rest, query)
+        if view is not None:
+            return view
         _no_query(query)
         if rest == ["reload"] and method == "POST":
             result = self._reload()
@@ -206,7 +205,9 @@ class AdminApi:
         now = self._clock.now()
         today = now.date()
         missing = users_without_signer(
-            snapshot.certstore, snapshot.users, self._versions, now, self._dcc_originator
+            signing_readiness(
+                snapshot.certstore, snapshot.users, self._versions, now, self._dcc_originator
+            )
         )
         return {
             "versions": self._versions.served(today),
@@ -232,66 +233,20 @@ class AdminApi:
         except ValueError:
             return path.name
 
-    async def _quarantine(self, method: str, rest: list[str], query: str) -> Answer:
-        store = self._ops.screen.quarantine
-        if not rest and method == "GET":
-            params = parse_query(query, QUARANTINE_QUERY)
-            user, srv = params.get("user_id"), params.get("srv")
-            min_age = params.get("min_age_seconds", "0")
-            after_ref = params.get("after_ref", "0")
-            limit = params.get("limit", str(MAX_LIST_ROWS))
-            items = await store.list_requests(
-                user_id=None if user is None else check.user_id(user),
-                srv=None if srv is None else check.srv(srv),
-                min_age_seconds=check.seconds(min_age, "min_age_seconds", MAX_MIN_AGE_SECONDS),
-                state=_quarantine_state(params.get("state", "held")),
-                after_ref=check.integer(after_ref, "after_ref", 0, check.SQLITE_INT64_MAX),
-                limit=check.integer(limit, "limit", 1, MAX_LIST_ROWS),
-            )
-            return _json(200, [_view(i) for i in items])
-        if not rest:
-            return 405, b"GET the list; POST .../REF/release or .../REF/delete\n", TEXT
-        _no_query(query)
-        ref = check.event_ref(rest[0])
-        try:
-            if len(rest) == 1 and method == "GET":
-                item = await store.show(ref)
-                return (
-                    _json(200, _view(item, True)) if item else _json(404, {"error": "unknown ref"})
-                )
-            if rest[1:] == ["release"] and method == "POST":
-                return _json(200, {"released": ref, "answered": await self._ops.release(ref)})
-            if rest[1:] == ["delete"] and method == "POST":
-                await self._ops.delete(ref)
-                return _json(200, {"deleted": ref})
-        except UnknownEventRef:
-            return _json(404, {"error": f"no quarantined request {ref}"})
-        except NotHeld as exc:
-            return _json(409, {"error": str(exc)})
-        return 404, b"unknown quarantine path\n", TEXT
-
     async def _outbox_route(self, method: str, rest: list[str], query: str) -> Answer:
         if rest == ["pending"] and method == "GET":
-            params = parse_query(query, ("user_id",))
-            user = check.user_id(params["user_id"]) if "user_id" in params else None
-            return _json(200, [_message(m) for m in await self._outbox.pending(user)])
-        _no_query(query)
+            return _json(200, [_message(m) for m in await self._outbox.pending(_user(query))])
         if rest == ["dead-letters"] and method == "GET":
-            return _json(200, [_message(m) for m in await self._outbox.dead_letters()])
+            return _json(200, [_message(m) for m in await self._outbox.dead_letters(_user(query))])
+        _no_query(query)
         if len(rest) == 3 and rest[0] == "dead-letters" and rest[2] == "retry" and method == "POST":
             try:
-                await self._outbox.retry_dead_letter(check.message_id(rest[1]))
+                # Percent-decoded: the console encodes the ID as a path segment.
+                message_id = check.message_id(unquote(rest[1]))
+                await self._outbox.retry_dead_letter(message_id)
             except UnknownMessage:
                 return _json(404, {"error": "unknown message"})
             except NotDeadLettered:
                 return _json(409, {"error": "not a dead letter"})
-            return _json(200, {"retrying": rest[1]})
+            return _json(200, {"retrying": message_id})
         return 404, b"unknown outbox path\n", TEXT
-
-
-def _quarantine_state(text: str) -> QuarantineState:
-    states: tuple[QuarantineState, ...] = get_args(QuarantineState)
-    for state in states:
-        if state == text:
-            return state
-    raise InvalidInput(f"state must be one of {', '.join(states)}, not {text[:40]!r}")

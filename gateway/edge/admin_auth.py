@@ -2,7 +2,8 @@
 
 The token is generated into the state directory on first start (`admin.token`,
 0600; `admin.token_file` points elsewhere) and is required as
-`Authorization: Bearer <token>` on every route but /healthz, /readyz and /metrics.
+`Authorization: Bearer <token>` on every route but /healthz, /readyz, /metrics and
+GETs of the operator console's static files (gateway/edge/console_files.py).
 It is compared in constant time. Without it: 401 with `WWW-Authenticate: Bearer`.
 
 The Host header must name this listener (an IP literal, `localhost`, or one of
@@ -30,6 +31,7 @@ from typing import Final, Literal
 import msgspec
 
 from gateway.core.config import Config
+from gateway.edge.console_files import CONSOLE_PATHS
 from gateway.edge.http import HttpRequest
 from gateway.edge.metrics import Metrics
 from gateway.edge.server import Answer, Handler, PeerInfo
@@ -128,8 +130,9 @@ class AdminGuard:
         refusal = self._check_host(request)
         if refusal is not None:
             return refusal
-        if request.target.partition("?")[0] in PUBLIC_PATHS:
-            return None
+        path = request.target.partition("?")[0]
+        if path in PUBLIC_PATHS or (request.method == "GET" and path in CONSOLE_PATHS):
+            return None  # the console's files hold no data: its script asks for the token
         refusal = self._check_token(request)
         if refusal is not None:
             return refusal

@@ -25,6 +25,7 @@ import msgspec
 
 _REASONS = {
     200: b"OK",
+    308: b"Permanent Redirect",
     400: b"Bad Request",
     401: b"Unauthorized",
     403: b"Forbidden",

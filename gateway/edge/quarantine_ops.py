@@ -33,6 +33,7 @@ from gateway.core.versions import VersionRegistry
 from gateway.edge.lifecycle import Lifecycle, response_message_id
 from gateway.edge.screen import ThresholdScreen
 from gateway.stores.quarantine import QuarantinedRequest
+from gateway.stores.quarantine_audit import Decision
 from mmc.identifiers import parse_request_id
 
 log = logging.getLogger("duisgw.quarantine")
@@ -73,9 +74,9 @@ class QuarantineOps:
         self._expiry_interval = expiry_check_interval_seconds
         self._owner = owner  # this process's worker index: whose releases it resumes
 
-    async def release(self, ref: int) -> str:
+    async def release(self, ref: int, decision: Decision | None = None) -> str:
         """Release and process one held request; returns the DUIS code it was answered with."""
-        item = await self.screen.quarantine.begin_release(ref, self._owner)
+        item = await self.screen.quarantine.begin_release(ref, self._owner, decision)
         return await self._process(item, resumed=False)
 
     async def resume_releases(
@@ -128,8 +129,8 @@ class QuarantineOps:
         await self.screen.quarantine.finish_release(item.event_ref)
         return code
 
-    async def delete(self, ref: int) -> None:
-        item = await self.screen.quarantine.delete(ref)
+    async def delete(self, ref: int, decision: Decision | None = None) -> None:
+        item = await self.screen.quarantine.delete(ref, decision)
         await self._tell(item, DELETED_CODE)
         log.info("deleted ref=%d request_id=%s", ref, item.request_id)
 

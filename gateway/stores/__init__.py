@@ -7,16 +7,19 @@ Imports the core and the libraries below it, never the edge or the dev kit.
     times           how journals store time
     replay          ReplayStore and SharedReplayGuard (replay_sqlite: its SQLite book)
     outbox          responses and alerts awaiting delivery; jobs (outbox_sqlite: its rows)
-    quarantine      requests held by anomaly detection
+    quarantine      requests held by anomaly detection (quarantine_audit: the
+                    operator's release and delete decisions, beside them)
     threshold_memory, threshold_redis   the per-User-ID counters (CounterStore)
     threshold_sqlite   rules in force, their audit, saved counts
     threshold_state    the counters opened under the rules in force; count snapshots
     techspec_store  the techspec protocols (techspec_sqlite: their SQLite store)
+    techspec        opens the techspec store (techspec.sqlite)
     local_commands  commands issued for local delivery, open until their 8.13 (protocol);
                     local_commands_sqlite: its SQLite store, opened by the composition root
     certfiles       certificate and key files; the certificate store; the DCC's key
     device_certfiles  device signing certificates (8.13 responses)
-    operator_files  config, Users and inventory, XSDs, the threshold rules file
+    operator_files  config, Users and inventory, XSDs, the threshold rules file, the
+                    techspec tables and coverage files
     private_files   owner-only files and directories
 """
 
@@ -30,8 +33,10 @@ __all__ = [
     "outbox_sqlite",
     "private_files",
     "quarantine",
+    "quarantine_audit",
     "replay",
     "sqlite",
+    "techspec",
     "techspec_store",
     "threshold_memory",
     "threshold_redis",

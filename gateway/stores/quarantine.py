@@ -27,6 +27,10 @@ live peer sharing the file.
 
 A released request keeps its bytes until `expire` purges finished rows after
 the retention period. A deleted request's bytes are dropped at once.
+
+Each operator decision (release, delete) may carry who and why (`Decision`,
+gateway/stores/quarantine_audit.py): it is written in the transaction that changes the
+request's state, and lives as long as the request's row does.
 """
 
 from __future__ import annotations
@@ -43,6 +47,14 @@ import trio
 
 from gateway.core.clock import Clock
 from gateway.stores.group_commit import SqlJournal, running
+from gateway.stores.quarantine_audit import (
+    AUDIT_SCHEMA,
+    AuditEntry,
+    Decision,
+    decisions_of,
+    purge_orphans,
+    record_decision,
+)
 from gateway.stores.sqlite import checked_synchronous, open_database
 from gateway.stores.times import from_us, to_us
 from thresholds.config import Breach
@@ -216,12 +228,16 @@ class QuarantineStore:
 
         return await self._submit(select)
 
-    async def begin_release(self, ref: int, owner: int) -> QuarantinedRequest:
+    async def begin_release(
+        self, ref: int, owner: int, decision: Decision | None = None
+    ) -> QuarantinedRequest:
         """Mark `releasing` for `owner`, exactly once, and return the record with its bytes.
 
         Refused with NotHeld if it is being or was released, or was deleted. Call
-        `finish_release` once the request's answer is durable.
+        `finish_release` once the request's answer is durable. `decision` is audited
+        in the same transaction.
         """
+        now_us = to_us(self._clock.now())
 
         def update(conn: sqlite3.Connection) -> QuarantinedRequest:
             found = conn.execute(
@@ -231,6 +247,7 @@ class QuarantineStore:
             ).fetchone()
             if found is None:
                 _refuse_not_held(conn, ref)
+            record_decision(conn, ref, now_us, "release", decision)
             return _row(found)
 
         return await self._submit(update)
@@ -254,8 +271,8 @@ class QuarantineStore:
         )
         return await self._submit(lambda conn: [_row(r) for r in conn.execute(query, (owner,))])
 
-    async def delete(self, ref: int) -> QuarantinedRequest:
-        """Mark deleted (never to be processed) and drop the request bytes."""
+    async def delete(self, ref: int, decision: Decision | None = None) -> QuarantinedRequest:
+        """Mark deleted (never to be processed) and drop the request bytes; audit `decision`."""
         now_us = to_us(self._clock.now())
 
         def update(conn: sqlite3.Connection) -> QuarantinedRequest:
@@ -266,6 +283,7 @@ class QuarantineStore:
             ).fetchone()
             if found is None:
                 _refuse_not_held(conn, ref)
+            record_decision(conn, ref, now_us, "delete", decision)
             return _row(found)
 
         return await self._submit(update)
@@ -288,9 +306,23 @@ class QuarantineStore:
             conn.execute(
                 "DELETE FROM quarantine WHERE state != 'held' AND finished_at_us <= ?", (cutoff,)
             )
+            purge_orphans(conn)
             return sorted((_row(r) for r in rows), key=lambda q: q.event_ref)
 
         return await self._submit(remove)
+
+    async def audit(self, ref: int) -> list[AuditEntry]:
+        """The decisions recorded for one request, oldest first."""
+        return await self._submit(lambda conn: decisions_of(conn, ref))
+
+    async def count(self, state: QuarantineState = "held") -> int:
+        """How many requests are in `state` (an index scan: cheap enough to poll)."""
+
+        def select(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT count(*) FROM quarantine WHERE state = ?", (state,))
+            return int(row.fetchone()[0])
+
+        return await self._submit(select)
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # An op submitted before the caller is cancelled may still be applied.
@@ -318,7 +350,7 @@ def _connect(path: str, node_id: int, synchronous: str = "FULL") -> sqlite3.Conn
             (node_id * REFS_PER_NODE,),
         )
 
-    return open_database(path, synchronous, schema=_SCHEMA, setup=setup)
+    return open_database(path, synchronous, schema=_SCHEMA + AUDIT_SCHEMA, setup=setup)
 
 
 def _refuse_not_held(conn: sqlite3.Connection, ref: int) -> NoReturn:
