@@ -27,6 +27,7 @@ from gateway.admin_replay import ReplayAdmin
 from gateway.admin_thresholds import ThresholdsAdmin
 from gateway.http import HttpRequest
 from gateway.inbox import Inbox, MessageTooLarge
+from gateway.log_fields import log_event
 from gateway.outbox import NotDeadLettered, Outbox, StoredMessage, UnknownMessage
 from gateway.quarantine_ops import QuarantineOps
 from gateway.server import PeerInfo
@@ -140,7 +141,17 @@ class AdminApi:
         try:
             return await self._route(request.method, parts, query, request, peer)
         except InvalidInput as exc:
-            log.info("admin 400 from %s: %s %s: %s", peer.address, request.method, path[:100], exc)
+            log_event(
+                log,
+                logging.INFO,
+                "admin refusal",
+                "admin 400 from %(peer)s: %(method)s %(path)s: %(reason)s",
+                status=400,
+                peer=peer.address,
+                method=request.method,
+                path=path[:100],
+                reason=str(exc),
+            )
             return _json(400, {"error": str(exc)})
 
     async def _route(

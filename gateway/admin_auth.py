@@ -31,6 +31,7 @@ import msgspec
 
 from gateway.config import Config
 from gateway.http import HttpRequest
+from gateway.log_fields import log_event
 from gateway.metrics import Metrics
 from gateway.server import Answer, Handler, PeerInfo
 
@@ -207,13 +208,17 @@ class GuardedAdmin:
         if refusal is None:
             return await self._routes(request, peer)
         self._metrics.admin_refusals.labels(refusal.reason).inc()
-        log.info(
-            "admin refusal %d from %s: %s %s: %s",
-            refusal.status,
-            peer.address,
-            request.method,
-            request.target[:100],
-            refusal.detail,
+        log_event(
+            log,
+            logging.INFO,
+            "admin refusal",
+            "admin refusal %(status)d from %(peer)s: %(method)s %(path)s: %(detail)s",
+            status=refusal.status,
+            peer=peer.address,
+            method=request.method,
+            path=request.target[:100],
+            reason=refusal.reason,
+            detail=refusal.detail,
         )
         body = msgspec.json.encode({"error": refusal.detail})
         if refusal.status == 401:

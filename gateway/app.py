@@ -13,7 +13,7 @@ import functools
 import logging
 import signal
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +32,7 @@ from gateway.admin_auth import (
 )
 from gateway.admin_replay import ReplayAdmin
 from gateway.admin_thresholds import ThresholdsAdmin
-from gateway.assemble import (
-    StartupError,
-    build_state,
-    read_threshold_rules,
-    reload,
-)
+from gateway.assemble import StartupError, reload
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.delivery import run_delivery
@@ -45,18 +40,27 @@ from gateway.dispatch import Dispatcher
 from gateway.http import HttpRequest
 from gateway.inbox import INBOX_FILE, DevInboxAddress, Inbox
 from gateway.lifecycle import Lifecycle
+from gateway.log_fields import log_event
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, open_outbox
 from gateway.pipeline import RequestPipeline, VersionMismatchAlert
+from gateway.preflight import cannot_listen, load_startup
 from gateway.private_files import make_private_dir, prepare_private_sqlite, tighten_state_dir
 from gateway.quarantine_ops import QuarantineOps
 from gateway.replay import SharedReplayGuard
 from gateway.screen import CounterStore, ThresholdScreen
+from gateway.sd_notify import ready, reloading, stopping
 from gateway.server import ConnectionHandler, Draining, PeerInfo
+from gateway.service_notifier import (
+    ServiceNotifier,
+    StatusReporter,
+    monotonic_usec,
+    run_heartbeat,
+)
 from gateway.sqlite_durability import Synchronous
 from gateway.state import GatewayState
 from gateway.threshold_state import open_thresholds, run_count_snapshots
-from gateway.tls import client_identity, server_context, user_ids_for
+from gateway.tls import client_identity, user_ids_for
 from gateway.transport import DeviceTransport
 from gateway.version_mismatch import authenticated_header, mismatch_alert
 from gateway.workers import worker_state_dir
@@ -111,12 +115,15 @@ class DuisHandler:
 
     def _http_error(self, status: int, reason: str) -> tuple[int, bytes, bytes]:
         self._metrics.http_errors.labels(str(status)).inc()
-        log.info("HTTP %d: %s", status, reason)
+        log_event(
+            log,
+            logging.INFO,
+            "HTTP refusal",
+            "HTTP %(status)d: %(reason)s",
+            status=status,
+            reason=reason,
+        )
         return status, reason.encode() + b"\n", b"text/plain; charset=utf-8"
-
-
-def tls_context(config: Config) -> ssl.SSLContext | None:
-    return server_context(config.tls) if config.tls is not None else None
 
 
 async def open_listeners(
@@ -133,7 +140,7 @@ async def open_listeners(
         sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise cannot_listen(host, port, exc) from None
     except BaseException:
         sock.close()
         raise
@@ -160,19 +167,22 @@ async def serve(
     reuse_port: bool = False,
     transport: DeviceTransport | None = None,
     worker: tuple[int, int] = (0, 1),
+    notifier: ServiceNotifier | None = None,
     task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until cancelled or signalled; `task_status` gets the bound ports.
 
     `worker` is (index, count) under `duisgw serve --workers` (gateway/workers.py).
+    `notifier` tells a service manager (systemd) when it is ready, reloading, stopping.
     """
     clock = clock or SystemClock()
+    notifier = notifier or ServiceNotifier(None)
     metrics = metrics or Metrics()
     state_dir = Path(config.state_dir)
     own_dir = worker_state_dir(config, *worker)
     try:
-        state = build_state(config, clock, metrics)
-        rules_raw = read_threshold_rules(config)
+        loaded = load_startup(config, clock, metrics)
+        state, rules_raw = loaded.state, loaded.rules_raw
         make_private_dir(own_dir)
         tighten_state_dir({state_dir, own_dir})
         shared = ("replay.sqlite", "quarantine.sqlite", "thresholds.sqlite")
@@ -225,6 +235,8 @@ async def serve(
                 task_status,
                 admin_token=token,
                 own_dir=own_dir,
+                notifier=notifier,
+                tls=loaded.tls,
             )
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
@@ -255,19 +267,30 @@ async def _run_services(
     *,
     admin_token: str,
     own_dir: Path,
+    notifier: ServiceNotifier,
+    tls: ssl.SSLContext | None,
 ) -> None:
     metrics = state.metrics
     draining = Draining()
     replay, outbox, jobs, counters = stores.replay, stores.outbox, stores.jobs, stores.counters
     # Bound first: the dev inbox's address (the admin listener's) is known before delivery.
-    duis_listeners = await open_listeners(
-        config.listen.host, config.listen.port, tls_context(config), reuse_port
-    )
+    duis_listeners = await open_listeners(config.listen.host, config.listen.port, tls, reuse_port)
     admin_listeners = await open_listeners(
         config.admin.host, config.admin.port, None, reuse_port=False
     )
     addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
     inbox_address = DevInboxAddress.for_listener(addresses.admin, admin_token)
+    reporter = StatusReporter(state, addresses.duis, outbox.pending_count, draining)
+
+    def reload_notified() -> str:
+        """Trust and registry rebuilt and swapped, with RELOADING=1 ... READY=1 around."""
+        reporter.phase = "reloading"
+        notifier.send(reloading(monotonic_usec(), reporter.line()))
+        result = reload(config, state)  # never raises: a bad file keeps the old set
+        reporter.phase = "serving"
+        notifier.send(ready(result))  # the heartbeat's next STATUS is the usual line
+        return result
+
     async with trio.open_nursery() as services:
         if transport is None:
             transport = default_transport(state, config)
@@ -329,7 +352,7 @@ async def _run_services(
             inbox = Inbox(own_dir / INBOX_FILE, config.dev_inbox, state.clock.now())
         admin = AdminApi(
             state,
-            lambda: reload(config, state),
+            reload_notified,
             ops,
             outbox,
             ReplayAdmin(replay, state.clock),
@@ -362,20 +385,36 @@ async def _run_services(
             connections.start_soon(trio.serve_listeners, admin_handler, admin_listeners)
             admin.ready = True
             task_status.started(addresses)
-            log.info(
-                "DUIS on http%s://%s:%d, admin on http://%s:%d",
-                "s" if config.tls else "",
-                *addresses.duis,
-                *addresses.admin,
+            scheme = "https" if config.tls else "http"
+            log_event(
+                log,
+                logging.INFO,
+                "listening",
+                "DUIS on %(duis)s, admin on %(admin)s",
+                duis=f"{scheme}://{addresses.duis[0]}:{addresses.duis[1]}",
+                admin=f"http://{addresses.admin[0]}:{addresses.admin[1]}",
             )
-            await _wait_for_stop(config, state)
+            if notifier.enabled:
+                # Both listeners are bound and listening, the stores open: connections
+                # made from now on are accepted.
+                notifier.send(ready(reporter.line()))
+                await services.start(run_heartbeat, notifier, reporter.line)
+            await _wait_for_stop(reload_notified)
+            reporter.phase = "draining"
+            notifier.send(stopping(reporter.line()))
             admin.ready = False
             accept_scope.cancel()
             draining.closing = True
             with trio.move_on_after(config.limits.drain_timeout_seconds) as drain:
                 await draining.wait_idle()
             if drain.cancelled_caught:
-                log.warning("drain deadline passed with %d requests in flight", draining.in_flight)
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "drain deadline passed",
+                    "drain deadline passed with %(in_flight)d requests in flight",
+                    in_flight=draining.in_flight,
+                )
             connections.cancel_scope.cancel()
         services.cancel_scope.cancel()
 
@@ -409,12 +448,18 @@ def default_transport(state: GatewayState, config: Config) -> DeviceTransport:
     )
 
 
-async def _wait_for_stop(config: Config, state: GatewayState) -> None:
+async def _wait_for_stop(reload_notified: Callable[[], str]) -> None:
     """Return on SIGTERM/SIGINT; reload on SIGHUP."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
             if signum == signal.SIGHUP:
-                reload(config, state)
+                reload_notified()
                 continue
-            log.info("signal %s: draining", signal.Signals(signum).name)
+            log_event(
+                log,
+                logging.INFO,
+                "draining",
+                "signal %(signal)s: draining",
+                signal=signal.Signals(signum).name,
+            )
             return

@@ -28,13 +28,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-# Names imported as themselves are re-exported: callers import them from here.
 from gateway.certfiles import CertificateRefused as CertificateRefused
 from gateway.certfiles import SigningKeyNotFoundError as SigningKeyNotFoundError
 from gateway.certfiles import _certificate_files
 from gateway.certfiles import find_signing_key as find_signing_key
 from gateway.certfiles import read_certificate_file as read_certificate_file
 from gateway.dn import normalise_dn as normalise_dn  # re-exported: callers import it here
+
+# Names imported as themselves are re-exported: callers import them from here.
+from gateway.log_fields import log_event
 from mmc.identifiers import Eui64, eui64_from_bytes
 
 logger = logging.getLogger(__name__)
@@ -199,7 +201,7 @@ class CertStore:
             group.sort(key=lambda c: c.not_after, reverse=True)
 
     def _skip(self, path: Path, reason: str) -> None:
-        logger.warning("certificate %s refused: %s", path, reason)
+        _log_refusal(path, reason)
         self.skipped.append((path, reason))
 
     @classmethod
@@ -261,16 +263,26 @@ class CertStore:
 
 
 def _log_refusal(path: Path, reason: str) -> None:
-    if reason.startswith("a CA certificate"):
-        logger.debug("certificate %s skipped: %s", path, reason)
-    else:
-        logger.warning("certificate %s refused: %s", path, reason)
+    skipped = reason.startswith("a CA certificate")
+    log_event(
+        logger,
+        logging.DEBUG if skipped else logging.WARNING,
+        "certificate skipped" if skipped else "certificate refused",
+        "certificate %(file)s skipped: %(reason)s"
+        if skipped
+        else "certificate %(file)s refused: %(reason)s",
+        file=str(path),
+        reason=reason,
+    )
 
 
 def _load_anchors(paths: Sequence[Path]) -> list[_Anchor]:
     anchors = []
     for path in paths:
-        cert = read_certificate_file(path)
+        try:
+            cert = read_certificate_file(path)
+        except CertificateRefused as exc:  # the file as well as the fault, or no one can find it
+            raise CertificateRefused(f"anchor {path}: {exc}") from None
         key_id = _key_id(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
         if not _is_ca(cert) or key_id is None:
             raise CertificateRefused(f"anchor {path} needs basicConstraints CA and an SKI")

@@ -39,6 +39,7 @@ import msgspec
 import trio
 
 from gateway.inbox import DEV_INBOX_URL, DevInboxAddress
+from gateway.log_fields import log_event
 from gateway.metrics import Metrics
 from gateway.outbox import MAX_PURGE_ROWS, Outbox, OutboxStoreError, StoredMessage
 
@@ -267,12 +268,16 @@ class _Supervisor:
             failures += 1
             if attempt.outcome == "dead_letter" or failures >= self._config.max_attempts:
                 self._count("dead_letter")
-                log.warning(
-                    "outbox: dead letter %s for user %s after %d attempts: %s",
-                    message.message_id,
-                    message.user_id,
-                    failures,
-                    attempt.error,
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "dead letter",
+                    "outbox: dead letter %(message_id)s for user %(user_id)s after "
+                    "%(attempts)d attempts: %(reason)s",
+                    message_id=message.message_id,
+                    user_id=message.user_id,
+                    attempts=failures,
+                    reason=attempt.error,
                 )
                 await self._outbox.dead_letter(message.message_id, attempt.error)
                 return

@@ -24,6 +24,7 @@ import trio
 from lxml import etree
 
 from gateway.dcc_services import answer_non_device
+from gateway.log_fields import log_event
 from gateway.outcome import Outcome, Verified
 from gateway.priority import QueueFull
 from gateway.state import GatewayState
@@ -90,7 +91,14 @@ class Dispatcher:
         try:
             command = self.command_for(request)
         except CommandError as exc:
-            log.info("refused request_id=%s code=E11 reason=%s", request.header.request_id, exc)
+            log_event(
+                log,
+                logging.INFO,
+                "refused",
+                request_id=str(request.header.request_id),
+                code="E11",
+                reason=str(exc),
+            )
             return self.acknowledgement(request, "E11")
         if cv == 4:
             if not await self._record_pre_command(request.header.request_id, command.gbcs):
@@ -133,7 +141,14 @@ class Dispatcher:
             reason = str(exc)
         else:
             return None
-        log.info("refused request_id=%s code=E12 reason=%s", request.header.request_id, reason)
+        log_event(
+            log,
+            logging.INFO,
+            "refused",
+            request_id=str(request.header.request_id),
+            code="E12",
+            reason=reason,
+        )
         return "E12"
 
     def command_for(self, request: Verified) -> DeviceCommand:
@@ -229,13 +244,15 @@ async def send_to_device(transport: DeviceTransport, command: DeviceCommand) -> 
     try:
         return await transport.send(command)
     except QueueFull as exc:
-        log.warning(
-            "hub queue full request_id=%s hub=%s class=%s scope=%s limit=%d",
-            command.request_id,
-            exc.hub_id,
-            command.priority.name,
-            exc.scope,
-            exc.limit,
+        log_event(
+            log,
+            logging.WARNING,
+            "hub queue full",
+            request_id=str(command.request_id),
+            hub=exc.hub_id,
+            priority_class=command.priority.name,
+            scope=exc.scope,
+            limit=exc.limit,
         )
         return DeviceReply(DeviceOutcome.NO_RESPONSE)
 

@@ -17,6 +17,7 @@ import logging
 import trio
 
 from gateway.dispatch import AsyncJob, Dispatcher, send_to_device
+from gateway.log_fields import log_event
 from gateway.outbox import DuplicateMessageId, OutboundMessage, Outbox
 from gateway.outcome import Refusal
 from gateway.pipeline import verify_request
@@ -90,10 +91,14 @@ class Lifecycle:
         url = user.response_url if user is not None and user.response_url else ""
         if not url:
             # Stored anyway: delivery dead-letters it where an operator can see and retry it.
-            log.warning(
-                "user_id=%s has no Receive Response URL; %s goes to dead letters",
-                user_id,
-                message_id,
+            log_event(
+                log,
+                logging.WARNING,
+                "no Receive Response URL",
+                "user_id=%(user_id)s has no Receive Response URL; %(message_id)s goes to "
+                "dead letters",
+                user_id=user_id,
+                message_id=message_id,
             )
         try:
             await self._outbox.put(
@@ -157,9 +162,13 @@ class Lifecycle:
                 request_id.originator, response_message_id(request_id), outcome.body, "response"
             )
             await self._jobs.mark_delivered(str(request_id))
-            log.info(
-                "request_id=%s device=%s outcome=%s stored for delivery",
-                request_id,
-                job.command.device_id,
-                reply.outcome,
+            log_event(
+                log,
+                logging.INFO,
+                "stored for delivery",
+                "request_id=%(request_id)s device=%(device)s outcome=%(outcome)s "
+                "stored for delivery",
+                request_id=str(request_id),
+                device=job.command.device_id,
+                outcome=str(reply.outcome),
             )

@@ -31,13 +31,16 @@ class Outcome(msgspec.Struct, frozen=True):
 class Refusal(Exception):
     """A request refused before a DUIS response can be built: HTTP 4xx with a reason."""
 
-    def __init__(self, status: int, stage: Stage, reason: str, detail: str) -> None:
+    def __init__(
+        self, status: int, stage: Stage, reason: str, detail: str, *, serial: int | None = None
+    ) -> None:
         super().__init__(f"{stage}/{reason}: {detail}")
         self.status = status
         self.stage = stage
         self.reason = reason
         self.detail = detail
         self.request_id: str | None = None  # when the header could be read
+        self.serial = serial  # the signing certificate's serial, when the signature named one
 
 
 class Verified(msgspec.Struct, frozen=True):

@@ -28,6 +28,7 @@ from gateway.ingest import (
     parse_xml,
     request_version,
 )
+from gateway.log_fields import log_event
 from gateway.outcome import Outcome, Refusal, Verified
 from gateway.replay import ReplayStore
 from gateway.screen import ThresholdScreen
@@ -145,6 +146,7 @@ def _check_signature(
             "certificate",
             "unknown_certificate",
             f"no trusted certificate with issuer {parts.issuer_name[:80]!r} serial {parts.serial}",
+            serial=parts.serial,
         )
     try:
         check_signing_certificate(
@@ -156,11 +158,13 @@ def _check_signature(
         )
     except CertificateError as exc:
         detail = f"serial {cert.serial}: {exc.detail}"
-        raise Refusal(403, "certificate", exc.reason, detail) from None
+        raise Refusal(403, "certificate", exc.reason, detail, serial=cert.serial) from None
     try:
         verify_signature(root, parts, cert.public_key)
     except SignatureError as exc:
-        raise Refusal(403, "signature", exc.reason, f"serial {cert.serial}: {exc.detail}") from None
+        raise Refusal(
+            403, "signature", exc.reason, f"serial {cert.serial}: {exc.detail}", serial=cert.serial
+        ) from None
 
 
 def access_decision(state: GatewayState, endpoint: Endpoint, request: Verified) -> str | None:
@@ -182,13 +186,15 @@ def access_decision(state: GatewayState, endpoint: Endpoint, request: Verified) 
     )
     if decision.accepted:
         return None
-    log.info(
-        "refused request_id=%s version=%s srv=%s code=%s reason=%s",
-        header.request_id,
-        request.route.version,
-        request.srv.variant,
-        decision.code,
-        decision.reason,
+    log_event(
+        log,
+        logging.INFO,
+        "refused",
+        request_id=str(header.request_id),
+        version=request.route.version,
+        srv=request.srv.variant,
+        code=decision.code,
+        reason=decision.reason,
     )
     return decision.code
 
@@ -248,12 +254,17 @@ class RequestPipeline:
                 )
         except Refusal as refusal:
             state.metrics.refusals.labels(refusal.stage, refusal.reason).inc()
-            log.info(
-                "refused request_id=%s stage=%s reason=%s detail=%s",
-                refusal.request_id or "-",
-                refusal.stage,
-                refusal.reason,
-                refusal.detail,
+            log_event(
+                log,
+                logging.INFO,
+                "refused",
+                "refused request_id=%(request_id)s stage=%(stage)s reason=%(reason)s "
+                "detail=%(detail)s",
+                request_id=refusal.request_id,
+                stage=refusal.stage,
+                reason=refusal.reason,
+                detail=refusal.detail,
+                serial=None if refusal.serial is None else str(refusal.serial),
             )
             if refusal.reason == "unsupported_version" and self._version_mismatch_alert:
                 await self._version_mismatch_alert(raw)
@@ -270,11 +281,13 @@ class RequestPipeline:
                 # released or journaled (dispatch sends it as signed).
                 code = self._dispatcher.check_signed_pre_command(request, admission.pre_command)
         else:
-            log.info(
-                "refused request_id=%s code=%s reason=%s",
-                header.request_id,
-                code,
-                admission.verdict.value,
+            log_event(
+                log,
+                logging.INFO,
+                "refused",
+                request_id=str(header.request_id),
+                code=code,
+                reason=admission.verdict.value,
             )
         if code is not None:
             return self._count(error_acknowledgement(state, request, code))

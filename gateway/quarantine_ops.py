@@ -23,6 +23,7 @@ import trio
 
 from gateway.dispatch import Dispatcher
 from gateway.lifecycle import Lifecycle, response_message_id
+from gateway.log_fields import log_event
 from gateway.outcome import Refusal
 from gateway.pipeline import verify_request
 from gateway.screen import ThresholdScreen
@@ -73,9 +74,16 @@ class QuarantineOps:
             try:
                 code = await self._process(item, resumed=True)
             except Exception:  # we broke: the row stays `releasing` for the next start
-                log.exception("resuming the release of ref=%d failed", item.event_ref)
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "resuming a release failed",
+                    "resuming the release of ref=%(ref)d failed",
+                    exc_info=True,
+                    ref=item.event_ref,
+                )
                 continue
-            log.info("resumed release ref=%d answered=%s", item.event_ref, code)
+            log_event(log, logging.INFO, "resumed release", ref=item.event_ref, answered=code)
 
     async def _process(self, item: QuarantinedRequest, *, resumed: bool) -> str:
         ref = item.event_ref
@@ -84,7 +92,14 @@ class QuarantineOps:
                 self._state, Endpoint.SEND, item.raw_request, check_signature=False
             )
         except Refusal as refusal:  # e.g. its DUIS version has been retired since
-            log.error("released ref=%d cannot be processed: %s", ref, refusal.detail)
+            log_event(
+                log,
+                logging.ERROR,
+                "released request unprocessable",
+                "released ref=%(ref)d cannot be processed: %(reason)s",
+                ref=ref,
+                reason=refusal.detail,
+            )
             await self._tell(item, "E1")
             await self.screen.quarantine.finish_release(ref)
             return "E1"
@@ -100,13 +115,20 @@ class QuarantineOps:
                 item.user_id, response_message_id(item.request_id), outcome.body, "response"
             )
         await self.screen.quarantine.finish_release(ref)
-        log.info("released ref=%d request_id=%s answered=%s", ref, item.request_id, outcome.code)
+        log_event(
+            log,
+            logging.INFO,
+            "released",
+            ref=ref,
+            request_id=item.request_id,
+            answered=outcome.code,
+        )
         return outcome.code
 
     async def delete(self, ref: int) -> None:
         item = await self.screen.quarantine.delete(ref)
         await self._tell(item, DELETED_CODE)
-        log.info("deleted ref=%d request_id=%s", ref, item.request_id)
+        log_event(log, logging.INFO, "deleted", ref=ref, request_id=item.request_id)
 
     async def run_expiry(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -114,7 +136,9 @@ class QuarantineOps:
         task_status.started()
         while True:
             for item in await self.screen.quarantine.expire(self._retention):
-                log.info("expired ref=%d request_id=%s", item.event_ref, item.request_id)
+                log_event(
+                    log, logging.INFO, "expired", ref=item.event_ref, request_id=item.request_id
+                )
                 await self._tell(item, DELETED_CODE)
             await trio.sleep(self._expiry_interval)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from gateway.log_fields import log_event
 from gateway.outcome import Outcome, Refusal, Verified
 from gateway.state import GatewayState
 from mmc import responses
@@ -82,13 +83,17 @@ class ThresholdScreen:
         for hit in decision.warnings:
             if hit.crossed:
                 self._state.metrics.threshold_warnings.inc()
-                log.warning(
-                    "User Warning Threshold crossed user_id=%s srv=%s count=%d limit=%d window=%ds",
-                    user_id,
-                    request.srv.variant,
-                    hit.count,
-                    hit.rule.limit,
-                    hit.rule.window_seconds,
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "User Warning Threshold crossed",
+                    "User Warning Threshold crossed user_id=%(user_id)s srv=%(srv)s "
+                    "count=%(count)d limit=%(limit)d window=%(window_seconds)ds",
+                    user_id=user_id,
+                    srv=request.srv.variant,
+                    count=hit.count,
+                    limit=hit.rule.limit,
+                    window_seconds=hit.rule.window_seconds,
                 )
 
     async def _hold(self, user_id: str, request: Verified, decision: Decision) -> Outcome:
@@ -107,11 +112,13 @@ class ThresholdScreen:
             )
         )
         self._state.metrics.quarantined.labels(decision.breach).inc()
-        log.warning(
-            "quarantined request_id=%s breach=%s ref=%d",
-            header.request_id,
-            decision.breach,
-            event_ref,
+        log_event(
+            log,
+            logging.WARNING,
+            "quarantined",
+            request_id=str(header.request_id),
+            breach=decision.breach,
+            ref=event_ref,
         )
         alert = responses.dcc_alert(
             request.route.catalogue,
