@@ -33,6 +33,10 @@ log = logging.getLogger("duisgw")
 
 
 def main(argv: list[str] | None = None) -> int:
+    return _run(build_parser().parse_args(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duisgw", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     config_check_cli.add_arguments(commands)
     pc = commands.add_parser("pc", help="Parse and Correlate for Users (GBCS -> MMC output)")
     pc_cli.add_arguments(pc)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
     quiet = args.command not in ("serve",)  # client commands print results, not logs
     log_format: LogFormat = "text"
     if args.command == "serve":
