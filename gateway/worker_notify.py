@@ -5,8 +5,8 @@ Worker i is started with `NOTIFY_SOCKET` naming a datagram socket of the supervi
 `WATCHDOG_USEC`; the socket tells the supervisor which worker spoke, without
 trusting anything the worker writes. What the workers say goes through
 gateway/worker_fleet.py, and what it decides goes to the manager through the
-supervisor's own `ServiceNotifier`. Without a manager (no `NOTIFY_SOCKET`), there
-are no sockets and `wait` just sleeps: the supervisor behaves as it always did.
+supervisor's own `ServiceNotifier`. The supervisor listens with or without a manager:
+it is how it knows which workers are serving (and may be sent SIGHUP).
 
 The supervisor is a plain blocking loop (gateway/workers.py), so this is too:
 `wait` is a `select` with a timeout.
@@ -35,16 +35,15 @@ class WorkerNotifyRelay:
     def __init__(self, upstream: ServiceNotifier, workers: int) -> None:
         self._upstream = upstream
         self.fleet = WorkerFleet(workers, upstream.watchdog_seconds)
-        self._directory: Path | None = None
+        self._directory = Path(tempfile.mkdtemp(prefix="duisgw-notify-"))  # 0700
         self._sockets: dict[int, socket.socket] = {}
         self._next_heartbeat = 0.0
-        if upstream.enabled:
-            self._directory = Path(tempfile.mkdtemp(prefix="duisgw-notify-"))  # 0700
-            for index in range(workers):
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                sock.bind(str(self._directory / f"worker-{index}"))
-                sock.setblocking(False)
-                self._sockets[index] = sock
+        self._sent_status = ""
+        for index in range(workers):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(str(self._directory / f"worker-{index}"))
+            sock.setblocking(False)
+            self._sockets[index] = sock
 
     def worker_environ(self, index: int) -> dict[str, str]:
         """The environment worker `index` is started with."""
@@ -53,11 +52,10 @@ class WorkerNotifyRelay:
             for k, v in os.environ.items()
             if k not in (sd_notify.NOTIFY_SOCKET, sd_notify.WATCHDOG_USEC, sd_notify.WATCHDOG_PID)
         }
-        if self._directory is not None:
-            environ[sd_notify.NOTIFY_SOCKET] = str(self._directory / f"worker-{index}")
-            if self.fleet.watchdog_seconds is not None:
-                usec = round(self.fleet.watchdog_seconds * 1_000_000)
-                environ[sd_notify.WATCHDOG_USEC] = str(usec)
+        environ[sd_notify.NOTIFY_SOCKET] = str(self._directory / f"worker-{index}")
+        if self.fleet.watchdog_seconds is not None:
+            usec = round(self.fleet.watchdog_seconds * 1_000_000)
+            environ[sd_notify.WATCHDOG_USEC] = str(usec)
         return environ
 
     def spawned(self, index: int) -> None:
@@ -81,9 +79,6 @@ class WorkerNotifyRelay:
 
     def wait(self, timeout_seconds: float) -> None:
         """Up to `timeout_seconds`: relay what the workers say, keep the heartbeat."""
-        if not self._sockets:
-            time.sleep(timeout_seconds)
-            return
         self._heartbeat()
         readable, _, _ = select.select(list(self._sockets.values()), [], [], timeout_seconds)
         for index, sock in self._sockets.items():
@@ -94,8 +89,7 @@ class WorkerNotifyRelay:
     def close(self) -> None:
         for sock in self._sockets.values():
             sock.close()
-        if self._directory is not None:
-            shutil.rmtree(self._directory, ignore_errors=True)
+        shutil.rmtree(self._directory, ignore_errors=True)
 
     def _receive(self, index: int, sock: socket.socket) -> None:
         while True:
@@ -110,8 +104,8 @@ class WorkerNotifyRelay:
                 self._upstream.send(announcement)
 
     def _drain(self, index: int) -> None:
-        sock = self._sockets.get(index)
-        while sock is not None:
+        sock = self._sockets[index]
+        while True:
             try:
                 sock.recv(sd_notify.MAX_DATAGRAM_BYTES)
             except BlockingIOError:
@@ -119,10 +113,14 @@ class WorkerNotifyRelay:
 
     def _heartbeat(self) -> None:
         now = time.monotonic()
-        if now < self._next_heartbeat:
+        if now < self._next_heartbeat or not self._upstream.enabled:
             return
         period = STATUS_INTERVAL_SECONDS
         if self.fleet.watchdog_seconds is not None:
             period = min(period, sd_notify.ping_period(self.fleet.watchdog_seconds))
-        self._upstream.send(self.fleet.heartbeat())
+        fields = self.fleet.heartbeat()
+        if fields.get("STATUS") == self._sent_status:
+            del fields["STATUS"]
+        if self._upstream.send(fields) and "STATUS" in fields:
+            self._sent_status = fields["STATUS"]
         self._next_heartbeat = now + period

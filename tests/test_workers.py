@@ -73,3 +73,43 @@ async def test_two_workers_share_the_port_and_the_replay_counters(
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+async def test_sighup_reloads_every_worker_and_the_supervisor_stays(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    """SIGHUP to the supervisor (what `systemctl reload` sends) used to end it."""
+    duis, admin = free_port(), free_port()
+    while duis in (admin, admin + 1):
+        duis = free_port()
+    config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_ready([admin, admin + 1], process)
+        process.send_signal(signal.SIGHUP)
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(30):
+                for port in (admin, admin + 1):
+                    while (
+                        'duisgw_reloads_total{outcome="ok"} 1.0'
+                        not in (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                    ):
+                        assert process.poll() is None, "the supervisor died of SIGHUP"
+                        await trio.sleep(0.05)
+        assert process.poll() is None
+        xml = (shared_dir / INVENTORY).read_bytes()
+        signed, path = sign_request(xml, [tmp_path / "pki"], counter=next_counter())
+        async with httpx.AsyncClient() as client:
+            r = await client.post(
+                f"http://127.0.0.1:{duis}{path}",
+                content=signed,
+                headers={"content-type": "application/xml"},
+            )
+        assert response_code(r.content) == "I0"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
