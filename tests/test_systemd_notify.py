@@ -26,9 +26,8 @@ import httpx
 import trio
 
 from gateway import sd_notify
-from gateway.client import sign_request
-from tests.harness import next_counter, response_code
 from tests.test_durability import free_port, write_config
+from tests.test_workers import inventory_request, worker_ports
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
 WATCHDOG_SECONDS = 2.0  # WatchdogSec=2: pings every second
@@ -89,17 +88,6 @@ def start(config: Path, notify: Manager, *extra: str) -> subprocess.Popen[bytes]
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-async def inventory_request(shared: Path, keys: Path, duis: int) -> str:
-    signed, path = sign_request((shared / INVENTORY).read_bytes(), [keys], counter=next_counter())
-    async with httpx.AsyncClient(timeout=30) as client:
-        r = await client.post(
-            f"http://127.0.0.1:{duis}{path}",
-            content=signed,
-            headers={"content-type": "application/xml"},
-        )
-    return response_code(r.content)
 
 
 def pings(messages: list[tuple[float, Message]]) -> list[float]:
@@ -168,9 +156,7 @@ async def admin_ready(port: int) -> bool:
 async def test_workers_ready_together_and_a_wedged_worker_is_replaced(
     tmp_path: Path, shared_dir: Path
 ) -> None:
-    duis, admin = free_port(), free_port()
-    while duis in (admin, admin + 1):
-        duis = free_port()
+    duis, admin = worker_ports()
     config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
     async with manager() as notify:
         process = start(config, notify, "--workers", "2")

@@ -47,14 +47,11 @@ def systemd_analyze() -> str:
     return path
 
 
-def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze: str, tmp_path: Path) -> None:
-    text = UNIT.read_text()
-    assert INSTALLED_BINARY in text
-    duisgw = Path(sys.executable).with_name("duisgw")
-    assert duisgw.exists(), "the project is installed in this environment"
-    unit = tmp_path / "duisgw.service"
-    unit.write_text(text.replace(INSTALLED_BINARY, str(duisgw)))
-    done = subprocess.run(
+def verify(systemd_analyze: str, folder: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze verify` on a unit file holding `text`."""
+    unit = folder / "duisgw.service"
+    unit.write_text(text)
+    return subprocess.run(
         [systemd_analyze, "verify", "--man=no", str(unit)],
         capture_output=True,
         text=True,
@@ -62,6 +59,14 @@ def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze: str, tmp_path:
         check=False,
         env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
     )
+
+
+def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze: str, tmp_path: Path) -> None:
+    text = UNIT.read_text()
+    assert INSTALLED_BINARY in text
+    duisgw = Path(sys.executable).with_name("duisgw")
+    assert duisgw.exists(), "the project is installed in this environment"
+    done = verify(systemd_analyze, tmp_path, text.replace(INSTALLED_BINARY, str(duisgw)))
     complaints = [line for line in (done.stdout + done.stderr).splitlines() if "duisgw" in line]
     assert done.returncode == 0 and complaints == [], done.stdout + done.stderr
 
@@ -69,15 +74,9 @@ def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze: str, tmp_path:
 def test_verify_catches_a_line_systemd_would_ignore(systemd_analyze: str, tmp_path: Path) -> None:
     """The control for the test above: a bad line is reported, though verify exits 0."""
     duisgw = Path(sys.executable).with_name("duisgw")
-    unit = tmp_path / "duisgw.service"
     text = UNIT.read_text().replace(INSTALLED_BINARY, str(duisgw))
-    unit.write_text(text.replace("Restart=on-failure", "Restart=sometimes"))
-    done = subprocess.run(
-        [systemd_analyze, "verify", "--man=no", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=VERIFY_TIMEOUT_SECONDS,
-        check=False,
+    done = verify(
+        systemd_analyze, tmp_path, text.replace("Restart=on-failure", "Restart=sometimes")
     )
     assert "restart specifier" in done.stderr
 
