@@ -141,7 +141,7 @@ async def run_heartbeat(
         fields: dict[str, str] = {}
         if notifier.watchdog_seconds is not None:
             fields.update(sd_notify.watchdog())
-        line = status()
+        line = _status_or(sent, status)
         if line != sent:
             fields.update(sd_notify.status(line))
         if notifier.send(fields) and "STATUS" in fields:
@@ -151,3 +151,13 @@ async def run_heartbeat(
 def monotonic_usec() -> int:
     """CLOCK_MONOTONIC in microseconds: the clock MONOTONIC_USEC= is read against."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+def _status_or(previous: str, status: Callable[[], str]) -> str:
+    """The STATUS line; the previous one if building it failed (our bug, logged): the
+    watchdog ping must not depend on it, nor the daemon on either."""
+    try:
+        return status()
+    except Exception:
+        log_event(log, logging.ERROR, "status line failed", exc_info=True)
+        return previous

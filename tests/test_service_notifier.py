@@ -111,3 +111,25 @@ def test_without_notify_socket_nothing_is_sent() -> None:
     notifier = ServiceNotifier.from_environ({})
     assert not notifier.enabled and notifier.watchdog_seconds is None
     assert notifier.send(sd_notify.ready()) is False
+
+
+async def test_a_failing_status_line_does_not_stop_the_pings(
+    manager: socket.socket, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = iter(range(100))
+
+    def status() -> str:
+        if next(calls) == 2:
+            raise RuntimeError("a bug in the STATUS line")
+        return "fine"
+
+    notifier = ServiceNotifier(manager.getsockname(), watchdog_seconds=0.4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_heartbeat, notifier, status)
+        await trio.sleep(1.05)
+        nursery.cancel_scope.cancel()
+    assert [m["WATCHDOG"] for m in received(manager)] == ["1"] * 5
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "status line failed"
+    ]
+    notifier.close()
