@@ -19,10 +19,10 @@ from pathlib import Path
 
 import trio
 
-from gateway.access import AccessDecision, AccessRequest, decide
-from gateway.estate import DCC_EUI64, default_inventory, default_users
-from gateway.replay import SharedReplayGuard
-from gateway.replay_rules import ReplayGuard
+from gateway.core.access import AccessDecision, AccessRequest, decide
+from gateway.core.replay_rules import ReplayGuard
+from gateway.devkit.estate import DCC_EUI64, default_inventory, default_users
+from gateway.stores.replay import SharedReplayGuard
 from mmc.catalogue import Endpoint, Srv, load_catalogue
 from mmc.identifiers import RequestId
 

@@ -24,7 +24,7 @@ from typing import Final
 
 import trio
 
-from gateway.outbox import MAX_BATCH_OPS, OutboundMessage, Outbox
+from gateway.stores.outbox import MAX_BATCH_OPS, OutboundMessage, Outbox
 
 USERS: Final = 16  # User IDs the messages are spread over
 URL: Final = "https://user.example/receive-response"

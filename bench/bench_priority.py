@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 import trio
 import trio.testing
 
-from gateway.priority import QueueFull
-from gateway.registry import Device, Inventory
-from gateway.simulator import HAN_VARIANTS, WAN_VARIANTS, LinkProfile, Simulator, SimulatorConfig
-from gateway.transport import DeviceCommand, DeviceOutcome, Priority
-from mmc.commands import CommandFacts, DeviceType, build_command
+from gateway.core.device import DeviceCommand, DeviceOutcome, Priority
+from gateway.core.registry import Device, Inventory
+from gateway.core.simulator_config import HAN_VARIANTS, WAN_VARIANTS, LinkProfile, SimulatorConfig
+from gateway.devkit.simulator import Simulator
+from gateway.edge.transport import QueueFull
 from mmc.identifiers import RequestId
+from parse_correlate.commands import CommandFacts, DeviceType, build_command
 
 HUB = "00-DB-12-34-56-78-C0-01"
 METER = "00-DB-12-34-56-78-C0-81"

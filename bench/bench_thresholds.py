@@ -19,11 +19,11 @@ from typing import Any
 import coredis
 import trio
 
-from gateway.clock import SystemClock
+from gateway.core.clock import SystemClock
+from gateway.stores.quarantine import QuarantineItem, open_quarantine_store
+from gateway.stores.threshold_memory import MemoryThresholdStore
+from gateway.stores.threshold_redis import open_redis_threshold_store
 from thresholds.config import RedisStoreSettings, ThresholdConfig, ThresholdRule
-from thresholds.memory import MemoryThresholdStore
-from thresholds.quarantine import QuarantineItem, open_quarantine_store
-from thresholds.redis import open_redis_threshold_store
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SRVS = ("1.1.1", "4.1.1", "4.6.1", "6.15.1")

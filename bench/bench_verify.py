@@ -23,10 +23,12 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certstore import CertStore, check_signing_certificate, find_signing_key
-from gateway.devpki import DevUser, generate_dev_pki
-from gateway.ingest import parse_xml
-from gateway.signature import parse_signature, sign_document, verify_signature
+from gateway.core.certstore import CertStore, check_signing_certificate
+from gateway.core.ingest import parse_xml
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_document
+from gateway.devkit.devpki import DevUser, generate_dev_pki
+from gateway.stores.certfiles import find_signing_key, load_certstore
 
 USER_EUI64: Final = "90-B3-D5-1F-30-01-00-00"
 DCC_EUI64: Final = "90-B3-D5-1F-30-00-00-02"
@@ -84,7 +86,7 @@ def build_fixture(directory: Path) -> tuple[bytes, CertStore, ec.EllipticCurvePr
     generate_dev_pki(directory, [DevUser(USER_EUI64, "supplier", ("02",))], DCC_EUI64, now)
     cert, key = find_signing_key([directory], USER_EUI64, "87")
     signed = sign_document(REQUEST_XML, key, cert.certificate.issuer.rfc4514_string(), cert.serial)
-    return signed, CertStore.load([directory]), key
+    return signed, load_certstore([directory]), key
 
 
 def measure(seconds: float) -> dict[str, float | int]:

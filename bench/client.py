@@ -19,7 +19,7 @@ from pathlib import Path
 import trio
 
 from bench.corpus import Prepared
-from gateway.devpki import TLS_CA_NAME, TLS_SUBDIRECTORY
+from gateway.devkit.devpki import TLS_CA_NAME, TLS_SUBDIRECTORY
 
 RESPONSE_TIMEOUT_SECONDS = 30.0
 RECEIVE_BYTES = 65_536

@@ -21,15 +21,8 @@ import msgspec
 
 from bench import corpus as corpus_mod
 from bench import hotpath
-from bench.load import (
-    GatewayFailed,
-    LoadOptions,
-    LoadReport,
-    clean,
-    format_report,
-    run,
-    workers_unavailable,
-)
+from bench.gateway_process import GatewayFailed, workers_unavailable
+from bench.load import LoadOptions, LoadReport, clean, format_report, run
 
 THROUGHPUT_TARGET = 0.55  # of raw verify, per core
 LATENCY_TARGET_MS = 5.0  # p99 acknowledgement at half the maximum rate

@@ -32,14 +32,22 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certstore import CertStore
-from gateway.client import endpoint_path, prepare
-from gateway.devpki import TLS_CA_NAME, TLS_SERVER_NAME, TLS_SUBDIRECTORY, DevUser, generate_dev_pki
-from gateway.estate import DCC_EUI64, dev_users
-from gateway.ingest import decode_header, parse_xml
-from gateway.lifecycle import ASYNC_QUEUE_SIZE
-from gateway.registry import InventoryFile, UsersFile, load_inventory, load_users
-from gateway.signature import sign_document
+from gateway.core.certstore import CertStore
+from gateway.core.ingest import decode_header, parse_xml
+from gateway.core.registry import InventoryFile, UsersFile
+from gateway.core.signing import sign_document
+from gateway.devkit.client import endpoint_path, prepare
+from gateway.devkit.devpki import (
+    TLS_CA_NAME,
+    TLS_SERVER_NAME,
+    TLS_SUBDIRECTORY,
+    DevUser,
+    generate_dev_pki,
+)
+from gateway.devkit.estate import DCC_EUI64, dev_users
+from gateway.edge.lifecycle import ASYNC_QUEUE_SIZE
+from gateway.stores.certfiles import load_certstore
+from gateway.stores.operator_files import load_inventory, load_users
 from mmc.catalogue import USER_XML_SIGNING_ROLE_CODE, load_catalogue
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -279,10 +287,10 @@ SigningKey = tuple[bytes, str, int]  # PEM private key, X509IssuerName, serial
 def signing_keys(pki: Path, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], SigningKey]:
     """The key each (User ID, version) signs with, by the version's rule (as `duisgw send`).
 
-    One certificate store load for all pairs: `gateway.client.sign_request` loads the
+    One certificate store load for all pairs: `gateway.devkit.client.sign_request` loads the
     store per call (milliseconds), which is fine for one request and not for 50,000.
     """
-    store = CertStore.load([pki])
+    store = load_certstore([pki])
     keys = {}
     for eui, version in pairs:
         allowed = load_catalogue(version).signer_role_codes

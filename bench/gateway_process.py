@@ -22,7 +22,7 @@ from pathlib import Path
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0  # above the gateway's default drain_timeout_seconds (10)
 LOG_TAIL_BYTES = 3000
-SERVER_HISTOGRAM = "duisgw_request_seconds"  # gateway/metrics.py: request in -> answer ready
+SERVER_HISTOGRAM = "duisgw_request_seconds"  # gateway/edge/metrics.py: request in -> answer ready
 
 
 class GatewayFailed(Exception):
@@ -55,7 +55,7 @@ class GatewayProcess:
         self.config_path = config
         values = tomllib.loads(config.read_text())
         self.duis_port: int = values["listen"]["port"]
-        # gateway/workers.py: worker i's admin listener is on admin.port + i.
+        # gateway/edge/workers.py: worker i's admin listener is on admin.port + i.
         self.admin_ports = [values["admin"]["port"] + i for i in range(workers)]
         self.log_path = config.with_name("gateway.log")
 

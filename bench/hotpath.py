@@ -3,12 +3,12 @@
     python -m bench.hotpath [--template NAME] [--core N] [--round-seconds S] [--json]
 
 The request is an RTDS template from ../shared (default: ECS17b 4.1.1, CV 1, DUIS
-5.4) signed with a fresh dev PKI, and the stages run against a real `GatewayState`
-(the embedded default estate with the DUIS XSDs). Each row is microseconds per call,
-the best of several rounds (as timeit takes the minimum: the least disturbed), and its
-share of the summed total of a CV 1 request's stages. The sum is a floor, not the
-end-to-end cost: the event loop, socket calls and the replay journal's group commit
-come on top (`bench.load` measures those).
+5.4) signed with a fresh dev PKI, and the stages run against what the gateway loads
+at start (`gateway.compose.load`: the embedded default estate with the DUIS XSDs).
+Each row is microseconds per call, the best of several rounds (as timeit takes the
+minimum: the least disturbed), and its share of the summed total of a CV 1 request's
+stages. The sum is a floor, not the end-to-end cost: the event loop, socket calls and
+the replay journal's group commit come on top (`bench.load` measures those).
 """
 
 from __future__ import annotations
@@ -31,24 +31,24 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from bench import corpus as corpus_mod
-from gateway.access import AccessRequest, decide
-from gateway.assemble import build_state
-from gateway.certstore import check_signing_certificate
-from gateway.client import sign_request
-from gateway.clock import SystemClock
-from gateway.config import load_config
-from gateway.default import ensure_default_state
-from gateway.http import RequestParser, render_response
-from gateway.ingest import decode_header, parse_xml
-from gateway.metrics import Metrics
-from gateway.replay_rules import ReplayGuard
-from gateway.signature import detach_keeping_tail, parse_signature
-from gateway.state import GatewayState
+from gateway.core.access import AccessRequest, decide
+from gateway.core.certstore import check_signing_certificate
+from gateway.core.clock import SystemClock
+from gateway.core.ingest import decode_header, parse_xml
+from gateway.core.replay_rules import ReplayGuard
+from gateway.core.signature import detach_keeping_tail, parse_signature
+from gateway.devkit.client import sign_request
+from gateway.devkit.default import ensure_default_state
+from gateway.edge.http import RequestParser, render_response
+from gateway.edge.metrics import Metrics
+from gateway.stores.operator_files import Loaded, load, load_config
+from gateway.stores.threshold_memory import MemoryThresholdStore
 from mmc import responses
 from mmc.catalogue import Endpoint
 from mmc.codec import extract_body_facts
-from mmc.commands import CommandFacts, DeviceType, build_command
 from mmc.identifiers import RequestId
+from parse_correlate.commands import CommandFacts, DeviceType, build_command
+from thresholds.config import ThresholdConfig, ThresholdRule
 
 DEFAULT_TEMPLATE = "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS"
 ROUNDS = 5
@@ -91,13 +91,13 @@ def per_call_us(call: Callable[[], object], round_seconds: float) -> float:
     return best * 1e6
 
 
-def fixture(template: str, state_dir: Path) -> tuple[GatewayState, bytes, str]:
+def fixture(template: str, state_dir: Path) -> tuple[Loaded, bytes, str]:
     shared = corpus_mod.find_shared()
     xml = (shared / corpus_mod.SAMPLES / f"{template}.XML").read_bytes()
     config_path = ensure_default_state(state_dir, dt.datetime.now(dt.UTC))
     config = load_config(config_path)
     duis = msgspec.structs.replace(config.duis, xsd_dir=str(shared / "duis" / "xsd"))
-    state = build_state(msgspec.structs.replace(config, duis=duis), SystemClock(), Metrics())
+    state = load(msgspec.structs.replace(config, duis=duis), SystemClock())
     signed, path = sign_request(xml, [state_dir / "pki"], counter=time.time_ns() // 1000)
     return state, signed, path
 
@@ -105,16 +105,18 @@ def fixture(template: str, state_dir: Path) -> tuple[GatewayState, bytes, str]:
 Stages = dict[str, tuple[Callable[[], object], bool]]
 
 
-def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
+def stages(state: Loaded, signed: bytes, path: str) -> Stages:
     """Stage name -> (call, counted in the CV 1 sum)."""
-    now = state.clock.now()
+    now = SystemClock().now()
+    snapshot = state.snapshots.current
+    registry = Metrics()
     root = parse_xml(signed)
     header = decode_header(root)
     route = state.versions.route(header.schema_version, now)
     assert route is not None and state.schemas is not None
     srv = route.catalogue.srvs[header.service_reference_variant]
     parts = parse_signature(root)
-    cert = state.certstore.lookup(parts.issuer_name, parts.serial)
+    cert = snapshot.certstore.lookup(parts.issuer_name, parts.serial)
     assert cert is not None
     unsigned = parse_xml(signed)
     detach_keeping_tail(parse_signature(unsigned).signature)
@@ -130,9 +132,9 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
     ack = responses.acknowledgement(
         route.catalogue, request_id, "I99", srv.reference, srv.variant, now
     )
-    requests_counter = state.metrics.requests.labels(route.version, srv.variant, "I99")
-    latency = state.metrics.latency.labels("S")
-    device = state.inventory.get(request_id.target)
+    requests_counter = registry.requests.labels(route.version, srv.variant, "I99")
+    latency = registry.latency.labels("S")
+    device = snapshot.inventory.get(request_id.target)
     device_type = DeviceType(device.device_type) if device is not None else DeviceType.ESME
     access = AccessRequest(request_id, header.command_variant, srv.variant, facts.device_ids)
     threshold_check = _threshold_check(request_id.originator, srv.variant)
@@ -141,14 +143,14 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
         cert.public_key.verify(der, parts.signed_info_c14n, ECDSA)
 
     def certificate() -> None:
-        found = state.certstore.lookup(parts.issuer_name, parts.serial)
+        found = snapshot.certstore.lookup(parts.issuer_name, parts.serial)
         assert found is not None
         check_signing_certificate(
             found,
             at=now,
             signer_eui64=request_id.originator,
             allowed_role_codes=route.catalogue.signer_role_codes,
-            store=state.certstore,
+            store=snapshot.certstore,
         )
 
     def command() -> object:
@@ -195,7 +197,7 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
         ),
         "access control (access.decide)": (
             lambda: decide(
-                access, srv, state.registry, state.inventory, now, Endpoint.SEND, state.dcc_eui64
+                access, srv, snapshot.users, snapshot.inventory, now, Endpoint.SEND, state.dcc_eui64
             ),
             True,
         ),
@@ -214,22 +216,16 @@ def stages(state: GatewayState, signed: bytes, path: str) -> Stages:
             False,
         ),
         "(as pipeline) metrics labels() lookup + inc": (
-            lambda: state.metrics.requests.labels(route.version, srv.variant, "I99").inc(),
+            lambda: registry.requests.labels(route.version, srv.variant, "I99").inc(),
             False,
         ),
     }
-    if threshold_check is not None:
-        table["thresholds (memory store, 3 windows)"] = (threshold_check, True)
+    table["thresholds (memory store, 3 windows)"] = (threshold_check, True)
     return table
 
 
-def _threshold_check(user_id: str, srv: str) -> Callable[[], object] | None:
-    """The in-process threshold store with a minute, an hour and a day window, if present."""
-    try:
-        from thresholds.config import ThresholdConfig, ThresholdRule
-        from thresholds.memory import MemoryThresholdStore
-    except ImportError:
-        return None
+def _threshold_check(user_id: str, srv: str) -> Callable[[], object]:
+    """The in-process threshold store with a minute, an hour and a day window."""
     rules = (
         ThresholdRule(
             user_id="*", srv="*", window_seconds=86_400, limit=10**8, kind="dcc_quarantine"

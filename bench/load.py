@@ -33,10 +33,8 @@ import trio
 
 from bench import corpus as corpus_mod
 from bench.client import Tally, closed_loop, open_loop, tls_contexts
-from bench.gateway_process import GatewayFailed as GatewayFailed  # re-exported for callers
-from bench.gateway_process import GatewayProcess
-from bench.gateway_process import workers_unavailable as workers_unavailable  # re-exported
-from gateway.default import ensure_default_state
+from bench.gateway_process import GatewayFailed, GatewayProcess
+from gateway.devkit.default import ensure_default_state
 
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_WARMUP_PER_CONNECTION = 20

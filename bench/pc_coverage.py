@@ -32,7 +32,8 @@ from typing import NamedTuple
 from lxml import etree
 
 from bench.corpus import find_shared
-from parse_correlate.gbcs import Cra, GbcsError, GbcsMessage, parse_message
+from parse_correlate.gbcs import Cra, GbcsMessage, parse_message
+from parse_correlate.gbcs_bytes import GbcsError
 from parse_correlate.integrity import Authentication, Credentials, IntegrityError
 from parse_correlate.mmc_output import SUPPORTED_VERSIONS, MmcOutput, render_mmc_output
 from parse_correlate.parse_command import keystore_credentials

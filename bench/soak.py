@@ -39,7 +39,7 @@ from bench import corpus as corpus_mod
 from bench.crowd import CrowdOptions, KindReport, run_crowd
 from bench.gateway_process import GatewayFailed, GatewayProcess
 from bench.well_behaved import Phase, well_behaved
-from gateway.default import ensure_default_state
+from gateway.devkit.default import ensure_default_state
 
 P99_RATIO_TARGET = 2.0
 RSS_INTERVAL_SECONDS = 5.0

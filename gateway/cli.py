@@ -13,20 +13,22 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway import admin_client, config_check_cli
-from gateway.admin_auth import admin_token_path
-from gateway.config import ConfigError, load_config
-from gateway.default import DEFAULT_STATE_DIR, ensure_default_state
-from gateway.log_format import (
+from gateway.config_check import command as config_check
+from gateway.core.config import Config, ConfigError, StartupError
+from gateway.core.sd_notify import NotifyConfigError, status
+from gateway.devkit import admin_client
+from gateway.devkit.client import ClientError, fresh_counter, post, sign_request
+from gateway.devkit.default import DEFAULT_STATE_DIR, ensure_default_state
+from gateway.edge.admin_auth import admin_token_path
+from gateway.edge.log_format import (
     LOG_FORMATS,
     LogFormat,
     configure_logging,
     default_log_format,
     json_line,
 )
-from gateway.private_files import PRIVATE_UMASK
-from gateway.sd_notify import NotifyConfigError, status
-from gateway.service_notifier import ServiceNotifier
+from gateway.stores.operator_files import load_config
+from gateway.stores.private_files import PRIVATE_UMASK
 from parse_correlate import cli as pc_cli
 
 log = logging.getLogger("duisgw")
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--save-response", type=Path, help="write the response body here")
 
     admin_client.add_arguments(commands)
-    config_check_cli.add_arguments(commands)
+    config_check.add_arguments(commands)
     pc = commands.add_parser("pc", help="Parse and Correlate for Users (GBCS -> MMC output)")
     pc_cli.add_arguments(pc)
     return parser
@@ -108,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "pc":
         return pc_cli.run(args)
     if args.command == "config":
-        return config_check_cli.run(args)
+        return config_check.run(args)
     return admin_client.run(args)
 
 
@@ -122,8 +124,12 @@ def _say(log_format: LogFormat, level: str, event: str | None, message: str) -> 
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import serve
-    from gateway.assemble import StartupError
+    # Imported here, for serving only: the client commands (send, pc, the admin ones)
+    # then start without the daemon's modules (about 0.5 s instead of 0.9 s here).
+    # Not a hidden cycle: the layers contract and tools/import_cycles.py read these too.
+    from gateway.compose import serve
+    from gateway.edge.service_notifier import ServiceNotifier
+    from gateway.edge.workers import WorkerConfigError, run_workers
 
     # Whatever the daemon (and its workers) create holds messages or keys: owner only.
     os.umask(PRIVATE_UMASK)
@@ -149,8 +155,6 @@ def _serve(args: argparse.Namespace) -> int:
     if banner:
         _print_banner(config_path, config)
     if args.workers > 1:
-        from gateway.workers import WorkerConfigError, run_workers
-
         try:
             return run_workers(config_path, config, args.workers, log_format, notifier)
         except WorkerConfigError as exc:
@@ -177,10 +181,7 @@ def _leaves(error: BaseException) -> list[BaseException]:
     return [error]
 
 
-def _print_banner(config_path: Path, config: object) -> None:
-    from gateway.config import Config
-
-    assert isinstance(config, Config)
+def _print_banner(config_path: Path, config: Config) -> None:
     scheme = "https" if config.tls else "http"
     pki = Path(config.trust.certificate_dirs[0]) if config.trust.certificate_dirs else None
     print(
@@ -200,8 +201,6 @@ def _print_banner(config_path: Path, config: object) -> None:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from gateway.client import ClientError, fresh_counter, post, sign_request
-
     keys = args.keys or [DEFAULT_STATE_DIR / "pki"]
     counter = None if args.keep_counter else (args.counter or fresh_counter())
     try:

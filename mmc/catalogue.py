@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 from importlib import resources
+from typing import Final
 
 import msgspec
 
@@ -40,6 +41,8 @@ USER_XML_SIGNING_ROLE_CODE = "87"
 
 # sr:Body child of a Signed Pre-Command (CV 5/6/7): it belongs to no SRV.
 SIGNED_PRE_COMMAND_ELEMENT = "SignedPreCommand"
+# The CommandVariants that carry a Signed Pre-Command: send (5), local (6), both (7).
+SIGNED_PRE_COMMAND_VARIANTS: Final = frozenset({5, 6, 7})
 
 
 class UnknownVersion(LookupError):

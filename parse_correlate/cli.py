@@ -31,8 +31,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from parse_correlate.correlate import CorrelationError, sign_pre_command
-from parse_correlate.gbcs import GbcsError, parse_message
+from parse_correlate.gbcs import parse_message
+from parse_correlate.gbcs_bytes import GbcsError
 from parse_correlate.inputs import (
     BadInput,
     BadInvocation,
@@ -44,17 +46,13 @@ from parse_correlate.inputs import (
 )
 from parse_correlate.parse_command import add_parse_arguments, run_parse
 from parse_correlate.precommand_report import (
-    DS_NS,
-    SR_NS,
     Verdict,
     check_pre_command,
     format_report,
     signed_pre_command_request,
 )
 
-__all__ = ["DS_NS", "SR_NS", "Verdict", "add_arguments", "run"]
-
-SIGNED_PRE_COMMAND_VARIANTS = (5, 6, 7)
+__all__ = ["add_arguments", "run"]
 
 
 # ---- command line ------------------------------------------------------------------------
@@ -72,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="the DCC's response XML (PreCommand) or the raw GBCS")
     correlate.add_argument("--sign-with", type=Path, metavar="KEY_PEM",
                            help="the User's role digital-signing private key (PEM)")
-    correlate.add_argument("--command-variant", type=int, choices=SIGNED_PRE_COMMAND_VARIANTS,
-                           default=5, help="CV of the SignedPreCommand request (default 5)")
+    correlate.add_argument("--command-variant", type=int, default=5,
+                           choices=sorted(SIGNED_PRE_COMMAND_VARIANTS),
+                           help="CV of the SignedPreCommand request (default 5)")
     correlate.add_argument("--out", type=Path, metavar="FILE",
                            help="write the SignedPreCommand request here (default stdout)")
     # fmt: on

@@ -22,14 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from parse_correlate.gbcs import (
-    SIGNATURE_BYTES,
-    BlockKind,
-    Cra,
-    GbcsError,
-    GbcsMessage,
-    parse_message,
-)
+from parse_correlate.gbcs import SIGNATURE_BYTES, BlockKind, Cra, GbcsMessage, parse_message
+from parse_correlate.gbcs_bytes import GbcsError
 
 _P256_SCALAR_BYTES = 32
 

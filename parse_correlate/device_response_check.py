@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from parse_correlate.gbcs import GbcsError, GbcsMessage, parse_message
+from parse_correlate.gbcs import GbcsMessage, parse_message
+from parse_correlate.gbcs_bytes import GbcsError
 from parse_correlate.integrity import Authentication, Credentials, IntegrityError, authenticate
 from parse_correlate.response_correlation import (
     ResponseMismatchError,

@@ -1,7 +1,8 @@
 """GBCS message framing: bytes <-> a typed message, and the MAC trailer (sans-IO).
 
-The MAC itself is in `parse_correlate.gbcs_mac`, the message-code table in
-`parse_correlate.gbcs_codes`; both are re-exported here.
+The MAC's key derivation and GMAC are in `parse_correlate.gbcs_mac`, the message-code
+table in `parse_correlate.gbcs_codes`, the byte reader and lengths in
+`parse_correlate.gbcs_bytes`.
 
 Layout, learned from SmartDCCInnovation/gbcs-parser (src/parser.ts, src/common.ts,
 src/crypto.ts) and HenryGiraldo/gbcs (python/gbcs.py), and checked on every vector of
@@ -45,35 +46,14 @@ import enum
 import msgspec
 
 from mmc.identifiers import Eui64, eui64_from_bytes, eui64_to_bytes
-from parse_correlate.gbcs_codes import MESSAGE_CODES, message_code_name
+from parse_correlate.gbcs_bytes import ByteReader, GbcsError, encode_length
 from parse_correlate.gbcs_mac import (
     MAC_BYTES,
     SECURITY_HEADER_BYTES,
     KeyAgreement,
     compute_mac,
     message_key,
-    verify_mac,
 )
-
-__all__ = [
-    "MESSAGE_CODES",
-    "BlockKind",
-    "ByteReader",
-    "Cra",
-    "GbcsError",
-    "GbcsMessage",
-    "GroupingHeader",
-    "KeyAgreement",
-    "build_message",
-    "compute_mac",
-    "decode_dlms_datetime",
-    "encode_general_ciphering",
-    "encode_general_signing",
-    "message_code_name",
-    "message_key",
-    "parse_message",
-    "verify_mac",
-]
 
 GENERAL_CIPHERING_TAG = 0xDD
 GENERAL_SIGNING_TAG = 0xDF
@@ -89,10 +69,6 @@ _OTHER_INFO_CODE_ONLY = 2
 _OTHER_INFO_WITH_PARTY = 10
 _OTHER_INFO_WITH_PARTY_COUNTER = 18
 _OTHER_INFO_WITH_ORIGINATOR_COUNTER = 26
-
-
-class GbcsError(ValueError):
-    """The bytes are not a well-formed GBCS message (the sender's fault)."""
 
 
 class BlockKind(enum.StrEnum):
@@ -167,59 +143,6 @@ class GbcsMessage(msgspec.Struct, frozen=True):
     def unsigned_block(self) -> bytes:
         """The block up to the end of the payload: a Pre-Command's bytes."""
         return self.block[: self.signed_length]
-
-
-class ByteReader:
-    """A bounded cursor whose every short read is a GbcsError, never an IndexError.
-
-    Shared with the payload decoders: DLMS A-XDR uses the same length form."""
-
-    __slots__ = ("_data", "_end", "pos")
-
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
-        self._data = data
-        self.pos = pos
-        self._end = len(data) if end is None else end
-
-    @property
-    def remaining(self) -> int:
-        return self._end - self.pos
-
-    def take(self, count: int, what: str) -> bytes:
-        if count > self.remaining:
-            raise GbcsError(
-                f"truncated {what}: needs {count} bytes, {self.remaining} left at offset {self.pos}"
-            )
-        chunk = self._data[self.pos : self.pos + count]
-        self.pos += count
-        return chunk
-
-    def byte(self, what: str) -> int:
-        return self.take(1, what)[0]
-
-    def length(self, what: str) -> int:
-        first = self.byte(f"{what} length")
-        if first < 0x80:
-            return first
-        size = first & 0x7F
-        if not 1 <= size <= 3:
-            raise GbcsError(f"{what} length has unsupported form 0x{first:02X}")
-        value = int.from_bytes(self.take(size, f"{what} length"), "big")
-        if value < 0x80 or value >> (8 * (size - 1)) == 0:
-            raise GbcsError(f"{what} length {value} is not minimally encoded")
-        return value
-
-    def octets(self, what: str) -> bytes:
-        return self.take(self.length(what), what)
-
-
-def encode_length(value: int) -> bytes:
-    if value < 0x80:
-        return bytes([value])
-    size = (value.bit_length() + 7) // 8
-    if size > 3:
-        raise GbcsError(f"length {value} exceeds the 3-byte length form")
-    return bytes([0x80 | size]) + value.to_bytes(size, "big")
 
 
 def parse_message(data: bytes) -> GbcsMessage:
@@ -443,3 +366,13 @@ def dlms_clock_status(raw: bytes) -> int | None:
     """The clock-status octet of a DLMS date-time; None when 'not specified' (0xFF)."""
     status = raw[11]
     return None if status == 0xFF else status
+
+
+def verify_mac(message: GbcsMessage, keys: KeyAgreement) -> bool:
+    """Check a general-ciphering message's MAC with one end's key agreement key pair."""
+    if message.mac is None or message.security_header is None:
+        raise GbcsError("message has no MAC to verify")
+    header = message.header
+    key = message_key(keys, header.originator, header.transaction_id, header.recipient)
+    expected = compute_mac(message.block, header.originator, message.security_header, key)
+    return expected == message.mac

@@ -2,24 +2,20 @@
 
 A general-ciphering message (see `parse_correlate.gbcs`) ends in a 12-byte GMAC over
 its security header and signing block, keyed by an AES-128 key derived for that one
-message from the two ends' key agreement keys (GBCS 4.3.3.3).
+message from the two ends' key agreement keys (GBCS 4.3.3.3). `gbcs.verify_mac`
+checks a parsed message's trailer with these.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mmc.identifiers import Eui64, eui64_to_bytes
-
-# parse_correlate.gbcs frames messages with this module's MAC, so it imports this one
-# as it loads; the few framing names used here are imported where they are used,
-# which keeps the two modules importable in either order.
-if TYPE_CHECKING:
-    from parse_correlate.gbcs import GbcsMessage
+from parse_correlate.gbcs_bytes import encode_length
 
 MAC_BYTES = 12
 SECURITY_HEADER_BYTES = 5  # security control (1) and invocation counter (4)
@@ -41,8 +37,6 @@ def message_key(
     """The AES-128 key of one message instance (GBCS 4.3.3.3): ECDH, then the one-step
     SHA-256 KDF over algorithm-id, originator, transaction-id (as an octet string) and
     recipient. Either party computes it: ECDH is symmetric."""
-    from parse_correlate.gbcs import encode_length  # see the note at the imports
-
     shared = keys.own_private_key.exchange(ec.ECDH(), keys.peer_public_key)
     other_info = b"".join(
         (
@@ -64,15 +58,3 @@ def compute_mac(block: bytes, originator: Eui64, security_header: bytes, key: by
     encryptor.authenticate_additional_data(security_header + b"\x00" + block)
     encryptor.finalize()
     return encryptor.tag[:MAC_BYTES]
-
-
-def verify_mac(message: GbcsMessage, keys: KeyAgreement) -> bool:
-    """Check a general-ciphering message's MAC with one end's key agreement key pair."""
-    from parse_correlate.gbcs import GbcsError  # see the note at the imports
-
-    if message.mac is None or message.security_header is None:
-        raise GbcsError("message has no MAC to verify")
-    header = message.header
-    key = message_key(keys, header.originator, header.transaction_id, header.recipient)
-    expected = compute_mac(message.block, header.originator, message.security_header, key)
-    return expected == message.mac

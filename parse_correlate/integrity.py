@@ -21,13 +21,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from parse_correlate.gbcs import (
-    SIGNATURE_BYTES,
-    GbcsError,
-    GbcsMessage,
-    KeyAgreement,
-    verify_mac,
-)
+from parse_correlate.gbcs import SIGNATURE_BYTES, GbcsMessage, verify_mac
+from parse_correlate.gbcs_bytes import GbcsError
+from parse_correlate.gbcs_mac import KeyAgreement
 
 _P256_SCALAR_BYTES = 32
 

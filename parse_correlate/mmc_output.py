@@ -38,13 +38,13 @@ from parse_correlate.decode.readers import (
 from parse_correlate.decode.usecases import RESPONSE_ELEMENTS, UseCase, use_case_for
 from parse_correlate.gbcs import (
     Cra,
-    GbcsError,
     GbcsMessage,
     decode_dlms_datetime,
     dlms_clock_status,
-    message_code_name,
     parse_message,
 )
+from parse_correlate.gbcs_bytes import GbcsError
+from parse_correlate.gbcs_codes import message_code_name
 from parse_correlate.integrity import Authentication, Credentials, authenticate
 
 RA_NAMESPACE = "http://www.dccinterface.co.uk/ResponseAndAlert"

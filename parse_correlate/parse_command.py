@@ -25,7 +25,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mmc.identifiers import Eui64, eui64_compact
-from parse_correlate.gbcs import GbcsError, GbcsMessage, KeyAgreement, parse_message
+from parse_correlate.gbcs import GbcsMessage, parse_message
+from parse_correlate.gbcs_bytes import GbcsError
+from parse_correlate.gbcs_mac import KeyAgreement
 from parse_correlate.handlers import handlers_for
 from parse_correlate.inputs import (
     SR_NS,

@@ -16,9 +16,10 @@ from lxml import etree
 
 from mmc.applicability import applicable_device_types
 from mmc.catalogue import SERVED_VERSIONS, UnknownVersion, load_catalogue
-from mmc.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command
 from mmc.identifiers import RequestId
-from parse_correlate.gbcs import BlockKind, Cra, GbcsMessage, message_code_name
+from parse_correlate.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command
+from parse_correlate.gbcs import BlockKind, Cra, GbcsMessage
+from parse_correlate.gbcs_codes import message_code_name
 from parse_correlate.inputs import SR_NS, DuisRequest, GbcsInput
 
 __all__ = ["DS_NS", "SR_NS", "Check", "DuisRequest", "Verdict"]
@@ -58,7 +59,7 @@ def check_pre_command(
         _equal("recipient", header.recipient, rid.target, "request target"),
         _equal("originator", header.originator, rid.originator, "request originator"),
         # The gateway uses the RequestID counter as the GBCS originator counter
-        # (gateway.dispatch: build_command(originator_counter=request_id.counter)).
+        # (gateway.edge.dispatch: build_command(originator_counter=request_id.counter)).
         _equal("originator counter", counter, str(rid.counter), "request counter"),
         _message_code_check(request.srv_variant, rid, header.message_code),
         _unsigned_command_check(message),
@@ -84,7 +85,7 @@ def _describe_code(code: int) -> str:
 
 
 def _message_code_check(srv_variant: str, request_id: RequestId, code: int) -> Check:
-    """Compare with the use cases mmc.commands knows for the SRV, on the device types
+    """Compare with the use cases parse_correlate.commands knows for the SRV, on the device types
     the SRV applies to. It knows few (the rest get a simulated command, code 0xFFFF), so
     when a device type's use case is unknown, a code outside the list cannot be judged."""
     applicable = applicable_device_types(srv_variant)

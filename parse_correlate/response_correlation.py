@@ -19,7 +19,9 @@ from typing import NamedTuple
 
 from mmc.identifiers import Eui64, RequestId
 from parse_correlate.decode.usecases import use_case_for, use_cases_for_srv
-from parse_correlate.gbcs import Cra, GbcsError, GbcsMessage, message_code_name
+from parse_correlate.gbcs import Cra, GbcsMessage
+from parse_correlate.gbcs_bytes import GbcsError
+from parse_correlate.gbcs_codes import message_code_name
 
 
 class Mismatch(enum.StrEnum):

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lxml import etree
+
+from bench.browser import BrowserThread, browser_unavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -52,3 +55,19 @@ def mmc_schemas(shared_dir: Path) -> dict[str, etree.XMLSchema]:
         version: etree.XMLSchema(etree.parse(str(xsd / f"MMC_Schema_V{version}.xsd")))
         for version in MMC_VERSIONS
     }
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[BrowserThread]:
+    """One headless Chromium for the session; skip without it, fail instead when CI is set."""
+    missing = browser_unavailable()
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing} and CI is set: the browser tests must run in CI")
+        pytest.skip(f"{missing} (with CI set this fails instead)")
+    thread = BrowserThread()
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.close()

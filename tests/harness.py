@@ -14,15 +14,16 @@ import msgspec
 import trio
 from lxml import etree
 
-from gateway.admin_auth import admin_token_path, read_admin_token
-from gateway.app import BoundAddresses, serve
-from gateway.client import sign_request
-from gateway.clock import Clock
-from gateway.config import Config, load_config
-from gateway.default import ensure_default_state
-from gateway.metrics import Metrics
-from gateway.simulator import LinkProfile, SimulatorConfig
-from gateway.transport import DeviceTransport
+from gateway.compose import BoundAddresses, serve
+from gateway.core.clock import Clock
+from gateway.core.config import Config
+from gateway.core.simulator_config import LinkProfile, SimulatorConfig
+from gateway.devkit.client import sign_request
+from gateway.devkit.default import ensure_default_state
+from gateway.edge.admin_auth import admin_token_path, read_admin_token
+from gateway.edge.metrics import Metrics
+from gateway.edge.transport import DeviceTransport
+from gateway.stores.operator_files import load_config
 
 _counter = itertools.count(int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000))
 

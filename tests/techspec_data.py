@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.techspec import example_tables_document
-from gateway.techspec.rules import DeviceVersions
-from gateway.techspec.tables import Tables, decode_tables
-from gateway.techspec.versions import parse_gbcs_version, parse_ts_version
+from gateway.core.techspec import example_tables_document
+from gateway.core.techspec.rules import DeviceVersions
+from gateway.core.techspec.tables import Tables, decode_tables
+from gateway.core.techspec.versions import parse_gbcs_version, parse_ts_version
 
 # The consultation's example tables, as shipped.
 CONSULTATION = example_tables_document()

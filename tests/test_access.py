@@ -11,9 +11,8 @@ from typing import Any, cast
 import pytest
 from lxml import etree
 
-from gateway.access import AccessRequest, decide
-from gateway.estate import DCC_EUI64, default_inventory, default_users
-from gateway.registry import (
+from gateway.core.access import AccessRequest, decide
+from gateway.core.registry import (
     Device,
     DeviceStatus,
     DeviceType,
@@ -24,6 +23,7 @@ from gateway.registry import (
     UserRole,
     UserStatus,
 )
+from gateway.devkit.estate import DCC_EUI64, default_inventory, default_users
 from mmc.catalogue import Endpoint, Srv
 from mmc.identifiers import RequestId, parse_request_id
 

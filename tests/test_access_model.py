@@ -3,7 +3,7 @@
 Three searches: broad hypothesis scenarios (everything varies), focused ones (the
 request always passes the User/endpoint/CommandVariant checks) and a systematic grid
 over one device (every SRV x type x status x role x eligibility x CommandVariant).
-The model restates the rules of gateway/access.py's docstring in the most direct form
+The model restates the rules of gateway/core/access.py's docstring in the most direct form
 (lists, loops, its own status tables); only the SRV facts (applicable device types,
 body-device rule, status class) come from mmc.applicability, because they are data.
 """
@@ -17,8 +17,8 @@ from typing import cast, get_args
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.access import AccessRequest, decide
-from gateway.registry import (
+from gateway.core.access import AccessRequest, decide
+from gateway.core.registry import (
     Device,
     DeviceStatus,
     DeviceType,

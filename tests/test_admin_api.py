@@ -10,7 +10,7 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.admin_auth import exposure_warning
+from gateway.edge.admin_auth import exposure_warning
 from tests.harness import Gateway, default_config, response_code, running_gateway
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
@@ -29,6 +29,7 @@ PROTECTED = [
     ("GET", "/admin/status"),
     ("GET", "/admin/quarantine"),
     ("GET", "/admin/quarantine/1"),
+    ("GET", "/admin/quarantine/count"),
     ("POST", "/admin/quarantine/1/release"),
     ("POST", "/admin/quarantine/1/delete"),
     ("POST", "/admin/reload"),
@@ -37,6 +38,9 @@ PROTECTED = [
     ("GET", "/admin/outbox/pending"),
     ("GET", "/admin/outbox/dead-letters"),
     ("POST", "/admin/outbox/dead-letters/x/retry"),
+    ("GET", "/admin/traffic"),
+    ("GET", "/admin/trust/certificates"),
+    ("GET", "/admin/trust/signers"),
     ("GET", "/inbox"),
     ("POST", "/inbox/90-B3-D5-1F-30-01-00-00"),
 ]

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.admin_auth import (
+from gateway.edge.admin_auth import (
     MIN_TOKEN_CHARS,
     AdminGuard,
     AdminTokenError,
     ensure_admin_token,
     read_admin_token,
 )
-from gateway.http import HttpRequest
+from gateway.edge.http import HttpRequest
 
 TOKEN = "t" * 43
 PORT = 8080
@@ -99,6 +99,27 @@ def test_token_is_required_except_on_health_and_metrics() -> None:
     basic = GUARD.check(request(authorization=f"Basic {TOKEN}"))
     assert basic is not None and basic.status == 401
     assert GUARD.check(request(authorization=f"bearer {TOKEN}")) is None
+
+
+def test_only_gets_of_the_console_files_are_open() -> None:
+    for path in ("/console", "/console/", "/console/index.html", "/console/console.js"):
+        assert GUARD.check(request(path, authorization=None)) is None
+    # Other methods, files the console does not have, and paths that only start like
+    # the console's all need the token.
+    refused = [
+        request("/console/", method="POST", authorization=None),
+        request("/console/", method="HEAD", authorization=None),
+        request("/console/secrets.txt", authorization=None),
+        request("/console/../admin/status", authorization=None),
+        request("/console/index.html/../../admin/status", authorization=None),
+        request("/consolex", authorization=None),
+    ]
+    for each in refused:
+        refusal = GUARD.check(each)
+        assert refusal is not None and refusal.status == 401, each.target
+    # The Host check comes first, for the console too (DNS rebinding).
+    rebound = GUARD.check(request("/console/", host=f"evil.example:{PORT}", authorization=None))
+    assert rebound is not None and rebound.status == 421
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import admin_params as check
-from gateway.admin_params import InvalidInput, parse_query
+from gateway.edge import admin_params as check
+from gateway.edge.admin_params import InvalidInput, parse_query
 
 
 @pytest.mark.parametrize(

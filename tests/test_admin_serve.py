@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway.client import sign_request
-from gateway.default import ensure_default_state
+from gateway.devkit.client import sign_request
+from gateway.devkit.default import ensure_default_state
 from tests.harness import next_counter, response_code
 from tests.test_durability import HAN, WAN, free_port, start
 

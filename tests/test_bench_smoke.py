@@ -17,7 +17,8 @@ import msgspec
 import pytest
 
 from bench import compare, corpus
-from bench.load import LoadReport, workers_unavailable
+from bench.gateway_process import workers_unavailable
+from bench.load import LoadReport
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_SECONDS = 180

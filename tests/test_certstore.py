@@ -12,21 +12,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certstore import (
+from gateway.core.certstore import (
     CertificateError,
     CertificateRefused,
     CertStore,
-    SigningKeyNotFoundError,
     check_signing_certificate,
-    find_signing_key,
-    normalise_dn,
 )
-from gateway.devpki import (
-    DevUser,
-    build_crl,
-    generate_dev_pki,
-    organisation_name,
-)
+from gateway.core.dn import normalise_dn
+from gateway.devkit.devpki import DevUser, build_crl, generate_dev_pki, organisation_name
+from gateway.stores.certfiles import SigningKeyNotFoundError, find_signing_key, load_certstore
 
 UTC = dt.UTC
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
@@ -43,12 +37,12 @@ def pki(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def store(pki: Path) -> CertStore:
-    return CertStore.load([pki])
+    return load_certstore([pki])
 
 
 @pytest.fixture(scope="module")
 def anchored(pki: Path) -> CertStore:
-    return CertStore.load([pki], anchors=[pki / "Z1-issuing-ca.cert.pem"])
+    return load_certstore([pki], anchors=[pki / "Z1-issuing-ca.cert.pem"])
 
 
 # --------------------------------------------------------------------------- loading the DCC PKI
@@ -69,7 +63,7 @@ def test_non_der_certificates_are_refused_with_a_warning_naming_the_file(
     pki: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="gateway.certstore"):
-        CertStore.load([pki])
+        load_certstore([pki])
     refused = [r.getMessage() for r in caplog.records if "mdr-" in r.getMessage()]
     assert len(refused) == 2
     assert all("not strict DER" in message for message in refused)
@@ -138,14 +132,14 @@ def test_an_anchor_is_never_chosen_by_issuer_name(pki: Path, tmp_path: Path) -> 
         .sign(forger, hashes.SHA256())
     )
     _write(tmp_path / "forged.cert.pem", cert)
-    loaded = CertStore.load([tmp_path], anchors=[pki / "Z1-issuing-ca.cert.pem"])
+    loaded = load_certstore([tmp_path], anchors=[pki / "Z1-issuing-ca.cert.pem"])
     assert len(loaded) == 0
     assert "does not chain to anchor" in loaded.skipped[0][1]
 
 
 def test_an_unusable_anchor_is_a_configuration_error(pki: Path) -> None:
     with pytest.raises(CertificateRefused):
-        CertStore.load([pki], anchors=[pki / "Z1-supplier-ds.cert.pem"])
+        load_certstore([pki], anchors=[pki / "Z1-supplier-ds.cert.pem"])
 
 
 # --------------------------------------------------------------------------- the signer checks
@@ -233,7 +227,7 @@ def test_missing_policy_and_not_p256(tmp_path: Path) -> None:
     )
     _write(tmp_path / "no-policy.cert.pem", no_policy)
     _write(tmp_path / "p384.cert.pem", on_p384)
-    loaded = CertStore.load([tmp_path])
+    loaded = load_certstore([tmp_path])
     for cert, reason in ((no_policy, "missing_policy"), (on_p384, "not_p256")):
         with pytest.raises(CertificateError) as caught:
             _check(loaded, "CN=T", cert.serial_number)
@@ -252,7 +246,7 @@ def test_revocation_from_a_crl_signed_by_the_anchor(tmp_path: Path) -> None:
     user = x509.load_pem_x509_certificate(paths.user_xml_signing[SUPPLIER].read_bytes())
     crl = tmp_path / "revoked.crl.pem"
     crl.write_bytes(build_crl(issuing, issuing_key, [user.serial_number], NOW))
-    loaded = CertStore.load([tmp_path], anchors=[paths.issuing_ca], crl_files=[crl])
+    loaded = load_certstore([tmp_path], anchors=[paths.issuing_ca], crl_files=[crl])
     with pytest.raises(CertificateError) as caught:
         _check(loaded, "CN=DEVZ1,OU=07", user.serial_number, at=NOW + dt.timedelta(days=1))
     assert caught.value.reason == "revoked"
@@ -261,7 +255,7 @@ def test_revocation_from_a_crl_signed_by_the_anchor(tmp_path: Path) -> None:
     der.write_bytes(
         x509.load_pem_x509_crl(crl.read_bytes()).public_bytes(serialization.Encoding.DER)
     )
-    assert CertStore.load([tmp_path], crl_files=[der]).is_revoked(
+    assert load_certstore([tmp_path], crl_files=[der]).is_revoked(
         loaded.lookup("CN=DEVZ1,OU=07", user.serial_number)  # type: ignore[arg-type]
     )
 
@@ -273,7 +267,7 @@ def test_a_crl_claiming_the_anchor_but_signed_by_another_key_is_refused(tmp_path
     forged.write_bytes(build_crl(issuing, ec.generate_private_key(ec.SECP256R1()), [1], NOW))
     # build_crl writes the AKI of issuing's key, so the anchor is the one named.
     with pytest.raises(CertificateRefused, match="not signed by anchor"):
-        CertStore.load([tmp_path], anchors=[paths.issuing_ca], crl_files=[forged])
+        load_certstore([tmp_path], anchors=[paths.issuing_ca], crl_files=[forged])
 
 
 # --------------------------------------------------------------------------- names and keys
@@ -318,7 +312,7 @@ def test_der_certificates_load(pki: Path, tmp_path: Path) -> None:
         (pki / "xml-sign-90B3D51F30010000-ds.cert.pem").read_bytes()
     )
     (tmp_path / "user.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    loaded = CertStore.load([tmp_path])
+    loaded = load_certstore([tmp_path])
     assert [c.role_code for c in loaded] == ["87"]
 
 

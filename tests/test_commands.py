@@ -10,7 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mmc.commands import (
+from mmc.identifiers import RequestId
+from parse_correlate.commands import (
     SIMULATED_MESSAGE_CODE,
     BuiltCommand,
     CommandError,
@@ -19,9 +20,9 @@ from mmc.commands import (
     build_command,
     seal_signed_pre_command,
 )
-from mmc.identifiers import RequestId
 from parse_correlate.correlate import correlate, sign_pre_command, verify_pre_command_signature
-from parse_correlate.gbcs import BlockKind, Cra, KeyAgreement, parse_message, verify_mac
+from parse_correlate.gbcs import BlockKind, Cra, parse_message, verify_mac
+from parse_correlate.gbcs_mac import KeyAgreement
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 ACB = "90b3d51f30000002"

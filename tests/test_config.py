@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config
-from gateway.default import ensure_default_state
+from gateway.core.config import ConfigError
+from gateway.devkit.default import ensure_default_state
+from gateway.stores.operator_files import load_config
 
 
 @pytest.fixture

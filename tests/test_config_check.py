@@ -7,17 +7,19 @@ import datetime as dt
 import json
 import re
 import socket
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
-from gateway.default import ensure_default_state
+from gateway.devkit.default import ensure_default_state
 from tests.test_config import BROKEN_CONFIGS
 
 DCC_KEY = "pki/dsp-xml-sign-90B3D51F30000002-ds.key.pem"
 LOAD_CONTROLLER = "90-B3-D5-1F-30-01-00-08"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 FAILURE_LINE = re.compile(r"duisgw: (cannot start|config error): ")
 
 
@@ -76,13 +78,14 @@ def test_json_report_lists_users_certificates_and_listeners(
     assert report["versions"] == ["5.0", "5.1", "5.3", "5.4"]
     users = {u["user_id"]: u for u in report["users"]}
     supplier = users["90-B3-D5-1F-30-01-00-00"]
-    assert {v["version"]: v["role_code"] for v in supplier["signing"]} == {
+    assert {v["version"]: v["role_code"] for v in supplier["versions"]} == {
         "5.0": "02",
         "5.1": "87",
         "5.3": "87",
         "5.4": "87",
     }
-    assert users["90-B3-D5-1F-30-00-00-02"]["signing"] == []  # the DCC's own ID sends nothing
+    assert users["90-B3-D5-1F-30-00-00-02"]["roles"] == []  # the DCC's own ID sends nothing
+    assert users["90-B3-D5-1F-30-00-00-02"]["missing_signer"] is False
     assert all(dt.datetime.fromisoformat(c["not_after"]) for c in report["certificates"])
     assert {listener["free"] for listener in report["listeners"]} == {True}
 
@@ -205,3 +208,27 @@ def test_without_config_it_checks_the_state_dirs_config(
     assert code == 0 and str(default_config) in out.splitlines()[0]
     code, _, err = check(capsys, "--state-dir", str(default_config.parent / "nothing"))
     assert code == 2 and "duisgw: config error: cannot read config" in err
+
+
+def redis_config(config: Path, url: str) -> Path:
+    path = config.with_name("redis.toml")
+    store = f'store = "redis"\n[thresholds.redis]\nurl = "{url}"\nkey_prefix = "{uuid.uuid4()}:"'
+    path.write_text(config.read_text().replace('store = "memory"', store))
+    return path
+
+
+def test_redis_that_does_not_answer_is_a_warning_without_its_password(
+    default_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nobody = redis_config(default_config, f"redis://ops:s3cret@127.0.0.1:{_free_port()}/0")
+    code, out, err = check(capsys, "--config", str(nobody))
+    assert code == 0, err  # the gateway starts without Redis (and answers 503 meanwhile)
+    assert "Redis at redis://***@127.0.0.1:" in out and "does not answer" in out
+    assert "s3cret" not in out
+
+
+def test_redis_that_answers_is_no_warning(
+    default_config: Path, capsys: pytest.CaptureFixture[str], redis_available: None
+) -> None:
+    code, out, _ = check(capsys, "--config", str(redis_config(default_config, REDIS_URL)))
+    assert code == 0 and "Redis" not in out.split("Warnings:")[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.connection_slots import ConnectionSlots, Refusal, Slot
+from gateway.edge.connection_slots import ConnectionSlots, Refusal, Slot
 
 
 def admit(slots: ConnectionSlots, peer: str, reclaimed: list[str], name: str) -> Slot | Refusal:

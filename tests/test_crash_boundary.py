@@ -21,12 +21,12 @@ import trio
 
 from bench.corpus import free_ports
 from bench.gateway_process import GatewayProcess
-from gateway.client import sign_request
-from gateway.config import LimitsConfig
-from gateway.default import ensure_default_state
-from gateway.http import HttpRequest
-from gateway.metrics import Metrics
-from gateway.server import ConnectionHandler, Draining, PeerInfo
+from gateway.core.config import LimitsConfig
+from gateway.devkit.client import sign_request
+from gateway.devkit.default import ensure_default_state
+from gateway.edge.http import HttpRequest
+from gateway.edge.metrics import Metrics
+from gateway.edge.server import ConnectionHandler, Draining, PeerInfo
 from tests.harness import next_counter, response_code
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"

@@ -28,15 +28,10 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.delivery import (
-    DeliveryConfig,
-    backoff_delay,
-    classify_status,
-    retry_after_seconds,
-    run_delivery,
-)
-from gateway.metrics import Metrics
-from gateway.outbox import OutboundMessage, open_outbox
+from gateway.core.config import DeliveryConfig
+from gateway.edge.delivery import backoff_delay, classify_status, retry_after_seconds, run_delivery
+from gateway.edge.metrics import Metrics
+from gateway.stores.outbox import OutboundMessage, open_outbox
 from tests.receiver import Receiver
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)

@@ -15,15 +15,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.certstore import CertStore
-from gateway.der import (
+from gateway.core.der import (
     MAX_NESTING,
     DerError,
     check_certificate,
     pem_certificate,
     read_elements,
 )
-from gateway.devpki import organisation_name
+from gateway.devkit.devpki import organisation_name
+from gateway.stores.certfiles import load_certstore
 
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
@@ -177,7 +177,7 @@ def test_the_store_names_the_fault_itself(
     (tmp_path / "null-params.cert.pem").write_bytes(pem)
     (tmp_path / "good.cert.der").write_bytes(good)
     with caplog.at_level(logging.WARNING, logger="gateway.certstore"):
-        store = CertStore.load([tmp_path])
+        store = load_certstore([tmp_path])
     assert [c.path.name for c in store] == ["good.cert.der"]
     assert store.skipped == [
         (

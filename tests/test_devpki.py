@@ -15,9 +15,11 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
-from gateway.certstore import CertStore, check_signing_certificate, find_signing_key
-from gateway.devpki import DevPkiPaths, DevUser, generate_dev_pki
-from gateway.signature import parse_signature, sign_document, verify_signature
+from gateway.core.certstore import check_signing_certificate
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_document
+from gateway.devkit.devpki import DevPkiPaths, DevUser, generate_dev_pki
+from gateway.stores.certfiles import find_signing_key, load_certstore
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 DCC = "90-B3-D5-1F-30-00-00-02"
@@ -36,7 +38,7 @@ def paths(pki_dir: Path) -> DevPkiPaths:
 
 
 def test_certificates_read_back_through_the_store(paths: DevPkiPaths) -> None:
-    store = CertStore.load([paths.directory], anchors=[paths.issuing_ca])
+    store = load_certstore([paths.directory], anchors=[paths.issuing_ca])
     assert {c.trust for c in store} == {"chained"}
     assert [p.name for p, _ in store.skipped] == ["dev-issuing-ca.cert.pem", "dev-root-ca.cert.pem"]
     identities = Counter((c.eui64, c.role_code, c.key_usage) for c in store)
@@ -73,7 +75,7 @@ def test_layout_matches_the_dcc_test_pki(paths: DevPkiPaths) -> None:
 
 
 def test_a_user_signs_and_the_gateway_verifies(paths: DevPkiPaths) -> None:
-    store = CertStore.load([paths.directory], anchors=[paths.issuing_ca])
+    store = load_certstore([paths.directory], anchors=[paths.issuing_ca])
     cert, key = find_signing_key([paths.directory], SUPPLIER.eui64, "87")
     signed = sign_document(
         b"<r><a>1</a></r>", key, cert.certificate.issuer.rfc4514_string(), cert.serial
@@ -144,5 +146,5 @@ def test_generation_is_idempotent_and_adds_only_what_is_missing(tmp_path: Path) 
     added = sorted(p.name for p in set(after) - set(before))
     assert len(added) == 12  # xml-sign, 2 roles x (ds, ka), TLS client: 6 cert+key pairs
     # The new User's certificates chain to the CA that was already there.
-    store = CertStore.load([tmp_path], anchors=[first.issuing_ca])
+    store = load_certstore([tmp_path], anchors=[first.issuing_ca])
     assert len(store.find("90-B3-D5-1F-30-02-00-00", "87", "digitalSignature")) == 1

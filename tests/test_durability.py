@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway.client import sign_request
-from gateway.default import ensure_default_state
+from gateway.devkit.client import sign_request
+from gateway.devkit.default import ensure_default_state
 from tests.harness import next_counter, response_code, set_response_url
 from tests.receiver import Receiver
 

@@ -10,8 +10,8 @@ import pytest
 import trio
 from lxml import etree
 
-from gateway.certstore import find_signing_key
-from gateway.signature import sign_document
+from gateway.core.signing import sign_document
+from gateway.stores.certfiles import find_signing_key
 from tests.harness import default_config, next_counter, response_code, running_gateway
 
 SAMPLES = "duis/samples/requests"
@@ -73,7 +73,7 @@ async def test_refusals_name_their_reason(
 async def test_tampered_request_is_refused_for_its_digest(
     tmp_path: Path, shared_dir: Path, key_dirs: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from gateway.client import sign_request
+    from gateway.devkit.client import sign_request
 
     caplog.set_level(logging.INFO, logger="duisgw.pipeline")
     async with running_gateway(default_config(tmp_path), key_dirs) as gw:

@@ -13,8 +13,9 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
-from gateway.ingest import SchemaSet, decode_header, parse_xml
-from gateway.signature import parse_signature, verify_signature
+from gateway.core.ingest import SchemaSet, decode_header, parse_xml
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.stores.operator_files import load_schemas
 from mmc.catalogue import load_catalogue
 from tests.harness import dccboxed_config, response_code, running_gateway
 
@@ -28,7 +29,7 @@ def sample_files(shared: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def schemas(shared_dir: Path) -> SchemaSet:
     files = {v: load_catalogue(v).xsd_file for v in ("5.0", "5.1", "5.3", "5.4")}
-    return SchemaSet.load(shared_dir / "duis" / "xsd", files)
+    return load_schemas(shared_dir / "duis" / "xsd", files)
 
 
 def expected_codes(xml: bytes) -> set[str]:

@@ -14,19 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parse_correlate.gbcs import (
-    MESSAGE_CODES,
     BlockKind,
     Cra,
-    GbcsError,
     GbcsMessage,
     GroupingHeader,
-    KeyAgreement,
     build_message,
     decode_dlms_datetime,
-    message_code_name,
     parse_message,
     verify_mac,
 )
+from parse_correlate.gbcs_bytes import GbcsError
+from parse_correlate.gbcs_codes import MESSAGE_CODES, message_code_name
+from parse_correlate.gbcs_mac import KeyAgreement
 
 _KIND_RE = re.compile(r"_(PRECOMMAND|COMMAND|RESPONSE|ALERT)_")
 _CRA_BY_KIND = {

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.http import HttpProtocolError, HttpRequest, RequestParser, render_response
+from gateway.edge.http import HttpProtocolError, HttpRequest, RequestParser, render_response
 
 TWO_REQUESTS = (
     b"POST /api/v1/serviceS HTTP/1.1\r\nHost: gw\r\nContent-Type: application/xml\r\n"

@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from gateway.config import Config
+from gateway.core.config import Config
 from tests.harness import Gateway, default_config, response_code, running_gateway
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"

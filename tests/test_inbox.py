@@ -10,11 +10,11 @@ import msgspec
 import pytest
 import trio
 
-from gateway.app import serve
-from gateway.assemble import StartupError
 from gateway.cli import main
-from gateway.estate import DEFAULT_USERS_TOML
-from gateway.inbox import DEFAULT_MAX_TOTAL_BYTES, DevInboxConfig, InboxBuffer, InboxMessage
+from gateway.compose import serve
+from gateway.core.config import DEFAULT_MAX_TOTAL_BYTES, DevInboxConfig, StartupError
+from gateway.devkit.estate import DEFAULT_USERS_TOML
+from gateway.devkit.inbox import InboxBuffer, InboxMessage
 from tests.harness import default_config, next_counter, response_code, running_gateway
 
 ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"

@@ -28,8 +28,8 @@ import pytest
 import trio
 from lxml import etree
 
-from gateway.clock import FixedClock
-from gateway.log_format import JsonFormatter
+from gateway.core.clock import FixedClock
+from gateway.edge.log_format import JsonFormatter
 from tests.harness import dccboxed_config, next_counter, running_gateway
 from tests.test_durability import free_port, start, write_config
 from tests.test_signature_hostile import CASES, NOW, ROLES_51, SUPPLIER, Case, make_env

@@ -18,11 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.certstore import find_signing_key
-from gateway.config import Config
-from gateway.estate import DEFAULT_USERS_TOML
-from gateway.ingest import SchemaSet
-from gateway.signature import parse_signature, verify_signature
+from gateway.core.config import Config
+from gateway.core.ingest import SchemaSet
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.devkit.estate import DEFAULT_USERS_TOML
+from gateway.stores.certfiles import find_signing_key
+from gateway.stores.operator_files import load_schemas
 from mmc.catalogue import load_catalogue
 from parse_correlate.correlate import sign_pre_command
 from tests.harness import (
@@ -40,7 +41,7 @@ REQUESTS = "duis/samples/requests"
 
 @pytest.fixture(scope="module")
 def schemas(shared_dir: Path) -> SchemaSet:
-    return SchemaSet.load(
+    return load_schemas(
         shared_dir / "duis" / "xsd",
         {v: load_catalogue(v).xsd_file for v in ("5.0", "5.1", "5.3", "5.4")},
     )

@@ -14,14 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from parse_correlate.gbcs import (
-    Cra,
-    GbcsError,
-    GroupingHeader,
-    KeyAgreement,
-    build_message,
-    parse_message,
-)
+from parse_correlate.gbcs import Cra, GroupingHeader, build_message, parse_message
+from parse_correlate.gbcs_bytes import GbcsError
+from parse_correlate.gbcs_mac import KeyAgreement
 from parse_correlate.handlers import handlers_for
 from parse_correlate.integrity import Credentials, IntegrityError
 from parse_correlate.mmc_output import (

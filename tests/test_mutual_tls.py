@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.client import sign_request
-from gateway.config import TlsConfig
+from gateway.core.config import TlsConfig
+from gateway.devkit.client import sign_request
 from tests.harness import default_config, next_counter, response_code, running_gateway
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway.clock import FixedClock
-from gateway.metrics import Metrics
-from gateway.outbox import (
+from gateway.core.clock import FixedClock
+from gateway.edge.metrics import Metrics
+from gateway.stores.outbox import (
     DuplicateMessageId,
     NotDeadLettered,
     OutboundMessage,
     Outbox,
     OutboxError,
-    OutboxStoreError,
     UnknownMessage,
     open_outbox,
 )
+from gateway.stores.outbox_sqlite import OutboxStoreError
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +210,7 @@ _WRITER = textwrap.dedent(
     import datetime as dt, sys
     from pathlib import Path
     import trio
-    from gateway.outbox import OutboundMessage, open_outbox
+    from gateway.stores.outbox import OutboundMessage, open_outbox
 
     async def main(path):
         async with open_outbox(Path(path)) as outbox:

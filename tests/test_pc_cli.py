@@ -12,17 +12,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.signature import sign_document
+from gateway.core.signing import sign_document
 from mmc import responses
 from mmc.catalogue import load_catalogue
-from mmc.commands import CommandFacts, DeviceType, build_command
 from mmc.identifiers import parse_request_id
 from parse_correlate import cli
+from parse_correlate.commands import CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import correlate, verify_pre_command_signature
 from parse_correlate.gbcs import parse_message
 from parse_correlate.mmc_output import RA_NAMESPACE, SUPPORTED_VERSIONS
+from parse_correlate.precommand_report import DS_NS, SR_NS, Verdict
 
-SR = {"sr": cli.SR_NS}
+SR = {"sr": SR_NS}
 RA = {"ra": RA_NAMESPACE}
 RESPONSE_FOLDERS = ("4.1.1_ECS17b", "11.2_ECS52")
 # The RTDS ArmSupply request; its RequestID is the one the RTDS 7.3 Pre-Commands answer.
@@ -223,7 +224,7 @@ def test_parse_unserved_version_or_missing_file_exits_2(
 
 
 def _pre_command_response(tmp_path: Path, gbcs: bytes) -> Path:
-    """What the gateway answers a CV 4 request with (gateway.dispatch), unsigned here:
+    """What the gateway answers a CV 4 request with (gateway.edge.dispatch), unsigned here:
     the correlation reads the payload and RequestID, not the DCC's signature."""
     path = tmp_path / "pre-command-response.xml"
     content = responses.pre_command("4.3", gbcs)
@@ -247,7 +248,7 @@ def _report(text: str) -> dict[str, str]:
     verdicts = {}
     for line in text.splitlines():
         verdict, _, rest = line.partition(" ")
-        if verdict in set(cli.Verdict):
+        if verdict in set(Verdict):
             verdicts[rest.strip()[:20].strip()] = verdict
     return verdicts
 
@@ -341,7 +342,7 @@ def test_sign_with_writes_a_valid_signed_pre_command_request(
     document = etree.fromstring(out_path.read_bytes())
     assert document.findtext("sr:Header/sr:RequestID", namespaces=SR) == str(ARM_SUPPLY_ID)
     assert document.findtext("sr:Header/sr:CommandVariant", namespaces=SR) == "5"
-    assert document.find(f"{{{cli.DS_NS}}}Signature") is None  # `duisgw send` signs it
+    assert document.find(f"{{{DS_NS}}}Signature") is None  # `duisgw send` signs it
     [payload] = document.findall("sr:Body/sr:SignedPreCommand/sr:GBCSPayload", SR)
     signed_gbcs = base64.b64decode(payload.text or "")
 

@@ -24,7 +24,8 @@ from lxml import etree
 
 from bench.pc_coverage import corrupted, folder_srv, vectors
 from parse_correlate import cli
-from parse_correlate.gbcs import GbcsError, GbcsMessage, parse_message
+from parse_correlate.gbcs import GbcsMessage, parse_message
+from parse_correlate.gbcs_bytes import GbcsError
 from parse_correlate.integrity import Authentication, Credentials, IntegrityError
 from parse_correlate.mmc_output import SUPPORTED_VERSIONS, render_mmc_output
 from parse_correlate.parse_command import keystore_credentials

@@ -10,14 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.assemble import build_state
-from gateway.client import sign_request
-from gateway.clock import SystemClock
-from gateway.metrics import Metrics
-from gateway.outcome import Refusal
-from gateway.pipeline import verify_request
-from gateway.state import GatewayState
-from mmc.catalogue import Endpoint
+from gateway.core.clock import SystemClock
+from gateway.core.outcome import Refusal, Verified
+from gateway.core.stages import RequestChecks
+from gateway.devkit.client import sign_request
+from gateway.stores.operator_files import Loaded, load
 from tests.harness import default_config
 
 TEMPLATES = (
@@ -27,12 +24,16 @@ TEMPLATES = (
 )
 
 
+def verify_request(state: Loaded, raw: bytes) -> Verified:
+    """The pre-access stages, as the pipeline runs them on a request that arrives."""
+    checks = RequestChecks(state.versions, state.schemas, SystemClock())
+    return checks.verify(raw, state.snapshots.current.certstore)
+
+
 @pytest.fixture(scope="module")
-def world(
-    tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
-) -> tuple[GatewayState, list[bytes]]:
+def world(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> tuple[Loaded, list[bytes]]:
     state_dir = tmp_path_factory.mktemp("fuzz")
-    state = build_state(default_config(state_dir), SystemClock(), Metrics())
+    state = load(default_config(state_dir), SystemClock())
     signed = [
         sign_request(
             (shared_dir / "duis/samples/requests" / name).read_bytes(),
@@ -44,10 +45,10 @@ def world(
     return state, signed
 
 
-def test_signed_templates_verify(world: tuple[GatewayState, list[bytes]]) -> None:
+def test_signed_templates_verify(world: tuple[Loaded, list[bytes]]) -> None:
     state, signed = world
     for raw in signed:
-        assert verify_request(state, Endpoint.SEND, raw).header.schema_version == "5.4"
+        assert verify_request(state, raw).header.schema_version == "5.4"
 
 
 @settings(
@@ -55,7 +56,7 @@ def test_signed_templates_verify(world: tuple[GatewayState, list[bytes]]) -> Non
 )
 @given(data=st.data())
 def test_mutations_are_refused_or_verified(
-    world: tuple[GatewayState, list[bytes]], data: st.DataObject
+    world: tuple[Loaded, list[bytes]], data: st.DataObject
 ) -> None:
     state, signed = world
     original = data.draw(st.sampled_from(signed))
@@ -86,16 +87,14 @@ def test_mutations_are_refused_or_verified(
         if not raw:
             raw = bytearray(b"<")
     try:
-        request = verify_request(state, Endpoint.SEND, bytes(raw))
+        request = verify_request(state, bytes(raw))
     except Refusal as refusal:
         assert refusal.status in (400, 403)
         assert refusal.reason and refusal.detail
         return
     # Accepted: only if what was signed is untouched (a mutation in the prolog or in
     # the Signature's own layout is not signed content).
-    assert signed_content(request.body) == signed_content(
-        verify_request(state, Endpoint.SEND, original).body
-    )
+    assert signed_content(request.body) == signed_content(verify_request(state, original).body)
 
 
 def signed_content(body: etree._Element) -> bytes:

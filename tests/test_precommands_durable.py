@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 from lxml import etree
 
-from gateway.certstore import find_signing_key
-from gateway.client import sign_request
-from gateway.replay import SharedReplayGuard
-from gateway.replay_rules import Admission, ReplayGuard, ReplayVerdict
-from gateway.replay_store import ReplayDatabase
+from gateway.core.replay_rules import Admission, ReplayGuard, ReplayVerdict
+from gateway.devkit.client import sign_request
+from gateway.stores.certfiles import find_signing_key
+from gateway.stores.replay import SharedReplayGuard
+from gateway.stores.replay_sqlite import ReplayDatabase
 from mmc.identifiers import RequestId
 from parse_correlate.correlate import sign_pre_command
 from tests.harness import next_counter, response_code

@@ -11,16 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from gateway.metrics import Metrics
-from gateway.priority import (
-    CommandQueue,
-    Entry,
-    HubQueues,
-    QueueFull,
-    QueueLimits,
-    QueueTimeout,
-)
-from gateway.transport import Priority
+from gateway.core.device import Priority
+from gateway.core.simulator_config import QueueLimits
+from gateway.devkit.priority import CommandQueue, Entry, HubQueues, QueueTimeout
+from gateway.edge.metrics import Metrics
+from gateway.edge.transport import QueueFull
 
 V = TypeVar("V")
 

@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from gateway.private_files import (
+from gateway.stores.private_files import (
     append_private,
     prepare_private_sqlite,
     tighten_state_dir,

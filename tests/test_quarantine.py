@@ -10,8 +10,8 @@ import pytest
 import trio
 from lxml import etree
 
-from gateway.clock import FixedClock
-from thresholds.quarantine import (
+from gateway.core.clock import FixedClock
+from gateway.stores.quarantine import (
     REFS_PER_NODE,
     NotHeld,
     QuarantineItem,

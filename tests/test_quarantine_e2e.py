@@ -12,8 +12,7 @@ import trio
 from lxml import etree
 
 from gateway.cli import main
-from gateway.config import Config
-from gateway.delivery import DeliveryConfig
+from gateway.core.config import Config, DeliveryConfig
 from tests.harness import next_counter, response_code, running_gateway
 from tests.receiver import Receiver
 from tests.test_lifecycle_e2e import config_with_receiver

@@ -10,8 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway import estate
-from gateway.registry import (
+from gateway.core.registry import (
     DeviceType,
     IdPolicy,
     RegistryError,
@@ -19,10 +18,10 @@ from gateway.registry import (
     check_policy,
     decode_inventory,
     decode_users,
-    load_inventory,
-    load_users,
     policy_violations,
 )
+from gateway.devkit import estate
+from gateway.stores.operator_files import load_inventory, load_users
 from mmc.applicability import APPLICABLE_DEVICE_TYPES, DEVICE_TYPES
 
 USERS = """

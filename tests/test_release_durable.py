@@ -20,8 +20,8 @@ import msgspec
 import trio
 from lxml import etree
 
-from gateway.client import sign_request
-from gateway.config import Config
+from gateway.core.config import Config
+from gateway.devkit.client import sign_request
 from tests.harness import next_counter, response_code, running_gateway
 from tests.receiver import Receiver, Seen
 from tests.test_durability import free_port, start, write_config

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.estate import DEFAULT_USERS_TOML
+from gateway.devkit.estate import DEFAULT_USERS_TOML
 from tests.harness import default_config, response_code, running_gateway
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"

@@ -21,10 +21,12 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import replay, replay_rules
-from gateway.replay import SharedReplayGuard
-from gateway.replay_rules import Admission, ReplayGuard, ReplayVerdict
-from gateway.replay_store import ReplayDatabase, ReplayStoreError
+from gateway.core import replay_rules
+from gateway.core.replay_rules import Admission, ReplayGuard, ReplayVerdict
+from gateway.stores import replay
+from gateway.stores.replay import SharedReplayGuard
+from gateway.stores.replay_sqlite import ReplayDatabase, ReplayStoreError
+from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import MAX_COUNTER, RequestId
 
 SUP = "90-B3-D5-1F-30-01-00-00"
@@ -590,7 +592,7 @@ def assert_commit_order_is_sound(path: Path) -> list[tuple[int, str, int, int]]:
     highest: dict[str, int] = {}
     transforms: set[tuple[str, int]] = set()
     for _, originator, counter, variant in rows:
-        if variant in replay_rules.SIGNED_PRE_COMMAND_VARIANTS:
+        if variant in SIGNED_PRE_COMMAND_VARIANTS:
             transforms.remove((originator, counter))  # KeyError: no (or a spent) allowance
             continue
         assert counter > highest.get(originator, -1), (originator, counter)

@@ -17,9 +17,9 @@ import pytest
 import trio
 
 from gateway.cli import main
-from gateway.config import ReplayConfig
-from gateway.replay import FLOOR_TRUST_SECONDS, SharedReplayGuard
-from gateway.replay_rules import DEFAULT_MAX_COUNTER, Admission, ReplayGuard, ReplayVerdict
+from gateway.core.config import ReplayConfig
+from gateway.core.replay_rules import DEFAULT_MAX_COUNTER, Admission, ReplayGuard, ReplayVerdict
+from gateway.stores.replay import FLOOR_TRUST_SECONDS, SharedReplayGuard
 from mmc.identifiers import MAX_COUNTER, RequestId
 from tests.harness import default_config, next_counter, response_code, running_gateway
 

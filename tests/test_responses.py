@@ -9,13 +9,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.ingest import SchemaSet
-from gateway.signature import (
-    parse_signature,
-    sign_canonical_document,
-    sign_document,
-    verify_signature,
-)
+from gateway.core.ingest import SchemaSet
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_canonical_document, sign_document
+from gateway.stores.operator_files import load_schemas
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id
@@ -72,7 +69,7 @@ def documents(version: str) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def schemas(shared_dir: Path) -> SchemaSet:
-    return SchemaSet.load(
+    return load_schemas(
         shared_dir / "duis" / "xsd", {v: load_catalogue(v).xsd_file for v in VERSIONS}
     )
 

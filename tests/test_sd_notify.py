@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import sd_notify
-from gateway.sd_notify import NotifyConfigError, StatusFacts
-from gateway.worker_fleet import Phase, WorkerFleet
+from gateway.core import sd_notify
+from gateway.core.sd_notify import NotifyConfigError, StatusFacts
+from gateway.core.worker_fleet import Phase, WorkerFleet
 
 
 @pytest.mark.parametrize(

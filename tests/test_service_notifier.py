@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway import sd_notify
-from gateway.service_notifier import ServiceNotifier, run_heartbeat
+from gateway.core import sd_notify
+from gateway.edge.service_notifier import ServiceNotifier, run_heartbeat
 
 
 @pytest.fixture

@@ -13,14 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from lxml import etree
 
-from gateway.signature import (
-    DS_NS,
-    SignatureError,
-    detach_keeping_tail,
-    parse_signature,
-    sign_document,
-    verify_signature,
-)
+from gateway.core.signature import detach_keeping_tail, parse_signature, verify_signature
+from gateway.core.signature_profile import DS_NS, SignatureError
+from gateway.core.signing import sign_document
 
 DS = f"{{{DS_NS}}}"
 SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"

@@ -22,15 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.certstore import CertificateError, CertStore, check_signing_certificate
-from gateway.devpki import DevUser, build_crl, generate_dev_pki
-from gateway.signature import (
-    DS_NS,
-    SignatureError,
-    parse_signature,
-    sign_document,
-    verify_signature,
-)
+from gateway.core.certstore import CertificateError, CertStore, check_signing_certificate
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signature_profile import DS_NS, SignatureError
+from gateway.core.signing import sign_document
+from gateway.devkit.devpki import DevUser, build_crl, generate_dev_pki
+from gateway.stores.certfiles import load_certstore
 
 DS = f"{{{DS_NS}}}"
 SR = "{http://www.dccinterface.co.uk/ServiceUserGateway}"
@@ -117,8 +114,8 @@ def make_env(shared_dir: Path, dev: Path) -> Env:
     crl.write_bytes(build_crl(ca, ca_key, [user_cert.serial_number], NOW))
     return Env(
         pki=pki,
-        store=CertStore.load([pki]),
-        dev_store=CertStore.load([dev], anchors=[paths.issuing_ca], crl_files=[crl]),
+        store=load_certstore([pki]),
+        dev_store=load_certstore([dev], anchors=[paths.issuing_ca], crl_files=[crl]),
         dev_revoked=sign_document(
             REQUEST, user_key, user_cert.issuer.rfc4514_string(), user_cert.serial_number
         ),
@@ -575,7 +572,7 @@ def test_mdr_certificate_is_absent_because_it_was_refused(env: Env) -> None:
 
 def test_revoked_certificate_passes_without_the_crl(env: Env) -> None:
     # Control for the "revoked" row: the same request is fine when nothing revokes it.
-    store = CertStore.load([env.dev_store.find(SUPPLIER, "87", "digitalSignature")[0].path.parent])
+    store = load_certstore([env.dev_store.find(SUPPLIER, "87", "digitalSignature")[0].path.parent])
     assert check(env.dev_revoked, store)[0] == "ok"
 
 

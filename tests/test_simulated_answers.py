@@ -13,12 +13,12 @@ import random
 
 from lxml import etree
 
-from gateway.clock import FixedClock
-from gateway.simulated_responses import simulated_response
-from gateway.transport import DeviceCommand, Priority
+from gateway.core.clock import FixedClock
+from gateway.core.device import DeviceCommand, Priority
+from gateway.devkit.simulated_responses import simulated_response
 from mmc.catalogue import load_catalogue
-from mmc.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command
 from mmc.identifiers import RequestId
+from parse_correlate.commands import SIMULATED_MESSAGE_CODE, CommandFacts, DeviceType, build_command
 from parse_correlate.gbcs import parse_message
 from parse_correlate.mmc_output import SUPPORTED_VERSIONS, render_mmc_output
 from parse_correlate.response_correlation import correlate_response, facts_from_command

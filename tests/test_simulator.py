@@ -18,35 +18,28 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from prometheus_client import CollectorRegistry
 
-from gateway.clock import Clock, FixedClock
-from gateway.metrics import Metrics
-from gateway.priority import QueueFull, QueueLimits
-from gateway.registry import Device, DeviceStatus, Inventory
-from gateway.simulator import (
+from gateway.core.clock import Clock, FixedClock
+from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply, Priority
+from gateway.core.registry import Device, DeviceStatus, Inventory
+from gateway.core.simulator_config import (
     HAN_VARIANTS,
     WAN_VARIANTS,
-    DeviceKeys,
     LinkProfile,
-    Simulator,
+    QueueLimits,
     SimulatorConfig,
     default_han_profiles,
-    default_hub_variants,
     default_wan_profiles,
-    sample_latency,
 )
-from gateway.transport import DeviceCommand, DeviceOutcome, DeviceReply, Priority
-from mmc.commands import CommandFacts, DeviceType, build_command
+from gateway.devkit.simulated_responses import DeviceKeys
+from gateway.devkit.simulator import Simulator, default_hub_variants, sample_latency
+from gateway.edge.metrics import Metrics
+from gateway.edge.transport import QueueFull
 from mmc.identifiers import Eui64, RequestId, eui64_to_bytes
+from parse_correlate.commands import CommandFacts, DeviceType, build_command
 from parse_correlate.correlate import sign_pre_command
-from parse_correlate.gbcs import (
-    MESSAGE_CODES,
-    BlockKind,
-    Cra,
-    KeyAgreement,
-    message_key,
-    parse_message,
-    verify_mac,
-)
+from parse_correlate.gbcs import BlockKind, Cra, parse_message, verify_mac
+from parse_correlate.gbcs_codes import MESSAGE_CODES
+from parse_correlate.gbcs_mac import KeyAgreement, message_key
 
 USER = "90-B3-D5-1F-30-01-00-00"  # the IDs of the RTDS vectors
 OTHER_USER = "90-B3-D5-1F-30-03-00-00"

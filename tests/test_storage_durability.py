@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox_store import connect
-from gateway.replay import ReplayDatabase
-from gateway.sqlite_durability import checked_synchronous
-from thresholds.quarantine import _connect as quarantine_connect
+from gateway.stores.outbox_sqlite import connect
+from gateway.stores.quarantine import _connect as quarantine_connect
+from gateway.stores.replay import ReplayDatabase
+from gateway.stores.sqlite import checked_synchronous
 
 FULL, NORMAL = 2, 1  # SQLite's numbers for the two levels
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway import sd_notify
+from gateway.core import sd_notify
 from tests.test_durability import free_port, write_config
 from tests.test_workers import inventory_request, worker_ports
 

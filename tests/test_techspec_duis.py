@@ -9,11 +9,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.ingest import SchemaSet
-from gateway.registry import Inventory, decode_inventory
-from gateway.signature import parse_signature, sign_canonical_document, verify_signature
-from gateway.techspec.alerts import AlertCodeError, WanAlertCodes, wan_available_alert
-from gateway.techspec.answers import (
+from gateway.core.ingest import SchemaSet
+from gateway.core.registry import Inventory, decode_inventory
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_canonical_document
+from gateway.core.techspec.alerts import AlertCodeError, WanAlertCodes, wan_available_alert
+from gateway.core.techspec.answers import (
     RefusalCodes,
     commissioning_answer,
     inventory_versions,
@@ -21,16 +22,17 @@ from gateway.techspec.answers import (
     pre_notification_answer,
     premises_key,
 )
-from gateway.techspec.bodies import (
+from gateway.core.techspec.bodies import (
     BodyFactError,
     PreNotification,
     read_no_wan_install,
     read_pre_notification,
     read_wan_query,
 )
-from gateway.techspec.coverage import AddressKey, UprnKey, decode_coverage
-from gateway.techspec.install_leave import InstallLeavePolicy, WanAvailableAlert
-from gateway.techspec.wan_matrix import wan_matrix_answer
+from gateway.core.techspec.coverage import AddressKey, UprnKey, decode_coverage
+from gateway.core.techspec.install_leave import InstallLeavePolicy, WanAvailableAlert
+from gateway.core.techspec.wan_matrix import wan_matrix_answer
+from gateway.stores.operator_files import load_schemas
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id
@@ -75,7 +77,7 @@ likelihood = "Low"
 
 @pytest.fixture(scope="module")
 def schemas(shared_dir: Path) -> SchemaSet:
-    return SchemaSet.load(
+    return load_schemas(
         shared_dir / "duis" / "xsd", {v: load_catalogue(v).xsd_file for v in VERSIONS}
     )
 

@@ -9,13 +9,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from gateway.ingest import SchemaSet
-from gateway.registry import Inventory, decode_inventory
-from gateway.signature import parse_signature, sign_canonical_document, verify_signature
-from gateway.techspec.bodies import read_firmware_update
-from gateway.techspec.firmware import firmware_update
-from gateway.techspec.report import maintenance_report
-from gateway.techspec.tables import Tables, decode_tables
+from gateway.core.ingest import SchemaSet
+from gateway.core.registry import Inventory, decode_inventory
+from gateway.core.signature import parse_signature, verify_signature
+from gateway.core.signing import sign_canonical_document
+from gateway.core.techspec.bodies import read_firmware_update
+from gateway.core.techspec.firmware import firmware_update
+from gateway.core.techspec.report import maintenance_report
+from gateway.core.techspec.tables import Tables, decode_tables
+from gateway.stores.operator_files import load_schemas
 from mmc import responses
 from mmc.catalogue import load_catalogue
 from mmc.identifiers import parse_request_id
@@ -194,7 +196,7 @@ def test_compatibility_is_judged_as_the_premises_will_be_after_the_update() -> N
 
 @pytest.fixture(scope="module")
 def schemas(shared_dir: Path) -> SchemaSet:
-    return SchemaSet.load(
+    return load_schemas(
         shared_dir / "duis" / "xsd", {v: load_catalogue(v).xsd_file for v in VERSIONS}
     )
 

@@ -8,13 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.techspec.coverage import (
-    AddressKey,
-    CoverageError,
-    UprnKey,
-    decode_coverage,
-)
-from gateway.techspec.install_leave import (
+from gateway.core.techspec.coverage import AddressKey, CoverageError, UprnKey, decode_coverage
+from gateway.core.techspec.install_leave import (
     AlertSent,
     Closed,
     CoverageArrived,

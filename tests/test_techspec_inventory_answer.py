@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from lxml import etree
 
-from gateway.dcc_services import answer_non_device
-from gateway.registry import decode_inventory
+from gateway.core.dcc_services import answer_non_device
+from gateway.core.registry import decode_inventory
 from mmc.codec import BodyFacts
 
 SR = "http://www.dccinterface.co.uk/ServiceUserGateway"

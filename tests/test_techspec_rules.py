@@ -7,14 +7,14 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.techspec.rules import (
+from gateway.core.techspec.rules import (
     check_auxiliary,
     check_installation,
     check_maintenance,
     check_pre_notification,
     check_system_replacement,
 )
-from gateway.techspec.versions import Period, gb_date, parse_ts_version
+from gateway.core.techspec.versions import Period, gb_date, parse_ts_version
 from tests.techspec_data import consultation, day, device, extended
 
 TABLES = consultation()

@@ -8,14 +8,14 @@ from pathlib import Path
 import msgspec
 from lxml import etree
 
-from gateway.clock import FixedClock
-from gateway.http import HttpRequest
-from gateway.registry import Inventory, decode_inventory
-from gateway.server import PeerInfo
-from gateway.techspec.install_leave import WanAvailableAlert
-from gateway.techspec_admin import TechspecAdmin
-from gateway.techspec_service import TechspecConfig, TechspecService
-from gateway.techspec_sqlite import FILE_NAME, open_techspec_store
+from gateway.core.clock import FixedClock
+from gateway.core.registry import Inventory, decode_inventory
+from gateway.core.techspec.install_leave import WanAvailableAlert
+from gateway.edge.http import HttpRequest
+from gateway.edge.server import PeerInfo
+from gateway.edge.techspec_admin import TechspecAdmin
+from gateway.edge.techspec_service import TechspecConfig, TechspecService
+from gateway.stores.techspec_sqlite import FILE_NAME, open_techspec_store
 from mmc.catalogue import load_catalogue
 from tests.techspec_data import CONSULTATION
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.techspec.coverage import UprnKey
-from gateway.techspec.install_leave import (
+from gateway.core.techspec.coverage import UprnKey
+from gateway.core.techspec.install_leave import (
     AlertSent,
     Closed,
     CoverageArrived,
@@ -17,9 +17,9 @@ from gateway.techspec.install_leave import (
     Notified,
     apply,
 )
-from gateway.techspec.tables import decode_tables
-from gateway.techspec_sqlite import FILE_NAME, open_techspec_store
-from gateway.techspec_store import KEEP_DOCUMENTS, StaleCase, document_digest
+from gateway.core.techspec.tables import decode_tables
+from gateway.stores.techspec_sqlite import FILE_NAME, open_techspec_store
+from gateway.stores.techspec_store import KEEP_DOCUMENTS, StaleCase, document_digest
 from tests.techspec_data import CONSULTATION, EXTENDED
 
 AT = dt.datetime(2018, 3, 1, 10, 0, tzinfo=dt.UTC)

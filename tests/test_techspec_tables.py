@@ -8,8 +8,8 @@ import tomllib
 import msgspec
 import pytest
 
-from gateway.techspec.tables import TablesError, decode_tables, table_warnings
-from gateway.techspec.versions import GbcsVersion, Period, TsVersion
+from gateway.core.techspec.tables import TablesError, decode_tables, table_warnings
+from gateway.core.techspec.versions import GbcsVersion, Period, TsVersion
 from tests.techspec_data import CONSULTATION, consultation, extended
 
 

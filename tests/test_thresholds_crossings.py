@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.ingest import parse_xml
+from gateway.core.ingest import parse_xml
+from gateway.stores.threshold_memory import MemoryThresholdStore
 from mmc.codec import extract_body_facts
 from tests.harness import default_config, running_gateway
 from thresholds.config import (
@@ -27,7 +28,6 @@ from thresholds.config import (
     decode_threshold_config,
 )
 from thresholds.engine import Action, compile_plan, decide
-from thresholds.memory import MemoryThresholdStore
 
 USER = "90-B3-D5-1F-30-01-00-00"
 OTHER = "90-B3-D5-1F-30-03-00-00"

@@ -6,9 +6,9 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.stores.threshold_memory import MemoryThresholdStore
 from thresholds.config import AttributeLimit, ThresholdConfig, ThresholdKind, ThresholdRule
 from thresholds.engine import Action
-from thresholds.memory import MemoryThresholdStore
 
 # One party (say, a supplier that is also a network operator) with two User IDs,
 # one for each role, and another User ID used for two roles.

@@ -22,15 +22,15 @@ import pytest
 import trio
 
 from gateway.cli import main
-from gateway.client import sign_request
-from gateway.config import load_config
-from gateway.workers import WorkerConfigError, check_worker_config
+from gateway.devkit.client import sign_request
+from gateway.edge.workers import WorkerConfigError, check_worker_config
+from gateway.stores.operator_files import load_config
+from gateway.stores.threshold_memory import MemoryThresholdStore
+from gateway.stores.threshold_sqlite import open_threshold_state
 from tests.harness import default_config, next_counter, response_code, running_gateway
 from tests.test_durability import free_port, start, write_config
 from thresholds.config import ThresholdConfig, ThresholdRule
-from thresholds.memory import MemoryThresholdStore
 from thresholds.rules_state import NO_FILE, RulesRecord, choose_rules, file_sha256
-from thresholds.state_store import open_threshold_state
 
 USER = "90-B3-D5-1F-30-01-00-00"
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"

@@ -21,15 +21,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tests.conftest import REDIS_HOST, REDIS_PORT
-from thresholds.config import RedisStoreSettings, ThresholdConfig, ThresholdKind, ThresholdRule
-from thresholds.engine import Action
-from thresholds.memory import MemoryThresholdStore
-from thresholds.redis import (
+from gateway.stores.threshold_memory import MemoryThresholdStore
+from gateway.stores.threshold_redis import (
     RedisThresholdStore,
     ThresholdStoreUnavailable,
     open_redis_threshold_store,
 )
+from tests.conftest import REDIS_HOST, REDIS_PORT
+from thresholds.config import RedisStoreSettings, ThresholdConfig, ThresholdKind, ThresholdRule
+from thresholds.engine import Action
 
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 U = "90-B3-D5-1F-30-01-00-00"

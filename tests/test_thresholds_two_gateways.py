@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway.admin_auth import read_admin_token
-from gateway.client import sign_request
+from gateway.devkit.client import sign_request
+from gateway.edge.admin_auth import read_admin_token
 from tests.harness import next_counter, response_code
 from tests.test_durability import free_port, write_config
 from tests.test_thresholds_redis import REDIS_URL

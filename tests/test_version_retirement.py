@@ -8,9 +8,9 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.clock import FixedClock
-from gateway.config import Config
-from gateway.versions import VersionRegistry
+from gateway.core.clock import FixedClock
+from gateway.core.config import Config
+from gateway.core.versions import VersionRegistry
 from mmc.catalogue import load_catalogue
 from tests.harness import default_config, response_code, running_gateway
 

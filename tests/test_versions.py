@@ -9,11 +9,12 @@ import msgspec
 import pytest
 from lxml import etree
 
-from gateway.certstore import find_signing_key
-from gateway.client import endpoint_path, prepare
-from gateway.ingest import SchemaSet, decode_header, parse_xml
-from gateway.signature import sign_document
-from gateway.versions import VersionRegistry, normalise_version
+from gateway.core.ingest import SchemaSet, decode_header, parse_xml
+from gateway.core.signing import sign_document
+from gateway.core.versions import VersionRegistry, normalise_version
+from gateway.devkit.client import endpoint_path, prepare
+from gateway.stores.certfiles import find_signing_key
+from gateway.stores.operator_files import load_schemas
 from mmc.catalogue import available_versions, load_catalogue
 from tests.harness import default_config, next_counter, response_code, running_gateway
 
@@ -23,7 +24,7 @@ SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 
 @pytest.fixture(scope="module")
 def schemas(shared_dir: Path) -> SchemaSet:
-    return SchemaSet.load(
+    return load_schemas(
         shared_dir / "duis" / "xsd", {v: load_catalogue(v).xsd_file for v in VERSIONS}
     )
 

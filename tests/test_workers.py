@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway.client import sign_request
+from gateway.devkit.client import sign_request
 from tests.harness import next_counter, response_code
 from tests.test_durability import free_port, write_config
 

@@ -120,10 +120,10 @@ class RedisStoreSettings(Base, frozen=True, kw_only=True):
 
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "duisgw:ad:"
-    # Overshoot bound: limit + (processes - 1) * batch_size (see thresholds/redis.py).
+    # Overshoot bound: limit + (processes - 1) * batch_size (see gateway/stores/threshold_redis.py).
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
     flush_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.25
-    # How long a counter's view stays exact without a read (see thresholds/redis.py);
+    # How long a counter's view stays exact without a read (see gateway/stores/threshold_redis.py);
     # a counter idle for longer is read again before its next decision.
     view_horizon_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
     connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0

@@ -19,7 +19,8 @@ from typing import NamedTuple
 from parse_correlate.decode import asn1, dlms, gbz
 from parse_correlate.decode.errors import DecodeError
 from parse_correlate.decode.nodes import Node, branch, leaf
-from parse_correlate.gbcs import ByteReader, decode_dlms_datetime
+from parse_correlate.gbcs import decode_dlms_datetime
+from parse_correlate.gbcs_bytes import ByteReader
 
 FUTURE_DATED_SUCCESS = 0x8F66
 FUTURE_DATED_FAILURE = 0x8F67

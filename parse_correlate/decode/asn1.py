@@ -9,7 +9,7 @@ import datetime as dt
 import msgspec
 
 from parse_correlate.decode.errors import DecodeError
-from parse_correlate.gbcs import ByteReader
+from parse_correlate.gbcs_bytes import ByteReader
 
 INTEGER = 0x02
 BIT_STRING = 0x03

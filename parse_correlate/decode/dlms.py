@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mmc.identifiers import eui64_from_bytes
 from parse_correlate.decode.errors import DecodeError, ProtectedDataError
-from parse_correlate.gbcs import ByteReader, KeyAgreement, message_key
+from parse_correlate.gbcs_bytes import ByteReader
+from parse_correlate.gbcs_mac import KeyAgreement, message_key
 
 ACCESS_RESPONSE_TAG = 0xDA
 DATA_NOTIFICATION_TAG = 0x0F

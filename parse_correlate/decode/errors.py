@@ -3,7 +3,7 @@ promises is the device's fault (exit 1 in `duisgw pc parse`, never a crash)."""
 
 from __future__ import annotations
 
-from parse_correlate.gbcs import GbcsError
+from parse_correlate.gbcs_bytes import GbcsError
 
 
 class DecodeError(GbcsError):

@@ -22,7 +22,7 @@ import datetime as dt
 import msgspec
 
 from parse_correlate.decode.errors import DecodeError
-from parse_correlate.gbcs import ByteReader
+from parse_correlate.gbcs_bytes import ByteReader
 
 GBZ_PROFILE_ID = 0x0109
 CONTROL_ENCRYPTED = 0x02

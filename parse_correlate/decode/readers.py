@@ -17,7 +17,8 @@ from typing import NamedTuple
 from mmc.identifiers import eui64_to_bytes
 from parse_correlate.decode import asn1, dlms, gbz
 from parse_correlate.decode.nodes import Node, branch, leaf
-from parse_correlate.gbcs import GbcsMessage, KeyAgreement
+from parse_correlate.gbcs import GbcsMessage
+from parse_correlate.gbcs_mac import KeyAgreement
 
 
 class Source(NamedTuple):

@@ -1,0 +1,442 @@
+"""The composition root: `serve(config)` builds every collaborator and hands each what it uses.
+
+    load            (gateway/stores/operator_files.py) everything that can fail on the
+                    operator's files, before any port is bound; `load_for_start` adds
+                    the TLS material and is what `duisgw config check` runs too
+    reload          a new snapshot from the files, swapped in whole, or the old one kept
+    open_stores     the durable stores, opened here and closed here
+    Components      the request path and the services, wired: pipeline, dispatch,
+                    life cycle, thresholds screen, quarantine, admin API
+    serve           binds, starts the services, serves until SIGTERM/SIGINT, drains
+
+Only the snapshot (trust, Users, inventory) changes after start: `reload` builds a
+complete new one and swaps it in (gateway/core/snapshot.py). This is the one module
+that knows the dev kit: the embedded simulator is the default device transport and
+the dev inbox is mounted on the admin listener when `[dev_inbox]` enables it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import trio
+
+from gateway.core.answers import Answers
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.config import Config, StartupError
+from gateway.core.log_fields import log_event
+from gateway.core.snapshot import Reloaded, ReloadFailed, ReloadResult, SnapshotHolder
+from gateway.core.stages import RequestChecks
+from gateway.core.version_mismatch import authenticated_header, mismatch_alert
+from gateway.devkit.inbox import INBOX_FILE, Inbox, InboxRoutes
+from gateway.devkit.simulator import Simulator
+from gateway.edge.admin import AdminApi, Mount
+from gateway.edge.admin_auth import (
+    AdminGuard,
+    AdminTokenError,
+    GuardedAdmin,
+    admin_token_path,
+    ensure_admin_token,
+    exposure_warning,
+)
+from gateway.edge.admin_replay import ReplayAdmin
+from gateway.edge.admin_thresholds import ThresholdsAdmin
+from gateway.edge.delivery import DevInboxAddress, run_delivery
+from gateway.edge.dispatch import Dispatcher
+from gateway.edge.duis_handler import DuisHandler
+from gateway.edge.lifecycle import Lifecycle
+from gateway.edge.listeners import bound, open_listeners, serve_until_stopped, wait_for_stop
+from gateway.edge.metrics import Metrics
+from gateway.edge.pipeline import RequestPipeline, VersionMismatchAlert
+from gateway.edge.quarantine_ops import QuarantineOps
+from gateway.edge.screen import ThresholdScreen
+from gateway.edge.server import ConnectionHandler, Draining
+from gateway.edge.service_notifier import ServiceLink, ServiceNotifier, StatusReporter
+from gateway.edge.tls import load_server_context
+from gateway.edge.transport import DeviceTransport
+from gateway.edge.workers import worker_state_dir
+from gateway.stores.operator_files import Loaded, load, load_snapshot
+from gateway.stores.outbox import Outbox, open_outbox
+from gateway.stores.private_files import make_private_dir, tighten_state_dir
+from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
+from gateway.stores.replay import SharedReplayGuard
+from gateway.stores.sqlite import Synchronous
+from gateway.stores.threshold_redis import RedisThresholdStore
+from gateway.stores.threshold_sqlite import ThresholdStateStore
+from gateway.stores.threshold_state import CounterStore, open_thresholds, run_count_snapshots
+from thresholds.config import ThresholdConfigError
+
+log = logging.getLogger("duisgw")
+
+
+class BoundAddresses(msgspec.Struct, frozen=True):
+    duis: tuple[str, int]
+    admin: tuple[str, int]
+
+
+# -- load and reload -------------------------------------------------------------------
+
+
+def load_for_start(config: Config, clock: Clock) -> tuple[Loaded, ssl.SSLContext | None]:
+    """Everything start-up reads from the operator's files, or a StartupError naming
+    the file or key; nothing is bound, opened or written."""
+    try:
+        loaded = load(config, clock)
+    except (OSError, ValueError, ThresholdConfigError) as exc:
+        raise StartupError(str(exc)) from None
+    return loaded, load_server_context(config.tls)
+
+
+def reload(
+    config: Config, snapshots: SnapshotHolder, clock: Clock, metrics: Metrics
+) -> ReloadResult:
+    """Rebuild trust and registry and swap them in; keep the old ones on error."""
+    try:
+        snapshot = load_snapshot(config, clock.now().date())
+    except Exception as exc:  # the operator's files are wrong: keep serving the old set
+        metrics.reloads.labels("failed").inc()
+        log.error("reload failed, keeping the previous trust and registry: %s", exc)
+        return ReloadFailed(str(exc))
+    snapshots.swap(snapshot)
+    metrics.reloads.labels("ok").inc()
+    result = Reloaded(
+        users=len(snapshot.users),
+        devices=len(snapshot.inventory),
+        certificates_skipped=len(snapshot.certstore.skipped),
+    )
+    log.info(result.message)
+    return result
+
+
+# -- the durable stores ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Everything durable the services share, opened (and closed) by `open_stores`."""
+
+    replay: SharedReplayGuard
+    outbox: Outbox
+    jobs: Outbox
+    quarantine: QuarantineStore
+    counters: CounterStore
+    threshold_state: ThresholdStateStore
+
+
+@asynccontextmanager
+async def open_stores(
+    config: Config, own_dir: Path, rules_raw: bytes | None, clock: Clock, metrics: Metrics
+) -> AsyncIterator[Stores]:
+    """The shared files in the state directory, this worker's own in `own_dir`."""
+    state_dir = Path(config.state_dir)
+    sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
+    replay = await SharedReplayGuard.open(
+        state_dir / "replay.sqlite", synchronous=sync, max_counter=config.replay.max_counter
+    )
+    try:
+        async with AsyncExitStack() as stack:
+            outbox = await stack.enter_async_context(
+                open_outbox(
+                    own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync
+                )
+            )
+            jobs = await stack.enter_async_context(
+                open_outbox(own_dir / "jobs.sqlite", clock=clock, synchronous=sync)
+            )
+            quarantine = await stack.enter_async_context(
+                open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
+            )
+            counters, threshold_state = await stack.enter_async_context(
+                open_thresholds(config, rules_raw, clock, synchronous=sync)
+            )
+            metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
+            metrics.jobs_pending.set_function(jobs.pending_count)
+            metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
+            metrics.replay_waiting.set_function(
+                lambda: replay.statistics().queued + replay.statistics().committing
+            )
+            yield Stores(replay, outbox, jobs, quarantine, counters, threshold_state)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
+            await replay.aclose()
+
+
+# -- the components ----------------------------------------------------------------------
+
+
+class Components:
+    """The request path and its services, each built with the collaborators it uses."""
+
+    def __init__(
+        self,
+        config: Config,
+        loaded: Loaded,
+        stores: Stores,
+        transport: DeviceTransport,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        worker: tuple[int, int],
+    ) -> None:
+        snapshots = loaded.snapshots
+        answers = Answers(clock, loaded.signer)
+        checks = RequestChecks(loaded.versions, loaded.schemas, clock)
+        self.lifecycle = Lifecycle(
+            checks, snapshots, answers, transport, stores.jobs, stores.outbox
+        )
+        dispatcher = Dispatcher(
+            answers, transport, stores.replay.record_pre_command, self.lifecycle.submit
+        )
+        screen = ThresholdScreen(
+            answers,
+            metrics,
+            stores.counters,
+            stores.quarantine,
+            self.lifecycle.deliver_alert,
+            fail_open=config.thresholds.when_store_unavailable == "open",
+        )
+        self.quarantine = QuarantineOps(
+            checks,
+            snapshots,
+            loaded.versions,
+            answers,
+            screen,
+            dispatcher,
+            self.lifecycle,
+            config.thresholds.quarantine_retention_seconds,
+            config.thresholds.quarantine_expiry_check_seconds,
+            owner=worker[0],
+        )
+        self.pipeline = RequestPipeline(
+            checks,
+            snapshots,
+            answers,
+            clock,
+            metrics,
+            loaded.dcc_eui64,
+            stores.replay,
+            dispatcher,
+            screen,
+            version_mismatch_alert=self._version_mismatch_sender(config, loaded, answers),
+        )
+
+    def _version_mismatch_sender(
+        self, config: Config, loaded: Loaded, answers: Answers
+    ) -> VersionMismatchAlert | None:
+        code = config.duis.version_mismatch_alert_code
+        if code is None:
+            return None
+
+        async def send(raw: bytes) -> None:
+            snapshot = loaded.snapshots.current
+            header = authenticated_header(raw, snapshot, answers.now())
+            if header is None:
+                return
+            alert = mismatch_alert(header, code, loaded.versions, answers)
+            if alert is not None:
+                await self.lifecycle.deliver_alert(
+                    header.request_id.originator, f"{header.request_id}:version-mismatch", alert
+                )
+
+        return send
+
+
+async def start_services(
+    services: trio.Nursery,
+    config: Config,
+    components: Components,
+    stores: Stores,
+    clock: Clock,
+    metrics: Metrics,
+    dev_inbox: DevInboxAddress | None,
+) -> None:
+    await services.start(
+        functools.partial(
+            run_delivery, stores.outbox, config.delivery, metrics=metrics, dev_inbox=dev_inbox
+        )
+    )
+    await services.start(components.lifecycle.run)
+    await services.start(components.quarantine.run_expiry)
+    # After the life cycle is running: a resumed release may journal a job.
+    await services.start(components.quarantine.resume_releases)
+    counters = stores.counters
+    if isinstance(counters, RedisThresholdStore):
+        await services.start(counters.run)
+    else:  # cancelled last (after the drain): its final snapshot has every count
+        interval = config.thresholds.counts_snapshot_seconds
+        await services.start(run_count_snapshots, counters, stores.threshold_state, clock, interval)
+
+
+def default_transport(config: Config, loaded: Loaded, clock: Clock, metrics: Metrics) -> Simulator:
+    """The embedded simulator over the live inventory."""
+    snapshots = loaded.snapshots
+    return Simulator.for_inventory(
+        lambda: snapshots.current.inventory, config.simulator, clock, metrics=metrics
+    )
+
+
+# -- serve -------------------------------------------------------------------------------
+
+
+async def serve(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    reuse_port: bool = False,
+    transport: DeviceTransport | None = None,
+    worker: tuple[int, int] = (0, 1),
+    notifier: ServiceNotifier | None = None,
+    task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the gateway until cancelled or signalled; `task_status` gets the bound ports.
+
+    `worker` is (index, count) under `duisgw serve --workers` (gateway/edge/workers.py).
+    `notifier` tells a service manager (systemd) when it is ready, reloading, stopping.
+    """
+    clock = clock or SystemClock()
+    metrics = metrics or Metrics()
+    notifier = notifier or ServiceNotifier(None)
+    own_dir = worker_state_dir(config, *worker)
+    loaded, tls = load_for_start(config, clock)
+    try:
+        make_private_dir(own_dir)
+        # Journals are created 0600 as they open (gateway/stores/sqlite.py).
+        tighten_state_dir({Path(config.state_dir), own_dir})
+        token = ensure_admin_token(admin_token_path(config))
+    except (OSError, ValueError, AdminTokenError) as exc:
+        raise StartupError(str(exc)) from None
+    if worker[1] > 1:
+        admin_port = config.admin.port + worker[0] if config.admin.port else 0
+        config = msgspec.structs.replace(
+            config, admin=msgspec.structs.replace(config.admin, port=admin_port)
+        )
+        reuse_port = True
+    async with open_stores(config, own_dir, loaded.threshold_rules, clock, metrics) as stores:
+        # Bound first: the dev inbox's address (the admin listener's) is known before delivery.
+        duis_listeners = await open_listeners(
+            config.listen.host, config.listen.port, tls, reuse_port
+        )
+        admin_listeners = await open_listeners(
+            config.admin.host, config.admin.port, None, reuse_port=False
+        )
+        addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
+        device_transport = transport or default_transport(config, loaded, clock, metrics)
+        components = Components(
+            config, loaded, stores, device_transport, clock, metrics, worker=worker
+        )
+        dev_inbox = (
+            DevInboxAddress.for_listener(addresses.admin, token)
+            if config.dev_inbox.enabled
+            else None
+        )
+        async with trio.open_nursery() as services:
+            await start_services(services, config, components, stores, clock, metrics, dev_inbox)
+            draining = Draining()
+            link = ServiceLink(
+                notifier,
+                StatusReporter(
+                    loaded.versions,
+                    clock,
+                    metrics,
+                    addresses.duis,
+                    stores.outbox.pending_count,
+                    draining,
+                ),
+                services,
+            )
+            reload_now = link.around_reload(
+                functools.partial(reload, config, loaded.snapshots, clock, metrics)
+            )
+            duis = ConnectionHandler(
+                DuisHandler(
+                    components.pipeline,
+                    metrics,
+                    config.tls.identities if config.tls is not None else None,
+                ),
+                config.limits,
+                metrics,
+                draining,
+                listener="duis",
+            )
+            admin = _admin_api(
+                config, loaded, stores, components, clock, metrics, own_dir, worker, reload_now
+            )
+            if (exposed := exposure_warning(config.admin.host)) is not None:
+                log.warning(exposed)
+            guarded = ConnectionHandler(
+                GuardedAdmin(
+                    AdminGuard(token, addresses.admin[1], config.admin.allowed_hosts),
+                    admin,
+                    metrics,
+                ),
+                config.limits,
+                metrics,
+                Draining(),
+                listener="admin",
+            )
+
+            def serving(ready: bool) -> None:
+                admin.ready = ready
+                if ready:
+                    task_status.started(addresses)
+                    scheme = "https" if config.tls else "http"
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "listening",
+                        "DUIS on %(duis)s, admin on %(admin)s",
+                        duis=f"{scheme}://{addresses.duis[0]}:{addresses.duis[1]}",
+                        admin=f"http://{addresses.admin[0]}:{addresses.admin[1]}",
+                    )
+                link.serving(ready)
+
+            await serve_until_stopped(
+                (duis, duis_listeners),
+                (guarded, admin_listeners),
+                draining,
+                config.limits.drain_timeout_seconds,
+                serving=serving,
+                stopped=functools.partial(wait_for_stop, reload_now),
+            )
+            services.cancel_scope.cancel()
+    log.info("stopped")
+
+
+def _admin_api(
+    config: Config,
+    loaded: Loaded,
+    stores: Stores,
+    components: Components,
+    clock: Clock,
+    metrics: Metrics,
+    own_dir: Path,
+    worker: tuple[int, int],
+    reload_now: Callable[[], ReloadResult],
+) -> AdminApi:
+    mounts: dict[str, Mount] = {}
+    if config.dev_inbox.enabled:
+        inbox = Inbox(own_dir / INBOX_FILE, config.dev_inbox, clock.now())
+        mounts["inbox"] = InboxRoutes(inbox, clock)
+    return AdminApi(
+        snapshots=loaded.snapshots,
+        versions=loaded.versions,
+        clock=clock,
+        metrics_registry=metrics.registry,
+        reload=reload_now,
+        quarantine=components.quarantine,
+        outbox=stores.outbox,
+        replay=ReplayAdmin(stores.replay, clock),
+        thresholds=ThresholdsAdmin(
+            stores.counters, stores.threshold_state, config, clock, worker_count=worker[1]
+        ),
+        state_dir=Path(config.state_dir),
+        mounts=mounts,
+    )

@@ -1,0 +1,51 @@
+"""The edge: trio and the network. Imports stores and core, never the dev kit.
+
+listeners       bind, serve until a signal, drain (the designed shutdown)
+server          one connection: HTTP/1.1 keep-alive, limits, the crash boundary
+                (http: the sans-IO seam; connection_slots; tls, tls_refusals)
+duis_handler    DUIS endpoints -> the pipeline
+pipeline        the stage table's runner; screen: the thresholds stage;
+                dispatch: the I/O of each answer mode; transport: the device protocol
+lifecycle       asynchronous jobs: journal, device, outbox
+delivery        POST to the Users' Receive Response URLs, in order, with retries
+quarantine_ops  release, delete and expiry of held requests
+admin           the admin routes (admin_auth, admin_params, admin_replay,
+                admin_thresholds, admin_quarantine, admin_views; techspec_admin,
+                techspec_service: not wired yet)
+console_files   the operator console's static files (console/), served at /console/
+traffic_summary the live traffic counts the console's overview shows
+metrics         every metric, declared once
+log_format      `--log-format json|text`: how records reach stderr
+service_notifier  the notify socket, the heartbeat (WATCHDOG=1, STATUS=) and the
+                daemon's moments told to the service manager
+workers         `duisgw serve --workers N`; worker_notify: the supervisor's sockets
+"""
+
+__all__ = [
+    "admin",
+    "admin_auth",
+    "admin_params",
+    "admin_quarantine",
+    "admin_replay",
+    "admin_thresholds",
+    "admin_views",
+    "console_files",
+    "delivery",
+    "dispatch",
+    "duis_handler",
+    "http",
+    "lifecycle",
+    "listeners",
+    "log_format",
+    "metrics",
+    "pipeline",
+    "quarantine_ops",
+    "screen",
+    "server",
+    "service_notifier",
+    "tls",
+    "traffic_summary",
+    "transport",
+    "worker_notify",
+    "workers",
+]

@@ -1,0 +1,357 @@
+"""Asynchronous delivery: POST each stored response or alert to its User, in order.
+
+A supervisor keeps one worker per User ID with pending messages (at most
+`max_active_users` at once; others wait their turn in arrival order). A worker
+sends its User's messages one at a time in `user_seq` order: the next is not
+sent until the previous one was delivered (2xx) or dead-lettered. Connections
+are bounded separately (`max_concurrent_posts`), so workers asleep in backoff
+hold no socket. A worker hands its slot back after `max_messages_per_turn`
+messages, so one busy User cannot starve the rest.
+
+Retries: connect errors, timeouts, 408/425/429 and 5xx are retried with
+exponential backoff and full jitter (`backoff_delay`), honouring a Retry-After
+up to the cap. Other statuses (3xx: redirects are not followed, the URL is
+configured; 4xx: the User refuses this message) dead-letter at once, as does
+reaching `max_attempts`. A dead letter stays in the outbox for the operator,
+and the worker moves on to the User's next message: we prefer delivering the
+rest over blocking every later response behind one the User will not take.
+The sequence number (X-DUIS-Sequence) lets the receiver see the gap. Each
+message keeps its attempts across restarts, so max_attempts bounds the total.
+
+Exactly once as far as the gateway can tell: a message marked delivered is
+never sent again. The receiver gets at-least-once: if the process dies (or is
+cancelled past its grace) between a 2xx and the commit of "delivered", the
+message is sent again after restart with the same X-DUIS-Message-ID, which the
+receiver uses to drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+from collections import deque
+from contextlib import AsyncExitStack
+from typing import Final, Literal
+
+import httpx
+import msgspec
+import trio
+
+from gateway.core.config import DEV_INBOX_URL, DeliveryConfig
+from gateway.core.log_fields import log_event
+from gateway.edge.metrics import Metrics
+from gateway.stores.outbox import MAX_PURGE_ROWS, Outbox
+from gateway.stores.outbox_sqlite import OutboxStoreError, StoredMessage
+
+# Named, not __name__: the name operators filter on outlives a move of the module.
+log = logging.getLogger("gateway.delivery")
+
+MAX_RESPONSE_BYTES: Final = 64 * 1024  # of a receiver's answer body read; the rest dropped
+MAX_ERROR_BODY_CHARS: Final = 200  # of a refusal's body kept in last_error
+# Recording a 2xx is shielded from cancellation for this long, so a shutdown does not
+# cause a re-send. The outbox fails the wait at once if its writer stops; the bound is
+# for a writer stuck on the disk.
+COMMIT_GRACE_SECONDS: Final = 30.0
+
+MESSAGE_ID_HEADER: Final = "X-DUIS-Message-ID"
+SEQUENCE_HEADER: Final = "X-DUIS-Sequence"
+ATTEMPT_HEADER: Final = "X-DUIS-Attempt"
+RETRYABLE_4XX: Final = frozenset({408, 425, 429})
+
+Outcome = Literal["delivered", "retry", "dead_letter"]
+
+
+class DevInboxAddress(msgspec.Struct, frozen=True):
+    """Where the gateway's delivery finds its own dev inbox, and the credential it sends."""
+
+    base_url: str  # http://127.0.0.1:PORT, the admin listener as bound
+    token: str
+
+    @classmethod
+    def for_listener(cls, bound: tuple[str, int], token: str) -> DevInboxAddress:
+        host, port = bound
+        # A wildcard bind is reached on loopback; the token never leaves the host.
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        return cls(f"http://{f'[{host}]' if ':' in host else host}:{port}", token)
+
+    def url_for(self, user_id: str) -> str:
+        return f"{self.base_url}/inbox/{user_id}"
+
+
+# -- sans-IO decisions ------------------------------------------------------------------
+
+
+def backoff_delay(failures: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**(failures - 1))].
+
+    Jitter spreads the retries of many messages that failed together (one User's
+    endpoint going down), so they do not return as one burst.
+    """
+    exponent = min(max(failures - 1, 0), 62)  # past this the cap has long won
+    return rng.uniform(0.0, min(cap, base * 2.0**exponent))
+
+
+def classify_status(status: int) -> Outcome:
+    if 200 <= status < 300:
+        return "delivered"
+    if status >= 500 or status in RETRYABLE_4XX:
+        return "retry"
+    return "dead_letter"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After in delta-seconds. The HTTP-date form is ignored (plain backoff
+    applies): it would tie our retry timing to the receiver's wall clock."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
+
+
+# -- I/O ----------------------------------------------------------------------------------
+
+
+class _Attempt(msgspec.Struct, frozen=True):
+    outcome: Outcome
+    error: str  # empty when delivered
+    retry_after: float | None = None
+
+
+async def run_delivery(
+    outbox: Outbox,
+    config: DeliveryConfig | None = None,
+    *,
+    client: httpx.AsyncClient | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    metrics: Metrics | None = None,
+    rng: random.Random | None = None,
+    dev_inbox: DevInboxAddress | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Deliver everything pending in `outbox`, and whatever arrives, until cancelled.
+
+    The outbox's writer must run for as long as this does (start this inside
+    `open_outbox`). `client` overrides the httpx client built from the config (then
+    its timeouts and limits are the caller's); `ssl_context` is for DCCKI mutual TLS.
+    `dev_inbox` is where messages for the symbolic URL `dev-inbox` go (resolved at
+    each attempt, so they follow the admin listener); None: they dead-letter.
+    """
+    config = config if config is not None else DeliveryConfig()
+    async with AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(_client(config, ssl_context))
+        supervisor = _Supervisor(outbox, config, client, metrics, rng or random.Random(), dev_inbox)
+        with outbox.watch(supervisor.wake_user):
+            for user_id in outbox.users_with_pending():  # restart: resume in arrival order
+                supervisor.wake_user(user_id)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_purge_forever, outbox, config)
+                task_status.started()
+                await supervisor.supervise(nursery)
+
+
+def _client(config: DeliveryConfig, ssl_context: ssl.SSLContext | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(config.request_timeout_seconds),
+        limits=httpx.Limits(
+            max_connections=config.max_concurrent_posts,
+            max_keepalive_connections=config.max_concurrent_posts,
+        ),
+        verify=ssl_context if ssl_context is not None else True,
+        follow_redirects=False,
+        # Proxies and certificates come from our config, never from the environment.
+        trust_env=False,
+    )
+
+
+async def _purge_forever(outbox: Outbox, config: DeliveryConfig) -> None:
+    while True:
+        await trio.sleep(config.purge_interval_seconds)
+        total = 0
+        while True:  # in slices, so puts interleave with the delete
+            removed = await outbox.purge_delivered(config.retention_seconds)
+            total += removed
+            if removed < MAX_PURGE_ROWS:
+                break
+        if total:
+            log.info("outbox: purged %d delivered messages", total)
+
+
+class _Supervisor:
+    def __init__(
+        self,
+        outbox: Outbox,
+        config: DeliveryConfig,
+        client: httpx.AsyncClient,
+        metrics: Metrics | None,
+        rng: random.Random,
+        dev_inbox: DevInboxAddress | None,
+    ) -> None:
+        self._outbox = outbox
+        self._dev_inbox = dev_inbox
+        self._config = config
+        self._client = client
+        self._metrics = metrics
+        self._rng = rng
+        self._posts = trio.CapacityLimiter(config.max_concurrent_posts)
+        self._waiting: deque[str] = deque()  # Users with work and no worker, FIFO
+        self._queued: set[str] = set()
+        self._active: set[str] = set()
+        self._wake = trio.Event()
+
+    def wake_user(self, user_id: str) -> None:
+        """Called on the trio thread when `user_id` has new work (from the outbox)."""
+        # An active worker re-reads the outbox before it leaves, so it sees the work.
+        if user_id not in self._active and user_id not in self._queued:
+            self._waiting.append(user_id)
+            self._queued.add(user_id)
+            self._wake.set()
+
+    async def supervise(self, nursery: trio.Nursery) -> None:
+        while True:
+            while self._waiting and len(self._active) < self._config.max_active_users:
+                user_id = self._waiting.popleft()
+                self._queued.discard(user_id)
+                self._active.add(user_id)
+                nursery.start_soon(self._serve_user, user_id)
+            await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def _serve_user(self, user_id: str) -> None:
+        try:
+            for _ in range(self._config.max_messages_per_turn):
+                message = await self._outbox.next_pending(user_id)
+                if message is None:
+                    break
+                await self._deliver(message)
+        finally:
+            # No await between the count and the re-queue: a put committing meanwhile
+            # either is counted here or calls wake_user after we left _active.
+            self._active.discard(user_id)
+            if self._outbox.pending_count(user_id) > 0:
+                self.wake_user(user_id)
+            self._wake.set()  # a slot is free
+
+    async def _deliver(self, message: StoredMessage) -> None:
+        """Attempt until delivered or dead-lettered."""
+        failures = message.attempts
+        while True:
+            async with self._posts:
+                attempt = await _post(
+                    self._client,
+                    message,
+                    failures + 1,
+                    self._config.request_timeout_seconds,
+                    self._dev_inbox,
+                )
+            if attempt.outcome == "delivered":
+                self._count("delivered")
+                # The User has it: finish recording that even during shutdown.
+                with trio.move_on_after(COMMIT_GRACE_SECONDS) as scope:
+                    scope.shield = True
+                    try:
+                        await self._outbox.mark_delivered(message.message_id)
+                    except OutboxStoreError as exc:  # the writer stopped with us
+                        log.warning(
+                            "outbox: %s delivered, not recorded (%s): it will be "
+                            "sent again after restart",
+                            message.message_id,
+                            exc,
+                        )
+                return
+            failures += 1
+            if attempt.outcome == "dead_letter" or failures >= self._config.max_attempts:
+                self._count("dead_letter")
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "dead letter",
+                    "outbox: dead letter %(message_id)s for user %(user_id)s after "
+                    "%(attempts)d attempts: %(reason)s",
+                    message_id=message.message_id,
+                    user_id=message.user_id,
+                    attempts=failures,
+                    reason=attempt.error,
+                )
+                await self._outbox.dead_letter(message.message_id, attempt.error)
+                return
+            self._count("retry")
+            await self._outbox.record_failure(message.message_id, attempt.error)
+            await trio.sleep(self._delay(failures, attempt.retry_after))
+
+    def _delay(self, failures: int, retry_after: float | None) -> float:
+        cap = self._config.backoff_cap_seconds
+        delay = backoff_delay(
+            failures, base=self._config.backoff_base_seconds, cap=cap, rng=self._rng
+        )
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, cap))
+        return delay
+
+    def _count(self, outcome: Outcome) -> None:
+        if self._metrics is not None:
+            self._metrics.deliveries.labels(outcome=outcome).inc()
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    message: StoredMessage,
+    attempt: int,
+    timeout_seconds: float,
+    dev_inbox: DevInboxAddress | None,
+) -> _Attempt:
+    """One POST; library exceptions become outcomes here, at the boundary.
+
+    httpx's timeouts apply per phase (a receiver trickling bytes resets the read
+    timeout); the deadline around the whole attempt bounds how long a slow or
+    hostile receiver can hold a connection slot.
+    """
+    headers = {
+        "Content-Type": message.content_type,
+        MESSAGE_ID_HEADER: message.message_id,
+        SEQUENCE_HEADER: str(message.user_seq),
+        ATTEMPT_HEADER: str(attempt),
+    }
+    url = message.url
+    if url == DEV_INBOX_URL:
+        if dev_inbox is None:
+            return _Attempt("dead_letter", "response_url is dev-inbox but [dev_inbox] is off")
+        url = dev_inbox.url_for(message.user_id)
+        headers["Authorization"] = f"Bearer {dev_inbox.token}"
+    try:
+        with trio.fail_after(timeout_seconds):
+            async with client.stream(
+                "POST", url, content=message.body, headers=headers
+            ) as response:
+                head = await _read_head(response)
+    except trio.TooSlowError:
+        return _Attempt("retry", f"no complete answer within {timeout_seconds:g} s")
+    except httpx.UnsupportedProtocol as exc:  # a TransportError, but retrying cannot help
+        return _Attempt("dead_letter", f"bad URL: {exc}")
+    except httpx.TimeoutException as exc:
+        return _Attempt("retry", f"timeout ({type(exc).__name__})")
+    except httpx.TransportError as exc:
+        return _Attempt("retry", f"{type(exc).__name__}: {exc}")
+    except httpx.InvalidURL as exc:
+        return _Attempt("dead_letter", f"bad URL: {exc}")
+    outcome = classify_status(response.status_code)
+    if outcome == "delivered":
+        return _Attempt("delivered", "")
+    text = head.decode("utf-8", "replace")
+    return _Attempt(
+        outcome,
+        f"HTTP {response.status_code}: {text}".rstrip(": "),
+        retry_after_seconds(response.headers.get("retry-after")),
+    )
+
+
+async def _read_head(response: httpx.Response) -> bytes:
+    """The first bytes of the answer, for last_error; the rest is read and dropped
+    (up to a bound) so keep-alive can reuse the connection."""
+    head = bytearray()
+    async for chunk in response.aiter_raw():
+        if len(head) < MAX_ERROR_BODY_CHARS:
+            head += chunk[: MAX_ERROR_BODY_CHARS - len(head)]
+        if response.num_bytes_downloaded > MAX_RESPONSE_BYTES:
+            break  # a hostile receiver cannot make us read without limit
+    return bytes(head)

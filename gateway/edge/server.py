@@ -1,0 +1,389 @@
+"""One listener's connections: trio streams in, the sans-IO HTTP seam, a handler, bytes out.
+
+Each connection is a crash boundary: an unexpected exception anywhere in its task
+is logged once with its traceback, counted (`duisgw_internal_errors_total`),
+answered 500 if no response to the request has started, and that connection
+closed; the listener and every other connection go on. A peer that goes away is
+not an error. Limits (gateway/core/config.py `[limits]`): head bytes are capped as they
+arrive (gateway/edge/http.py); one deadline per request from its first byte (for TLS,
+from the handshake's start); a send timeout per response; idle keep-alive
+connections reclaimed before a newcomer is refused, and a per-peer cap
+(gateway/edge/connection_slots.py). Shutdown: the caller stops accepting, sets
+`Draining.closing`, and waits for in-flight requests under a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from gateway.core.config import LimitsConfig
+from gateway.core.log_fields import log_event
+from gateway.edge.connection_slots import ConnectionSlots, Refusal, Slot
+from gateway.edge.http import HttpProtocolError, HttpRequest, RequestParser, render_response
+from gateway.edge.metrics import Metrics
+from gateway.edge.tls_refusals import HandshakeFailure, handshake_failure
+
+log = logging.getLogger("duisgw.server")
+
+RECEIVE_CHUNK_BYTES = 65_536
+# Closing a stream (a TLS close_notify at most) never holds a task longer than this.
+CLOSE_TIMEOUT_SECONDS = 1.0
+# After refusing a request the peer may still be sending: read and drop its bytes for a
+# moment so our answer is not destroyed by the reset a close over unread data causes.
+LINGER_SECONDS = 1.0
+LINGER_MAX_BYTES = 262_144
+
+Headers = tuple[tuple[bytes, bytes], ...]
+# (status, body, content type), or with extra response headers (e.g. WWW-Authenticate)
+Answer = tuple[int, bytes, bytes] | tuple[int, bytes, bytes, Headers]
+# (request, peer identity from TLS or None) -> answer
+Handler = Callable[[HttpRequest, "PeerInfo"], Awaitable[Answer]]
+
+# What a peer that vanishes, resets or breaks TLS raises from a stream: its doing, not ours.
+_DROPPED = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
+class PeerInfo:
+    """Who is on the other end: the address and, under mutual TLS, the client certificate."""
+
+    __slots__ = ("address", "client_certificate_der", "host")
+
+    def __init__(self, address: str, client_certificate_der: bytes | None, host: str = "?") -> None:
+        self.address = address
+        self.client_certificate_der = client_certificate_der
+        self.host = host
+
+
+class Draining:
+    """Counts in-flight requests so shutdown can wait for them with a deadline."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.closing = False
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        self.in_flight += 1
+        self._idle = trio.Event() if self.in_flight == 1 else self._idle
+
+    def end(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+class _PeerGone(Exception):
+    """The peer closed, reset, broke TLS or stopped reading: close quietly."""
+
+
+class _Connection:
+    """One connection's state: the crash boundary needs to know if a response has begun."""
+
+    __slots__ = ("idle_wait", "peer", "responding", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, peer: PeerInfo) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.responding = False
+        self.idle_wait: trio.CancelScope | None = None
+
+    def reclaim(self) -> None:
+        """Called by the slots when this idle connection must make room."""
+        if self.idle_wait is not None:
+            self.idle_wait.cancel()
+
+
+class ConnectionHandler:
+    """The per-connection task for `trio.serve_listeners` on one listener."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        limits: LimitsConfig,
+        metrics: Metrics,
+        draining: Draining,
+        *,
+        listener: str,
+    ) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._metrics = metrics
+        self._draining = draining
+        self._listener = listener
+        self._slots = ConnectionSlots(limits.max_connections, limits.max_connections_per_peer)
+        self._open = metrics.connections.labels(listener)
+        self._internal_errors = metrics.internal_errors.labels(listener)
+
+    async def __call__(self, stream: trio.abc.Stream) -> None:
+        conn = _Connection(stream, PeerInfo("?", None))
+        try:
+            conn.peer = _peer_address(stream)
+            admitted = self._slots.admit(conn.peer.host, conn.reclaim)
+            if isinstance(admitted, Refusal):
+                await self._refuse(conn, admitted)
+                return
+            self._open.inc()
+            try:
+                await self._serve(conn, admitted)
+            finally:
+                self._slots.release(admitted)
+                self._open.dec()
+        except _PeerGone as exc:
+            log_event(
+                log,
+                logging.DEBUG,
+                "connection ended",
+                "%(listener)s connection from %(peer)s ended: %(reason)s",
+                listener=self._listener,
+                peer=conn.peer.address,
+                reason=str(exc),
+            )
+        except Exception:
+            # The boundary: whatever broke, it ends here, with this connection only.
+            self._internal_errors.inc()
+            log_event(
+                log,
+                logging.ERROR,
+                "internal error",
+                "internal error on a %(listener)s connection from %(peer)s",
+                exc_info=True,
+                listener=self._listener,
+                peer=conn.peer.address,
+            )
+            if not conn.responding:
+                await self._send_quietly(conn, 500, b"internal error (logged)\n")
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT_SECONDS) as cleanup:
+                cleanup.shield = True
+                await _close(stream)
+
+    async def _refuse(self, conn: _Connection, refusal: Refusal) -> None:
+        self._metrics.connections_refused.labels(self._listener, refusal.value).inc()
+        log_event(
+            log,
+            logging.INFO,
+            "connection refused",
+            "%(listener)s connection from %(peer)s refused: %(reason)s",
+            listener=self._listener,
+            peer=conn.peer.address,
+            reason=refusal.value,
+        )
+        await self._send_quietly(conn, 503, b"too many connections (%s)\n" % refusal.encode())
+
+    async def _serve(self, conn: _Connection, slot: Slot) -> None:
+        limits = self._limits
+        accepted = trio.current_time()
+        # The deadline of the request now arriving; None while the connection is idle.
+        request_deadline: float | None = None
+        if isinstance(conn.stream, trio.SSLStream):
+            request_deadline = accepted + limits.request_timeout_seconds
+            if not await self._handshake(conn, conn.stream, request_deadline):
+                return
+        idle_deadline = accepted + limits.idle_timeout_seconds
+        parser = RequestParser(limits.max_body_bytes, limits.max_header_bytes)
+        while not self._draining.closing:
+            data = await self._receive(conn, slot, request_deadline, idle_deadline)
+            if data is None:
+                return
+            received = trio.current_time()
+            if request_deadline is None:
+                request_deadline = received + limits.request_timeout_seconds  # its first byte
+            try:
+                requests = parser.feed(data)
+            except HttpProtocolError as exc:
+                for request in exc.completed:
+                    await self._answer(conn, request)
+                self._metrics.http_errors.labels(str(exc.status)).inc()
+                log_event(
+                    log,
+                    logging.INFO,
+                    "HTTP refusal",
+                    "HTTP refusal %(status)d from %(peer)s: %(reason)s",
+                    status=exc.status,
+                    peer=conn.peer.address,
+                    reason=exc.reason,
+                )
+                await self._send_quietly(conn, exc.status, exc.reason.encode() + b"\n")
+                await _linger(conn.stream)
+                return
+            for request in requests:
+                if not await self._answer(conn, request):
+                    return
+            if requests:
+                # A request pipelined behind these began arriving with this data.
+                request_deadline = (
+                    received + limits.request_timeout_seconds if parser.in_progress else None
+                )
+                idle_deadline = trio.current_time() + limits.idle_timeout_seconds
+
+    async def _receive(
+        self, conn: _Connection, slot: Slot, request_deadline: float | None, idle_deadline: float
+    ) -> bytes | None:
+        """The next bytes, or None when the connection must close (timeout, EOF, reclaimed)."""
+        idle = request_deadline is None
+        deadline = idle_deadline if request_deadline is None else request_deadline
+        with trio.move_on_at(deadline) as wait:
+            if idle:
+                conn.idle_wait = wait
+                self._slots.idle(slot)
+            try:
+                data = await conn.stream.receive_some(RECEIVE_CHUNK_BYTES)
+            except _DROPPED as exc:
+                raise _PeerGone(repr(exc)) from exc
+            finally:
+                conn.idle_wait = None
+                self._slots.busy(slot)
+            return bytes(data) if data else None  # b"": the peer closed
+        if slot.reclaimed:
+            self._metrics.connections_reclaimed.labels(self._listener).inc()
+            log_event(
+                log,
+                logging.DEBUG,
+                "connection reclaimed",
+                "idle connection from %(peer)s reclaimed for a newcomer",
+                peer=conn.peer.address,
+            )
+        elif idle:
+            self._metrics.timeouts.labels("idle").inc()
+        else:
+            self._metrics.timeouts.labels("request").inc()
+            log_event(
+                log,
+                logging.INFO,
+                "request timeout",
+                "request from %(peer)s not complete within %(timeout_seconds).1f s: 408",
+                peer=conn.peer.address,
+                timeout_seconds=self._limits.request_timeout_seconds,
+                status=408,
+            )
+            await self._send_quietly(conn, 408, b"request not completed in time\n")
+            await _linger(conn.stream)
+        return None
+
+    async def _handshake(
+        self, conn: _Connection, stream: trio.SSLStream[Any], deadline: float
+    ) -> bool:
+        """Complete the TLS handshake by `deadline`; a failure is logged at info and counted."""
+        failure: HandshakeFailure | None = None
+        detail = ""
+        with trio.move_on_at(deadline) as scope:
+            try:
+                await stream.do_handshake()
+            except _DROPPED as exc:
+                failure = handshake_failure(exc)
+                cause = exc.__cause__ or exc
+                detail = getattr(cause, "verify_message", None) or str(cause)
+        if scope.cancelled_caught:
+            failure = HandshakeFailure.TIMEOUT
+            detail = f"not complete within {self._limits.request_timeout_seconds:.1f} s"
+            self._metrics.timeouts.labels("tls_handshake").inc()
+        if failure is not None:
+            self._metrics.tls_handshake_failures.labels(failure.value).inc()
+            log_event(
+                log,
+                logging.INFO,
+                "TLS handshake refused",
+                "TLS handshake from %(peer)s refused: %(reason)s (%(detail)s)",
+                peer=conn.peer.address,
+                reason=failure.value,
+                detail=detail,
+            )
+            return False
+        conn.peer = PeerInfo(
+            conn.peer.address, stream.getpeercert(binary_form=True), conn.peer.host
+        )
+        return True
+
+    async def _answer(self, conn: _Connection, request: HttpRequest) -> bool:
+        """Handle one request; False when the connection must close afterwards."""
+        self._draining.begin()
+        try:
+            answer = await self._handler(request, conn.peer)
+        finally:
+            self._draining.end()
+        status, body, content_type = answer[:3]
+        headers = answer[3] if len(answer) == 4 else ()
+        keep_alive = request.keep_alive and not self._draining.closing
+        response = render_response(
+            status,
+            body,
+            content_type=content_type,
+            keep_alive=keep_alive,
+            http_1_0=request.http_version == "1.0",
+            extra_headers=headers,
+        )
+        conn.responding = True  # from here a 500 could only garble the stream
+        await self._send(conn, response)
+        conn.responding = False
+        return keep_alive
+
+    async def _send(self, conn: _Connection, data: bytes) -> None:
+        """Write under the send timeout; a peer that does not read loses the connection."""
+        with trio.move_on_after(self._limits.send_timeout_seconds) as scope:
+            try:
+                await conn.stream.send_all(data)
+            except _DROPPED as exc:
+                raise _PeerGone(repr(exc)) from exc
+        if scope.cancelled_caught:
+            self._metrics.timeouts.labels("send").inc()
+            log_event(
+                log,
+                logging.INFO,
+                "send timeout",
+                "%(peer)s did not read a response within %(timeout_seconds).1f s: closed",
+                peer=conn.peer.address,
+                timeout_seconds=self._limits.send_timeout_seconds,
+            )
+            raise _PeerGone("send timeout")
+
+    async def _send_quietly(self, conn: _Connection, status: int, text: bytes) -> None:
+        """A last word before closing (refusal, 408, 500): best effort, bounded in time."""
+        conn.responding = True
+        with contextlib.suppress(_PeerGone):
+            await self._send(
+                conn, render_response(status, text, content_type=b"text/plain", keep_alive=False)
+            )
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """Half-close, then drop what the peer still sends, bounded in time and bytes.
+
+    Only plain TCP can half-close; over TLS the answer's `connection: close` must do.
+    """
+    if not isinstance(stream, trio.SocketStream):
+        return
+    drained = 0
+    with trio.move_on_after(LINGER_SECONDS), contextlib.suppress(*_DROPPED):
+        await stream.send_eof()
+        while drained < LINGER_MAX_BYTES:
+            data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+            if not data:
+                return
+            drained += len(data)
+
+
+async def _close(stream: trio.abc.Stream) -> None:
+    with contextlib.suppress(*_DROPPED):
+        await stream.aclose()
+
+
+def _peer_address(stream: trio.abc.Stream) -> PeerInfo:
+    """The peer's address (before any TLS handshake: no certificate yet)."""
+    inner: Any = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if isinstance(inner, trio.SocketStream):
+        try:
+            host, port, *_ = inner.socket.getpeername()
+            return PeerInfo(f"{host}:{port}", None, str(host))
+        except OSError:
+            pass
+    return PeerInfo("?", None, "?")

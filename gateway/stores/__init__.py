@@ -1,0 +1,36 @@
+"""The stores: everything durable, behind the protocols the edge uses.
+
+Imports the core and the libraries below it, never the edge or the dev kit.
+
+    sqlite          the one SQLite opener (0600, WAL, synchronous, busy timeout, schema)
+    group_commit    the one group-commit engine; SqlJournal for savepointed operations
+    times           how journals store time
+    replay          ReplayStore and SharedReplayGuard (replay_sqlite: its SQLite book)
+    outbox          responses and alerts awaiting delivery; jobs (outbox_sqlite: its rows)
+    quarantine      requests held by anomaly detection (quarantine_audit: the
+                    operator's release and delete decisions, beside them)
+    threshold_memory, threshold_redis   the per-User-ID counters (CounterStore)
+    threshold_sqlite   rules in force, their audit, saved counts
+    threshold_state    the counters opened under the rules in force; count snapshots
+    techspec_store  the techspec protocols (techspec_sqlite: their SQLite store)
+    certfiles       certificate and key files; the certificate store; the DCC's key
+    operator_files  config, Users and inventory, XSDs, the threshold rules file
+    private_files   owner-only files and directories
+"""
+
+__all__ = [
+    "certfiles",
+    "operator_files",
+    "outbox",
+    "outbox_sqlite",
+    "private_files",
+    "quarantine",
+    "quarantine_audit",
+    "replay",
+    "sqlite",
+    "techspec_store",
+    "threshold_memory",
+    "threshold_redis",
+    "threshold_sqlite",
+    "threshold_state",
+]

@@ -1,1 +1,0 @@
-"""Durable SQLite journals: the group-commit writer the outbox and quarantine share."""
