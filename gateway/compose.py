@@ -102,7 +102,13 @@ def reload(
         snapshot = load_snapshot(config, clock.now().date())
     except Exception as exc:  # the operator's files are wrong: keep serving the old set
         metrics.reloads.labels("failed").inc()
-        log.error("reload failed, keeping the previous trust and registry: %s", exc)
+        log_event(
+            log,
+            logging.ERROR,
+            "reload failed",
+            "reload failed, keeping the previous trust and registry: %(reason)s",
+            reason=str(exc),
+        )
         return ReloadFailed(str(exc))
     snapshots.swap(snapshot)
     metrics.reloads.labels("ok").inc()

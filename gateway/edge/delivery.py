@@ -252,11 +252,14 @@ class _Supervisor:
                     try:
                         await self._outbox.mark_delivered(message.message_id)
                     except OutboxStoreError as exc:  # the writer stopped with us
-                        log.warning(
-                            "outbox: %s delivered, not recorded (%s): it will be "
-                            "sent again after restart",
-                            message.message_id,
-                            exc,
+                        log_event(
+                            log,
+                            logging.WARNING,
+                            "delivered, not recorded",
+                            "outbox: %(message_id)s delivered, not recorded (%(reason)s): it "
+                            "will be sent again after restart",
+                            message_id=message.message_id,
+                            reason=str(exc),
                         )
                 return
             failures += 1

@@ -74,10 +74,13 @@ class Dispatcher:
             raise Acknowledge("dispatch", "E11", str(exc)) from None
         if mode is AnswerMode.TRANSFORM:
             if not await self._record_pre_command(request.header.request_id, command.gbcs):
-                log.warning(
-                    "request_id=%s: its CV 4 allowance is gone (per-originator cap); "
-                    "its SignedPreCommand will get E12",
-                    request.header.request_id,
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "Pre-Command allowance gone",
+                    "request_id=%(request_id)s: its CV 4 allowance is gone (per-originator "
+                    "cap); its SignedPreCommand will get E12",
+                    request_id=str(request.header.request_id),
                 )
             return self._answers.pre_command(request, command.gbcs)
         if mode is AnswerMode.SYNC_DEVICE:

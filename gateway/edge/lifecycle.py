@@ -143,10 +143,14 @@ class Lifecycle:
             request = self._checks.verify(raw, snapshot.certstore, check_signature=False)
             command = device_command(request, snapshot.inventory, self._answers.now())
         except Refusal as refusal:
-            log.error(
-                "journaled job no longer readable (%s: %s); dropped from the journal",
-                refusal.reason,
-                refusal.detail,
+            log_event(
+                log,
+                logging.ERROR,
+                "journaled job dropped",
+                "journaled job no longer readable (%(reason)s: %(detail)s); dropped from the "
+                "journal",
+                reason=refusal.reason,
+                detail=refusal.detail,
             )
             return None
         except CommandError as exc:  # it was built once: the estate has changed since

@@ -175,11 +175,15 @@ class QuarantineOps:
     async def _tell(self, item: QuarantinedRequest, code: str) -> None:
         route = self._versions.route(item.duis_version, self._answers.now())
         if route is None:
-            log.error(
-                "cannot tell user_id=%s about ref=%d: version %s no longer served",
-                item.user_id,
-                item.event_ref,
-                item.duis_version,
+            log_event(
+                log,
+                logging.ERROR,
+                "User not told",
+                "cannot tell user_id=%(user_id)s about ref=%(ref)d: version %(version)s no "
+                "longer served",
+                user_id=item.user_id,
+                ref=item.event_ref,
+                version=item.duis_version,
             )
             return
         catalogue = route.catalogue

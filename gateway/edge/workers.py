@@ -129,7 +129,14 @@ def _supervise(
         _pin(child.pid, index)
         children[index] = child
         relay.spawned(index)
-        log.info("worker %d started (pid %d)", index, child.pid)
+        log_event(
+            log,
+            logging.INFO,
+            "worker started",
+            "worker %(worker)d started (pid %(pid)d)",
+            worker=index,
+            pid=child.pid,
+        )
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -176,7 +183,14 @@ def _supervise(
             if stopping:
                 failed |= code != 0
                 continue
-            log.error("worker %d exited with %d; restarting", index, code)
+            log_event(
+                log,
+                logging.ERROR,
+                "worker exited",
+                "worker %(worker)d exited with %(exit_status)d; restarting",
+                worker=index,
+                exit_status=code,
+            )
             relay.wait(RESTART_DELAY_SECONDS)
             spawn(index)
     return 1 if failed else 0
