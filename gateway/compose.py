@@ -59,6 +59,10 @@ from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.screen import ThresholdScreen
 from gateway.edge.server import ConnectionHandler, Draining
 from gateway.edge.service_notifier import ServiceLink, ServiceNotifier, StatusReporter
+from gateway.edge.techspec_admin import TechspecAdmin
+from gateway.edge.techspec_alerts import WanAlertSender, check_alert_codes
+from gateway.edge.techspec_dispatch import TechspecDispatch
+from gateway.edge.techspec_service import StoredTableUnreadable, TechspecService
 from gateway.edge.tls import load_server_context
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
@@ -68,6 +72,8 @@ from gateway.stores.private_files import make_private_dir, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
 from gateway.stores.replay import SharedReplayGuard
 from gateway.stores.sqlite import Synchronous
+from gateway.stores.techspec import open_techspec
+from gateway.stores.techspec_store import TechspecStore
 from gateway.stores.threshold_redis import RedisThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore
 from gateway.stores.threshold_state import CounterStore, open_thresholds, run_count_snapshots
@@ -89,7 +95,8 @@ def load_for_start(config: Config, clock: Clock) -> tuple[Loaded, ssl.SSLContext
     the file or key; nothing is bound, opened or written."""
     try:
         loaded = load(config, clock)
-    except (OSError, ValueError, ThresholdConfigError) as exc:
+        check_alert_codes(loaded.versions, config.techspec.wan_available_alert)
+    except (OSError, ValueError, ThresholdConfigError) as exc:  # AlertCodeError is a ValueError
         raise StartupError(str(exc)) from None
     return loaded, load_server_context(config.tls)
 
@@ -134,6 +141,7 @@ class Stores:
     quarantine: QuarantineStore
     counters: CounterStore
     threshold_state: ThresholdStateStore
+    techspec: TechspecStore
 
 
 @asynccontextmanager
@@ -162,13 +170,14 @@ async def open_stores(
             counters, threshold_state = await stack.enter_async_context(
                 open_thresholds(config, rules_raw, clock, synchronous=sync)
             )
+            techspec = await stack.enter_async_context(open_techspec(state_dir, synchronous=sync))
             metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
             metrics.jobs_pending.set_function(jobs.pending_count)
             metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
             metrics.replay_waiting.set_function(
                 lambda: replay.statistics().queued + replay.statistics().committing
             )
-            yield Stores(replay, outbox, jobs, quarantine, counters, threshold_state)
+            yield Stores(replay, outbox, jobs, quarantine, counters, threshold_state, techspec)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
             await replay.aclose()
@@ -192,13 +201,26 @@ class Components:
         worker: tuple[int, int],
     ) -> None:
         snapshots = loaded.snapshots
+        self.worker_count = worker[1]
         answers = Answers(clock, loaded.signer)
         checks = RequestChecks(loaded.versions, loaded.schemas, clock)
         self.lifecycle = Lifecycle(
             checks, snapshots, answers, transport, stores.jobs, stores.outbox
         )
+        alerts = WanAlertSender(
+            loaded.versions,
+            loaded.signer,
+            clock,
+            self.lifecycle.deliver_alert,
+            config.techspec.wan_available_alert,
+        )
+        self.techspec = TechspecService(stores.techspec, config.techspec, clock, alert_sink=alerts)
         dispatcher = Dispatcher(
-            answers, transport, stores.replay.record_pre_command, self.lifecycle.submit
+            answers,
+            transport,
+            stores.replay.record_pre_command,
+            self.lifecycle.submit,
+            TechspecDispatch(self.techspec),
         )
         screen = ThresholdScreen(
             answers,
@@ -272,6 +294,8 @@ async def start_services(
     await services.start(components.quarantine.run_expiry)
     # After the life cycle is running: a resumed release may journal a job.
     await services.start(components.quarantine.resume_releases)
+    if components.worker_count > 1:  # the other workers store tables too
+        await services.start(components.techspec.run_refresh)
     counters = stores.counters
     if isinstance(counters, RedisThresholdStore):
         await services.start(counters.run)
@@ -338,6 +362,10 @@ async def serve(
         components = Components(
             config, loaded, stores, device_transport, clock, metrics, worker=worker
         )
+        try:
+            await components.techspec.start(loaded.techspec_files)
+        except StoredTableUnreadable as exc:
+            raise StartupError(str(exc)) from None
         dev_inbox = (
             DevInboxAddress.for_listener(addresses.admin, token)
             if config.dev_inbox.enabled
@@ -443,6 +471,7 @@ def _admin_api(
         thresholds=ThresholdsAdmin(
             stores.counters, stores.threshold_state, config, clock, worker_count=worker[1]
         ),
+        techspec=TechspecAdmin(components.techspec, lambda: loaded.snapshots.current.inventory),
         state_dir=Path(config.state_dir),
         mounts=mounts,
     )

@@ -128,6 +128,10 @@ class BodyDevices(enum.Enum):
     IGNORE = "ignore"  # not checked: 12.2 introduces devices the inventory lacks
     EXISTS = "exists"  # must be in the inventory (E19) and nothing more
     FULL = "full"  # as a target: inventory (E19), type (E11), eligibility (E4), status (E5)
+    # Known ones for type (E11) and eligibility (E4) only: the Service Response names the
+    # unknown and not-commissioned ones device by device (11.1/11.4 DSPUpdateFirmwareWarning
+    # InvalidDeviceIDList, NotCommissionedDeviceIDList) and proceeds for the rest.
+    LISTED = "listed"
 
 
 # Device SRVs' body devices only need to exist (a join names a PPMID the supplier of
@@ -137,6 +141,8 @@ _BODY_OVERRIDES: dict[str, BodyDevices] = {
     "8.2": BodyDevices.EXISTS,  # any User may look a device up (current and future suppliers)
     "12.1": BodyDevices.IGNORE,
     "12.2": BodyDevices.IGNORE,
+    "11.1": BodyDevices.LISTED,
+    "11.4": BodyDevices.LISTED,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -181,7 +181,7 @@ def inventory(devices: Sequence[InventoryDevice]) -> str:
     return "".join(out)
 
 
-def firmware_warning(lists: dict[str, Iterable[Eui64]]) -> str:
+def firmware_warning(lists: Mapping[str, Iterable[Eui64]]) -> str:
     """sr:DSPUpdateFirmwareWarning with the device lists that are non-empty, in schema order."""
     order = (
         "InvalidDeviceIDList",

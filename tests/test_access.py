@@ -192,6 +192,9 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("pre-notification of a new device", None, {"srv": PRENOTIFY, "body": (UNKNOWN_DEVICE,)}),
     ("commissioning a pending device", None, {"srv": COMMISSION, "target": P0, "cv": 4}),
     ("firmware for a suspended device", None, {"srv": FIRMWARE, "body": (S0,)}),
+    # 11.1's DSPUpdateFirmwareWarning names unknown and decommissioned devices one by one.
+    ("unknown device in a firmware list", None, {"srv": FIRMWARE, "body": (E0, UNKNOWN_DEVICE)}),
+    ("decommissioned meter in a firmware list", None, {"srv": FIRMWARE, "body": (D0, E0)}),
     ("decommission a pending device", None, {"srv": DECOMMISSION, "body": (P0,)}),
     ("local delivery by the supplier", None, {"srv": READ, "cv": 2}),
     ("local copy, installed device", None, {"srv": READ, "cv": 3, "target": I0}),
@@ -231,7 +234,6 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("register read on the CHF", "E11", {"srv": READ, "target": H0}),
     # ---- E19: device unknown
     ("unknown target", "E19", {"srv": READ, "target": UNKNOWN_DEVICE}),
-    ("unknown device in a firmware list", "E19", {"srv": FIRMWARE, "body": (E0, UNKNOWN_DEVICE)}),
     ("join names an unknown device", "E19", {"srv": JOIN, "body": (UNKNOWN_DEVICE,)}),
     ("inventory read of an unknown device", "E19", {"srv": READ_INVENTORY,
                                                     "body": (UNKNOWN_DEVICE,)}),
@@ -261,7 +263,9 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
                                              "endpoint": Endpoint.NON_DEVICE}),
     ("E11 (target kind) before E19", "E11", {"srv": FIRMWARE, "target": UNKNOWN_DEVICE,
                                              "body": (UNKNOWN_DEVICE,)}),
-    ("E19 before E11 (type)", "E19", {"srv": PPMID_FIRMWARE, "body": (E0, UNKNOWN_DEVICE)}),
+    ("E19 before E11 (type)", "E19", {"srv": DECOMMISSION, "body": (H0, UNKNOWN_DEVICE)}),
+    ("PPMID firmware: E11 (type) of a known device", "E11", {"srv": PPMID_FIRMWARE,
+                                                             "body": (E0, UNKNOWN_DEVICE)}),
     ("E11 before E4", "E11", {"srv": GAS_BLOCKS, "user": SUP2}),
     ("E4 before E5", "E4", {"srv": READ, "user": SUP2, "target": D0}),
     ("E5 before E17", "E5", {"srv": READ, "user": NET, "target": D0, "cv": 2}),

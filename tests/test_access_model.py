@@ -218,16 +218,18 @@ def model(
     if not srv.non_device and target == DCC:
         return "E11"
 
+    def find(device_id: str) -> Device | None:
+        return next((d for d in devices if d.device_id == device_id), None)
+
     rule = body_device_rule(srv.variant, srv.non_device).value
     if srv.non_device:
         checked = list(header.body_device_ids) if rule == "full" else []
         only_exist = list(header.body_device_ids) if rule == "exists" else []
+        if rule == "listed":  # 11.1/11.4: the answer names unknown and idle devices
+            checked = [i for i in header.body_device_ids if find(i) is not None]
     else:
         checked = [target]
         only_exist = list(header.body_device_ids) if rule != "ignore" else []
-
-    def find(device_id: str) -> Device | None:
-        return next((d for d in devices if d.device_id == device_id), None)
 
     for device_id in checked + only_exist:
         if find(device_id) is None:
@@ -251,6 +253,8 @@ def model(
             if not eligible(device, roles):
                 return "E4"
     allowed = MODEL_ALLOWED[status_class(srv.variant).value]
+    if rule == "listed":
+        allowed = set(STATUSES)
     for device in found:
         if device.status not in allowed:
             return "E5"

@@ -111,8 +111,18 @@ START_UP_FAILURES: list[tuple[Callable[[str], str], str]] = [
     (lambda t: t.replace(DCC_KEY, "pki/missing.key.pem"), "trust.dcc_signing_"),
     (lambda t: t.replace('versions = ["5.0"', 'versions = ["9.9"'), "no catalogue for DUIS"),
     (lambda t: t.replace("# xsd_dir", "xsd_dir = 'empty'\n#"), "duis.xsd_dir: no XSD"),
-    (lambda t: t + "\nrules_file = 'rules.toml'\n", "thresholds.rules_file"),
+    (
+        lambda t: t.replace('store = "memory"', 'store = "memory"\nrules_file = "rules.toml"'),
+        "thresholds.rules_file",
+    ),
     (lambda t: t.replace("ca_anchors = []", "ca_anchors = ['users.toml']"), "users.toml"),
+    (
+        lambda t: t.replace(
+            '# [techspec.wan_available_alert]\n# dcc_alert_code = "N..."',
+            '[techspec.wan_available_alert]\ndcc_alert_code = "N998"',
+        ),
+        "DCCAlertCode 'N998' is not defined in DUIS",
+    ),
     (lambda t: tls(t, private_key="pki/tls/missing.key.pem"), "tls: cannot load"),
     (lambda t: tls(t, private_key="pki/tls/tls-ca.key.pem"), "tls: cannot load"),  # not its key
 ]

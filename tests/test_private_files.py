@@ -43,7 +43,7 @@ async def test_a_running_gateway_keeps_its_state_private(tmp_path: Path, shared_
             assert response_code(ack.content) == "I99"
             modes = private_file_modes(tmp_path)
             journals = {"replay.sqlite", "outbox.sqlite", "jobs.sqlite", "quarantine.sqlite"}
-            assert journals | {"thresholds.sqlite"} <= set(modes)
+            assert journals | {"thresholds.sqlite", "techspec.sqlite"} <= set(modes)
             assert {"jobs.sqlite-wal", "jobs.sqlite-shm", "thresholds-audit.jsonl"} <= set(modes)
             assert {name: m for name, m in modes.items() if m != 0o600} == {}
             assert mode(tmp_path) == 0o700

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core.techspec.coverage import AddressKey, CoverageError, UprnKey, decode_coverage
+from gateway.core.techspec.answers import RefusalCodes, no_wan_install_answer
+from gateway.core.techspec.bodies import NoWanInstall
+from gateway.core.techspec.coverage import (
+    AddressKey,
+    CoverageError,
+    UprnKey,
+    decode_coverage,
+    fingerprint,
+)
 from gateway.core.techspec.install_leave import (
     AlertSent,
     Closed,
@@ -244,3 +252,32 @@ def test_remedy_progress_arithmetic(seconds: int, window: int) -> None:
 def test_a_bad_coverage_file_is_refused_with_a_reason(text: bytes, expected: str) -> None:
     with pytest.raises(CoverageError, match=expected):
         decode_coverage(text, fmt="toml")
+
+
+def test_coverage_arrives_only_with_news_at_the_premises() -> None:
+    """A reactive case starts where the database already showed SM WAN (¶23): loading
+    that entry again is not the remedy; a changed entry showing SM WAN is (¶24)."""
+    table = decode_coverage(NO_WAN_YET, fmt="toml")
+    covered = table.lookup(UprnKey(123456789012))
+    assert covered is not None and covered.available
+    answer = no_wan_install_answer(
+        SUPPLIER,
+        NoWanInstall(hub_id=HUB, mpxn="1", install_type="CHF Install - no SM WAN"),
+        UprnKey(123456789012),
+        table,
+        NOTIFIED,
+        POLICY,
+        RefusalCodes(),
+        duis_version="5.1",
+    )
+    assert answer.event is not None and answer.event.kind == "reactive"
+    case = apply(None, answer.event, POLICY).case
+    assert case.coverage_seen == fingerprint(covered) and case.duis_version == "5.1"
+    later = NOTIFIED + dt.timedelta(days=7)
+    assert coverage_update([case], table, later, POLICY) == []  # the weekly feed, unchanged
+    remedied = decode_coverage(
+        NO_WAN_YET.replace(b'likelihood = "High"', b'likelihood = "Medium"', 1), fmt="toml"
+    )
+    (moved,) = coverage_update([case], remedied, later, POLICY)
+    (alert,) = moved.alerts
+    assert alert.duis_version == "5.1"  # built under the version the supplier notified in

@@ -23,7 +23,9 @@ a request failing two checks always gets the earlier one:
 Devices a request acts on: the RequestID target of a device SRV; for a non-device
 SRV, the device IDs its body names (each checked like a target). The body devices of
 a device SRV (a join's OtherDeviceID ...) need only exist. See
-mmc.applicability.body_device_rule for the exceptions (8.2: exist; 12.1/12.2: none).
+mmc.applicability.body_device_rule for the exceptions (8.2: exist; 12.1/12.2: none;
+11.1/11.4: the known ones for type and eligibility only, as the Service Response's
+DSPUpdateFirmwareWarning names unknown and not-commissioned devices one by one).
 
 E4 rule. The roles that count are those the User holds AND the SRV allows. If OU
 is among them the request passes: an Other User has no registered relation with any
@@ -154,6 +156,9 @@ def decide(
             )
         acted_on = body if rule is _FULL else ()
         must_exist = body if rule is _EXISTS else ()
+        if rule is _LISTED:  # the response names unknown and not-commissioned devices
+            acted_on = tuple(d for d in body if inventory.get(d) is not None)
+            allowed = ALLOWED_STATUSES[StatusClass.INVENTORY]
     else:
         if target == dcc_eui64:
             return AccessDecision("E11", f"device SRV {srv.variant} cannot target the DCC")
@@ -167,6 +172,7 @@ def decide(
 _Profile = tuple[frozenset[str], BodyDevices, frozenset[str]]
 _PROFILES: dict[tuple[str, bool], _Profile] = {}
 _FULL, _EXISTS, _IGNORE = BodyDevices.FULL, BodyDevices.EXISTS, BodyDevices.IGNORE
+_LISTED = BodyDevices.LISTED
 
 
 def _profile(srv: Srv) -> _Profile:

@@ -20,6 +20,10 @@ import msgspec
 
 from gateway.core.replay_rules import DEFAULT_MAX_COUNTER, check_counter
 from gateway.core.simulator_config import SimulatorConfig
+from gateway.core.techspec.alerts import WanAlertCodes
+from gateway.core.techspec.answers import RefusalCodes
+from gateway.core.techspec.install_leave import InstallLeavePolicy
+from gateway.core.techspec.report import DEFAULT_WARN_WITHIN_DAYS, MAX_WARN_WITHIN_DAYS
 from thresholds.config import RedisStoreSettings
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -169,6 +173,28 @@ class ThresholdsConfig(Base, frozen=True, kw_only=True):
     counts_snapshot_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
 
 
+# How often each worker puts in force revisions another worker or node stored.
+TECHSPEC_REFRESH_SECONDS: Final = 5.0
+
+
+class TechspecConfig(Base, frozen=True, kw_only=True):
+    """Technical Specification versions and Install and Leave (gateway/core/techspec/)."""
+
+    # Files put in force at start when they differ from what was last loaded from them;
+    # the admin API replaces them at run time (README: "Technical Specification versions").
+    # Absent: nothing is loaded from a file (the version rules wait for tables).
+    tables_file: str | None = None
+    coverage_file: str | None = None
+    install_leave: InstallLeavePolicy = InstallLeavePolicy()  # remedy_days, proactive cut-off
+    refusal_codes: RefusalCodes = RefusalCodes()
+    # Unset (DUIS publishes no code we could check): no SM WAN available alert is sent.
+    wan_available_alert: WanAlertCodes = WanAlertCodes()
+    report_warn_within_days: Annotated[int, msgspec.Meta(ge=0, le=MAX_WARN_WITHIN_DAYS)] = (
+        DEFAULT_WARN_WITHIN_DAYS
+    )
+    refresh_seconds: PositiveSeconds = TECHSPEC_REFRESH_SECONDS
+
+
 def _default_simulator() -> SimulatorConfig:
     return SimulatorConfig()
 
@@ -200,6 +226,7 @@ class Config(Base, frozen=True, kw_only=True):
     storage: StorageConfig = StorageConfig()
     replay: ReplayConfig = ReplayConfig()
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
+    techspec: TechspecConfig = msgspec.field(default_factory=TechspecConfig)
     # The dev inbox on the admin listener (gateway/devkit/inbox.py); off unless enabled.
     dev_inbox: DevInboxConfig = msgspec.field(default_factory=DevInboxConfig)
     # The embedded device simulator (the default device transport).
@@ -268,6 +295,11 @@ def resolve_paths(config: Config, base: Path) -> Config:
     thresholds = config.thresholds
     if thresholds.rules_file is not None:
         thresholds = msgspec.structs.replace(thresholds, rules_file=rel(thresholds.rules_file))
+    techspec = config.techspec
+    if techspec.tables_file is not None:
+        techspec = msgspec.structs.replace(techspec, tables_file=rel(techspec.tables_file))
+    if techspec.coverage_file is not None:
+        techspec = msgspec.structs.replace(techspec, coverage_file=rel(techspec.coverage_file))
     admin = config.admin
     if admin.token_file is not None:
         admin = msgspec.structs.replace(admin, token_file=rel(admin.token_file))
@@ -288,4 +320,5 @@ def resolve_paths(config: Config, base: Path) -> Config:
         thresholds=thresholds,
         tls=tls,
         admin=admin,
+        techspec=techspec,
     )

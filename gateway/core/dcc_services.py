@@ -12,6 +12,7 @@ from lxml import etree
 
 from gateway.core.registry import Device, Inventory
 from gateway.core.techspec.answers import inventory_versions
+from gateway.core.techspec.tables import Tables
 from mmc import responses
 from mmc.codec import BodyFacts
 from mmc.identifiers import Eui64
@@ -51,16 +52,25 @@ class ServiceAnswer:
 
 
 def answer_non_device(
-    variant: str, body: etree._Element, facts: BodyFacts, inventory: Inventory
+    variant: str,
+    body: etree._Element,
+    facts: BodyFacts,
+    inventory: Inventory,
+    *,
+    tables: Tables | None = None,
 ) -> ServiceAnswer:
+    """`tables`: the TS Applicability Tables in force, whose product list gives the
+    versions of devices the inventory records none for (8.2)."""
     if variant == "8.2":
-        return _read_inventory(body, facts, inventory)
+        return _read_inventory(body, facts, inventory, tables)
     if variant in ("11.1", "11.4"):
         return _firmware_warning(facts, inventory)
     return ServiceAnswer("I0")
 
 
-def _read_inventory(body: etree._Element, facts: BodyFacts, inventory: Inventory) -> ServiceAnswer:
+def _read_inventory(
+    body: etree._Element, facts: BodyFacts, inventory: Inventory, tables: Tables | None
+) -> ServiceAnswer:
     found: list[Device] = []
     if facts.device_ids:
         device = inventory.get(facts.device_ids[0])
@@ -74,9 +84,8 @@ def _read_inventory(body: etree._Element, facts: BodyFacts, inventory: Inventory
             found += [d for d in inventory if d.device_id in hubs]
     if not found:
         return ServiceAnswer("E19")
-    return ServiceAnswer(
-        "I0", responses.inventory([_inventory_entry(d) for d in found][:MAX_INVENTORY_DEVICES])
-    )
+    entries = [_inventory_entry(d, tables) for d in found[:MAX_INVENTORY_DEVICES]]
+    return ServiceAnswer("I0", responses.inventory(entries))
 
 
 def _smart_metering_system(device: Device, inventory: Inventory) -> list[Device]:
@@ -88,9 +97,9 @@ def _smart_metering_system(device: Device, inventory: Inventory) -> list[Device]
     return members
 
 
-def _inventory_entry(device: Device) -> responses.InventoryDevice:
-    # The versions the inventory records (the techspec product tables add more, later).
-    smets_chts_version, gbcs_version = inventory_versions(None, device)
+def _inventory_entry(device: Device, tables: Tables | None) -> responses.InventoryDevice:
+    # The versions the inventory records, else those the product tables give.
+    smets_chts_version, gbcs_version = inventory_versions(tables, device)
     return responses.InventoryDevice(
         device_id=device.device_id,
         device_type=_DUIS_DEVICE_TYPE.get(device.device_type, "CAD"),

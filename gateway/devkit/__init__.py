@@ -7,8 +7,18 @@ dev inbox; nothing below it imports this package.
     devpki, estate  the dev SMKI PKI; the default Users and devices
     simulator       the embedded device estate (priority: its per-hub queues;
                     simulated_responses, simulated_use_cases: what devices answer)
-    client          `duisgw send`; admin_client: the admin commands
+    client          `duisgw send`; admin_client: the admin commands (techspec_client:
+                    `duisgw techspec ...`)
     inbox           the dev inbox on the admin listener
 """
 
-__all__ = ["admin_client", "client", "default", "devpki", "estate", "inbox", "simulator"]
+__all__ = [
+    "admin_client",
+    "client",
+    "default",
+    "devpki",
+    "estate",
+    "inbox",
+    "simulator",
+    "techspec_client",
+]

@@ -1,5 +1,5 @@
-"""`duisgw quarantine|outbox|thresholds|replay|trust|reload|status|inbox`: the operator's
-commands, over the admin API.
+"""`duisgw quarantine|outbox|thresholds|replay|trust|techspec|reload|status|inbox`: the
+operator's commands, over the admin API (`techspec`: gateway/devkit/techspec_client.py).
 
 Each sends the admin token: `DUISGW_ADMIN_TOKEN` if set, else the token file of
 the gateway's config (`--config`, or `--state-dir`'s duisgw.toml; default
@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from gateway.core.config import Config, ConfigError
+from gateway.devkit import techspec_client
 from gateway.devkit.default import CONFIG_NAME, DEFAULT_STATE_DIR
 from gateway.edge.admin_auth import TOKEN_ENV, AdminTokenError, admin_token_path, read_admin_token
 from gateway.stores.operator_files import load_config
@@ -126,6 +127,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
         "--missing", action="store_true", help="only Users some served version would refuse"
     )
 
+    techspec_leaves = techspec_client.add_arguments(commands)
     inbox = commands.add_parser("inbox", help="what reached the dev inbox (embedded default)")
     inbox.add_argument("--user-id")
     inbox.add_argument("--xml", action="store_true", help="print each document in full")
@@ -133,6 +135,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
         commands.add_parser("reload", help="reload trust and registry"),
         commands.add_parser("status", help="versions, counts, skipped certificates, outbox"),
         inbox,
+        *techspec_leaves,
     ]
     for group in (q, o, t, r, tr):
         leaves.extend(group.choices.values())
@@ -149,6 +152,8 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    if args.command == "techspec" and (status := techspec_client.offline(args)) is not None:
+        return status
     try:
         access = admin_access(args, environ)
     except AdminTokenError as exc:
@@ -165,6 +170,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     except httpx.HTTPError as exc:
         print(f"duisgw {args.command}: {access.base_url}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the file to send (thresholds set, techspec ... set)
+        print(f"duisgw {args.command}: {exc}", file=sys.stderr)
+        return 2
     if args.command == "inbox" and response.status_code == 200:
         for message in response.json():
             print(
@@ -222,6 +230,8 @@ def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
         if action == "dead-letters":
             return client.get("/admin/outbox/dead-letters")
         return client.post(f"/admin/outbox/dead-letters/{args.message_id}/retry")
+    if command == "techspec":
+        return techspec_client.call(args, client, _login_name)
     if command == "replay":
         if action == "show":
             return client.get(f"/admin/replay/{args.user_id}")

@@ -9,7 +9,8 @@ what is missing and leaves everything already there alone:
       inventory.toml   the RTDS devices, one hub of each HAN/WAN variant
       pki/             dev SMKI PKI: issuing CA (OU 07), DCC XML signing (OU 89),
                        per User: XML signing (OU 87) and role certificates; pki/tls/
-      *.sqlite         journals (replay counters, outbox, quarantine), made on start
+      *.sqlite         journals (replay counters, outbox, quarantine), the techspec
+                       tables and Install and Leave cases, made on start
 """
 
 from __future__ import annotations
@@ -73,6 +74,25 @@ inventory_file = "inventory.toml"
 
 [thresholds]
 store = "memory"
+
+# Technical Specification versions (SEC A3) and Install and Leave: README, "Technical
+# Specification versions". No tables are in force until you load some: the RTDS 12.2
+# template names SMETS V1.58 and inventory.toml records no versions, which the
+# consultation's example tables cannot place, so with them 12.2 and 8.1.1 for those devices
+# would be refused (E11). Print the example with
+# `duisgw techspec tables example`; load tables with `duisgw techspec tables set FILE`
+# (audited, kept across restarts) or name a file here.
+[techspec]
+# tables_file = "sec-a3-tables.toml"
+# coverage_file = "sm-wan-coverage.toml"
+# report_warn_within_days = 90
+# [techspec.install_leave]
+# remedy_days = 90
+# proactive_forecast_before = 2021-01-01
+# DUIS publishes no DCCAlertCode for "SM WAN now available": no alert until both are set.
+# [techspec.wan_available_alert]
+# dcc_alert_code = "N..."
+# hub_alert_code = "...."
 """
 
 

@@ -10,8 +10,10 @@ lifecycle       asynchronous jobs: journal, device, outbox
 delivery        POST to the Users' Receive Response URLs, in order, with retries
 quarantine_ops  release, delete and expiry of held requests
 admin           the admin routes (admin_auth, admin_params, admin_replay,
-                admin_thresholds, admin_quarantine, admin_views; techspec_admin,
-                techspec_service: not wired yet)
+                admin_thresholds, admin_quarantine, admin_views, techspec_admin)
+techspec_service  the Technical Specification and Install and Leave rules in force
+                (techspec_dispatch: the DUIS services they answer; techspec_alerts:
+                the SM WAN available alert into the outbox)
 console_files   the operator console's static files (console/), served at /console/
 traffic_summary the live traffic counts the console's overview shows
 metrics         every metric, declared once
@@ -43,6 +45,10 @@ __all__ = [
     "screen",
     "server",
     "service_notifier",
+    "techspec_admin",
+    "techspec_alerts",
+    "techspec_dispatch",
+    "techspec_service",
     "tls",
     "traffic_summary",
     "transport",

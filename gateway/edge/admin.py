@@ -1,8 +1,9 @@
 """The admin listener's routes: health, readiness, metrics, reload, status, outbox,
 quarantine (gateway/edge/admin_quarantine.py), thresholds
 (gateway/edge/admin_thresholds.py), replay counters (gateway/edge/admin_replay.py),
-traffic and trust views (gateway/edge/admin_views.py), the operator console's files
-(gateway/edge/console_files.py), and whatever the composition root mounts under its
+traffic and trust views (gateway/edge/admin_views.py), Technical Specification tables,
+coverage and Install and Leave (gateway/edge/techspec_admin.py), the operator console's
+files (gateway/edge/console_files.py), and whatever the composition root mounts under its
 own first path segment (the dev inbox, gateway/devkit/inbox.py, when it is enabled).
 
 A separate port from DUIS so it can live on a management network. JSON in and
@@ -39,6 +40,7 @@ from gateway.edge.console_files import CONSOLE_PATHS, ConsoleFiles
 from gateway.edge.http import HttpRequest
 from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.server import Answer, PeerInfo
+from gateway.edge.techspec_admin import TechspecAdmin
 from gateway.stores.outbox import NotDeadLettered, Outbox, UnknownMessage
 from gateway.stores.outbox_sqlite import StoredMessage
 
@@ -105,6 +107,7 @@ class AdminApi:
         outbox: Outbox,
         replay: ReplayAdmin,
         thresholds: ThresholdsAdmin,
+        techspec: TechspecAdmin,
         state_dir: Path,
         mounts: Mapping[str, Mount] | None = None,
     ) -> None:
@@ -118,6 +121,7 @@ class AdminApi:
         self._state_dir = state_dir
         self._replay = replay
         self._thresholds = thresholds
+        self._techspec = techspec
         self._mounts = dict(mounts or {})
         self._quarantine = QuarantineAdmin(quarantine)
         self._views = AdminViews(
@@ -180,6 +184,8 @@ class AdminApi:
             )
         if rest[:1] == ["outbox"]:
             return await self._outbox_route(method, rest[1:], query)
+        if rest[:1] == ["techspec"]:
+            return await self._techspec.route(method, rest[1:], query, request, peer)
         view = await self._views.route(method, rest, query)
         if view is not None:
             return view

@@ -74,11 +74,20 @@ def seconds(text: str, name: str, high: float) -> float:
 
 
 def user_id(text: str) -> str:
+    return _eui64(text, "user_id")
+
+
+def device_id(text: str) -> str:
+    """A Device ID in the form the inventory keeps (upper case)."""
+    return _eui64(text, "a Device ID")
+
+
+def _eui64(text: str, name: str) -> str:
     try:
         return parse_eui64(text)
     except IdentifierError:
         raise InvalidInput(
-            f"user_id must be an EUI-64 (8 hex pairs joined by '-'), not {_shown(text)}"
+            f"{name} must be an EUI-64 (8 hex pairs joined by '-'), not {_shown(text)}"
         ) from None
 
 

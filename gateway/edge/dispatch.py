@@ -1,7 +1,9 @@
 """The dispatch stage: answer an admitted request the way its CommandVariant says.
 
 Which way is decided in the core (`gateway.core.commands.answer_mode`); this module
-does the I/O each way needs: CV 8 is answered from the inventory; for CV 4 the
+does the I/O each way needs: CV 8 is answered from the inventory, or by the
+Technical Specification and Install and Leave rules (gateway/edge/techspec_dispatch.py,
+which also checks a Commission Device before its Pre-Command); for CV 4 the
 Pre-Command is recorded in the replay store (durable, shared by every worker)
 through `RecordPreCommand` before the signed I0 carries it; CV 2 and 6 wait for the
 device under SYNC_DEVICE_TIMEOUT_SECONDS; CV 1, 3, 5 and 7 are journaled by the
@@ -23,6 +25,7 @@ from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply
 from gateway.core.log_fields import log_event
 from gateway.core.outcome import Acknowledge, Outcome, Verified
 from gateway.core.snapshot import Snapshot
+from gateway.edge.techspec_dispatch import TechspecDispatch
 from gateway.edge.transport import DeviceTransport, QueueFull
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandError
@@ -54,20 +57,35 @@ class Dispatcher:
         transport: DeviceTransport,
         record_pre_command: RecordPreCommand,
         submit_async: AsyncSubmit,
+        techspec: TechspecDispatch | None = None,
     ) -> None:
         self._answers = answers
         self._transport = transport
         self._record_pre_command = record_pre_command
         self._submit_async = submit_async
+        self._techspec = techspec
 
     async def dispatch(self, request: Verified, snapshot: Snapshot) -> Outcome:
         """The answer; `Acknowledge` (E11) when no command can be built for the request."""
         mode = answer_mode(request.header.command_variant, request.srv)
+        techspec = self._techspec
         if mode is AnswerMode.NON_DEVICE:
-            answer = answer_non_device(
-                request.srv.variant, request.body, request.facts, snapshot.inventory
-            )
+            answer = None
+            if techspec is not None:
+                answer = await techspec.non_device(request, snapshot.inventory)
+            if answer is None:
+                answer = answer_non_device(
+                    request.srv.variant,
+                    request.body,
+                    request.facts,
+                    snapshot.inventory,
+                    tables=None if techspec is None else techspec.tables,
+                )
             return self._answers.response(request, answer.code, answer.content)
+        if mode is AnswerMode.TRANSFORM and techspec is not None:
+            refused = techspec.commissioning(request, snapshot.inventory)
+            if refused is not None:  # no Pre-Command: a SignedPreCommand for it gets E12
+                return self._answers.response(request, refused.code)
         try:
             command = device_command(request, snapshot.inventory, self._answers.now())
         except CommandError as exc:

@@ -9,25 +9,33 @@ before); until a coverage database is loaded, 12.1 answers "unknown premises" an
 is accepted as reactive Install and Leave.
 
 Alerts: when a coverage update reaches hubs left without SM WAN, each alert goes to the
-`alert_sink` (the composition root's: build, sign, put in the outbox); a case is marked
-"alert sent" only once the sink has accepted it.
+`alert_sink` (gateway/edge/techspec_alerts.py: build, sign, put in the outbox); a case is
+marked "alert sent" only once the sink has accepted it.
+
+Files: `techspec.tables_file` and `techspec.coverage_file` are put in force at start when
+they differ from what was last loaded from them (`put_file_in_force`), so a revision
+loaded through the admin API stays in force across restarts until the operator changes
+the file, as for the threshold rules.
+
+Workers and nodes share the store; each keeps its own decoded snapshot and `run_refresh`
+puts in force, every `techspec.refresh_seconds`, what another one stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Collection
-from typing import Annotated, Final, Protocol
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Final
 
 import msgspec
+import trio
 from lxml import etree
 
 from gateway.core.clock import Clock
-from gateway.core.techspec.alerts import WanAlertCodes
+from gateway.core.config import TechspecConfig
 from gateway.core.techspec.answers import (
     NoWanAnswer,
-    RefusalCodes,
     VersionAnswer,
     commissioning_answer,
     no_wan_install_answer,
@@ -52,25 +60,28 @@ from gateway.core.techspec.install_leave import (
     Event,
     InstallLeaveCase,
     InstallLeaveError,
-    InstallLeavePolicy,
     Transition,
     WanAvailableAlert,
     apply,
     coverage_update,
     report,
 )
-from gateway.core.techspec.report import DEFAULT_WARN_WITHIN_DAYS, StandingRow, maintenance_report
+from gateway.core.techspec.report import StandingRow, maintenance_report
 from gateway.core.techspec.tables import Tables, decode_tables, table_warnings
 from gateway.core.techspec.versions import gb_date
 from gateway.core.techspec.wan_matrix import WanMatrixAnswer, wan_matrix_answer
+from gateway.stores.operator_files import TechspecFile
 from gateway.stores.techspec_store import (
+    MAX_AUDIT_ROWS,
     TABLE_KINDS,
+    CaseEvent,
     DocumentFormat,
-    InstallLeaveStore,
-    ReferenceTableStore,
     StaleCase,
     TableKind,
     TableRevision,
+    TechspecStore,
+    TechspecStoreError,
+    document_digest,
 )
 from mmc.catalogue import Catalogue
 
@@ -81,21 +92,13 @@ log = logging.getLogger("duisgw.techspec")
 MAX_CASE_RETRIES: Final = 3
 
 
-class TechspecConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """`[techspec]` in the gateway config."""
-
-    install_leave: InstallLeavePolicy = InstallLeavePolicy()
-    refusal_codes: RefusalCodes = RefusalCodes()
-    wan_available_alert: WanAlertCodes = WanAlertCodes()
-    report_warn_within_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = DEFAULT_WARN_WITHIN_DAYS
-
-
-class TechspecStore(ReferenceTableStore, InstallLeaveStore, Protocol):
-    """Both stores in one object, as the SQLite backend provides them."""
-
-
 class StoredTableUnreadable(Exception):
     """We broke: a stored revision no longer decodes (the code changed under it)."""
+
+    def __init__(self, kind: TableKind, revision: int, reason: str) -> None:
+        super().__init__(f"{kind} revision {revision} in the store no longer reads: {reason}")
+        self.kind = kind
+        self.revision = revision
 
 
 AlertSink = Callable[[WanAvailableAlert], Awaitable[bool]]
@@ -104,7 +107,8 @@ AlertSink = Callable[[WanAvailableAlert], Awaitable[bool]]
 class Loaded(msgspec.Struct, frozen=True):
     revision: TableRevision
     warnings: list[str]
-    alerts: int = 0  # coverage updates: hubs newly reached by SM WAN
+    hubs_reached: int = 0  # coverage updates: hubs left without SM WAN that it reaches
+    alerts_sent: int = 0  # ... whose supplier's alert is now in the outbox
 
 
 class TechspecService:
@@ -123,10 +127,18 @@ class TechspecService:
         self.tables: Tables | None = None
         self.coverage: CoverageTable | None = None
         self._in_force: dict[TableKind, int] = {}  # revision numbers this process uses
+        self._unreadable: set[tuple[TableKind, int]] = set()  # logged once each
 
-    async def start(self) -> None:
-        """Take the revisions in force from the store."""
+    async def start(self, files: Iterable[TechspecFile] = ()) -> None:
+        """Take the revisions in force from the store, put in force the configured files
+        that changed since they were last loaded, and offer the alerts still owed.
+        StoredTableUnreadable: the store holds what this code cannot read."""
         await self.refresh()
+        for file in files:
+            await self.put_file_in_force(
+                file.kind, file.document, file.format, key=file.key, path=file.path
+            )
+        await self.send_pending_alerts()
 
     async def refresh(self) -> bool:
         """Put in force any newer revision another process stored (workers and nodes
@@ -139,11 +151,38 @@ class TechspecService:
             try:
                 self._swap(current)
             except ValueError as exc:
-                raise StoredTableUnreadable(
-                    f"{kind} revision {current.revision} in the store no longer reads: {exc}"
-                ) from exc
+                raise StoredTableUnreadable(kind, current.revision, str(exc)) from exc
             changed = True
         return changed
+
+    async def run_refresh(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Every `refresh_seconds`, put in force what another worker or node stored.
+        A failure is logged (once per revision) and the tables in force are kept."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.config.refresh_seconds)
+            try:
+                await self.refresh()
+            except StoredTableUnreadable as exc:
+                key = (exc.kind, exc.revision)
+                if key not in self._unreadable:
+                    self._unreadable.add(key)
+                    log.exception("keeping the %s in force", exc.kind)
+            except TechspecStoreError:
+                log.exception("techspec refresh failed; the tables in force are kept")
+
+    async def put_file_in_force(
+        self, kind: TableKind, document: bytes, fmt: DocumentFormat, *, key: str, path: str
+    ) -> Loaded | None:
+        """At start: store `document` (the file under config `key`) as the next revision
+        unless it is what was last loaded from that key. None: left as it is. (Workers
+        starting at the same moment may each store it: identical revisions, audited.)"""
+        last = next((r for r in await self._store.audit(kind) if r.actor == key), None)
+        if last is not None and last.sha256 == document_digest(document):
+            return None
+        return await self.replace(kind, document, fmt, actor=key, reason=f"start-up: {path}")
 
     # ------------------------------------------------------------ operator changes
 
@@ -166,11 +205,11 @@ class TechspecService:
         )
         self._swap(revision)
         log.warning("%s replaced by %s: revision %d, %s", kind, actor, revision.revision, summary)
-        alerts = await self._coverage_arrived() if kind == "coverage" else 0
-        return Loaded(revision, warnings, alerts)
+        reached, sent = await self._coverage_arrived() if kind == "coverage" else (0, 0)
+        return Loaded(revision, warnings, reached, sent)
 
-    async def audit(self, kind: TableKind) -> list[TableRevision]:
-        return await self._store.audit(kind)
+    async def audit(self, kind: TableKind, *, limit: int = MAX_AUDIT_ROWS) -> list[TableRevision]:
+        return await self._store.audit(kind, limit=limit)
 
     async def current(self, kind: TableKind) -> TableRevision | None:
         return await self._store.current(kind)
@@ -229,11 +268,13 @@ class TechspecService:
         )
 
     async def no_wan_install(
-        self, user_id: str, body: etree._Element, estate: Estate
+        self, user_id: str, body: etree._Element, estate: Estate, *, duis_version: str | None
     ) -> NoWanAnswer:
-        """8.14.2: record reactive or proactive Install and Leave, or refuse it."""
+        """8.14.2: record reactive or proactive Install and Leave, or refuse it (also when
+        another supplier's case for the hub is open)."""
         install = read_no_wan_install(body)
         key = premises_key(estate, install.hub_id, install.mpxn)
+        codes = self.config.refusal_codes
         answer = no_wan_install_answer(
             user_id,
             install,
@@ -241,11 +282,15 @@ class TechspecService:
             self.coverage,
             self._now(),
             self.config.install_leave,
-            self.config.refusal_codes,
+            codes,
+            duis_version=duis_version,
         )
         if answer.event is not None:
-            await self._move(install.hub_id, answer.event)
-        else:
+            try:
+                await self._move(install.hub_id, answer.event)
+            except InstallLeaveError as exc:
+                answer = NoWanAnswer(codes.install_and_leave_not_permitted, None, str(exc))
+        if answer.refusal is not None:
             log.info(
                 "8.14.2 for hub %s from %s refused: %s", install.hub_id, user_id, answer.refusal
             )
@@ -258,6 +303,10 @@ class TechspecService:
 
     async def install_leave_report(self) -> list[CaseReport]:
         return report(await self._store.open_cases(), self._now())
+
+    async def case(self, hub_id: str) -> tuple[InstallLeaveCase | None, list[CaseEvent]]:
+        """A hub's case (open or closed) and every state it passed through."""
+        return await self._store.get(hub_id), await self._store.history(hub_id)
 
     def maintenance_report(
         self, estate: Estate, *, warn_within_days: int | None = None
@@ -278,26 +327,28 @@ class TechspecService:
                     hub_id=case.hub_id,
                     mpxn=case.mpxn,
                     available_at=case.wan_available_at,
+                    duis_version=case.duis_version,
                 )
                 sent += await self._deliver(alert)
         return sent
 
-    async def _coverage_arrived(self) -> int:
+    async def _coverage_arrived(self) -> tuple[int, int]:
+        """(hubs reached, alerts sent)."""
         assert self.coverage is not None
         now = self._now()
         reached = coverage_update(
             await self._store.open_cases(), self.coverage, now, self.config.install_leave
         )
-        alerts = 0
+        hubs = sent = 0
         for transition in reached:
             try:
                 moved = await self._move(transition.case.hub_id, CoverageArrived(at=now))
             except (InstallLeaveError, StaleCase):
                 continue  # another node moved it on meanwhile, and alerts from there
+            hubs += 1
             for alert in moved.alerts:
-                alerts += 1
-                await self._deliver(alert)
-        return alerts
+                sent += await self._deliver(alert)
+        return hubs, sent
 
     async def _deliver(self, alert: WanAvailableAlert) -> int:
         if self._alert_sink is None or not await self._alert_sink(alert):

@@ -13,8 +13,10 @@ Imports the core and the libraries below it, never the edge or the dev kit.
     threshold_sqlite   rules in force, their audit, saved counts
     threshold_state    the counters opened under the rules in force; count snapshots
     techspec_store  the techspec protocols (techspec_sqlite: their SQLite store)
+    techspec        opens the techspec store (techspec.sqlite)
     certfiles       certificate and key files; the certificate store; the DCC's key
-    operator_files  config, Users and inventory, XSDs, the threshold rules file
+    operator_files  config, Users and inventory, XSDs, the threshold rules file, the
+                    techspec tables and coverage files
     private_files   owner-only files and directories
 """
 
@@ -28,6 +30,7 @@ __all__ = [
     "quarantine_audit",
     "replay",
     "sqlite",
+    "techspec",
     "techspec_store",
     "threshold_memory",
     "threshold_redis",

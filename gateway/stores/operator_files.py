@@ -1,8 +1,8 @@
 """The operator's files, read at start-up and on reload: config, registry, XSDs, rules.
 
 `load` reads everything that can fail on them (trust, signing key, registry,
-catalogues, XSDs, threshold rules) before any port is bound, so a bad config never
-half-starts; `load_snapshot` is the part a reload reads again.
+catalogues, XSDs, threshold rules, techspec tables and coverage) before any port is
+bound, so a bad config never half-starts; `load_snapshot` is the part a reload reads again.
 
 Reading is here; what the bytes mean is decided in the core (`gateway.core.config`,
 `gateway.core.registry`, `gateway.core.ingest`, `thresholds.config`), so a file's
@@ -33,8 +33,11 @@ from gateway.core.registry import (
 )
 from gateway.core.signing import ResponseSigner
 from gateway.core.snapshot import Snapshot, SnapshotHolder
+from gateway.core.techspec.coverage import decode_coverage
+from gateway.core.techspec.tables import decode_tables
 from gateway.core.versions import VersionRegistry
 from gateway.stores.certfiles import load_certstore, load_response_signer
+from gateway.stores.techspec_store import DocumentFormat, TableKind
 from mmc.identifiers import Eui64, parse_eui64
 from thresholds.config import ThresholdConfigError, decode_threshold_config
 
@@ -97,6 +100,48 @@ def read_threshold_rules(config: Config) -> bytes | None:
 
 
 @dataclass(frozen=True)
+class TechspecFile:
+    """`techspec.tables_file` or `techspec.coverage_file`, read and checked to decode."""
+
+    kind: TableKind
+    key: str  # the config key, for the audit trail and messages
+    path: str
+    document: bytes
+    format: DocumentFormat
+
+
+def read_techspec_files(config: Config) -> tuple[TechspecFile, ...]:
+    """The configured techspec files. Whether each goes in force is decided against the
+    store (gateway.edge.techspec_service); a file the core cannot read stops start-up."""
+    files = []
+    techspec = config.techspec
+    configured: tuple[tuple[TableKind, str, str | None], ...] = (
+        ("techspec", "techspec.tables_file", techspec.tables_file),
+        ("coverage", "techspec.coverage_file", techspec.coverage_file),
+    )
+    for kind, key, path in configured:
+        if path is None:
+            continue
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".toml", ".json"):
+            raise StartupError(f"{key} {path}: expected a .toml or .json file")
+        fmt: DocumentFormat = "json" if suffix == ".json" else "toml"
+        try:
+            document = Path(path).read_bytes()
+        except OSError as exc:
+            raise StartupError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            if kind == "techspec":
+                decode_tables(document, fmt=fmt, source=path)
+            else:
+                decode_coverage(document, fmt=fmt, source=path)
+        except ValueError as exc:  # TablesError, CoverageError: they name the entry
+            raise StartupError(f"{key}: {exc}") from None
+        files.append(TechspecFile(kind, key, path, document, fmt))
+    return tuple(files)
+
+
+@dataclass(frozen=True)
 class Loaded:
     """What start-up read from the operator's files. Only the snapshot is ever reloaded."""
 
@@ -106,6 +151,7 @@ class Loaded:
     signer: ResponseSigner
     dcc_eui64: Eui64
     threshold_rules: bytes | None
+    techspec_files: tuple[TechspecFile, ...] = ()
 
 
 def load(config: Config, clock: Clock) -> Loaded:
@@ -128,6 +174,7 @@ def load(config: Config, clock: Clock) -> Loaded:
         ),
         dcc_eui64=parse_eui64(config.duis.dcc_eui64),
         threshold_rules=read_threshold_rules(config),
+        techspec_files=read_techspec_files(config),
     )
 
 

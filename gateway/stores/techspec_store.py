@@ -105,6 +105,10 @@ class InstallLeaveStore(Protocol):
     async def history(self, hub_id: str) -> list[CaseEvent]: ...
 
 
+class TechspecStore(ReferenceTableStore, InstallLeaveStore, Protocol):
+    """Both stores in one object, as a backend provides them (gateway.stores.techspec)."""
+
+
 _CASE_ENCODER: Final = msgspec.json.Encoder()
 _CASE_DECODER: Final = msgspec.json.Decoder(InstallLeaveCase)
 

@@ -20,10 +20,11 @@ from mmc import responses
 from mmc.catalogue import Catalogue
 
 HexCode = Annotated[str, msgspec.Meta(pattern=r"^([0-9A-Fa-f]{2}){1,4}$")]  # xs:hexBinary
+DccAlertCode = Annotated[str, msgspec.Meta(pattern=r"^N[0-9]{1,3}$")]  # sr:DCCAlertCode's N-codes
 
 
 class WanAlertCodes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    dcc_alert_code: str | None = None  # an sr:DCCAlertCode value, e.g. "N42"
+    dcc_alert_code: DccAlertCode | None = None  # an sr:DCCAlertCode value, e.g. "N42"
     hub_alert_code: HexCode | None = None  # sr:CommsHubAlert/AlertCode
 
     @property
@@ -35,17 +36,21 @@ class AlertCodeError(ValueError):
     """The configured DCCAlertCode is not one the version's schema allows."""
 
 
+def check_alert_code(catalogue: Catalogue, codes: WanAlertCodes) -> None:
+    """AlertCodeError unless the configured DCCAlertCode (if any) is defined in the
+    catalogue's version (checked at start-up for every version served)."""
+    code = codes.dcc_alert_code
+    if code is not None and code not in catalogue.value_sets.get("DCCAlertCode", frozenset()):
+        raise AlertCodeError(f"DCCAlertCode {code!r} is not defined in DUIS {catalogue.version}")
+
+
 def wan_available_alert(
     catalogue: Catalogue, alert: WanAvailableAlert, codes: WanAlertCodes, now: dt.datetime
 ) -> bytes:
     """The unsigned sr:Response carrying the alert, valid under the catalogue's version."""
     if codes.dcc_alert_code is None or codes.hub_alert_code is None:
         raise AlertCodeError("the SM WAN available alert has no configured codes")
-    allowed = catalogue.value_sets.get("DCCAlertCode", frozenset())
-    if codes.dcc_alert_code not in allowed:
-        raise AlertCodeError(
-            f"DCCAlertCode {codes.dcc_alert_code!r} is not defined in DUIS {catalogue.version}"
-        )
+    check_alert_code(catalogue, codes)
     content = (
         "<sr:CommsHubAlert>"
         f"<sr:CommsHubDeviceID>{alert.hub_id}</sr:CommsHubDeviceID>"

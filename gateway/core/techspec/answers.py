@@ -24,7 +24,13 @@ from typing import Annotated
 import msgspec
 
 from gateway.core.techspec.bodies import NoWanInstall, PreNotification
-from gateway.core.techspec.coverage import AddressKey, CoverageTable, PremisesKey, UprnKey
+from gateway.core.techspec.coverage import (
+    AddressKey,
+    CoverageTable,
+    PremisesKey,
+    UprnKey,
+    fingerprint,
+)
 from gateway.core.techspec.estate import (
     Estate,
     EstateDevice,
@@ -181,11 +187,15 @@ def no_wan_install_answer(
     now: dt.datetime,
     policy: InstallLeavePolicy,
     codes: RefusalCodes,
+    *,
+    duis_version: str | None = None,
 ) -> NoWanAnswer:
     """8.14.2: reactive or proactive Install and Leave (§1.1), or refused.
 
     The remedy window runs from `now`, when the DCC is told (¶23), not from the
-    InstallDateTime the supplier reports.
+    InstallDateTime the supplier reports. The case remembers what the database said
+    about the premises then, so only news there counts as coverage arriving, and the
+    request's DUIS version, which the alert is built under.
     """
     found = None if coverage is None or premises is None else coverage.lookup(premises)
     verdict = classify_no_wan_install(found, policy)
@@ -201,6 +211,8 @@ def no_wan_install_answer(
             kind=verdict.kind,
             anticipated_date=verdict.anticipated_date,
             at=now,
+            coverage_seen=None if found is None else fingerprint(found),
+            duis_version=duis_version,
         ),
     )
 

@@ -20,6 +20,7 @@ table says: a passed anticipated date does not make coverage available, a new ta
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import tomllib
 from typing import Annotated, Any, Final, Literal
@@ -94,6 +95,15 @@ class AddressKey(msgspec.Struct, frozen=True, tag="address"):
 
 
 PremisesKey = UprnKey | AddressKey
+
+
+_ENTRY_ENCODER: Final = msgspec.json.Encoder()
+
+
+def fingerprint(entry: PremisesCoverage) -> str:
+    """What the database says about one premises, as a digest: a coverage update that
+    changes nothing there (the same table loaded again) is no news for its hubs."""
+    return hashlib.sha256(_ENTRY_ENCODER.encode(entry)).hexdigest()
 
 
 def normal_postcode(text: str) -> str:

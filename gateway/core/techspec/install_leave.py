@@ -7,7 +7,10 @@ That notification starts the DCC's remedy under SEC F7.18: in most cases no more
 now but forecasts it before the end of 2020 (available "prior to 1 January 2021"); where
 it forecasts none by then, Install and Leave is not permitted. Either way, once the
 coverage database shows SM WAN (a coverage update), the supplier is told by a DCC alert so
-it can establish the HAN (¶24, ¶26; licence 49.9, 49.15).
+it can establish the HAN (¶24, ¶26; licence 49.9, 49.15). "A coverage update" means one
+that changes what the database says about the hub's premises: a reactive case starts where
+the database already showed SM WAN, so loading that same entry again (a restart, a weekly
+feed with no news there) is not the remedy and owes no alert.
 
 A case is a small state machine: `apply` takes a case (or None) and an event and returns
 the next case and the alerts to send; a step the table does not allow raises
@@ -22,7 +25,12 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from gateway.core.techspec.coverage import CoverageTable, PremisesCoverage, PremisesKey
+from gateway.core.techspec.coverage import (
+    CoverageTable,
+    PremisesCoverage,
+    PremisesKey,
+    fingerprint,
+)
 
 DAY: Final = dt.timedelta(days=1)
 DEFAULT_REMEDY_DAYS: Final = 90  # ¶23, SEC F7.18
@@ -58,6 +66,9 @@ class InstallLeaveCase(msgspec.Struct, frozen=True, kw_only=True):
     alert_sent_at: dt.datetime | None = None
     closed_at: dt.datetime | None = None
     close_reason: CloseReason | None = None
+    # coverage.fingerprint of the premises' entry when notified (None: not in the database)
+    coverage_seen: str | None = None
+    duis_version: str | None = None  # of the notification: the alert is built under it
 
     @property
     def open(self) -> bool:
@@ -71,6 +82,7 @@ class WanAvailableAlert(msgspec.Struct, frozen=True, kw_only=True):
     hub_id: str
     mpxn: str
     available_at: dt.datetime
+    duis_version: str | None = None  # None: the newest version served
 
 
 class Notified(msgspec.Struct, frozen=True, kw_only=True, tag="notified"):
@@ -81,6 +93,8 @@ class Notified(msgspec.Struct, frozen=True, kw_only=True, tag="notified"):
     kind: CaseKind
     anticipated_date: dt.date | None = None
     at: dt.datetime
+    coverage_seen: str | None = None
+    duis_version: str | None = None
 
 
 class CoverageArrived(msgspec.Struct, frozen=True, kw_only=True, tag="coverage_arrived"):
@@ -173,12 +187,18 @@ def apply(case: InstallLeaveCase | None, event: Event, policy: InstallLeavePolic
                 notified_at=event.at,
                 remedy_deadline=deadline,
                 anticipated_date=event.anticipated_date,
+                coverage_seen=event.coverage_seen,
+                duis_version=event.duis_version,
             )
         )
     assert case is not None  # every other event needs a case (checked by the table)
     if isinstance(event, CoverageArrived):
         alert = WanAvailableAlert(
-            user_id=case.user_id, hub_id=case.hub_id, mpxn=case.mpxn, available_at=event.at
+            user_id=case.user_id,
+            hub_id=case.hub_id,
+            mpxn=case.mpxn,
+            available_at=event.at,
+            duis_version=case.duis_version,
         )
         return Transition(
             msgspec.structs.replace(case, state=after, wan_available_at=event.at), (alert,)
@@ -196,13 +216,14 @@ def coverage_update(
     now: dt.datetime,
     policy: InstallLeavePolicy,
 ) -> list[Transition]:
-    """The cases a new coverage table reaches: SM WAN now shown at their premises."""
+    """The cases a new coverage table reaches: SM WAN shown at their premises by an entry
+    that differs from the one the database held when the hub was notified."""
     reached = []
     for case in cases:
         if case.state != "awaiting_wan" or case.premises is None:
             continue
         found = coverage.lookup(case.premises)
-        if found is not None and found.available:
+        if found is not None and found.available and fingerprint(found) != case.coverage_seen:
             reached.append(apply(case, CoverageArrived(at=now), policy))
     return reached
 

@@ -19,6 +19,7 @@ from gateway.core.techspec.rules import regulated
 from gateway.core.techspec.tables import Tables
 
 DEFAULT_WARN_WITHIN_DAYS: Final = 90
+MAX_WARN_WITHIN_DAYS: Final = 3650  # ten years
 
 Standing = Literal["no_maintenance_validity", "deadline_near", "unknown_version"]
 _ORDER: Final[dict[Standing, int]] = {
