@@ -1,7 +1,8 @@
 """The composition root: `serve(config)` builds every collaborator and hands each what it uses.
 
     load            (gateway/stores/operator_files.py) everything that can fail on the
-                    operator's files, before any port is bound
+                    operator's files, before any port is bound; `load_for_start` adds
+                    the TLS material and is what `duisgw config check` runs too
     reload          a new snapshot from the files, swapped in whole, or the old one kept
     open_stores     the durable stores, opened here and closed here
     Components      the request path and the services, wired: pipeline, dispatch,
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from gateway.core.access import DccOriginated
 from gateway.core.answers import Answers
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config, StartupError
+from gateway.core.log_fields import log_event
 from gateway.core.snapshot import Reloaded, ReloadFailed, ReloadResult, SnapshotHolder
 from gateway.core.stages import RequestChecks
 from gateway.core.trust_report import missing_signer_lines, signing_readiness
@@ -58,11 +61,12 @@ from gateway.edge.pipeline import RequestPipeline, VersionMismatchAlert
 from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.screen import ThresholdScreen
 from gateway.edge.server import ConnectionHandler, Draining
+from gateway.edge.service_notifier import ServiceLink, ServiceNotifier, StatusReporter
 from gateway.edge.techspec_admin import TechspecAdmin
 from gateway.edge.techspec_alerts import WanAlertSender, check_alert_codes
 from gateway.edge.techspec_dispatch import TechspecDispatch
 from gateway.edge.techspec_service import StoredTableUnreadable, TechspecService
-from gateway.edge.tls import server_context
+from gateway.edge.tls import load_server_context
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
 from gateway.stores.local_commands import FILE_NAME as LOCAL_COMMANDS_FILE
@@ -90,7 +94,18 @@ class BoundAddresses(msgspec.Struct, frozen=True):
     admin: tuple[str, int]
 
 
-# -- reload ----------------------------------------------------------------------------
+# -- load and reload -------------------------------------------------------------------
+
+
+def load_for_start(config: Config, clock: Clock) -> tuple[Loaded, ssl.SSLContext | None]:
+    """Everything start-up reads from the operator's files, or a StartupError naming
+    the file or key; nothing is bound, opened or written."""
+    try:
+        loaded = load(config, clock)
+        check_alert_codes(loaded.versions, config.techspec.wan_available_alert)
+    except (OSError, ValueError, ThresholdConfigError) as exc:  # AlertCodeError is a ValueError
+        raise StartupError(str(exc)) from None
+    return loaded, load_server_context(config.tls)
 
 
 def reload(
@@ -101,7 +116,13 @@ def reload(
         snapshot = load_snapshot(config, clock.now().date())
     except Exception as exc:  # the operator's files are wrong: keep serving the old set
         metrics.reloads.labels("failed").inc()
-        log.error("reload failed, keeping the previous trust and registry: %s", exc)
+        log_event(
+            log,
+            logging.ERROR,
+            "reload failed",
+            "reload failed, keeping the previous trust and registry: %(reason)s",
+            reason=str(exc),
+        )
         return ReloadFailed(str(exc))
     snapshots.swap(snapshot)
     metrics.reloads.labels("ok").inc()
@@ -339,23 +360,25 @@ async def serve(
     reuse_port: bool = False,
     transport: DeviceTransport | None = None,
     worker: tuple[int, int] = (0, 1),
+    notifier: ServiceNotifier | None = None,
     task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until cancelled or signalled; `task_status` gets the bound ports.
 
     `worker` is (index, count) under `duisgw serve --workers` (gateway/edge/workers.py).
+    `notifier` tells a service manager (systemd) when it is ready, reloading, stopping.
     """
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
+    notifier = notifier or ServiceNotifier(None)
     own_dir = worker_state_dir(config, *worker)
+    loaded, tls = load_for_start(config, clock)
     try:
-        loaded = load(config, clock)
         make_private_dir(own_dir)
         # Journals are created 0600 as they open (gateway/stores/sqlite.py).
         tighten_state_dir({Path(config.state_dir), own_dir})
         token = ensure_admin_token(admin_token_path(config))
-        check_alert_codes(loaded.versions, config.techspec.wan_available_alert)
-    except (OSError, ValueError, ThresholdConfigError, AdminTokenError) as exc:
+    except (OSError, ValueError, AdminTokenError) as exc:
         raise StartupError(str(exc)) from None
     first = loaded.snapshots.current
     readiness = signing_readiness(
@@ -371,7 +394,6 @@ async def serve(
         reuse_port = True
     async with open_stores(config, own_dir, loaded.threshold_rules, clock, metrics) as stores:
         # Bound first: the dev inbox's address (the admin listener's) is known before delivery.
-        tls = server_context(config.tls) if config.tls is not None else None
         duis_listeners = await open_listeners(
             config.listen.host, config.listen.port, tls, reuse_port
         )
@@ -395,6 +417,21 @@ async def serve(
         async with trio.open_nursery() as services:
             await start_services(services, config, components, stores, clock, metrics, dev_inbox)
             draining = Draining()
+            link = ServiceLink(
+                notifier,
+                StatusReporter(
+                    loaded.versions,
+                    clock,
+                    metrics,
+                    addresses.duis,
+                    stores.outbox.pending_count,
+                    draining,
+                ),
+                services,
+            )
+            reload_now = link.around_reload(
+                functools.partial(reload, config, loaded.snapshots, clock, metrics)
+            )
             duis = ConnectionHandler(
                 DuisHandler(
                     components.pipeline,
@@ -406,7 +443,9 @@ async def serve(
                 draining,
                 listener="duis",
             )
-            admin = _admin_api(config, loaded, stores, components, clock, metrics, own_dir, worker)
+            admin = _admin_api(
+                config, loaded, stores, components, clock, metrics, own_dir, worker, reload_now
+            )
             if (exposed := exposure_warning(config.admin.host)) is not None:
                 log.warning(exposed)
             guarded = ConnectionHandler(
@@ -425,12 +464,16 @@ async def serve(
                 admin.ready = ready
                 if ready:
                     task_status.started(addresses)
-                    log.info(
-                        "DUIS on http%s://%s:%d, admin on http://%s:%d",
-                        "s" if config.tls else "",
-                        *addresses.duis,
-                        *addresses.admin,
+                    scheme = "https" if config.tls else "http"
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "listening",
+                        "DUIS on %(duis)s, admin on %(admin)s",
+                        duis=f"{scheme}://{addresses.duis[0]}:{addresses.duis[1]}",
+                        admin=f"http://{addresses.admin[0]}:{addresses.admin[1]}",
                     )
+                link.serving(ready)
 
             await serve_until_stopped(
                 (duis, duis_listeners),
@@ -438,10 +481,7 @@ async def serve(
                 draining,
                 config.limits.drain_timeout_seconds,
                 serving=serving,
-                stopped=functools.partial(
-                    wait_for_stop,
-                    functools.partial(reload, config, loaded.snapshots, clock, metrics),
-                ),
+                stopped=functools.partial(wait_for_stop, reload_now),
             )
             services.cancel_scope.cancel()
     log.info("stopped")
@@ -456,6 +496,7 @@ def _admin_api(
     metrics: Metrics,
     own_dir: Path,
     worker: tuple[int, int],
+    reload_now: Callable[[], ReloadResult],
 ) -> AdminApi:
     mounts: dict[str, Mount] = {}
     if config.dev_inbox.enabled:
@@ -466,7 +507,7 @@ def _admin_api(
         versions=loaded.versions,
         clock=clock,
         metrics_registry=metrics.registry,
-        reload=functools.partial(reload, config, loaded.snapshots, clock, metrics),
+        reload=reload_now,
         quarantine=components.quarantine,
         outbox=stores.outbox,
         replay=ReplayAdmin(stores.replay, clock),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,35 +27,37 @@ def test_default_config_loads_and_resolves_paths(default_text: tuple[Path, str])
     assert Path(config.trust.dcc_signing_key).exists()
 
 
-@pytest.mark.parametrize(
-    ("edit", "named"),
-    [
-        (lambda t: t.replace("[listen]", "[listen]\nprot = 1"), "prot"),
-        (lambda t: t.replace("port = 8079", "port = 99999"), "$.listen.port"),
-        (lambda t: t.replace('store = "memory"', 'store = "etcd"'), "$.thresholds.store"),
-        (
-            lambda t: t.replace('dcc_eui64 = "90-B3-D5-1F-30-00-00-02"', 'dcc_eui64 = "nope"'),
-            "$.duis.dcc_eui64",
-        ),
-        (lambda t: t + "\n[limits]\nmax_body_bytes = 10\n", "$.limits.max_body_bytes"),
-        (lambda t: t + "\n[limits]\nsend_timeout_seconds = 0\n", "$.limits.send_timeout_seconds"),
-        (
-            lambda t: t + "\n[limits]\nmax_connections_per_peer = 0\n",
-            "$.limits.max_connections_per_peer",
-        ),
-        # The h11 path is gone: an old config says so instead of "unknown field".
-        (lambda t: t + '\n[http]\nparser = "httptools"\n', "httptools is the only HTTP parser"),
-        (lambda t: t + '\n[http]\nparser = "h11"\n', "delete the [http] table"),
-        (lambda t: t.replace("[registry]\n", "[registry]\nusers = 1\n"), "users"),
-        (lambda t: t.replace('users_file = "users.toml"\n', ""), "users_file"),
-    ],
-)
+# Broken configs and a word the refusal must name (tests/test_config_check.py runs
+# `duisgw config check` over the same table).
+BROKEN_CONFIGS: list[tuple[Callable[[str], str], str]] = [
+    (lambda t: t.replace("[listen]", "[listen]\nprot = 1"), "prot"),
+    (lambda t: t.replace("port = 8079", "port = 99999"), "$.listen.port"),
+    (lambda t: t.replace('store = "memory"', 'store = "etcd"'), "$.thresholds.store"),
+    (
+        lambda t: t.replace('dcc_eui64 = "90-B3-D5-1F-30-00-00-02"', 'dcc_eui64 = "nope"'),
+        "$.duis.dcc_eui64",
+    ),
+    (lambda t: t + "\n[limits]\nmax_body_bytes = 10\n", "$.limits.max_body_bytes"),
+    (lambda t: t + "\n[limits]\nsend_timeout_seconds = 0\n", "$.limits.send_timeout_seconds"),
+    (
+        lambda t: t + "\n[limits]\nmax_connections_per_peer = 0\n",
+        "$.limits.max_connections_per_peer",
+    ),
+    # The h11 path is gone: an old config says so instead of "unknown field".
+    (lambda t: t + '\n[http]\nparser = "httptools"\n', "httptools is the only HTTP parser"),
+    (lambda t: t + '\n[http]\nparser = "h11"\n', "delete the [http] table"),
+    (lambda t: t.replace("[registry]\n", "[registry]\nusers = 1\n"), "users"),
+    (lambda t: t.replace('users_file = "users.toml"\n', ""), "users_file"),
+]
+
+
+@pytest.mark.parametrize(("edit", "named"), BROKEN_CONFIGS)
 def test_bad_config_names_the_key(
-    tmp_path: Path, default_text: tuple[Path, str], edit: object, named: str
+    tmp_path: Path, default_text: tuple[Path, str], edit: Callable[[str], str], named: str
 ) -> None:
     _, text = default_text
     bad = tmp_path / "bad.toml"
-    bad.write_text(edit(text))  # type: ignore[operator]
+    bad.write_text(edit(text))
     with pytest.raises(ConfigError) as caught:
         load_config(bad)
     assert named in str(caught.value)

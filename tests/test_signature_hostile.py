@@ -93,8 +93,12 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Env:
+    return make_env(shared_dir, tmp_path_factory.mktemp("devpki"))
+
+
+def make_env(shared_dir: Path, dev: Path) -> Env:
+    """The DCC's test PKI, and a dev PKI with a CRL (tests/test_json_logs.py uses it too)."""
     pki = shared_dir / "pki" / "dccboxed"
-    dev = tmp_path_factory.mktemp("devpki")
     paths = generate_dev_pki(
         dev, [DevUser(SUPPLIER, "supplier", ("02",))], "90-B3-D5-1F-30-00-00-02", NOW
     )

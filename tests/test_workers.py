@@ -32,18 +32,39 @@ async def wait_ready(admin_ports: list[int], process: subprocess.Popen[bytes]) -
                     await trio.sleep(0.05)
 
 
-async def test_two_workers_share_the_port_and_the_replay_counters(
-    tmp_path: Path, shared_dir: Path
-) -> None:
+def worker_ports() -> tuple[int, int]:
+    """A free DUIS port and admin port for two workers (admin.port + 1 free and apart)."""
     duis, admin = free_port(), free_port()
-    while admin + 1 == duis:
-        admin = free_port()
-    config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
-    process = subprocess.Popen(
+    while duis in (admin, admin + 1):
+        duis = free_port()
+    return duis, admin
+
+
+def start_workers(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--workers", "2"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def inventory_request(shared: Path, keys: Path, duis: int) -> str:
+    """A fresh signed 8.2 Read Inventory to the DUIS port; the response code."""
+    signed, path = sign_request((shared / INVENTORY).read_bytes(), [keys], counter=next_counter())
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(
+            f"http://127.0.0.1:{duis}{path}",
+            content=signed,
+            headers={"content-type": "application/xml"},
+        )
+    return response_code(r.content)
+
+
+async def test_two_workers_share_the_port_and_the_replay_counters(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    duis, admin = worker_ports()
+    process = start_workers(write_config(tmp_path, duis, admin, receiver=9, latency=0.001))
     try:
         await wait_ready([admin, admin + 1], process)
         xml = (shared_dir / INVENTORY).read_bytes()
@@ -70,6 +91,31 @@ async def test_two_workers_share_the_port_and_the_replay_counters(
                     if line.startswith("duisgw_requests_total{")
                 )
         assert served == 12
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+async def test_sighup_reloads_every_worker_and_the_supervisor_stays(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    """SIGHUP to the supervisor (what `systemctl reload` sends) used to end it."""
+    duis, admin = worker_ports()
+    process = start_workers(write_config(tmp_path, duis, admin, receiver=9, latency=0.001))
+    try:
+        await wait_ready([admin, admin + 1], process)
+        process.send_signal(signal.SIGHUP)
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(30):
+                for port in (admin, admin + 1):
+                    while (
+                        'duisgw_reloads_total{outcome="ok"} 1.0'
+                        not in (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                    ):
+                        assert process.poll() is None, "the supervisor died of SIGHUP"
+                        await trio.sleep(0.05)
+        assert process.poll() is None
+        assert await inventory_request(shared_dir, tmp_path / "pki", duis) == "I0"
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

@@ -22,6 +22,9 @@ hand the core what they mean. Imports only thresholds, parse_correlate and mmc b
     local_commands  commands for local delivery (CV 2/6) and the 8.13 checks
     config, simulator_config   every config table, decoded from TOML
     clock           wall-clock time, injected
+    log_fields      structured log events: a stable name and its fields
+    sd_notify       the service manager's notify protocol (systemd), as values;
+                    worker_fleet: what the --workers supervisor tells it
     techspec/       Technical Specification versions and Install and Leave
 """
 
@@ -37,9 +40,11 @@ __all__ = [
     "device",
     "ingest",
     "local_commands",
+    "log_fields",
     "outcome",
     "registry",
     "replay_rules",
+    "sd_notify",
     "signature",
     "signing",
     "simulator_config",
@@ -49,4 +54,5 @@ __all__ = [
     "trust_report",
     "version_mismatch",
     "versions",
+    "worker_fleet",
 ]

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from gateway.core.dn import normalise_dn
+from gateway.core.log_fields import log_event
 from mmc.identifiers import Eui64, eui64_from_bytes
 
 # Named, not __name__: operators' log filters (and the tests) know it by this name.
@@ -206,7 +207,14 @@ class CertStore:
             group.sort(key=lambda c: c.not_after, reverse=True)
 
     def _skip(self, path: Path, reason: str) -> None:
-        logger.warning("certificate %s refused: %s", path, reason)
+        log_event(
+            logger,
+            logging.WARNING,
+            "certificate refused",
+            "certificate %(file)s refused: %(reason)s",
+            file=str(path),
+            reason=reason,
+        )
         self.skipped.append((path, reason))
 
     def __len__(self) -> int:

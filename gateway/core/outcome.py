@@ -58,13 +58,22 @@ class Stop(Exception):
 class Refusal(Stop):
     """A request refused before a DUIS response can be built: HTTP 4xx with a reason."""
 
-    def __init__(self, status: int, stage: RefusingStage, reason: str, detail: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        stage: RefusingStage,
+        reason: str,
+        detail: str,
+        *,
+        serial: int | None = None,
+    ) -> None:
         super().__init__(f"{stage}/{reason}: {detail}")
         self.status = status
         self.stage: RefusingStage = stage
         self.reason = reason
         self.detail = detail
         self.request_id: str | None = None  # when the header could be read
+        self.serial = serial  # the signing certificate's serial, when the signature named one
 
 
 class Acknowledge(Stop):

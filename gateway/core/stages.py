@@ -30,6 +30,7 @@ import enum
 import logging
 from typing import Final
 
+from cryptography import x509
 from lxml import etree
 
 from gateway.core.access import AccessRequest, DccOriginated, decide
@@ -172,7 +173,8 @@ def _check_signature(
     try:
         cert = signer_certificate(store, parts.issuer_name, parts.serial, parts.certificate)
     except CertificateError as exc:
-        raise Refusal(403, "certificate", exc.reason, exc.detail) from None
+        serial = parts.serial if parts.serial is not None else _serial_of(parts.certificate)
+        raise Refusal(403, "certificate", exc.reason, exc.detail, serial=serial) from None
     try:
         check_signing_certificate(
             cert,
@@ -183,11 +185,23 @@ def _check_signature(
         )
     except CertificateError as exc:
         detail = f"serial {cert.serial}: {exc.detail}"
-        raise Refusal(403, "certificate", exc.reason, detail) from None
+        raise Refusal(403, "certificate", exc.reason, detail, serial=cert.serial) from None
     try:
         verify_signature(root, parts, cert.public_key)
     except SignatureError as exc:
-        raise Refusal(403, "signature", exc.reason, f"serial {cert.serial}: {exc.detail}") from None
+        raise Refusal(
+            403, "signature", exc.reason, f"serial {cert.serial}: {exc.detail}", serial=cert.serial
+        ) from None
+
+
+def _serial_of(der: bytes | None) -> int | None:
+    """The serial an untrusted embedded certificate claims, for the refusal's log line."""
+    if der is None:
+        return None
+    try:
+        return x509.load_der_x509_certificate(der).serial_number
+    except ValueError:
+        return None
 
 
 def _srv_and_body(

@@ -18,7 +18,10 @@ techspec_service  the Technical Specification and Install and Leave rules in for
 console_files   the operator console's static files (console/), served at /console/
 traffic_summary the live traffic counts the console's overview shows
 metrics         every metric, declared once
-workers         `duisgw serve --workers N`
+log_format      `--log-format json|text`: how records reach stderr
+service_notifier  the notify socket, the heartbeat (WATCHDOG=1, STATUS=) and the
+                daemon's moments told to the service manager
+workers         `duisgw serve --workers N`; worker_notify: the supervisor's sockets
 """
 
 __all__ = [
@@ -37,11 +40,13 @@ __all__ = [
     "lifecycle",
     "listeners",
     "local_delivery",
+    "log_format",
     "metrics",
     "pipeline",
     "quarantine_ops",
     "screen",
     "server",
+    "service_notifier",
     "techspec_admin",
     "techspec_alerts",
     "techspec_dispatch",
@@ -49,5 +54,6 @@ __all__ = [
     "tls",
     "traffic_summary",
     "transport",
+    "worker_notify",
     "workers",
 ]

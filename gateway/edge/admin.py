@@ -26,6 +26,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.core.clock import Clock
+from gateway.core.log_fields import log_event
 from gateway.core.snapshot import Reloaded, ReloadResult, SnapshotHolder
 from gateway.core.trust_report import signing_readiness, users_without_signer
 from gateway.core.versions import VersionRegistry
@@ -145,7 +146,17 @@ class AdminApi:
         try:
             return await self._route(request.method, parts, query, request, peer)
         except InvalidInput as exc:
-            log.info("admin 400 from %s: %s %s: %s", peer.address, request.method, path[:100], exc)
+            log_event(
+                log,
+                logging.INFO,
+                "admin refusal",
+                "admin 400 from %(peer)s: %(method)s %(path)s: %(reason)s",
+                status=400,
+                peer=peer.address,
+                method=request.method,
+                path=path[:100],
+                reason=str(exc),
+            )
             return _json(400, {"error": str(exc)})
 
     async def _route(

@@ -31,6 +31,7 @@ from typing import Final, Literal
 import msgspec
 
 from gateway.core.config import Config
+from gateway.core.log_fields import log_event
 from gateway.edge.console_files import CONSOLE_PATHS
 from gateway.edge.http import HttpRequest
 from gateway.edge.metrics import Metrics
@@ -210,13 +211,17 @@ class GuardedAdmin:
         if refusal is None:
             return await self._routes(request, peer)
         self._metrics.admin_refusals.labels(refusal.reason).inc()
-        log.info(
-            "admin refusal %d from %s: %s %s: %s",
-            refusal.status,
-            peer.address,
-            request.method,
-            request.target[:100],
-            refusal.detail,
+        log_event(
+            log,
+            logging.INFO,
+            "admin refusal",
+            "admin refusal %(status)d from %(peer)s: %(method)s %(path)s: %(detail)s",
+            status=refusal.status,
+            peer=peer.address,
+            method=request.method,
+            path=request.target[:100],
+            reason=refusal.reason,
+            detail=refusal.detail,
         )
         body = msgspec.json.encode({"error": refusal.detail})
         if refusal.status == 401:

@@ -19,6 +19,7 @@ from typing import Annotated
 import msgspec
 
 from gateway.core.clock import Clock
+from gateway.core.log_fields import log_event
 from gateway.core.replay_rules import check_counter
 from gateway.stores.replay import ReplayStore
 from mmc.identifiers import IdentifierError, parse_eui64
@@ -81,13 +82,17 @@ class ReplayAdmin:
             peer=peer,
             reason=wanted.reason,
         )
-        log.warning(
-            "replay counter of %s reset from %s to %s by %r from %s (reason: %r)",
-            originator,
-            record.old_counter,
-            record.new_counter,
-            record.operator,
-            peer,
-            record.reason,
+        log_event(
+            log,
+            logging.WARNING,
+            "replay counter reset",
+            "replay counter of %(user_id)s reset from %(old_counter)s to %(new_counter)s by "
+            "%(operator)r from %(peer)s (reason: %(reason)r)",
+            user_id=originator,
+            old_counter=record.old_counter,
+            new_counter=record.new_counter,
+            operator=record.operator,
+            peer=peer,
+            reason=record.reason,
         )
         return _json(200, {"reset": record})

@@ -39,6 +39,7 @@ import msgspec
 import trio
 
 from gateway.core.config import DEV_INBOX_URL, DeliveryConfig
+from gateway.core.log_fields import log_event
 from gateway.edge.metrics import Metrics
 from gateway.stores.outbox import MAX_PURGE_ROWS, Outbox
 from gateway.stores.outbox_sqlite import OutboxStoreError, StoredMessage
@@ -251,22 +252,29 @@ class _Supervisor:
                     try:
                         await self._outbox.mark_delivered(message.message_id)
                     except OutboxStoreError as exc:  # the writer stopped with us
-                        log.warning(
-                            "outbox: %s delivered, not recorded (%s): it will be "
-                            "sent again after restart",
-                            message.message_id,
-                            exc,
+                        log_event(
+                            log,
+                            logging.WARNING,
+                            "delivered, not recorded",
+                            "outbox: %(message_id)s delivered, not recorded (%(reason)s): it "
+                            "will be sent again after restart",
+                            message_id=message.message_id,
+                            reason=str(exc),
                         )
                 return
             failures += 1
             if attempt.outcome == "dead_letter" or failures >= self._config.max_attempts:
                 self._count("dead_letter")
-                log.warning(
-                    "outbox: dead letter %s for user %s after %d attempts: %s",
-                    message.message_id,
-                    message.user_id,
-                    failures,
-                    attempt.error,
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "dead letter",
+                    "outbox: dead letter %(message_id)s for user %(user_id)s after "
+                    "%(attempts)d attempts: %(reason)s",
+                    message_id=message.message_id,
+                    user_id=message.user_id,
+                    attempts=failures,
+                    reason=attempt.error,
                 )
                 await self._outbox.dead_letter(message.message_id, attempt.error)
                 return

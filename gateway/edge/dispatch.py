@@ -21,6 +21,7 @@ from gateway.core.answers import Answers
 from gateway.core.commands import AnswerMode, answer_mode, device_command
 from gateway.core.dcc_services import answer_non_device
 from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply
+from gateway.core.log_fields import log_event
 from gateway.core.outcome import Acknowledge, Outcome, Verified
 from gateway.core.snapshot import Snapshot
 from gateway.edge.local_delivery import LocalDelivery
@@ -92,10 +93,13 @@ class Dispatcher:
             raise Acknowledge("dispatch", "E11", str(exc)) from None
         if mode is AnswerMode.TRANSFORM:
             if not await self._record_pre_command(request.header.request_id, command.gbcs):
-                log.warning(
-                    "request_id=%s: its CV 4 allowance is gone (per-originator cap); "
-                    "its SignedPreCommand will get E12",
-                    request.header.request_id,
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "Pre-Command allowance gone",
+                    "request_id=%(request_id)s: its CV 4 allowance is gone (per-originator "
+                    "cap); its SignedPreCommand will get E12",
+                    request_id=str(request.header.request_id),
                 )
             return self._answers.pre_command(request, command.gbcs)
         if mode is AnswerMode.LOCAL_ONLY:
@@ -111,12 +115,14 @@ async def send_to_device(transport: DeviceTransport, command: DeviceCommand) -> 
     try:
         return await transport.send(command)
     except QueueFull as exc:
-        log.warning(
-            "hub queue full request_id=%s hub=%s class=%s scope=%s limit=%d",
-            command.request_id,
-            exc.hub_id,
-            command.priority.name,
-            exc.scope,
-            exc.limit,
+        log_event(
+            log,
+            logging.WARNING,
+            "hub queue full",
+            request_id=str(command.request_id),
+            hub=exc.hub_id,
+            priority_class=command.priority.name,
+            scope=exc.scope,
+            limit=exc.limit,
         )
         return DeviceReply(DeviceOutcome.NO_RESPONSE)

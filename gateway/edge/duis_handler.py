@@ -8,6 +8,7 @@ from typing import Final
 
 import trio
 
+from gateway.core.log_fields import log_event
 from gateway.edge.http import HttpRequest
 from gateway.edge.metrics import Metrics
 from gateway.edge.pipeline import RequestPipeline
@@ -63,5 +64,12 @@ class DuisHandler:
 
     def _http_error(self, status: int, reason: str) -> tuple[int, bytes, bytes]:
         self._metrics.http_errors.labels(str(status)).inc()
-        log.info("HTTP %d: %s", status, reason)
+        log_event(
+            log,
+            logging.INFO,
+            "HTTP refusal",
+            "HTTP %(status)d: %(reason)s",
+            status=status,
+            reason=reason,
+        )
         return status, reason.encode() + b"\n", b"text/plain; charset=utf-8"

@@ -18,6 +18,7 @@ import trio
 
 from gateway.core.answers import Answers
 from gateway.core.commands import device_command
+from gateway.core.log_fields import log_event
 from gateway.core.outcome import Refusal
 from gateway.core.snapshot import SnapshotHolder
 from gateway.core.stages import RequestChecks
@@ -87,10 +88,14 @@ class Lifecycle:
         url = user.response_url if user is not None and user.response_url else ""
         if not url:
             # Stored anyway: delivery dead-letters it where an operator can see and retry it.
-            log.warning(
-                "user_id=%s has no Receive Response URL; %s goes to dead letters",
-                user_id,
-                message_id,
+            log_event(
+                log,
+                logging.WARNING,
+                "no Receive Response URL",
+                "user_id=%(user_id)s has no Receive Response URL; %(message_id)s goes to "
+                "dead letters",
+                user_id=user_id,
+                message_id=message_id,
             )
         try:
             await self._outbox.put(
@@ -138,10 +143,14 @@ class Lifecycle:
             request = self._checks.verify(raw, snapshot.certstore, check_signature=False)
             command = device_command(request, snapshot.inventory, self._answers.now())
         except Refusal as refusal:
-            log.error(
-                "journaled job no longer readable (%s: %s); dropped from the journal",
-                refusal.reason,
-                refusal.detail,
+            log_event(
+                log,
+                logging.ERROR,
+                "journaled job dropped",
+                "journaled job no longer readable (%(reason)s: %(detail)s); dropped from the "
+                "journal",
+                reason=refusal.reason,
+                detail=refusal.detail,
             )
             return None
         except CommandError as exc:  # it was built once: the estate has changed since
@@ -159,9 +168,13 @@ class Lifecycle:
                 request_id.originator, response_message_id(request_id), outcome.body, "response"
             )
             await self._jobs.mark_delivered(str(request_id))
-            log.info(
-                "request_id=%s device=%s outcome=%s stored for delivery",
-                request_id,
-                job.command.device_id,
-                reply.outcome,
+            log_event(
+                log,
+                logging.INFO,
+                "stored for delivery",
+                "request_id=%(request_id)s device=%(device)s outcome=%(outcome)s "
+                "stored for delivery",
+                request_id=str(request_id),
+                device=job.command.device_id,
+                outcome=str(reply.outcome),
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
@@ -16,11 +17,13 @@ from typing import Final
 import trio
 
 from gateway.core.config import StartupError
+from gateway.core.log_fields import log_event
 from gateway.edge.server import ConnectionHandler, Draining
 
 log = logging.getLogger("duisgw")
 
 LISTEN_BACKLOG: Final = 1024
+PROBE_BACKLOG: Final = 1  # a port probe only needs listen() to succeed
 Listeners = list[trio.abc.Listener[trio.abc.Stream]]
 
 
@@ -38,7 +41,7 @@ async def open_listeners(
         sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise cannot_listen(host, port, exc) from None
     except BaseException:
         sock.close()
         raise
@@ -46,6 +49,25 @@ async def open_listeners(
     if context is not None:
         listener = trio.SSLListener(listener, context, https_compatible=True)
     return [listener]
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> StartupError:
+    return StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def probe_listen(host: str, port: int) -> None:
+    """Bind and listen as `open_listeners` would, then let go (`duisgw config check`);
+    `cannot_listen` if it cannot. Port 0 (any free port) always can."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(PROBE_BACKLOG)
+        except OSError as exc:
+            raise cannot_listen(host, port, exc) from None
 
 
 def bound(listeners: Sequence[trio.abc.Listener[trio.abc.Stream]]) -> tuple[str, int]:
@@ -88,7 +110,13 @@ async def serve_until_stopped(
         with trio.move_on_after(drain_timeout_seconds) as drain:
             await draining.wait_idle()
         if drain.cancelled_caught:
-            log.warning("drain deadline passed with %d requests in flight", draining.in_flight)
+            log_event(
+                log,
+                logging.WARNING,
+                "drain deadline passed",
+                "drain deadline passed with %(in_flight)d requests in flight",
+                in_flight=draining.in_flight,
+            )
         connections.cancel_scope.cancel()
 
 
@@ -99,5 +127,11 @@ async def wait_for_stop(reload: Callable[[], object]) -> None:
             if signum == signal.SIGHUP:
                 reload()
                 continue
-            log.info("signal %s: draining", signal.Signals(signum).name)
+            log_event(
+                log,
+                logging.INFO,
+                "draining",
+                "signal %(signal)s: draining",
+                signal=signal.Signals(signum).name,
+            )
             return

@@ -19,6 +19,7 @@ from gateway.core.access import DccOriginated
 from gateway.core.answers import Answers, render_refusal
 from gateway.core.clock import Clock
 from gateway.core.commands import check_signed_pre_command
+from gateway.core.log_fields import log_event
 from gateway.core.outcome import Acknowledge, Admitted, Outcome, Refusal
 from gateway.core.snapshot import SnapshotHolder
 from gateway.core.stages import (
@@ -104,12 +105,16 @@ class RequestPipeline:
 
     async def _refused(self, refusal: Refusal, raw: bytes) -> Outcome:
         self._metrics.refusals.labels(refusal.stage, refusal.reason).inc()
-        log.info(
-            "refused request_id=%s stage=%s reason=%s detail=%s",
-            refusal.request_id or "-",
-            refusal.stage,
-            refusal.reason,
-            refusal.detail,
+        log_event(
+            log,
+            logging.INFO,
+            "refused",
+            "refused request_id=%(request_id)s stage=%(stage)s reason=%(reason)s detail=%(detail)s",
+            request_id=refusal.request_id,
+            stage=refusal.stage,
+            reason=refusal.reason,
+            detail=refusal.detail,
+            serial=None if refusal.serial is None else str(refusal.serial),
         )
         if refusal.reason == "unsupported_version" and self._version_mismatch_alert:
             await self._version_mismatch_alert(raw)
@@ -117,15 +122,16 @@ class RequestPipeline:
 
     def _acknowledged(self, admitted: Admitted, stop: Acknowledge) -> Outcome:
         request = admitted.request
-        log.info(
-            "%s request_id=%s version=%s srv=%s stage=%s code=%s reason=%s",
+        log_event(
+            log,
+            logging.INFO,
             "held" if stop.code == "I99" else "refused",
-            request.header.request_id,
-            request.route.version,
-            request.srv.variant,
-            stop.stage,
-            stop.code,
-            stop.reason,
+            request_id=str(request.header.request_id),
+            version=request.route.version,
+            srv=request.srv.variant,
+            stage=stop.stage,
+            code=stop.code,
+            reason=stop.reason,
         )
         return self._answers.acknowledgement(request, stop.code)
 

@@ -26,6 +26,7 @@ from typing import Protocol
 import trio
 
 from gateway.core.answers import Answers
+from gateway.core.log_fields import log_event
 from gateway.core.outcome import Acknowledge, Outcome, OutcomeKind, Refusal, Verified
 from gateway.core.snapshot import Snapshot, SnapshotHolder
 from gateway.core.stages import RequestChecks
@@ -89,9 +90,16 @@ class QuarantineOps:
             try:
                 code = await self._process(item, resumed=True)
             except Exception:  # we broke: the row stays `releasing` for the next start
-                log.exception("resuming the release of ref=%d failed", item.event_ref)
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "resuming a release failed",
+                    "resuming the release of ref=%(ref)d failed",
+                    exc_info=True,
+                    ref=item.event_ref,
+                )
                 continue
-            log.info("resumed release ref=%d answered=%s", item.event_ref, code)
+            log_event(log, logging.INFO, "resumed release", ref=item.event_ref, answered=code)
 
     async def _process(self, item: QuarantinedRequest, *, resumed: bool) -> str:
         ref = item.event_ref
@@ -101,7 +109,14 @@ class QuarantineOps:
                 item.raw_request, snapshot.certstore, check_signature=False
             )
         except Refusal as refusal:  # e.g. its DUIS version has been retired since
-            log.error("released ref=%d cannot be processed: %s", ref, refusal.detail)
+            log_event(
+                log,
+                logging.ERROR,
+                "released request unprocessable",
+                "released ref=%(ref)d cannot be processed: %(reason)s",
+                ref=ref,
+                reason=refusal.detail,
+            )
             return await self._finish_told(item, "E1")
         if resumed and await self._lifecycle.already_answered(request.header.request_id):
             await self.screen.quarantine.finish_release(ref)
@@ -110,7 +125,15 @@ class QuarantineOps:
         try:
             outcome = await self._dispatcher.dispatch(request, snapshot)
         except Acknowledge as refused:  # no command could be built for it
-            log.info("released ref=%d refused by dispatch: %s", ref, refused.reason)
+            log_event(
+                log,
+                logging.INFO,
+                "released request refused",
+                "released ref=%(ref)d refused by dispatch: %(reason)s",
+                ref=ref,
+                code=refused.code,
+                reason=refused.reason,
+            )
             return await self._finish_told(item, refused.code)
         if outcome.kind is OutcomeKind.RESPONSE:  # synchronous: the HTTP exchange is long gone
             await self._lifecycle.deliver(
@@ -121,7 +144,14 @@ class QuarantineOps:
                 item.user_id, f"{item.request_id}:local-copy", outcome.body, "response"
             )
         await self.screen.quarantine.finish_release(ref)
-        log.info("released ref=%d request_id=%s answered=%s", ref, item.request_id, outcome.code)
+        log_event(
+            log,
+            logging.INFO,
+            "released",
+            ref=ref,
+            request_id=item.request_id,
+            answered=outcome.code,
+        )
         return outcome.code
 
     async def _finish_told(self, item: QuarantinedRequest, code: str) -> str:
@@ -132,7 +162,7 @@ class QuarantineOps:
     async def delete(self, ref: int, decision: Decision | None = None) -> None:
         item = await self.screen.quarantine.delete(ref, decision)
         await self._tell(item, DELETED_CODE)
-        log.info("deleted ref=%d request_id=%s", ref, item.request_id)
+        log_event(log, logging.INFO, "deleted", ref=ref, request_id=item.request_id)
 
     async def run_expiry(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -140,18 +170,24 @@ class QuarantineOps:
         task_status.started()
         while True:
             for item in await self.screen.quarantine.expire(self._retention):
-                log.info("expired ref=%d request_id=%s", item.event_ref, item.request_id)
+                log_event(
+                    log, logging.INFO, "expired", ref=item.event_ref, request_id=item.request_id
+                )
                 await self._tell(item, DELETED_CODE)
             await trio.sleep(self._expiry_interval)
 
     async def _tell(self, item: QuarantinedRequest, code: str) -> None:
         route = self._versions.route(item.duis_version, self._answers.now())
         if route is None:
-            log.error(
-                "cannot tell user_id=%s about ref=%d: version %s no longer served",
-                item.user_id,
-                item.event_ref,
-                item.duis_version,
+            log_event(
+                log,
+                logging.ERROR,
+                "User not told",
+                "cannot tell user_id=%(user_id)s about ref=%(ref)d: version %(version)s no "
+                "longer served",
+                user_id=item.user_id,
+                ref=item.event_ref,
+                version=item.duis_version,
             )
             return
         catalogue = route.catalogue

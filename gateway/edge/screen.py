@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from gateway.core.answers import Answers
+from gateway.core.log_fields import log_event
 from gateway.core.outcome import Acknowledge, Admitted, Refusal, Verified
 from gateway.edge.metrics import Metrics
 from gateway.stores.quarantine import QuarantineItem, QuarantineStore
@@ -85,13 +86,17 @@ class ThresholdScreen:
         for hit in decision.warnings:
             if hit.crossed:
                 self._metrics.threshold_warnings.inc()
-                log.warning(
-                    "User Warning Threshold crossed user_id=%s srv=%s count=%d limit=%d window=%ds",
-                    user_id,
-                    request.srv.variant,
-                    hit.count,
-                    hit.rule.limit,
-                    hit.rule.window_seconds,
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "User Warning Threshold crossed",
+                    "User Warning Threshold crossed user_id=%(user_id)s srv=%(srv)s "
+                    "count=%(count)d limit=%(limit)d window=%(window_seconds)ds",
+                    user_id=user_id,
+                    srv=request.srv.variant,
+                    count=hit.count,
+                    limit=hit.rule.limit,
+                    window_seconds=hit.rule.window_seconds,
                 )
 
     async def _hold(self, user_id: str, request: Verified, decision: Decision) -> None:
@@ -109,11 +114,13 @@ class ThresholdScreen:
             )
         )
         self._metrics.quarantined.labels(decision.breach).inc()
-        log.warning(
-            "quarantined request_id=%s breach=%s ref=%d",
-            header.request_id,
-            decision.breach,
-            event_ref,
+        log_event(
+            log,
+            logging.WARNING,
+            "quarantined",
+            request_id=str(header.request_id),
+            breach=decision.breach,
+            ref=event_ref,
         )
         content = responses.quarantined_request(decision.breach, header.request_id, event_ref)
         alert = self._answers.alert(request.route.catalogue, "AD1", content, header.request_id)

@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from gateway.core.config import LimitsConfig
+from gateway.core.log_fields import log_event
 from gateway.edge.connection_slots import ConnectionSlots, Refusal, Slot
 from gateway.edge.http import HttpProtocolError, HttpRequest, RequestParser, render_response
 from gateway.edge.metrics import Metrics
@@ -138,12 +139,26 @@ class ConnectionHandler:
                 self._slots.release(admitted)
                 self._open.dec()
         except _PeerGone as exc:
-            log.debug("%s connection from %s ended: %s", self._listener, conn.peer.address, exc)
+            log_event(
+                log,
+                logging.DEBUG,
+                "connection ended",
+                "%(listener)s connection from %(peer)s ended: %(reason)s",
+                listener=self._listener,
+                peer=conn.peer.address,
+                reason=str(exc),
+            )
         except Exception:
             # The boundary: whatever broke, it ends here, with this connection only.
             self._internal_errors.inc()
-            log.exception(
-                "internal error on a %s connection from %s", self._listener, conn.peer.address
+            log_event(
+                log,
+                logging.ERROR,
+                "internal error",
+                "internal error on a %(listener)s connection from %(peer)s",
+                exc_info=True,
+                listener=self._listener,
+                peer=conn.peer.address,
             )
             if not conn.responding:
                 await self._send_quietly(conn, 500, b"internal error (logged)\n")
@@ -154,7 +169,15 @@ class ConnectionHandler:
 
     async def _refuse(self, conn: _Connection, refusal: Refusal) -> None:
         self._metrics.connections_refused.labels(self._listener, refusal.value).inc()
-        log.info("%s connection from %s refused: %s", self._listener, conn.peer.address, refusal)
+        log_event(
+            log,
+            logging.INFO,
+            "connection refused",
+            "%(listener)s connection from %(peer)s refused: %(reason)s",
+            listener=self._listener,
+            peer=conn.peer.address,
+            reason=refusal.value,
+        )
         await self._send_quietly(conn, 503, b"too many connections (%s)\n" % refusal.encode())
 
     async def _serve(self, conn: _Connection, slot: Slot) -> None:
@@ -181,7 +204,15 @@ class ConnectionHandler:
                 for request in exc.completed:
                     await self._answer(conn, request)
                 self._metrics.http_errors.labels(str(exc.status)).inc()
-                log.info("HTTP refusal %d from %s: %s", exc.status, conn.peer.address, exc.reason)
+                log_event(
+                    log,
+                    logging.INFO,
+                    "HTTP refusal",
+                    "HTTP refusal %(status)d from %(peer)s: %(reason)s",
+                    status=exc.status,
+                    peer=conn.peer.address,
+                    reason=exc.reason,
+                )
                 await self._send_quietly(conn, exc.status, exc.reason.encode() + b"\n")
                 await _linger(conn.stream)
                 return
@@ -215,15 +246,25 @@ class ConnectionHandler:
             return bytes(data) if data else None  # b"": the peer closed
         if slot.reclaimed:
             self._metrics.connections_reclaimed.labels(self._listener).inc()
-            log.debug("idle connection from %s reclaimed for a newcomer", conn.peer.address)
+            log_event(
+                log,
+                logging.DEBUG,
+                "connection reclaimed",
+                "idle connection from %(peer)s reclaimed for a newcomer",
+                peer=conn.peer.address,
+            )
         elif idle:
             self._metrics.timeouts.labels("idle").inc()
         else:
             self._metrics.timeouts.labels("request").inc()
-            log.info(
-                "request from %s not complete within %.1f s: 408",
-                conn.peer.address,
-                self._limits.request_timeout_seconds,
+            log_event(
+                log,
+                logging.INFO,
+                "request timeout",
+                "request from %(peer)s not complete within %(timeout_seconds).1f s: 408",
+                peer=conn.peer.address,
+                timeout_seconds=self._limits.request_timeout_seconds,
+                status=408,
             )
             await self._send_quietly(conn, 408, b"request not completed in time\n")
             await _linger(conn.stream)
@@ -248,7 +289,15 @@ class ConnectionHandler:
             self._metrics.timeouts.labels("tls_handshake").inc()
         if failure is not None:
             self._metrics.tls_handshake_failures.labels(failure.value).inc()
-            log.info("TLS handshake from %s refused: %s (%s)", conn.peer.address, failure, detail)
+            log_event(
+                log,
+                logging.INFO,
+                "TLS handshake refused",
+                "TLS handshake from %(peer)s refused: %(reason)s (%(detail)s)",
+                peer=conn.peer.address,
+                reason=failure.value,
+                detail=detail,
+            )
             return False
         conn.peer = PeerInfo(
             conn.peer.address, stream.getpeercert(binary_form=True), conn.peer.host
@@ -287,10 +336,13 @@ class ConnectionHandler:
                 raise _PeerGone(repr(exc)) from exc
         if scope.cancelled_caught:
             self._metrics.timeouts.labels("send").inc()
-            log.info(
-                "%s did not read a response within %.1f s: closed",
-                conn.peer.address,
-                self._limits.send_timeout_seconds,
+            log_event(
+                log,
+                logging.INFO,
+                "send timeout",
+                "%(peer)s did not read a response within %(timeout_seconds).1f s: closed",
+                peer=conn.peer.address,
+                timeout_seconds=self._limits.send_timeout_seconds,
             )
             raise _PeerGone("send timeout")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from gateway.core.config import TlsConfig
+from gateway.core.config import StartupError, TlsConfig
 from mmc.identifiers import Eui64, IdentifierError, parse_eui64
 
 
@@ -26,6 +26,20 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
     context.load_verify_locations(tls.client_ca)
     context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL
     return context
+
+
+def load_server_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
+    """`server_context` for start-up: a file that cannot be used is a StartupError naming
+    the files, before any port is bound (not a traceback from inside the listener)."""
+    if tls is None:
+        return None
+    try:
+        return server_context(tls)
+    except OSError as exc:  # ssl.SSLError is one: a key that does not match, a bad PEM
+        reason = exc.strerror or str(exc)
+        raise StartupError(
+            f"tls: cannot load {tls.certificate} / {tls.private_key} / {tls.client_ca}: {reason}"
+        ) from None
 
 
 def client_identity(certificate_der: bytes | None) -> str | None:

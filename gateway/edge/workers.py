@@ -9,8 +9,11 @@ so no message is sent by two processes. Worker i's admin listener is on
 `admin.port + i`.
 
 The parent pins worker i to CPU i mod n where it can, forwards SIGTERM/SIGINT
-(each worker drains), restarts a worker that dies, and exits 0 when all
-workers stopped cleanly.
+(each worker drains) and SIGHUP (each serving worker reloads), restarts a worker
+that dies, and exits 0 when all workers stopped cleanly. Under a service manager
+it is the unit's main process and speaks for the workers (gateway/edge/worker_notify.py):
+READY=1 when every worker is ready, and a worker whose watchdog pings stop is
+killed and restarted.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from gateway.core.config import Config
+from gateway.core.log_fields import log_event
+from gateway.edge.log_format import LogFormat
+from gateway.edge.service_notifier import ServiceNotifier
+from gateway.edge.worker_notify import WorkerNotifyRelay
 from gateway.stores.threshold_sqlite import peek_rules
 from gateway.stores.threshold_state import STATE_FILE, state_path
 from thresholds.config import ThresholdConfigError, decode_threshold_config
@@ -32,6 +38,7 @@ from thresholds.rules_state import NO_FILE, RulesRecord
 log = logging.getLogger("duisgw.workers")
 
 RESTART_DELAY_SECONDS = 1.0
+POLL_SECONDS = 0.2  # how often the supervisor looks at its workers
 STOP_TIMEOUT_SECONDS = 30.0
 MAX_WORKERS = 64
 
@@ -81,9 +88,26 @@ def worker_state_dir(config: Config, index: int, count: int) -> Path:
     return base if count == 1 else base / f"worker-{index}"
 
 
-def run_workers(config_path: Path, config: Config, workers: int) -> int:
+def run_workers(
+    config_path: Path,
+    config: Config,
+    workers: int,
+    log_format: LogFormat = "text",
+    notifier: ServiceNotifier | None = None,
+) -> int:
     check_worker_config(config, workers)
+    relay = WorkerNotifyRelay(notifier or ServiceNotifier(None), workers)
+    try:
+        return _supervise(config_path, workers, log_format, relay)
+    finally:
+        relay.close()
+
+
+def _supervise(
+    config_path: Path, workers: int, log_format: LogFormat, relay: WorkerNotifyRelay
+) -> int:
     stopping = False
+    reload_requested = False
     children: dict[int, subprocess.Popen[bytes]] = {}
 
     def spawn(index: int) -> None:
@@ -98,36 +122,76 @@ def run_workers(config_path: Path, config: Config, workers: int) -> int:
             str(index),
             "--worker-count",
             str(workers),
+            "--log-format",
+            log_format,
         ]
-        child = subprocess.Popen(command)
+        child = subprocess.Popen(command, env=relay.worker_environ(index))
         _pin(child.pid, index)
         children[index] = child
-        log.info("worker %d started (pid %d)", index, child.pid)
+        relay.spawned(index)
+        log_event(
+            log,
+            logging.INFO,
+            "worker started",
+            "worker %(worker)d started (pid %(pid)d)",
+            worker=index,
+            pid=child.pid,
+        )
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
+        if not stopping:
+            relay.stop()
         stopping = True
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signum)
 
+    def hup(_signum: int, _frame: object) -> None:
+        nonlocal reload_requested
+        reload_requested = True  # handled in the loop: the relay's state is not reentrant
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
     for index in range(workers):
         spawn(index)
     failed = False
     while children:
-        time.sleep(0.2)
+        relay.wait(POLL_SECONDS)
+        if reload_requested and not stopping:
+            reload_requested = False
+            for index in relay.reload():
+                children[index].send_signal(signal.SIGHUP)
+        for index in relay.overdue():
+            log_event(
+                log,
+                logging.ERROR,
+                "worker wedged",
+                "worker %(worker)d sent no watchdog ping for %(seconds).1f s: killing it",
+                worker=index,
+                seconds=relay.fleet.watchdog_seconds,
+            )
+            children[index].kill()
+            relay.exited(index)
         for index, child in list(children.items()):
             code = child.poll()
             if code is None:
                 continue
             del children[index]
+            relay.exited(index)
             if stopping:
                 failed |= code != 0
                 continue
-            log.error("worker %d exited with %d; restarting", index, code)
-            time.sleep(RESTART_DELAY_SECONDS)
+            log_event(
+                log,
+                logging.ERROR,
+                "worker exited",
+                "worker %(worker)d exited with %(exit_status)d; restarting",
+                worker=index,
+                exit_status=code,
+            )
+            relay.wait(RESTART_DELAY_SECONDS)
             spawn(index)
     return 1 if failed else 0
 

@@ -31,6 +31,7 @@ from gateway.core.certstore import (
 )
 from gateway.core.config import StartupError
 from gateway.core.der import DerError, check_certificate, pem_certificate
+from gateway.core.log_fields import log_event
 from gateway.core.signing import ResponseSigner
 from mmc.identifiers import IdentifierError, parse_eui64
 
@@ -112,7 +113,7 @@ def load_certstore(
     less (or more) trust than configured would be worse than not starting.
     """
     skipped: list[tuple[Path, str]] = []
-    anchor_list = [anchor(path, read_certificate_file(path)) for path in anchors]
+    anchor_list = [anchor(path, _read_anchor(path)) for path in anchors]
     loaded = []
     for path in certificate_files(cert_dirs):
         try:
@@ -134,11 +135,25 @@ def load_certstore(
     return store
 
 
+def _read_anchor(path: Path) -> x509.Certificate:
+    try:
+        return read_certificate_file(path)
+    except CertificateRefused as exc:  # the file as well as the fault, or no one can find it
+        raise CertificateRefused(f"anchor {path}: {exc}") from None
+
+
 def _log_refusal(path: Path, reason: str) -> None:
-    if reason.startswith("a CA certificate"):
-        logger.debug("certificate %s skipped: %s", path, reason)
-    else:
-        logger.warning("certificate %s refused: %s", path, reason)
+    skipped = reason.startswith("a CA certificate")
+    log_event(
+        logger,
+        logging.DEBUG if skipped else logging.WARNING,
+        "certificate skipped" if skipped else "certificate refused",
+        "certificate %(file)s skipped: %(reason)s"
+        if skipped
+        else "certificate %(file)s refused: %(reason)s",
+        file=str(path),
+        reason=reason,
+    )
 
 
 def _load_revocations(
