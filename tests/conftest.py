@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 
 from bench.browser import BrowserThread, browser_unavailable
+from tests.redis_process import REDIS_SERVER, RedisProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -42,6 +43,23 @@ def redis_available() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} and CI is set: Redis tests must run in CI")
     pytest.skip(f"{reason} (with CI set this fails instead)")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A test-owned redis-server (AOF on, its own port and directory), stopped after the
+    test; skip without the redis-server binary, fail instead when CI is set."""
+    if REDIS_SERVER is None:
+        reason = "redis-server is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} and CI is set: these tests must run in CI")
+        pytest.skip(f"{reason} (with CI set this fails instead)")
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 MMC_VERSIONS = ("5.0", "5.1", "5.3", "5.4")

@@ -257,6 +257,50 @@ class StorageConfig(Base, frozen=True, kw_only=True):
     synchronous: Literal["full", "normal"] = "full"
 
 
+HostPort = Annotated[str, msgspec.Meta(pattern=r"^[^\s:]+:[0-9]{1,5}$")]
+
+
+class SharedRedisConfig(Base, frozen=True, kw_only=True):
+    """The Redis every node shares when `[state] backend = "redis"` (README: "Running
+    several nodes"). One of three deployments: a single server (`url`), a primary found
+    through Sentinel (`sentinels` + `service_name`) or a Redis Cluster (`cluster_nodes`)."""
+
+    mode: Literal["single", "sentinel", "cluster"] = "single"
+    url: str = "redis://127.0.0.1:6379/0"  # single: redis:// or rediss:// (TLS)
+    sentinels: tuple[HostPort, ...] = ()
+    service_name: str = "mymaster"
+    cluster_nodes: tuple[HostPort, ...] = ()
+    password: str | None = None  # sentinel and cluster modes (single: in the url)
+    # Every key starts with it, so several gateways (or tests) can share one Redis.
+    key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "duisgw"
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    stream_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    # What an acknowledgement waits for (README: "What an acknowledgement guarantees").
+    # "always": the server must run appendonly yes + appendfsync always (checked at start):
+    # a write is on the primary's disk before its reply. "everysec": appendfsync everysec
+    # and every acknowledged write also waits for `wait_replicas` replicas (WAIT).
+    # "unchecked": the server's settings cannot be read (CONFIG disabled): trusted as set.
+    durability: Literal["always", "everysec", "unchecked"] = "always"
+    wait_replicas: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+    wait_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 500
+
+    def __post_init__(self) -> None:
+        if self.mode == "sentinel" and not self.sentinels:
+            raise ValueError('mode "sentinel" needs sentinels = ["host:port", ...]')
+        if self.mode == "cluster" and not self.cluster_nodes:
+            raise ValueError('mode "cluster" needs cluster_nodes = ["host:port", ...]')
+        if self.durability == "everysec" and self.wait_replicas == 0:
+            raise ValueError('durability "everysec" needs wait_replicas >= 1 (WAIT for them)')
+
+
+class StateConfig(Base, frozen=True, kw_only=True):
+    """Where shared state lives: "sqlite" (the embedded default: one node, files in
+    state_dir) or "redis" (every node of a deployment on one Redis)."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    redis: SharedRedisConfig = msgspec.field(default_factory=SharedRedisConfig)
+
+
 class Config(Base, frozen=True, kw_only=True):
     state_dir: str
     listen: ListenConfig = ListenConfig()
@@ -268,6 +312,7 @@ class Config(Base, frozen=True, kw_only=True):
     registry: RegistryConfig
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
     replay: ReplayConfig = ReplayConfig()
     local_delivery: LocalDeliveryConfig = LocalDeliveryConfig()
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)

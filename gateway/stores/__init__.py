@@ -16,6 +16,8 @@ Imports the core and the libraries below it, never the edge or the dev kit.
     techspec        opens the techspec store (techspec.sqlite)
     local_commands  commands issued for local delivery, open until their 8.13 (protocol);
                     local_commands_sqlite: its SQLite store, opened by the composition root
+    redis_shared    the one Redis every node shares ([state] backend = "redis"): client
+                    (single, Sentinel, Cluster), key layout with hash tags, durable writes
     certfiles       certificate and key files; the certificate store; the DCC's key
     device_certfiles  device signing certificates (8.13 responses)
     operator_files  config, Users and inventory, XSDs, the threshold rules file, the
@@ -34,6 +36,7 @@ __all__ = [
     "private_files",
     "quarantine",
     "quarantine_audit",
+    "redis_shared",
     "replay",
     "sqlite",
     "techspec",
