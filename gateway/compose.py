@@ -76,7 +76,15 @@ from gateway.stores.operator_files import Loaded, load, load_snapshot
 from gateway.stores.outbox import Outbox, open_outbox
 from gateway.stores.private_files import make_private_dir, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
-from gateway.stores.replay import SharedReplayGuard
+from gateway.stores.quarantine_redis import open_redis_quarantine_store
+from gateway.stores.redis_shared import (
+    RedisDurabilityError,
+    SharedRedis,
+    SharedStoreUnavailable,
+    open_shared_redis,
+)
+from gateway.stores.replay import ReplayStore, SharedReplayGuard
+from gateway.stores.replay_redis import open_redis_replay_store
 from gateway.stores.sqlite import Synchronous
 from gateway.stores.techspec import open_techspec
 from gateway.stores.techspec_store import TechspecStore
@@ -142,7 +150,7 @@ def reload(
 class Stores:
     """Everything durable the services share, opened (and closed) by `open_stores`."""
 
-    replay: SharedReplayGuard
+    replay: ReplayStore
     outbox: Outbox
     jobs: Outbox
     quarantine: QuarantineStore
@@ -156,56 +164,80 @@ class Stores:
 async def open_stores(
     config: Config, own_dir: Path, rules_raw: bytes | None, clock: Clock, metrics: Metrics
 ) -> AsyncIterator[Stores]:
-    """The shared files in the state directory, this worker's own in `own_dir`."""
+    """The shared files in the state directory, this worker's own in `own_dir`; with
+    `[state] backend = "redis"`, replay and quarantine on the one shared Redis instead."""
     state_dir = Path(config.state_dir)
     sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
-    replay = await SharedReplayGuard.open(
-        state_dir / "replay.sqlite", synchronous=sync, max_counter=config.replay.max_counter
-    )
+    async with AsyncExitStack() as stack:
+        shared = await _open_shared_redis(stack, config)
+        # First in, last out: requests still draining from the other stores get verdicts.
+        replay = await stack.enter_async_context(_open_replay(config, shared, sync))
+        outbox = await stack.enter_async_context(
+            open_outbox(own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync)
+        )
+        jobs = await stack.enter_async_context(
+            open_outbox(own_dir / "jobs.sqlite", clock=clock, synchronous=sync)
+        )
+        quarantine: QuarantineStore = await stack.enter_async_context(
+            open_redis_quarantine_store(shared, clock)
+            if shared is not None
+            else open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
+        )
+        counters, threshold_state = await stack.enter_async_context(
+            open_thresholds(config, rules_raw, clock, synchronous=sync)
+        )
+        # Shared by every worker, as the replay file is: an 8.13 may reach any of them.
+        local_commands = await stack.enter_async_context(
+            open_local_command_store(
+                state_dir / LOCAL_COMMANDS_FILE,
+                synchronous=sync,
+                max_per_originator=config.local_delivery.max_open_commands_per_originator,
+            )
+        )
+        techspec = await stack.enter_async_context(open_techspec(state_dir, synchronous=sync))
+        metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
+        metrics.jobs_pending.set_function(jobs.pending_count)
+        metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
+        metrics.replay_waiting.set_function(lambda: replay.waiting)
+        yield Stores(
+            replay,
+            outbox,
+            jobs,
+            quarantine,
+            counters,
+            threshold_state,
+            local_commands,
+            techspec,
+        )
+
+
+async def _open_shared_redis(stack: AsyncExitStack, config: Config) -> SharedRedis | None:
+    """The one connection to the shared Redis (None on the SQLite backend); a node does
+    not start on a server that would not keep what it acknowledges."""
+    if config.state.backend != "redis":
+        return None
     try:
-        async with AsyncExitStack() as stack:
-            outbox = await stack.enter_async_context(
-                open_outbox(
-                    own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync
-                )
-            )
-            jobs = await stack.enter_async_context(
-                open_outbox(own_dir / "jobs.sqlite", clock=clock, synchronous=sync)
-            )
-            quarantine = await stack.enter_async_context(
-                open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
-            )
-            counters, threshold_state = await stack.enter_async_context(
-                open_thresholds(config, rules_raw, clock, synchronous=sync)
-            )
-            # Shared by every worker, as the replay file is: an 8.13 may reach any of them.
-            local_commands = await stack.enter_async_context(
-                open_local_command_store(
-                    state_dir / LOCAL_COMMANDS_FILE,
-                    synchronous=sync,
-                    max_per_originator=config.local_delivery.max_open_commands_per_originator,
-                )
-            )
-            techspec = await stack.enter_async_context(open_techspec(state_dir, synchronous=sync))
-            metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
-            metrics.jobs_pending.set_function(jobs.pending_count)
-            metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
-            metrics.replay_waiting.set_function(
-                lambda: replay.statistics().queued + replay.statistics().committing
-            )
-            yield Stores(
-                replay,
-                outbox,
-                jobs,
-                quarantine,
-                counters,
-                threshold_state,
-                local_commands,
-                techspec,
-            )
+        return await stack.enter_async_context(open_shared_redis(config.state.redis))
+    except (RedisDurabilityError, SharedStoreUnavailable) as exc:
+        raise StartupError(f"[state.redis]: {exc}") from None
+
+
+@asynccontextmanager
+async def _open_replay(
+    config: Config, shared: SharedRedis | None, sync: Synchronous
+) -> AsyncIterator[ReplayStore]:
+    max_counter = config.replay.max_counter
+    if shared is not None:
+        async with open_redis_replay_store(shared, max_counter=max_counter) as store:
+            yield store
+        return
+    path = Path(config.state_dir) / "replay.sqlite"
+    guard = await SharedReplayGuard.open(path, synchronous=sync, max_counter=max_counter)
+    try:
+        yield guard
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
-            await replay.aclose()
+            await guard.aclose()
 
 
 # -- the components ----------------------------------------------------------------------
