@@ -72,6 +72,7 @@ from gateway.edge.workers import worker_state_dir
 from gateway.stores.local_commands import FILE_NAME as LOCAL_COMMANDS_FILE
 from gateway.stores.local_commands import LocalCommandStore
 from gateway.stores.local_commands_sqlite import open_local_command_store
+from gateway.stores.node_identity import release_owner
 from gateway.stores.operator_files import Loaded, load, load_snapshot
 from gateway.stores.outbox import Outbox, open_outbox
 from gateway.stores.private_files import make_private_dir, tighten_state_dir
@@ -256,6 +257,7 @@ class Components:
         metrics: Metrics,
         *,
         worker: tuple[int, int],
+        quarantine_owner: int,
     ) -> None:
         snapshots = loaded.snapshots
         self.worker_count = worker[1]
@@ -308,7 +310,7 @@ class Components:
             self.lifecycle,
             config.thresholds.quarantine_retention_seconds,
             config.thresholds.quarantine_expiry_check_seconds,
-            owner=worker[0],
+            owner=quarantine_owner,
         )
         self.pipeline = RequestPipeline(
             checks,
@@ -410,6 +412,8 @@ async def serve(
         # Journals are created 0600 as they open (gateway/stores/sqlite.py).
         tighten_state_dir({Path(config.state_dir), own_dir})
         token = ensure_admin_token(admin_token_path(config))
+        # Shared quarantine: the owner of a release names this process's directory.
+        owner = release_owner(own_dir) if config.state.backend == "redis" else worker[0]
     except (OSError, ValueError, AdminTokenError) as exc:
         raise StartupError(str(exc)) from None
     first = loaded.snapshots.current
@@ -435,7 +439,14 @@ async def serve(
         addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
         device_transport = transport or default_transport(config, loaded, clock, metrics)
         components = Components(
-            config, loaded, stores, device_transport, clock, metrics, worker=worker
+            config,
+            loaded,
+            stores,
+            device_transport,
+            clock,
+            metrics,
+            worker=worker,
+            quarantine_owner=owner,
         )
         try:
             await components.techspec.start(loaded.techspec_files)

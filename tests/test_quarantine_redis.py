@@ -4,9 +4,12 @@ test_quarantine_audit.py run on both backends (the `quarantine_opener` fixture).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio
 
 from gateway.core.clock import FixedClock
+from gateway.stores.node_identity import release_owner
 from gateway.stores.quarantine import NotHeld, QuarantineError, QuarantineStore
 from gateway.stores.quarantine_audit import Decision
 from tests.conftest import QuarantineOpener
@@ -65,3 +68,13 @@ async def test_an_unknown_ref_is_the_callers_error(quarantine_opener: Quarantine
                 assert "no quarantined request" in str(refused)
             else:
                 raise AssertionError("an unknown ref was accepted")
+
+
+def test_a_release_owner_names_its_directory_and_keeps_its_name(tmp_path: Path) -> None:
+    first, second = tmp_path / "node-1", tmp_path / "node-2"
+    first.mkdir()
+    second.mkdir()
+    owner = release_owner(first)
+    assert owner == release_owner(first)  # the same after a restart
+    assert owner != release_owner(second) and owner >= 1  # and not another node's
+    assert (first / "node.id").stat().st_mode & 0o077 == 0
