@@ -71,6 +71,7 @@ from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
 from gateway.stores.local_commands import FILE_NAME as LOCAL_COMMANDS_FILE
 from gateway.stores.local_commands import LocalCommandStore
+from gateway.stores.local_commands_redis import open_redis_local_command_store
 from gateway.stores.local_commands_sqlite import open_local_command_store
 from gateway.stores.node_identity import release_owner
 from gateway.stores.operator_files import Loaded, load, load_snapshot
@@ -166,7 +167,8 @@ async def open_stores(
     config: Config, own_dir: Path, rules_raw: bytes | None, clock: Clock, metrics: Metrics
 ) -> AsyncIterator[Stores]:
     """The shared files in the state directory, this worker's own in `own_dir`; with
-    `[state] backend = "redis"`, replay and quarantine on the one shared Redis instead."""
+    `[state] backend = "redis"`, replay, quarantine and the local commands on the one
+    shared Redis instead."""
     state_dir = Path(config.state_dir)
     sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
     async with AsyncExitStack() as stack:
@@ -187,12 +189,13 @@ async def open_stores(
         counters, threshold_state = await stack.enter_async_context(
             open_thresholds(config, rules_raw, clock, synchronous=sync)
         )
-        # Shared by every worker, as the replay file is: an 8.13 may reach any of them.
-        local_commands = await stack.enter_async_context(
-            open_local_command_store(
-                state_dir / LOCAL_COMMANDS_FILE,
-                synchronous=sync,
-                max_per_originator=config.local_delivery.max_open_commands_per_originator,
+        # Shared by every worker (and node), as replay is: an 8.13 may reach any of them.
+        cap = config.local_delivery.max_open_commands_per_originator
+        local_commands: LocalCommandStore = await stack.enter_async_context(
+            open_redis_local_command_store(shared, max_per_originator=cap)
+            if shared is not None
+            else open_local_command_store(
+                state_dir / LOCAL_COMMANDS_FILE, synchronous=sync, max_per_originator=cap
             )
         )
         techspec = await stack.enter_async_context(open_techspec(state_dir, synchronous=sync))
