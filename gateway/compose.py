@@ -89,6 +89,7 @@ from gateway.stores.replay import ReplayStore, SharedReplayGuard
 from gateway.stores.replay_redis import open_redis_replay_store
 from gateway.stores.sqlite import Synchronous
 from gateway.stores.techspec import open_techspec
+from gateway.stores.techspec_redis import open_redis_techspec_store
 from gateway.stores.techspec_store import TechspecStore
 from gateway.stores.threshold_redis import RedisThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore
@@ -167,8 +168,8 @@ async def open_stores(
     config: Config, own_dir: Path, rules_raw: bytes | None, clock: Clock, metrics: Metrics
 ) -> AsyncIterator[Stores]:
     """The shared files in the state directory, this worker's own in `own_dir`; with
-    `[state] backend = "redis"`, replay, quarantine and the local commands on the one
-    shared Redis instead."""
+    `[state] backend = "redis"`, replay, quarantine, the local commands and the techspec
+    store on the one shared Redis instead."""
     state_dir = Path(config.state_dir)
     sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
     async with AsyncExitStack() as stack:
@@ -198,7 +199,11 @@ async def open_stores(
                 state_dir / LOCAL_COMMANDS_FILE, synchronous=sync, max_per_originator=cap
             )
         )
-        techspec = await stack.enter_async_context(open_techspec(state_dir, synchronous=sync))
+        techspec: TechspecStore = await stack.enter_async_context(
+            open_redis_techspec_store(shared)
+            if shared is not None
+            else open_techspec(state_dir, synchronous=sync)
+        )
         metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
         metrics.jobs_pending.set_function(jobs.pending_count)
         metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
@@ -368,7 +373,7 @@ async def start_services(
     await services.start(components.quarantine.run_expiry)
     # After the life cycle is running: a resumed release may journal a job.
     await services.start(components.quarantine.resume_releases)
-    if components.worker_count > 1:  # the other workers store tables too
+    if components.worker_count > 1 or config.state.backend == "redis":  # others store tables too
         await services.start(components.techspec.run_refresh)
     counters = stores.counters
     if isinstance(counters, RedisThresholdStore):
