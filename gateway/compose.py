@@ -168,8 +168,8 @@ async def open_stores(
     config: Config, own_dir: Path, rules_raw: bytes | None, clock: Clock, metrics: Metrics
 ) -> AsyncIterator[Stores]:
     """The shared files in the state directory, this worker's own in `own_dir`; with
-    `[state] backend = "redis"`, replay, quarantine, the local commands and the techspec
-    store on the one shared Redis instead."""
+    `[state] backend = "redis"`, replay, quarantine, the threshold rules, the local
+    commands and the techspec store on the one shared Redis instead."""
     state_dir = Path(config.state_dir)
     sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
     async with AsyncExitStack() as stack:
@@ -188,7 +188,7 @@ async def open_stores(
             else open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
         )
         counters, threshold_state = await stack.enter_async_context(
-            open_thresholds(config, rules_raw, clock, synchronous=sync)
+            open_thresholds(config, rules_raw, clock, synchronous=sync, shared=shared)
         )
         # Shared by every worker (and node), as replay is: an 8.13 may reach any of them.
         cap = config.local_delivery.max_open_commands_per_originator

@@ -26,6 +26,13 @@ from tests.test_lifecycle_e2e import signed_pre_command_request
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bench.gateway_process reads /proc")
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
+SHARED_STATE_FILES = {
+    "replay.sqlite",
+    "quarantine.sqlite",
+    "local_commands.sqlite",
+    "techspec.sqlite",
+    "thresholds.sqlite",
+}
 
 
 async def test_three_nodes_answer_and_one_comes_back_after_kill9(
@@ -54,6 +61,9 @@ async def test_three_nodes_answer_and_one_comes_back_after_kill9(
             )
             assert health.status_code == 200, health.text
     assert [node.process.returncode for node in nodes.nodes] == [0, 0, 0], nodes.log_tails()
+    for node in nodes.nodes:  # the shared state is on Redis only: none of its files
+        opened = {path.name for path in node.config_path.parent.iterdir()}
+        assert not opened & SHARED_STATE_FILES, opened
 
 
 CV4 = "duis/samples/requests/ECS44_7.3_SUCCESS_REQUEST_DUIS.XML"
