@@ -178,3 +178,33 @@ async def test_a_node_refuses_to_start_on_a_redis_that_would_lose_acknowledgemen
         assert "appendfsync always" in str(refused.value)
     finally:
         lax.stop()
+
+
+async def test_redis_killed_and_restarted_loses_nothing_acknowledged(
+    tmp_path: Path, shared_dir: Path, redis_server: RedisProcess
+) -> None:
+    """While Redis is down no request is acknowledged (a 5xx, never an I0); once it is
+    back every counter acknowledged before is still spent, on every node."""
+    xml = (shared_dir / INVENTORY).read_bytes()
+    pki = tmp_path / "pki"
+    async with (
+        running_nodes(tmp_path, redis_state(redis_server.url), count=2) as nodes,
+        httpx.AsyncClient() as client,
+    ):
+        peers = RoundRobin(nodes, pki, client)
+        acknowledged = []
+        for _ in range(10):
+            counter = next_counter()
+            signed, endpoint = sign_request(xml, [pki], counter=counter)
+            answer = await peers.post(signed, endpoint)
+            assert response_code(answer.content) == "I0"
+            acknowledged.append((signed, endpoint))
+        redis_server.kill9()
+        down = await peers.send(xml)
+        assert down.status_code >= 500, down.text
+        redis_server.start()
+        for signed, endpoint in acknowledged:
+            replayed = await peers.post(signed, endpoint)
+            assert response_code(replayed.content) == "E1", replayed.text
+        answer = await peers.send(xml)  # served again once Redis is back
+        assert response_code(answer.content) == "I0", answer.text
