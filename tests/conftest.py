@@ -15,7 +15,7 @@ from gateway.core.config import SharedRedisConfig
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
 from gateway.stores.quarantine_redis import open_redis_quarantine_store
 from gateway.stores.redis_shared import open_shared_redis
-from tests.redis_process import REDIS_SERVER, RedisProcess
+from tests.redis_process import REDIS_CLI, REDIS_SERVER, RedisClusterProcesses, RedisProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -89,6 +89,23 @@ def quarantine_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Quarant
             yield store
 
     return on_redis
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcesses]:
+    """A test-owned three-primary Redis Cluster (AOF on), stopped after the test; skip
+    without redis-server or redis-cli, fail instead when CI is set."""
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        reason = "redis-server or redis-cli is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} and CI is set: these tests must run in CI")
+        pytest.skip(f"{reason} (with CI set this fails instead)")
+    cluster = RedisClusterProcesses(tmp_path / "redis-cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 MMC_VERSIONS = ("5.0", "5.1", "5.3", "5.4")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from gateway.stores.certfiles import find_signing_key
 from parse_correlate.correlate import sign_pre_command
 from tests.harness import next_counter, response_code
 from tests.nodes import RoundRobin, redis_state, running_nodes
-from tests.redis_process import RedisProcess
+from tests.redis_process import RedisClusterProcesses, RedisProcess
 from tests.test_lifecycle_e2e import signed_pre_command_request
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bench.gateway_process reads /proc")
@@ -82,17 +83,45 @@ kind = "user_quarantine"
 BATCH_SIZE = 1
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """The shared Redis the nodes are configured with, and the thresholds keys it needs."""
+
+    state: dict[str, object]
+    thresholds: dict[str, object]
+
+
+@pytest.fixture(params=["single", "cluster"])
+def deployment(request: pytest.FixtureRequest, redis_server: RedisProcess) -> Deployment:
+    """One test-owned redis-server, or a test-owned three-primary Redis Cluster. Under
+    Cluster the threshold counts go to the single server: their store takes one url."""
+    if request.param == "single":
+        return Deployment(redis_state(redis_server.url), {})
+    cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+    state = {
+        "backend": "redis",
+        "redis": {"mode": "cluster", "cluster_nodes": cluster.addresses, "key_prefix": "nodes"},
+    }
+    counts = {"store": "redis", "redis": {"url": redis_server.url, "key_prefix": "nodes:ad:"}}
+    return Deployment(state, counts)
+
+
 async def test_replay_state_is_one_across_nodes(
-    tmp_path: Path, shared_dir: Path, redis_server: RedisProcess
+    tmp_path: Path, shared_dir: Path, deployment: Deployment
 ) -> None:
     """CV 4 on one node, its CV 5 on another: accepted; a counter replayed on another
     node: E1; a second CV 5 on a third: E1."""
     cv4 = (shared_dir / CV4).read_bytes()
     inventory = (shared_dir / INVENTORY).read_bytes()
+    overrides = {"thresholds": deployment.thresholds}
     async with (
-        running_nodes(tmp_path, redis_state(redis_server.url)) as nodes,
+        running_nodes(tmp_path, deployment.state, overrides=overrides) as nodes,
         httpx.AsyncClient() as client,
     ):
+        redis = deployment.state["redis"]
+        mode = redis["mode"] if isinstance(redis, dict) and "mode" in redis else "single"
+        for node in nodes.nodes:
+            assert f"shared state on Redis ({mode})" in node.log_tail()
         peers = RoundRobin(nodes, tmp_path / "pki", client)
         counter = next_counter()
         signed, endpoint = sign_request(cv4, [tmp_path / "pki"], counter=counter)
@@ -114,19 +143,24 @@ async def test_replay_state_is_one_across_nodes(
 
 
 async def test_thresholds_hold_across_nodes_and_any_node_releases(
-    tmp_path: Path, shared_dir: Path, redis_server: RedisProcess
+    tmp_path: Path, shared_dir: Path, deployment: Deployment
 ) -> None:
     """Round-robin requests of one User: the limit holds across the nodes (within the
     documented bound); what one node held, another lists and a third releases, once."""
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
+    counts = dict(deployment.thresholds.get("redis", {}))  # type: ignore[call-overload]
     overrides: dict[str, dict[str, object]] = {
-        "thresholds": {"rules_file": str(rules), "redis": {"batch_size": BATCH_SIZE}}
+        "thresholds": {
+            **deployment.thresholds,
+            "rules_file": str(rules),
+            "redis": {**counts, "batch_size": BATCH_SIZE},
+        }
     }
     xml = (shared_dir / ECS17B).read_bytes()
     sent = 12
     async with (
-        running_nodes(tmp_path, redis_state(redis_server.url), overrides=overrides) as nodes,
+        running_nodes(tmp_path, deployment.state, overrides=overrides) as nodes,
         httpx.AsyncClient() as client,
     ):
         peers = RoundRobin(nodes, tmp_path / "pki", client)
