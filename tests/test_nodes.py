@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,12 @@ import pytest
 import trio
 from lxml import etree
 
-from bench.gateway_process import GatewayFailed, GatewayProcess, write_node_configs
+from bench.gateway_process import (
+    GatewayFailed,
+    GatewayNodes,
+    GatewayProcess,
+    write_node_configs,
+)
 from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
 from gateway.stores.certfiles import find_signing_key
@@ -242,3 +248,39 @@ async def test_redis_killed_and_restarted_loses_nothing_acknowledged(
             assert response_code(replayed.content) == "E1", replayed.text
         answer = await peers.send(xml)  # served again once Redis is back
         assert response_code(answer.content) == "I0", answer.text
+
+
+async def test_workers_of_a_node_all_use_redis(
+    tmp_path: Path, shared_dir: Path, redis_server: RedisProcess
+) -> None:
+    """`duisgw serve --workers 2` on the Redis backend: every worker decides on Redis (a
+    counter one worker accepted is E1 on the other), and no state file is opened."""
+    xml = (shared_dir / INVENTORY).read_bytes()
+    pki = tmp_path / "pki"
+    default = ensure_default_state(tmp_path, dt.datetime.now(dt.UTC))
+    [config] = write_node_configs(default, 1, state=redis_state(redis_server.url), workers=2)
+    nodes = await trio.to_thread.run_sync(lambda: GatewayNodes.start([config], workers=2))
+    try:
+        url = nodes.duis_url(0)
+        for _ in range(6):
+            signed, endpoint = sign_request(xml, [pki], counter=next_counter())
+            # A connection per request: the kernel spreads them over both workers.
+            async with httpx.AsyncClient() as client:
+                post = functools.partial(
+                    client.post, url + endpoint, headers={"content-type": "application/xml"}
+                )
+                assert response_code((await post(content=signed)).content) == "I0"
+            async with httpx.AsyncClient() as client:
+                post = functools.partial(
+                    client.post, url + endpoint, headers={"content-type": "application/xml"}
+                )
+                assert response_code((await post(content=signed)).content) == "E1"
+        served = nodes.nodes[0].counters(("duisgw_requests_total{",))
+        assert sum(served.values()) == 12
+        logs = nodes.nodes[0].log_tail()
+    finally:
+        await trio.to_thread.run_sync(nodes.stop)
+    assert logs.count("acknowledgements wait for Redis's fsync") >= 2  # each worker checked
+    state_dir = config.parent
+    opened = {path.name for path in state_dir.rglob("*")}
+    assert not opened & SHARED_STATE_FILES, opened
