@@ -125,8 +125,9 @@ def compare(
     workers, note = _workers(base, seconds, closed, warmup)
     raw_after = raw_verify_rate(server_core)
     reports = [r for r in (closed, opened, workers) if r is not None]
-    # The floor of the requests the closed loop measured: CV 1 and CV 8 in its proportion.
-    share = closed.corpus_async_share
+    # The floor of the requests the closed loop measured: CV 1 (I99) and CV 8 (I0) in the
+    # proportion it answered (a time-limited run sends the front of its corpus).
+    share = measured_async_share(closed)
     floors = Floors(
         raw_verify_per_second=max(raw, raw_after),
         stage_floor_us=share * cv1_us + (1 - share) * cv8_us,
@@ -146,6 +147,11 @@ def compare(
         workers_note=note,
         clean=all(clean(r) for r in reports),
     )
+
+
+def measured_async_share(report: LoadReport) -> float:
+    answered = sum(report.duis_codes.values())
+    return report.duis_codes.get("I99", 0) / answered if answered else 0.0
 
 
 def stage_floors(core: int) -> tuple[float, float]:
@@ -318,7 +324,7 @@ def format_table(comparison: Comparison) -> str:
     lines = [
         f"mix {comparison.mix}: stage floor {floors.stage_floor_us:.0f} us/request "
         f"(CV 1 {floors.cv1_floor_us:.0f}, CV 8 {floors.cv8_floor_us:.0f}, weighted by the "
-        f"closed loop's {comparison.closed.corpus_async_share:.0%} CV 1); estate and receiver "
+        f"closed loop's {measured_async_share(comparison.closed):.0%} CV 1); estate and receiver "
         "in the gateway's process",
         f"{'target':<44} {'measured':>10}  {'threshold':<40} {'ratio':>6}  verdict",
     ]
