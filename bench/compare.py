@@ -13,9 +13,12 @@ reported, never asserted: the exit status says only whether the runs were clean
 (every request answered with its expected DUIS code, every gateway exited 0).
 
 Mixes: `default` is the CV 1 and CV 8 RTDS templates (bench.load's default), `cv8`
-the CV 8 ones only (answered from the inventory: no asynchronous life cycle). The
-device estate (the simulator) and the Users' receiver (the dev inbox) run inside the
-gateway's process, as `duisgw serve` starts them by default.
+the CV 8 ones only (answered from the inventory: no asynchronous life cycle). By
+default the device estate (the simulator) and the Users' receiver (the dev inbox) run
+inside the gateway's process, as `duisgw serve` starts them; `--response-url URL`
+points every User at a receiver elsewhere and `--set section.key=VALUE` overrides the
+gateway's config (e.g. a transport to an estate in another process, once the config
+names one). The table's second line says where they ran.
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ import msgspec
 from bench import corpus as corpus_mod
 from bench import hotpath, verifier_peers
 from bench.gateway_process import GatewayFailed, workers_unavailable
-from bench.load import LoadOptions, LoadReport, clean, format_report, run
+from bench.load import (
+    LoadOptions,
+    LoadReport,
+    add_placement_arguments,
+    clean,
+    format_report,
+    placement,
+    run,
+)
 
 FLOOR_TARGET = 0.8  # of the same-run stage floor (1 / summed stage costs), per core
 THROUGHPUT_TARGET = 0.33  # of raw verify, per core
@@ -70,6 +81,7 @@ class Floors(msgspec.Struct):
 
 class Comparison(msgspec.Struct):
     mix: str
+    placement: str  # where the estate and the receiver ran
     raw_verify_per_second: float
     raw_verify_per_second_after: float
     floors: Floors
@@ -86,7 +98,14 @@ def corpus_size(rate: float, seconds: float, connections: int, warmup: int) -> i
 
 
 def compare(
-    seconds: float, connections: int, server_core: int, client_core: int, mix: str = "default"
+    seconds: float,
+    connections: int,
+    server_core: int,
+    client_core: int,
+    mix: str = "default",
+    *,
+    overrides: tuple[str, ...] = (),
+    response_url: str | None = None,
 ) -> Comparison:
     raw = raw_verify_rate(server_core)
     print(f"raw P-256 verify on core {server_core}: {raw:,.0f}/s", file=sys.stderr)
@@ -99,6 +118,8 @@ def compare(
         server_core=server_core,
         client_core=client_core,
         variants=tuple(sorted(verifier_peers.MIXES[mix])),
+        overrides=overrides,
+        response_url=response_url,
     )
     warmup = base.warmup
     # Signing costs about as much as the gateway's own verify, so the corpus is sized for
@@ -137,6 +158,7 @@ def compare(
     )
     return Comparison(
         mix=mix,
+        placement=placement(base),
         raw_verify_per_second=raw,
         raw_verify_per_second_after=raw_after,
         floors=floors,
@@ -324,8 +346,8 @@ def format_table(comparison: Comparison) -> str:
     lines = [
         f"mix {comparison.mix}: stage floor {floors.stage_floor_us:.0f} us/request "
         f"(CV 1 {floors.cv1_floor_us:.0f}, CV 8 {floors.cv8_floor_us:.0f}, weighted by the "
-        f"closed loop's {measured_async_share(comparison.closed):.0%} CV 1); estate and receiver "
-        "in the gateway's process",
+        f"closed loop's {measured_async_share(comparison.closed):.0%} CV 1)",
+        comparison.placement,
         f"{'target':<44} {'measured':>10}  {'threshold':<40} {'ratio':>6}  verdict",
     ]
     for t in comparison.targets:
@@ -352,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         default="default",
         help="default: CV 1 and CV 8 templates; cv8: CV 8 only",
     )
+    add_placement_arguments(parser)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--server-core", type=int, default=0)
@@ -361,7 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         corpus_mod.find_shared()
         comparison = compare(
-            args.seconds, args.connections, args.server_core, args.client_core, args.mix
+            args.seconds,
+            args.connections,
+            args.server_core,
+            args.client_core,
+            args.mix,
+            overrides=tuple(args.set),
+            response_url=args.response_url,
         )
     except corpus_mod.SharedDataMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)

@@ -264,3 +264,19 @@ def test_soak_answers_the_well_behaved_client_beside_the_crowd() -> None:
     counters = report["gateway_metrics"]
     assert counters['duisgw_connections_reclaimed_total{listener="duis"}'] > 0
     assert counters['duisgw_client_timeouts_total{kind="send"}'] > 0
+
+
+def test_config_overrides_are_toml_values_at_dotted_keys() -> None:
+    config: dict[str, object] = {"delivery": {"max_concurrent_posts": 8}}
+    corpus.apply_override(config, 'transport.kind = "estate"')
+    corpus.apply_override(config, "delivery.max_concurrent_posts=2")
+    corpus.apply_override(config, "transport.hubs=[1, 2]")
+    assert config == {
+        "delivery": {"max_concurrent_posts": 2},
+        "transport": {"kind": "estate", "hubs": [1, 2]},
+    }
+    for bad in ("no-equals", "delivery.max_concurrent_posts=not toml", ".x=1"):
+        with pytest.raises(ValueError):
+            corpus.apply_override(config, bad)
+    with pytest.raises(ValueError, match="not a table"):
+        corpus.apply_override(config, "transport.kind.deeper=1")
