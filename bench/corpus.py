@@ -219,6 +219,7 @@ def write_bench_config(
     rules: Path | None = None,
     synchronous: str = "full",
     limits: dict[str, float] | None = None,
+    overrides: Sequence[str] = (),
 ) -> Path:
     """bench.toml beside the default config: free ports, the slot estate, XSD and TLS.
 
@@ -242,6 +243,8 @@ def write_bench_config(
     config["storage"] = {"synchronous": synchronous}
     if limits:
         config["limits"] = dict(limits)  # [limits] overrides (bench.soak)
+    for override in overrides:
+        apply_override(config, override)
     if tls_slots is not None:
         tls_dir = default_config.parent / "pki" / TLS_SUBDIRECTORY
         config["tls"] = {
@@ -253,6 +256,37 @@ def write_bench_config(
     path = default_config.with_name("bench.toml")
     path.write_text(toml_text(config))
     return path
+
+
+def apply_override(config: dict[str, object], override: str) -> None:
+    """`section.key=VALUE` (VALUE in TOML: `"text"`, `3`, `true`, `[1, 2]`) set in `config`.
+
+    The switch for what the bench does not model itself, e.g. a device transport or
+    receiver outside the gateway's process once the config can name one.
+    """
+    path, separator, text = override.partition("=")
+    keys = path.strip().split(".")
+    if not separator or not all(keys):
+        raise ValueError(f"override {override!r} is not section.key=VALUE")
+    try:
+        value = tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"override {override!r}: VALUE is not TOML ({exc})") from None
+    table = config
+    for key in keys[:-1]:
+        inner = table.setdefault(key, {})
+        if not isinstance(inner, dict):
+            raise ValueError(f"override {override!r}: {key} is not a table")
+        table = inner
+    table[keys[-1]] = value
+
+
+def point_users_at(users_file: Path, response_url: str) -> None:
+    """Every User's Receive Response URL set to `response_url` (a receiver the bench runs
+    outside the gateway's process, instead of the dev inbox inside it)."""
+    users = msgspec.json.decode(users_file.read_bytes(), type=UsersFile)
+    replaced = [msgspec.structs.replace(u, response_url=response_url) for u in users.users]
+    users_file.write_bytes(msgspec.json.encode(UsersFile(tuple(replaced))))
 
 
 def toml_text(table: dict[str, object], prefix: str = "") -> str:

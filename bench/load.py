@@ -62,6 +62,10 @@ class LoadOptions(msgspec.Struct, kw_only=True):
     state_parent: str | None = None  # where the fresh state dir (and its journals) goes
     rules: str | None = None  # threshold rules file for the gateway (thresholds on)
     synchronous: Literal["full", "normal"] = "full"  # the gateway's [storage] synchronous
+    # bench.toml overrides, `section.key=VALUE` (corpus.apply_override): e.g. a device
+    # transport outside the gateway's process, once the config can name one.
+    overrides: tuple[str, ...] = ()
+    response_url: str | None = None  # every User's receiver (default: the dev inbox, in process)
 
 
 class Latency(msgspec.Struct):
@@ -190,6 +194,8 @@ def _prepare_state(
     default_config = ensure_default_state(state, now)
     originals = sorted({t.originator for t in templates})
     users, inventory = corpus_mod.add_slot_users(state, originals, options.connections, now)
+    if options.response_url is not None:
+        corpus_mod.point_users_at(users, options.response_url)
     slot_ids = [
         [corpus_mod.slot_user_id(o, k) for o in originals] for k in range(options.connections)
     ]
@@ -202,6 +208,7 @@ def _prepare_state(
         admin_ports=options.workers,
         rules=Path(options.rules) if options.rules else None,
         synchronous=options.synchronous,
+        overrides=options.overrides,
     )
     return config, slot_ids
 
@@ -358,6 +365,7 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
         default="full",
         help="the gateway's [storage] synchronous (journal fsync per commit or not)",
     )
+    add_placement_arguments(p)
     p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
     p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")
     p.add_argument("--server-core", type=int, default=0, help="-1: do not pin the gateway")
@@ -371,7 +379,30 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
     values = vars(p.parse_args(argv))
     as_json = values.pop("json")
     values["variants"] = [int(v) for v in values["variants"].split(",")]
+    values["overrides"] = values.pop("set")
     return msgspec.convert(values, LoadOptions), as_json
+
+
+def add_placement_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the estate and the Users' receiver run (bench.load and bench.compare)."""
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a key of the gateway's bench.toml (VALUE in TOML), repeatable",
+    )
+    p.add_argument(
+        "--response-url",
+        help="every User's Receive Response URL (a receiver outside the gateway's process)",
+    )
+
+
+def placement(options: LoadOptions) -> str:
+    """Where the device estate and the receiver ran, for the reports."""
+    receiver = options.response_url or "the dev inbox, in the gateway's process"
+    estate = ", ".join(options.overrides) or "the embedded simulator, in the gateway's process"
+    return f"estate: {estate}; receiver: {receiver}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,7 @@ from gateway.edge.admin_thresholds import ThresholdsAdmin
 from gateway.edge.delivery import DevInboxAddress, run_delivery
 from gateway.edge.dispatch import Dispatcher
 from gateway.edge.duis_handler import DuisHandler
+from gateway.edge.gc_tuning import GcTuning
 from gateway.edge.lifecycle import Lifecycle
 from gateway.edge.listeners import bound, open_listeners, serve_until_stopped, wait_for_stop
 from gateway.edge.local_delivery import LocalDelivery
@@ -468,6 +469,7 @@ async def serve(
         async with trio.open_nursery() as services:
             await start_services(services, config, components, stores, clock, metrics, dev_inbox)
             draining = Draining()
+            gc_tuning = GcTuning(metrics)
             link = ServiceLink(
                 notifier,
                 StatusReporter(
@@ -525,6 +527,9 @@ async def serve(
                         admin=f"http://{addresses.admin[0]}:{addresses.admin[1]}",
                     )
                 link.serving(ready)
+                if ready and not gc_tuning.tuned:
+                    # Start-up's objects frozen while it serves (gateway/edge/gc_tuning.py).
+                    services.start_soon(gc_tuning.hold)
 
             await serve_until_stopped(
                 (duis, duis_listeners),

@@ -140,14 +140,26 @@ def _access_request(counter: int, specification: bytes, data: bytes) -> bytes:
     )  # fmt: skip
 
 
-def _ecs17b_payload(header: GroupingHeader) -> bytes:
-    wanted_object = _structure(
+# The parts of an ECS17b payload no request changes, encoded once at import.
+_ECS17B_WANTED_OBJECTS = _array(
+    _structure(
         _long_unsigned(_CLASS_DATA),
         _octets(_OBIS_IMPORT_REGISTERS),
         bytes([_INTEGER, 2]),  # attribute 2: value
         _long_unsigned(0),  # data index: the whole value
         _structure(bytes([_ENUM, 0]), bytes([_NULL])),  # no restriction
     )
+)
+_ECS17B_KEY_INFO = _structure(
+    bytes([_ENUM, _KEY_INFO_AGREED_KEY]),
+    _structure(_octets(_AGREED_KEY_PARAMETERS), _octets(b"")),
+)
+_ECS17B_SPECIFICATION = _descriptor(
+    _ACTION, _CLASS_DATA_PROTECTION, _OBIS_DATA_PROTECTION, _GET_PROTECTED_ATTRIBUTES
+)
+
+
+def _ecs17b_payload(header: GroupingHeader) -> bytes:
     transaction_id = _PROTECTION_TRANSACTION_PREFIX + header.originator_counter.to_bytes(8, "big")
     protection = _structure(
         bytes([_ENUM, _PROTECTION_AUTHENTICATED_ENCRYPTED]),
@@ -156,17 +168,11 @@ def _ecs17b_payload(header: GroupingHeader) -> bytes:
             _octets(eui64_to_bytes(header.originator)),
             _octets(eui64_to_bytes(header.recipient)),
             _octets(b""),  # other information
-            _structure(
-                bytes([_ENUM, _KEY_INFO_AGREED_KEY]),
-                _structure(_octets(_AGREED_KEY_PARAMETERS), _octets(b"")),
-            ),
+            _ECS17B_KEY_INFO,
         ),
     )
-    specification = _descriptor(
-        _ACTION, _CLASS_DATA_PROTECTION, _OBIS_DATA_PROTECTION, _GET_PROTECTED_ATTRIBUTES
-    )
-    data = _structure(_array(wanted_object), _array(protection))
-    return _access_request(header.originator_counter, specification, data)
+    data = _structure(_ECS17B_WANTED_OBJECTS, _array(protection))
+    return _access_request(header.originator_counter, _ECS17B_SPECIFICATION, data)
 
 
 def _ecs52_payload(header: GroupingHeader) -> bytes:

@@ -17,9 +17,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from bench import compare, corpus
+from bench import compare, corpus, verifier_peers
 from bench.gateway_process import workers_unavailable
 from bench.load import LoadReport
+from bench.verifier_peers import PeerRate
 from tests.redis_process import REDIS_SERVER
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -160,11 +161,32 @@ def test_hotpath_reports_every_stage() -> None:
 
 def test_compare_judges_every_target(closed_report: Any) -> None:
     closed = msgspec.convert(closed_report, LoadReport)
-    rows = compare.targets(1000.0, closed, closed, None, "not available: test")
-    names = " ".join(row.name for row in rows)
-    for expected in ("throughput", "p99 ack latency", "p99.9", "--workers 2", "GB 2022"):
+    peers = [PeerRate("signxml verify alone", 300.0, 10, 0), PeerRate("xmlsec", 600.0, 10, 0)]
+    floors = compare.Floors(1000.0, 200.0, 190.0, 230.0, peers)
+    rows = compare.targets(floors, closed, closed, None, "not available: test")
+    names = " ".join(f"{row.name} {row.threshold}" for row in rows)
+    for expected in (
+        "throughput",
+        "stage floor",
+        "raw verify",
+        "signxml",
+        "xmlsec",
+        "p99 ack latency",
+        "p99.9",
+        "--workers 2",
+        "GB 2022",
+    ):
         assert expected in names
     assert {row.verdict for row in rows} <= {"PASS", "MISS", "INFO", "not available: test"}
+
+
+def test_verifier_peers_verify_the_load_corpus() -> None:
+    """Both peers accept every request of each mix: the comparison is on valid requests."""
+    for mix in ("default", "cv8"):
+        report = verifier_peers.measure(mix, 4, -1)
+        assert [peer.name for peer in report.peers] == ["signxml verify alone", "xmlsec"]
+        for peer in report.peers:
+            assert peer.failed == 0 and peer.verified == 4 and peer.per_second > 0
 
 
 def test_pc_coverage_prints_the_figure_of_the_readme() -> None:
@@ -264,3 +286,19 @@ def test_nodes_bench_runs_every_setup() -> None:
         ("redis", 1),
         ("redis", 64),
     ]
+
+
+def test_config_overrides_are_toml_values_at_dotted_keys() -> None:
+    config: dict[str, object] = {"delivery": {"max_concurrent_posts": 8}}
+    corpus.apply_override(config, 'transport.kind = "estate"')
+    corpus.apply_override(config, "delivery.max_concurrent_posts=2")
+    corpus.apply_override(config, "transport.hubs=[1, 2]")
+    assert config == {
+        "delivery": {"max_concurrent_posts": 2},
+        "transport": {"kind": "estate", "hubs": [1, 2]},
+    }
+    for bad in ("no-equals", "delivery.max_concurrent_posts=not toml", ".x=1"):
+        with pytest.raises(ValueError):
+            corpus.apply_override(config, bad)
+    with pytest.raises(ValueError, match="not a table"):
+        corpus.apply_override(config, "transport.kind.deeper=1")

@@ -42,6 +42,8 @@ class DuisHandler:
         self._pipeline = pipeline
         self._metrics = metrics
         self._identities = identities
+        # Label children bound once, outside the hot path (bounded: one per endpoint).
+        self._latency = {e: metrics.latency.labels(e.value) for e in ENDPOINTS.values()}
 
     async def __call__(self, request: HttpRequest, peer: PeerInfo) -> tuple[int, bytes, bytes]:
         endpoint = ENDPOINTS.get(request.target.split("?", 1)[0])
@@ -59,7 +61,7 @@ class DuisHandler:
         started = trio.current_time()
         # An unexpected exception goes to the connection's crash boundary (edge/server.py).
         outcome = await self._pipeline.handle(endpoint, request.body, speaks_for)
-        self._metrics.latency.labels(endpoint.value).observe(trio.current_time() - started)
+        self._latency[endpoint].observe(trio.current_time() - started)
         return outcome.status, outcome.body, outcome.content_type
 
     def _http_error(self, status: int, reason: str) -> tuple[int, bytes, bytes]:

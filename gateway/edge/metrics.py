@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 # Commands wait for a Communications Hub for seconds to many minutes under overload.
+GC_PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
@@ -47,6 +48,13 @@ class Metrics:
             "Time from complete request to response bytes, by endpoint",
             ("endpoint",),
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.gc_pause = Histogram(
+            "duisgw_gc_pause_seconds",
+            "Garbage collector pauses (the whole process waits), by generation",
+            ("generation",),
+            buckets=GC_PAUSE_BUCKETS,
             registry=r,
         )
         self.connections = Gauge(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -89,13 +90,16 @@ class _PeerGone(Exception):
 class _Connection:
     """One connection's state: the crash boundary needs to know if a response has begun."""
 
-    __slots__ = ("idle_wait", "peer", "responding", "stream")
+    __slots__ = ("fd", "idle_wait", "peer", "responding", "stream")
 
     def __init__(self, stream: trio.abc.Stream, peer: PeerInfo) -> None:
         self.stream = stream
         self.peer = peer
         self.responding = False
         self.idle_wait: trio.CancelScope | None = None
+        # The socket's descriptor for the direct write (plain TCP only; TLS needs its
+        # stream). Valid while the stream is open: the connection task closes it last.
+        self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
 
     def reclaim(self) -> None:
         """Called by the slots when this idle connection must make room."""
@@ -329,6 +333,19 @@ class ConnectionHandler:
 
     async def _send(self, conn: _Connection, data: bytes) -> None:
         """Write under the send timeout; a peer that does not read loses the connection."""
+        if conn.fd is not None:
+            # Plain TCP: an answer almost always fits the socket buffer, so write it now,
+            # without trio's send path (a scheduler round and a cancel scope per answer).
+            # The loop's receive is the connection's checkpoint either way.
+            try:
+                sent = os.write(conn.fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise _PeerGone(repr(exc)) from exc
+            if sent == len(data):
+                return
+            data = data[sent:]
         with trio.move_on_after(self._limits.send_timeout_seconds) as scope:
             try:
                 await conn.stream.send_all(data)

@@ -15,6 +15,7 @@ element for them, and their output stays opaque.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import NamedTuple
 
 
@@ -358,9 +359,16 @@ def use_case_for(code: int) -> UseCase | None:
 
 def use_cases_for_srv(srv: str) -> tuple[UseCase, ...]:
     """Every use case whose command an SRV may send (one per device type, often)."""
-    return tuple(use_case for use_case in USE_CASES if srv in use_case.srvs)
+    return _BY_SRV.get(srv, ())
 
 
+_BY_SRV: dict[str, tuple[UseCase, ...]] = {}
+for _use_case in USE_CASES:  # the table is fixed: index it once, not per command built
+    for _srv in dict.fromkeys(_use_case.srvs):
+        _BY_SRV[_srv] = (*_BY_SRV.get(_srv, ()), _use_case)
+
+
+@cache  # pure over the fixed table; keys are SRVs x device types (bounded)
 def use_case_for_device(srv: str, device_type: str) -> UseCase | None:
     """The use case an SRV sends to a device type, when there is exactly one (several
     for one device type means the request body decides: credit or prepayment mode, say)."""

@@ -1,0 +1,67 @@
+"""Answers leave whole and in order, however much of them the socket takes at once.
+
+An answer is written straight to a plain TCP socket when it fits (gateway/edge/server.py
+`_send`); the rest goes through trio's send path under the send timeout. Here the
+server's send buffer is tiny and the client reads slowly, so most answers are split.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+
+from gateway.core.config import LimitsConfig
+from gateway.edge.http import HttpRequest
+from gateway.edge.metrics import Metrics
+from gateway.edge.server import ConnectionHandler, Draining, PeerInfo
+
+ANSWERS = 6
+REQUEST = b"POST /x HTTP/1.1\r\nhost: gw\r\ncontent-length: 2\r\n\r\n"
+
+
+def body(n: int) -> bytes:
+    return (b"%06d" % n) * (10_000 + n * 100)  # 60 kB and more, each its own
+
+
+async def answer_with_its_number(request: HttpRequest, peer: PeerInfo) -> tuple[int, bytes, bytes]:
+    return 200, body(int(request.body)), b"text/plain"
+
+
+async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32_768)
+    return (
+        trio.SocketStream(trio.socket.from_stdlib_socket(server)),
+        trio.SocketStream(trio.socket.from_stdlib_socket(client)),
+    )
+
+
+async def test_split_answers_arrive_whole_and_in_order_pipelined() -> None:
+    server, client = await tcp_pair()
+    handler = ConnectionHandler(
+        answer_with_its_number, LimitsConfig(), Metrics(), Draining(), listener="duis"
+    )
+    requests = b"".join(REQUEST + b"%02d" % n for n in range(ANSWERS))
+    received = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handler, server)
+        await client.send_all(requests)  # all pipelined: answers queue behind each other
+        for n in range(ANSWERS):
+            expected = body(n)
+            while (end := received.find(b"\r\n\r\n")) < 0:
+                received += await client.receive_some(4096)
+            head = bytes(received[:end]).lower()
+            assert head.startswith(b"http/1.1 200")
+            assert b"content-length: %d" % len(expected) in head
+            while len(received) < end + 4 + len(expected):
+                received += await client.receive_some(4096)  # slowly: the server waits
+            assert received[end + 4 : end + 4 + len(expected)] == expected
+            del received[: end + 4 + len(expected)]
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    assert not received
