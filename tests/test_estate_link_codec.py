@@ -79,7 +79,7 @@ def test_messages_round_trip_however_the_stream_is_cut(
     deframer = Deframer()
     got: list[Message] = []
     last = 0
-    for cut in sorted({c for c in cuts if c <= len(stream)}) + [len(stream)]:
+    for cut in [*sorted({c for c in cuts if c <= len(stream)}), len(stream)]:
         got += deframer.feed(stream[last:cut])
         last = cut
     assert got == messages

@@ -60,8 +60,7 @@ class Deframer:
                 if length > self._max_frame_bytes:
                     raise FrameError(
                         ErrorCode.OVERSIZE,
-                        f"frame of {length} bytes exceeds the maximum of "
-                        f"{self._max_frame_bytes}",
+                        f"frame of {length} bytes exceeds the maximum of {self._max_frame_bytes}",
                     )
                 end = start + LENGTH_BYTES + length
                 if len(buffer) < end:

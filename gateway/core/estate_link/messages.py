@@ -101,9 +101,7 @@ class Error(_Message, frozen=True, kw_only=True, tag="error"):
 Message = Hello | Command | Reply | Alert | Credit | Heartbeat | Error
 
 
-def command_from_device(
-    command: DeviceCommand, *, node_id: str, timeout_seconds: float
-) -> Command:
+def command_from_device(command: DeviceCommand, *, node_id: str, timeout_seconds: float) -> Command:
     return Command(
         command_id=str(command.request_id),
         node_id=node_id,
