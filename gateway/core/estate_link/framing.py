@@ -46,7 +46,7 @@ class Deframer:
         self._max_frame_bytes = max_frame_bytes
         self._failed: FrameError | None = None
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes | bytearray) -> list[Message]:
         """Every complete message `data` finishes, in order; FrameError on garbage."""
         if self._failed is not None:
             raise self._failed
