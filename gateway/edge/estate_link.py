@@ -24,15 +24,18 @@ import heapq
 import itertools
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
 from gateway.core.clock import Clock
+from gateway.core.config import StartupError
 from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply, Priority
-from gateway.core.estate_config import EstateConfig
+from gateway.core.estate_config import EstateConfig, EstateTls
 from gateway.core.estate_link import (
     PROTOCOL_VERSION,
     Alert,
@@ -112,6 +115,7 @@ class NetworkTransport:
         self.connected = trio.Event()  # set once the first session is up (tests, start-up)
         self.sessions = 0  # sessions established so far
         self.in_flight = 0  # commands written and not yet answered or timed out
+        self.orphan_replies = 0  # replies for commands this node was not waiting for
 
     def on_orphan_reply(self, handler: OrphanReplies) -> None:
         self._orphan_handler = handler
@@ -302,6 +306,7 @@ class NetworkTransport:
                 pending.reply = reply
                 pending.done.set()
             else:
+                self.orphan_replies += 1
                 await self._orphans_in.send((message.command_id, reply))
         elif isinstance(message, Credit):
             self._credit += message.n
@@ -344,3 +349,45 @@ def _timed_out(command: DeviceCommand) -> DeviceReply:
 def _aware(when: dt.datetime) -> dt.datetime:
     # DUIS date-times without an offset are UTC.
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def network_transport(
+    config: EstateConfig, clock: Clock, worker: tuple[int, int] = (0, 1)
+) -> NetworkTransport:
+    """From the `[estate]` table; StartupError for TLS or token files that cannot be used."""
+    node_id = config.node_id or socket.gethostname()
+    if worker[1] > 1:
+        node_id = f"{node_id}/{worker[0]}"
+    return NetworkTransport(
+        config,
+        node_id=node_id,
+        clock=clock,
+        ssl_context=None if config.tls is None else client_context(config.tls),
+        auth_token=read_token_file(config.auth_token_file),
+    )
+
+
+def client_context(tls: EstateTls) -> ssl.SSLContext:
+    """The node's side of TLS: the estate verified against `ca` (else the system's CAs)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        if tls.ca is not None:
+            context.load_verify_locations(tls.ca)
+        if tls.certificate is not None:
+            context.load_cert_chain(tls.certificate, tls.private_key)
+    except OSError as exc:
+        raise StartupError(f"[estate.tls]: {exc.strerror or exc}") from None
+    return context
+
+
+def read_token_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise StartupError(f"estate.auth_token_file: {exc}") from None
+    if not token:
+        raise StartupError(f"estate.auth_token_file {path} is empty")
+    return token

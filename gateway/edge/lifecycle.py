@@ -18,6 +18,7 @@ import trio
 
 from gateway.core.answers import Answers
 from gateway.core.commands import device_command
+from gateway.core.device import DeviceReply
 from gateway.core.log_fields import log_event
 from gateway.core.outcome import Refusal
 from gateway.core.snapshot import SnapshotHolder
@@ -158,23 +159,38 @@ class Lifecycle:
             return None
         return AsyncJob(request, command)
 
+    async def finish_reply(self, command_id: str, reply: DeviceReply) -> None:
+        """A device reply no worker here waits for (its node is gone, or it came after
+        the timeout): finish the job if it is still pending in the journal, else drop it."""
+        stored = await self._jobs.get(command_id)
+        if stored is None or stored.state != "pending":
+            log.info("reply for %s: no pending job for it here; dropped", command_id)
+            return
+        job = self._rebuild(stored.body)
+        if job is None:
+            await self._jobs.mark_delivered(stored.message_id)
+            return
+        await self._finish(job, reply)
+
     async def _worker(self) -> None:
         async for job in self._receive:
-            request = job.request
-            reply = await send_to_device(self._transport, job.command)
-            outcome = self._answers.device_response(request, reply)
-            request_id = request.header.request_id
-            await self.deliver(
-                request_id.originator, response_message_id(request_id), outcome.body, "response"
-            )
-            await self._jobs.mark_delivered(str(request_id))
-            log_event(
-                log,
-                logging.INFO,
-                "stored for delivery",
-                "request_id=%(request_id)s device=%(device)s outcome=%(outcome)s "
-                "stored for delivery",
-                request_id=str(request_id),
-                device=job.command.device_id,
-                outcome=str(reply.outcome),
-            )
+            await self._finish(job, await send_to_device(self._transport, job.command))
+
+    async def _finish(self, job: AsyncJob, reply: DeviceReply) -> None:
+        """Sign the Service Response, store it for delivery, then retire the job."""
+        request = job.request
+        outcome = self._answers.device_response(request, reply)
+        request_id = request.header.request_id
+        await self.deliver(
+            request_id.originator, response_message_id(request_id), outcome.body, "response"
+        )
+        await self._jobs.mark_delivered(str(request_id))
+        log_event(
+            log,
+            logging.INFO,
+            "stored for delivery",
+            "request_id=%(request_id)s device=%(device)s outcome=%(outcome)s stored for delivery",
+            request_id=str(request_id),
+            device=job.command.device_id,
+            outcome=str(reply.outcome),
+        )
