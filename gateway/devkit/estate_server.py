@@ -54,7 +54,7 @@ from gateway.core.log_fields import log_event
 from gateway.core.registry import Inventory
 from gateway.devkit.simulator import Simulator
 from gateway.edge.estate_link import read_token_file
-from gateway.edge.estate_stream import FramedStream, LinkClosed, LinkSilent
+from gateway.edge.estate_stream import FramedStream, LinkClosed, LinkSilent, sole_error
 from gateway.edge.metrics import Metrics
 from gateway.edge.transport import DeviceTransport, QueueFull
 from gateway.stores.operator_files import load_inventory
@@ -172,19 +172,22 @@ class EstateServer:
         self._nodes.setdefault(hello.node_id, []).append(connection)
         log.info("node %r connected from %s", hello.node_id, link.peer)
         self._wake_parked.set()  # its parked replies can go now
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._heartbeats, link)
-            async for message in messages:
-                if isinstance(message, Command):
-                    await self._accept(connection, message)
-                elif isinstance(message, Heartbeat):
-                    pass
-                elif isinstance(message, Error):
-                    log.warning("node %r closed the link: %s", hello.node_id, message.reason)
-                    break
-                else:
-                    await self._protocol_error(link, f"unexpected {type(message).__name__}")
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._heartbeats, link)
+                async for message in messages:
+                    if isinstance(message, Command):
+                        await self._accept(connection, message)
+                    elif isinstance(message, Heartbeat):
+                        pass
+                    elif isinstance(message, Error):
+                        log.warning("node %r closed the link: %s", hello.node_id, message.reason)
+                        break
+                    else:
+                        await self._protocol_error(link, f"unexpected {type(message).__name__}")
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise sole_error(group) from None
 
     def _check_hello(self, hello: object) -> tuple[ErrorCode, str] | None:
         if not isinstance(hello, Hello):

@@ -53,7 +53,7 @@ from gateway.core.estate_link import (
 )
 from gateway.core.log_fields import log_event
 from gateway.edge.delivery import backoff_delay
-from gateway.edge.estate_stream import FramedStream, LinkClosed, LinkSilent
+from gateway.edge.estate_stream import FramedStream, LinkClosed, LinkSilent, sole_error
 
 log = logging.getLogger("duisgw.estate_link")
 
@@ -272,11 +272,14 @@ class NetworkTransport:
             self.sessions += 1
             self.connected.set()
             log.info("estate link up: %s (estate %s)", self._config.address, first.node_id)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._heartbeats, link)
-                async for message in messages:
-                    await self._on_message(link, message)
-                nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeats, link)
+                    async for message in messages:
+                        await self._on_message(link, message)
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise sole_error(group) from None
         finally:
             if self._link is link:
                 self._link, self._credit = None, 0

@@ -92,3 +92,17 @@ class FramedStream:
         quiet = contextlib.suppress(trio.BrokenResourceError, OSError, ssl.SSLError)
         with trio.CancelScope(shield=True), trio.move_on_after(1.0), quiet:
             await self.stream.aclose()
+
+
+def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a session's nursery raised (reading or heartbeating), so callers can
+    catch link errors by type; the group itself when there were several."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        error = stack.pop()
+        if isinstance(error, BaseExceptionGroup):
+            stack.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return leaves[0] if len(leaves) == 1 else group
