@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from lxml import etree
 
 from tests.estate_harness import (
     CV1_READ,
@@ -18,8 +19,6 @@ from tests.harness import default_config, next_counter, response_code, running_g
 
 
 def request_id_in(body: bytes) -> str:
-    from lxml import etree
-
     found = etree.fromstring(body).findtext("{*}Header/{*}RequestID")
     assert found
     return found
@@ -32,7 +31,7 @@ async def test_replies_return_to_the_node_that_sent_each_command(
     server = estate_server(default_config(tmp_path / "estate"))
     per_node = 20
     async with trio.open_nursery() as nursery:
-        host, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        _, port = await nursery.start(server.serve, "127.0.0.1", 0)
         nodes = []
         for name in ("node-a", "node-b"):
             receiver, receiver_port = await start_receiver(nursery)

@@ -179,7 +179,7 @@ async def test_a_command_never_answered_gets_e21_and_a_future_dated_one_e30() ->
         later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.2)
         future = command(Priority.FUTURE_DATED, not_before=later)
         assert (await link.send(future)).outcome is DeviceOutcome.FUTURE_DATED_TIMEOUT
-        assert [c.timeout_seconds for c in silent.commands][0] == pytest.approx(0.3)
+        assert silent.commands[0].timeout_seconds == pytest.approx(0.3)
         assert silent.commands[1].timeout_seconds > 0.3  # counted from its execution time
         assert link.in_flight == 0
         nursery.cancel_scope.cancel()
