@@ -131,6 +131,8 @@ class Lifecycle:
     async def _run_job(self, key: str, job: AsyncJob) -> None:
         try:
             await self._finish(job, await send_to_device(self._transport, job.command))
+        except Exception:  # our bug: this job stays journaled (run again at restart), others go on
+            log.exception("job %s failed; left in the journal", key)
         finally:
             self._running.discard(key)
             self._finished_in_scan.add(key)
@@ -171,14 +173,17 @@ class Lifecycle:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            while True:
-                if self._backlog:
-                    await self._scan_backlog()
-                    if self.recovered:
-                        log.info("started %d accepted jobs from the journal", self.recovered)
-                        self.recovered = 0
-                await self._wake.wait()
-                self._wake = trio.Event()
+            try:
+                while True:
+                    if self._backlog:
+                        await self._scan_backlog()
+                        if self.recovered:
+                            log.info("started %d accepted jobs from the journal", self.recovered)
+                            self.recovered = 0
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+            finally:  # stopping: jobs accepted from now on stay in the journal for the restart
+                self._nursery = None
 
     async def _scan_backlog(self) -> None:
         """Start journaled jobs that are not in memory, in journal order, while there is
