@@ -348,7 +348,7 @@ def default_transport(
     """`[estate] transport`: the embedded simulator over the live inventory (default), or
     an estate service over the estate link (gateway/edge/estate_link.py)."""
     if config.estate.transport == "network":
-        return network_transport(config.estate, clock, worker)
+        return network_transport(config.estate, clock, worker, metrics)
     snapshots = loaded.snapshots
     return Simulator.for_inventory(
         lambda: snapshots.current.inventory, config.simulator, clock, metrics=metrics

@@ -54,6 +54,7 @@ from gateway.core.estate_link import (
 from gateway.core.log_fields import log_event
 from gateway.edge.delivery import backoff_delay
 from gateway.edge.estate_stream import FramedStream, LinkClosed, LinkSilent, sole_error
+from gateway.edge.metrics import Metrics
 
 log = logging.getLogger("duisgw.estate_link")
 
@@ -93,6 +94,7 @@ class NetworkTransport:
         ssl_context: ssl.SSLContext | None = None,
         auth_token: str | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
         self.node_id = node_id
@@ -112,6 +114,12 @@ class NetworkTransport:
         )
         self._orphan_handler: OrphanReplies | None = None
         self._alert_handler: DeviceAlerts | None = None
+        # The queue metrics per class, as the embedded simulator's hub queues keep them:
+        # depth is what waits here for credit; wait is credit wait + the estate's hub wait.
+        self._depth = self._wait = None
+        if metrics is not None:
+            self._depth = {p: metrics.queue_depth.labels(p.name.lower()) for p in Priority}
+            self._wait = {p: metrics.queue_wait.labels(p.name.lower()) for p in Priority}
         self.connected = trio.Event()  # set once the first session is up (tests, start-up)
         self.sessions = 0  # sessions established so far
         self.in_flight = 0  # commands written and not yet answered or timed out
@@ -139,11 +147,15 @@ class NetworkTransport:
         pending = self._pending[command_id] = _Pending()
         written = False
         try:
+            asked_at = trio.current_time()
             deadline = await self._write(command)
             written = True
+            held = trio.current_time() - asked_at
             with trio.move_on_at(deadline):
                 await pending.done.wait()
             reply = pending.reply
+            if reply is not None and self._wait is not None:
+                self._wait[command.priority].observe(held + (reply.queued_seconds or 0.0))
             if reply is None:
                 reply = _timed_out(command)
                 log_event(
@@ -191,6 +203,8 @@ class NetworkTransport:
             return self._link
         waiter = _Waiter()
         heapq.heappush(self._waiters, (priority, next(self._seq), waiter))
+        if self._depth is not None:
+            self._depth[priority].inc()
         try:
             await waiter.granted.wait()
         except BaseException:
@@ -199,6 +213,9 @@ class NetworkTransport:
                 self._credit += 1  # granted as we were cancelled: pass it on
                 self._grant()
             raise
+        finally:
+            if self._depth is not None:
+                self._depth[priority].dec()
         assert waiter.link is not None
         return waiter.link
 
@@ -355,7 +372,10 @@ def _aware(when: dt.datetime) -> dt.datetime:
 
 
 def network_transport(
-    config: EstateConfig, clock: Clock, worker: tuple[int, int] = (0, 1)
+    config: EstateConfig,
+    clock: Clock,
+    worker: tuple[int, int] = (0, 1),
+    metrics: Metrics | None = None,
 ) -> NetworkTransport:
     """From the `[estate]` table; StartupError for TLS or token files that cannot be used."""
     node_id = config.node_id or socket.gethostname()
@@ -367,6 +387,7 @@ def network_transport(
         clock=clock,
         ssl_context=None if config.tls is None else client_context(config.tls),
         auth_token=read_token_file(config.auth_token_file),
+        metrics=metrics,
     )
 
 

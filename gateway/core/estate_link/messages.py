@@ -64,6 +64,8 @@ class Reply(_Message, frozen=True, kw_only=True, tag="reply"):
     outcome: DeviceOutcome
     gbcs: bytes | None = None
     alerts: tuple[bytes, ...] = ()  # device alerts raised alongside the response
+    # Seconds the command waited in the estate for its hub; null when not known.
+    queued_seconds: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
 
 
 class Alert(_Message, frozen=True, kw_only=True, tag="alert"):
@@ -139,8 +141,14 @@ def device_command(message: Command) -> DeviceCommand:
 
 
 def reply_from_device(command_id: str, reply: DeviceReply) -> Reply:
-    return Reply(command_id=command_id, outcome=reply.outcome, gbcs=reply.gbcs, alerts=reply.alerts)
+    return Reply(
+        command_id=command_id,
+        outcome=reply.outcome,
+        gbcs=reply.gbcs,
+        alerts=reply.alerts,
+        queued_seconds=reply.queued_seconds,
+    )
 
 
 def device_reply(message: Reply) -> DeviceReply:
-    return DeviceReply(message.outcome, message.gbcs, message.alerts)
+    return DeviceReply(message.outcome, message.gbcs, message.alerts, message.queued_seconds)
