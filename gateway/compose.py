@@ -234,7 +234,13 @@ class Components:
             loaded.versions, loaded.schemas, clock, dcc_originator=loaded.dcc_signer
         )
         self.lifecycle = Lifecycle(
-            checks, snapshots, answers, transport, stores.jobs, stores.outbox
+            checks,
+            snapshots,
+            answers,
+            transport,
+            stores.jobs,
+            stores.outbox,
+            device_keys=loaded.device_signing_keys,
         )
         local = LocalDelivery(
             answers,

@@ -23,12 +23,15 @@ the journal at start-up.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import trio
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.core.answers import Answers
 from gateway.core.commands import device_command
 from gateway.core.device import DeviceReply, Priority
+from gateway.core.device_reply_check import checked_reply
 from gateway.core.log_fields import log_event
 from gateway.core.outcome import Refusal
 from gateway.core.snapshot import SnapshotHolder
@@ -36,7 +39,7 @@ from gateway.core.stages import RequestChecks
 from gateway.edge.dispatch import AsyncJob, send_to_device
 from gateway.edge.transport import DeviceTransport
 from gateway.stores.outbox import DuplicateMessageId, OutboundMessage, Outbox
-from mmc.identifiers import RequestId
+from mmc.identifiers import Eui64, RequestId
 from parse_correlate.commands import CommandError
 
 log = logging.getLogger("duisgw.lifecycle")
@@ -62,6 +65,7 @@ class Lifecycle:
         jobs: Outbox,
         outbox: Outbox,
         *,
+        device_keys: Mapping[Eui64, ec.EllipticCurvePublicKey] | None = None,
         max_in_memory: int = ASYNC_QUEUE_SIZE,
     ) -> None:
         self._checks = checks
@@ -70,6 +74,7 @@ class Lifecycle:
         self._transport = transport
         self._jobs = jobs
         self._outbox = outbox
+        self._device_keys = device_keys or {}
         self.max_in_memory = max_in_memory
         self._running: set[str] = set()  # RequestIDs of the jobs held in memory
         self._submitting: set[str] = set()  # being journaled by `submit`: it decides
@@ -250,7 +255,23 @@ class Lifecycle:
         await self._finish(job, reply)
 
     async def _finish(self, job: AsyncJob, reply: DeviceReply) -> None:
-        """Sign the Service Response, store it for delivery, then retire the job."""
+        """Check the device's reply, sign the Service Response, store it for delivery,
+        then retire the job."""
+        command = job.command
+        reply, refused = checked_reply(command, reply, self._device_keys.get(command.device_id))
+        if refused is not None:
+            log_event(
+                log,
+                logging.WARNING,
+                "device reply refused",
+                "request_id=%(request_id)s device=%(device)s: the device's reply was refused "
+                "(%(reason)s: %(detail)s); answered %(outcome)s",
+                request_id=str(command.request_id),
+                device=command.device_id,
+                reason=str(refused.reason),
+                detail=str(refused),
+                outcome=str(reply.outcome),
+            )
         request = job.request
         outcome = self._answers.device_response(request, reply)
         request_id = request.header.request_id
