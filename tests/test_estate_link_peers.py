@@ -78,7 +78,13 @@ def estate_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 
 def slow_estate(
-    config: Config, seconds: float, *, credit_window: int, hub_capacity: int = 1
+    config: Config,
+    seconds: float,
+    *,
+    credit_window: int,
+    hub_capacity: int = 1,
+    auth_token: str | None = None,
+    **link: object,
 ) -> EstateServer:
     """Every device answers after `seconds`."""
     slow = LinkProfile(
@@ -91,7 +97,11 @@ def slow_estate(
     )
     inventory = load_inventory(Path(config.registry.inventory_file))
     devices = Simulator.for_inventory(lambda: inventory, simulator_config)
-    return EstateServer(devices, msgspec.structs.replace(FAST_LINK, credit_window=credit_window))
+    return EstateServer(
+        devices,
+        msgspec.structs.replace(FAST_LINK, credit_window=credit_window, **link),
+        auth_token=auth_token,
+    )
 
 
 async def test_commands_go_out_within_credit_and_wait_for_more(estate_config: Config) -> None:
