@@ -85,6 +85,11 @@ class Lifecycle:
         self._nursery: trio.Nursery | None = None
         self.recovered = 0
 
+    @property
+    def in_memory(self) -> int:
+        """Accepted jobs held in memory now (the rest of the journal's are the backlog)."""
+        return len(self._running)
+
     async def deliver_alert(self, user_id: str, message_id: str, body: bytes) -> None:
         await self.deliver(user_id, message_id, body, "alert")
 
