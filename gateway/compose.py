@@ -53,7 +53,7 @@ from gateway.edge.admin_thresholds import ThresholdsAdmin
 from gateway.edge.delivery import DevInboxAddress, run_delivery
 from gateway.edge.dispatch import Dispatcher
 from gateway.edge.duis_handler import DuisHandler
-from gateway.edge.estate_link import NetworkTransport, network_transport
+from gateway.edge.estate_link import NetworkTransport, check_estate_link, network_transport
 from gateway.edge.lifecycle import Lifecycle
 from gateway.edge.listeners import bound, open_listeners, serve_until_stopped, wait_for_stop
 from gateway.edge.local_delivery import LocalDelivery
@@ -106,6 +106,8 @@ def load_for_start(config: Config, clock: Clock) -> tuple[Loaded, ssl.SSLContext
         check_alert_codes(loaded.versions, config.techspec.wan_available_alert)
     except (OSError, ValueError, ThresholdConfigError) as exc:  # AlertCodeError is a ValueError
         raise StartupError(str(exc)) from None
+    if config.estate.transport == "network":  # its TLS files and token, before any bind
+        check_estate_link(config.estate)
     return loaded, load_server_context(config.tls)
 
 

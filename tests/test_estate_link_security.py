@@ -10,8 +10,9 @@ import msgspec
 import pytest
 import trio
 
+from gateway.compose import load_for_start
 from gateway.core.clock import SystemClock
-from gateway.core.config import Config
+from gateway.core.config import Config, StartupError
 from gateway.core.device import DeviceOutcome
 from gateway.core.estate_config import EstateTls
 from gateway.core.estate_link import (
@@ -153,3 +154,15 @@ async def test_a_reply_whose_node_left_goes_to_it_when_back_or_to_another_node(
         assert reply.command_id == sent.command_id
         assert reply.outcome is DeviceOutcome.RESPONDED
         nursery.cancel_scope.cancel()
+
+
+def test_start_up_names_an_estate_tls_file_it_cannot_use(tmp_path: Path) -> None:
+    """Checked by `load_for_start`, so `duisgw config check` says it before a start does."""
+    config = default_config(tmp_path)
+    missing = str(tmp_path / "no-such-ca.pem")
+    config = msgspec.structs.replace(
+        config,
+        estate=msgspec.structs.replace(FAST_LINK, tls=EstateTls(ca=missing)),
+    )
+    with pytest.raises(StartupError, match="no-such-ca.pem"):
+        load_for_start(config, SystemClock())

@@ -334,8 +334,9 @@ def estate_server_context(tls: EstateTls) -> ssl.SSLContext:
         if tls.ca is not None:
             context.load_verify_locations(tls.ca)
             context.verify_mode = ssl.CERT_REQUIRED
-    except OSError as exc:
-        raise StartupError(f"[estate.tls]: {exc.strerror or exc}") from None
+    except OSError as exc:  # ssl.SSLError is one
+        files = ", ".join(p for p in (tls.ca, tls.certificate, tls.private_key) if p)
+        raise StartupError(f"[estate.tls] {files}: {exc.strerror or exc}") from None
     return context
 
 

@@ -391,6 +391,13 @@ def network_transport(
     )
 
 
+def check_estate_link(config: EstateConfig) -> None:
+    """StartupError naming the `[estate]` file that cannot be used (TLS, token)."""
+    if config.tls is not None:
+        client_context(config.tls)
+    read_token_file(config.auth_token_file)
+
+
 def client_context(tls: EstateTls) -> ssl.SSLContext:
     """The node's side of TLS: the estate verified against `ca` (else the system's CAs)."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None)
@@ -400,8 +407,9 @@ def client_context(tls: EstateTls) -> ssl.SSLContext:
             context.load_verify_locations(tls.ca)
         if tls.certificate is not None:
             context.load_cert_chain(tls.certificate, tls.private_key)
-    except OSError as exc:
-        raise StartupError(f"[estate.tls]: {exc.strerror or exc}") from None
+    except OSError as exc:  # ssl.SSLError is one
+        files = ", ".join(p for p in (tls.ca, tls.certificate, tls.private_key) if p)
+        raise StartupError(f"[estate.tls] {files}: {exc.strerror or exc}") from None
     return context
 
 
