@@ -164,5 +164,5 @@ def test_start_up_names_an_estate_tls_file_it_cannot_use(tmp_path: Path) -> None
         config,
         estate=msgspec.structs.replace(FAST_LINK, tls=EstateTls(ca=missing)),
     )
-    with pytest.raises(StartupError, match="no-such-ca.pem"):
+    with pytest.raises(StartupError, match=r"no-such-ca\.pem"):
         load_for_start(config, SystemClock())
