@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Literal
 
 import msgspec
 
@@ -106,6 +107,7 @@ def compare(
     *,
     overrides: tuple[str, ...] = (),
     response_url: str | None = None,
+    estate: Literal[embedded, network] = "embedded",
 ) -> Comparison:
     raw = raw_verify_rate(server_core)
     print(f"raw P-256 verify on core {server_core}: {raw:,.0f}/s", file=sys.stderr)
@@ -120,6 +122,7 @@ def compare(
         variants=tuple(sorted(verifier_peers.MIXES[mix])),
         overrides=overrides,
         response_url=response_url,
+        estate=estate,
     )
     warmup = base.warmup
     # Signing costs about as much as the gateway's own verify, so the corpus is sized for
@@ -375,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         help="default: CV 1 and CV 8 templates; cv8: CV 8 only",
     )
     add_placement_arguments(parser)
+    parser.add_argument(
+        "--estate",
+        choices=("embedded", "network"),
+        default="embedded",
+        help="the simulated devices in the gateway's process or in `duisgw estate serve`",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--server-core", type=int, default=0)
@@ -391,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             args.mix,
             overrides=tuple(args.set),
             response_url=args.response_url,
+            estate=args.estate,
         )
     except corpus_mod.SharedDataMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)

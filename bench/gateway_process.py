@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -338,3 +339,61 @@ class GatewayNodes:
         return "\n".join(
             f"--- node {i + 1}:\n{node.log_tail()}" for i, node in enumerate(self.nodes)
         )
+
+
+class EstateProcess:
+    """`duisgw estate serve` beside the gateway (`[estate] transport = "network"`), so the
+    gateway's CPU figures leave out the simulated devices' work."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.log_path = log_path
+
+    @classmethod
+    def start(cls, config: Path, port: int, *, cores: set[int] | None) -> EstateProcess:
+        log_path = config.with_name("estate.log")
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "gateway.cli", "estate", "serve"),
+                    *("--listen", f"127.0.0.1:{port}", "--config", str(config)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=config.parent,
+            )
+        if cores is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(process.pid, cores)
+        estate = cls(process, port, log_path)
+        estate.wait_ready()
+        return estate
+
+    def wait_ready(self) -> None:
+        """Until its port accepts a connection."""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log_path.read_bytes()[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+                raise GatewayFailed(f"estate exited {self.process.returncode}:\n{tail}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                return
+            time.sleep(0.05)
+        raise GatewayFailed(f"estate not listening after {READY_TIMEOUT_SECONDS} s")
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None
+
+    def cpu_seconds(self) -> float:
+        return _cpu(self.process.pid)

@@ -33,7 +33,7 @@ import trio
 
 from bench import corpus as corpus_mod
 from bench.client import Tally, closed_loop, open_loop, tls_contexts
-from bench.gateway_process import GatewayFailed, GatewayProcess
+from bench.gateway_process import EstateProcess, GatewayFailed, GatewayProcess
 from gateway.devkit.default import ensure_default_state
 
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -66,6 +66,9 @@ class LoadOptions(msgspec.Struct, kw_only=True):
     # transport outside the gateway's process, once the config can name one.
     overrides: tuple[str, ...] = ()
     response_url: str | None = None  # every User's receiver (default: the dev inbox, in process)
+    # Where the simulated devices run: in the gateway's process, or `duisgw estate serve`
+    # beside it (on the client's core); "both" runs the load once each way.
+    estate: Literal["embedded", "network", "both"] = "embedded"
 
 
 class Latency(msgspec.Struct):
@@ -109,6 +112,8 @@ class LoadReport(msgspec.Struct):
     # The gateway's own histogram (request complete -> answer ready), bucket upper bound:
     # a client p99 far above it is time outside the handler (event loop, sockets, client).
     server_timed_p99_ms: float = 0.0
+    estate: str = "embedded"
+    estate_cpu_seconds: float = 0.0  # `duisgw estate serve`, when the estate is out of process
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -162,6 +167,14 @@ def run(options: LoadOptions) -> LoadReport:
         )
         contexts = tls_contexts(state / "pki", slot_ids) if options.tls else None
         pin = options.workers == 1 and options.server_core >= 0
+        estate = None
+        if options.estate == "network":
+            port = corpus_mod.free_ports(1)
+            _use_estate_link(config, port)
+            client = options.client_core if options.client_core >= 0 else None
+            estate = EstateProcess.start(
+                config, port, cores={client} if pin and client is not None else None
+            )
         gateway = GatewayProcess.start(
             config,
             workers=options.workers,
@@ -172,9 +185,14 @@ def run(options: LoadOptions) -> LoadReport:
         try:
             gateway.wait_ready()
             ready = True
+            estate_cpu = estate.cpu_seconds() if estate is not None else 0.0
             report = _drive(options, corpus, gateway, contexts)
+            if estate is not None:
+                report.estate_cpu_seconds = estate.cpu_seconds() - estate_cpu
         finally:
             report_exit = gateway.stop()
+            if estate is not None:
+                estate.stop()
             # Keep a log worth reading; one that never got ready is in GatewayFailed.
             keep = keep or (ready and report_exit != 0)
         report.server_exit_code = report_exit
@@ -184,6 +202,15 @@ def run(options: LoadOptions) -> LoadReport:
             print(f"state and gateway log kept in {state}", file=sys.stderr)
         else:
             shutil.rmtree(state, ignore_errors=True)
+
+
+def _use_estate_link(config: Path, port: int) -> None:
+    """bench.toml with the devices behind the estate link (docs/estate-link.md)."""
+    config.write_text(
+        config.read_text()
+        + f'\n[estate]\ntransport = "network"\naddress = "127.0.0.1:{port}"\n'
+        + 'node_id = "bench"\n'
+    )
 
 
 def _prepare_state(
@@ -254,6 +281,7 @@ def _drive(
         ]
     )
     report = _report(options, corpus, tally, server_cpu, client_cpu, pinning)
+    report.estate = options.estate
     report.server_timed_p99_ms = bucket_percentile(server_buckets, 0.99) * 1000
     return report
 
@@ -329,7 +357,10 @@ def format_report(r: LoadReport) -> str:
         f"DUIS codes      {r.duis_codes}  unexpected: {r.unexpected_codes}",
         f"failures        {r.failures or 'none'}",
         f"CPU seconds     server {r.server_cpu_seconds:.2f} "
-        f"({r.server_cpu_per_request_us:.0f} us/request), client {r.client_cpu_seconds:.2f}",
+        f"({r.server_cpu_per_request_us:.0f} us/request), client {r.client_cpu_seconds:.2f}"
+        + (f", estate {r.estate_cpu_seconds:.2f}" if r.estate == "network" else ""),
+        f"estate          {r.estate}"
+        + (" (duisgw estate serve, on the client's core)" if r.estate == "network" else ""),
         f"corpus          {r.corpus_size:,} requests signed in {r.corpus_build_seconds:.2f} s, "
         f"{r.corpus_async_share:.0%} async, versions {', '.join(r.versions)}",
         f"gateway exit    {r.server_exit_code}",
@@ -366,6 +397,13 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
         help="the gateway's [storage] synchronous (journal fsync per commit or not)",
     )
     add_placement_arguments(p)
+    p.add_argument(
+        "--estate",
+        choices=("embedded", "network", "both"),
+        default="embedded",
+        help="simulated devices in the gateway's process, in `duisgw estate serve`, or "
+        "one run each way with the gateway's CPU per request compared",
+    )
     p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
     p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")
     p.add_argument("--server-core", type=int, default=0, help="-1: do not pin the gateway")
@@ -401,14 +439,25 @@ def add_placement_arguments(p: argparse.ArgumentParser) -> None:
 def placement(options: LoadOptions) -> str:
     """Where the device estate and the receiver ran, for the reports."""
     receiver = options.response_url or "the dev inbox, in the gateway's process"
-    estate = ", ".join(options.overrides) or "the embedded simulator, in the gateway's process"
+    estate = (
+        "`duisgw estate serve`, in its own process"
+        if options.estate == "network"
+        else "the embedded simulator, in the gateway's process"
+    )
+    if options.overrides:
+        estate += f" (overrides: {', '.join(options.overrides)})"
     return f"estate: {estate}; receiver: {receiver}"
 
 
 def main(argv: list[str] | None = None) -> int:
     options, as_json = parse_args(argv)
+    ways: list[Literal["embedded", "network"]] = (
+        ["embedded", "network"] if options.estate == "both" else [options.estate]
+    )
+    reports = []
     try:
-        report = run(options)
+        for way in ways:
+            reports.append(run(msgspec.structs.replace(options, estate=way)))
     except corpus_mod.SharedDataMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -416,10 +465,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: the gateway failed: {exc}", file=sys.stderr)
         return 1
     if as_json:
-        print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        document: object = reports[0] if len(reports) == 1 else reports
+        print(msgspec.json.format(msgspec.json.encode(document)).decode())
     else:
-        print(format_report(report))
-    return 0 if clean(report) else 1
+        print("\n\n".join(format_report(report) for report in reports))
+        if len(reports) == 2:
+            print("\n" + estate_comparison(*reports))
+    return 0 if all(clean(report) for report in reports) else 1
+
+
+def estate_comparison(embedded: LoadReport, network: LoadReport) -> str:
+    """The gateway's CPU per request with the devices in its process and out of it."""
+    inside, outside = embedded.server_cpu_per_request_us, network.server_cpu_per_request_us
+    ratio = outside / inside if inside else 0.0
+    return (
+        f"gateway CPU per request: estate in-process {inside:.0f} us, out of process "
+        f"{outside:.0f} us (ratio {ratio:.2f}; the estate process used "
+        f"{network.estate_cpu_seconds:.2f} s for {network.requests_measured:,} requests)"
+    )
 
 
 def clean(report: LoadReport) -> bool:

@@ -86,6 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--save-request", type=Path, help="write the signed request here")
     send.add_argument("--save-response", type=Path, help="write the response body here")
 
+    estate = commands.add_parser("estate", help="the simulated device estate as its own service")
+    estate_commands = estate.add_subparsers(dest="estate_command", required=True)
+    estate_serve = estate_commands.add_parser(
+        "serve", help="serve the simulated estate on the estate link (docs/estate-link.md)"
+    )
+    estate_serve.add_argument(
+        "--listen", required=True, help="HOST:PORT to listen on (port 0: any free port)"
+    )
+    estate_serve.add_argument(
+        "--config", type=Path, help="gateway TOML config: [registry], [simulator], [estate]"
+    )
+    estate_serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="embedded default's state directory when there is no --config",
+    )
+
     admin_client.add_arguments(commands)
     config_check.add_arguments(commands)
     pc = commands.add_parser("pc", help="Parse and Correlate for Users (GBCS -> MMC output)")
@@ -94,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    quiet = args.command not in ("serve",)  # client commands print results, not logs
+    quiet = args.command not in ("serve", "estate")  # client commands print results, not logs
     log_format: LogFormat = "text"
     if args.command == "serve":
         log_format = args.log_format or default_log_format(sys.stderr)
@@ -105,6 +123,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.command == "serve":
         return _serve(args)
+    if args.command == "estate":
+        return _estate_serve(args)
     if args.command == "send":
         return _send(args)
     if args.command == "pc":
@@ -172,6 +192,36 @@ def _serve(args: argparse.Namespace) -> int:
         _say(log_format, "error", "cannot start", str(failure))
         notifier.send(status(f"cannot start: {failure}"))
     notifier.close()
+    return 2 if failures else 0
+
+
+def _estate_serve(args: argparse.Namespace) -> int:
+    from gateway.devkit.estate_server import run_estate
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        print(
+            f"duisgw estate serve: --listen must be HOST:PORT, not {args.listen!r}", file=sys.stderr
+        )
+        return 2
+    if args.config is None:
+        config_path = ensure_default_state(args.state_dir, dt.datetime.now(dt.UTC))
+    else:
+        config_path = args.config
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"duisgw estate serve: config error: {exc}", file=sys.stderr)
+        return 2
+    failures: list[BaseException] = []
+    try:
+        trio.run(functools.partial(run_estate, config, host.strip("[]"), int(port)))
+    except* (StartupError, OSError) as group:
+        failures.extend(_leaves(group))
+    except* KeyboardInterrupt:
+        pass
+    for failure in failures:
+        print(f"duisgw estate serve: cannot start: {failure}", file=sys.stderr)
     return 2 if failures else 0
 
 

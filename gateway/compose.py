@@ -53,6 +53,7 @@ from gateway.edge.admin_thresholds import ThresholdsAdmin
 from gateway.edge.delivery import DevInboxAddress, run_delivery
 from gateway.edge.dispatch import Dispatcher
 from gateway.edge.duis_handler import DuisHandler
+from gateway.edge.estate_link import NetworkTransport, check_estate_link, network_transport
 from gateway.edge.gc_tuning import GcTuning
 from gateway.edge.lifecycle import Lifecycle
 from gateway.edge.listeners import bound, open_listeners, serve_until_stopped, wait_for_stop
@@ -117,6 +118,8 @@ def load_for_start(config: Config, clock: Clock) -> tuple[Loaded, ssl.SSLContext
         check_alert_codes(loaded.versions, config.techspec.wan_available_alert)
     except (OSError, ValueError, ThresholdConfigError) as exc:  # AlertCodeError is a ValueError
         raise StartupError(str(exc)) from None
+    if config.estate.transport == "network":  # its TLS files and token, before any bind
+        check_estate_link(config.estate)
     return loaded, load_server_context(config.tls)
 
 
@@ -276,7 +279,13 @@ class Components:
             loaded.versions, loaded.schemas, clock, dcc_originator=loaded.dcc_signer
         )
         self.lifecycle = Lifecycle(
-            checks, snapshots, answers, transport, stores.jobs, stores.outbox
+            checks,
+            snapshots,
+            answers,
+            transport,
+            stores.jobs,
+            stores.outbox,
+            device_keys=loaded.device_signing_keys,
         )
         local = LocalDelivery(
             answers,
@@ -384,8 +393,13 @@ async def start_services(
         await services.start(run_count_snapshots, counters, stores.threshold_state, clock, interval)
 
 
-def default_transport(config: Config, loaded: Loaded, clock: Clock, metrics: Metrics) -> Simulator:
-    """The embedded simulator over the live inventory."""
+def default_transport(
+    config: Config, loaded: Loaded, clock: Clock, metrics: Metrics, worker: tuple[int, int]
+) -> Simulator | NetworkTransport:
+    """`[estate] transport`: the embedded simulator over the live inventory (default), or
+    an estate service over the estate link (gateway/edge/estate_link.py)."""
+    if config.estate.transport == "network":
+        return network_transport(config.estate, clock, worker, metrics)
     snapshots = loaded.snapshots
     return Simulator.for_inventory(
         lambda: snapshots.current.inventory, config.simulator, clock, metrics=metrics
@@ -446,7 +460,7 @@ async def serve(
             config.admin.host, config.admin.port, None, reuse_port=False
         )
         addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
-        device_transport = transport or default_transport(config, loaded, clock, metrics)
+        device_transport = transport or default_transport(config, loaded, clock, metrics, worker)
         components = Components(
             config,
             loaded,
@@ -457,6 +471,8 @@ async def serve(
             worker=worker,
             quarantine_owner=owner,
         )
+        if isinstance(device_transport, NetworkTransport):
+            device_transport.on_orphan_reply(components.lifecycle.finish_reply)
         try:
             await components.techspec.start(loaded.techspec_files)
         except StoredTableUnreadable as exc:
@@ -467,6 +483,8 @@ async def serve(
             else None
         )
         async with trio.open_nursery() as services:
+            if isinstance(device_transport, NetworkTransport):  # before jobs are recovered
+                await services.start(device_transport.run)
             await start_services(services, config, components, stores, clock, metrics, dev_inbox)
             draining = Draining()
             gc_tuning = GcTuning(metrics)

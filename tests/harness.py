@@ -134,8 +134,9 @@ async def running_gateway(
     key_dirs: list[Path],
     transport: DeviceTransport | None = None,
     clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Gateway]:
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     async with trio.open_nursery() as nursery:
 
         async def run(task_status: trio.TaskStatus[BoundAddresses]) -> None:

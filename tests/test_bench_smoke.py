@@ -121,6 +121,30 @@ def test_open_loop_answers_every_request() -> None:
     assert report["target_rate_per_second"] == 100
 
 
+def test_estate_both_ways_reports_the_gateway_cpu_each_way() -> None:
+    """`--estate both`: one run with the simulator in the gateway, one with `duisgw estate
+    serve` beside it; the gateway's CPU per request is reported for each."""
+    reports = run_json(
+        "bench.load",
+        "--estate",
+        "both",
+        "--requests",
+        "100",
+        "--connections",
+        "2",
+        "--warmup",
+        "5",
+        "--sign-processes",
+        "1",
+    )
+    assert [r["estate"] for r in reports] == ["embedded", "network"]
+    for report in reports:
+        assert_answered_as_expected(report, 100 - 2 * 5)
+        assert report["server_cpu_per_request_us"] > 0
+    assert reports[0]["estate_cpu_seconds"] == 0.0  # no estate process in the first run
+    assert reports[1]["estate_cpu_seconds"] >= 0.0
+
+
 def test_workers_run_answers_every_request() -> None:
     reason = workers_unavailable()
     if reason is not None:

@@ -18,6 +18,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from gateway.core.estate_config import EstateConfig, resolve_estate_paths
 from gateway.core.replay_rules import DEFAULT_MAX_COUNTER, check_counter
 from gateway.core.simulator_config import SimulatorConfig
 from gateway.core.techspec.alerts import WanAlertCodes
@@ -324,6 +325,8 @@ class Config(Base, frozen=True, kw_only=True):
     dev_inbox: DevInboxConfig = msgspec.field(default_factory=DevInboxConfig)
     # The embedded device simulator (the default device transport).
     simulator: SimulatorConfig = msgspec.field(default_factory=_default_simulator)
+    # Which device transport: the embedded simulator or an estate service over the network.
+    estate: EstateConfig = EstateConfig()
 
     def __post_init__(self) -> None:
         if self.thresholds.store is None:
@@ -438,4 +441,5 @@ def resolve_paths(config: Config, base: Path) -> Config:
         tls=tls,
         admin=admin,
         techspec=techspec,
+        estate=resolve_estate_paths(config.estate, rel),
     )

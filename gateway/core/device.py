@@ -54,3 +54,5 @@ class DeviceReply(msgspec.Struct, frozen=True):
     outcome: DeviceOutcome
     gbcs: bytes | None = None  # the device's response (CRA response)
     alerts: tuple[bytes, ...] = ()  # device alerts raised alongside
+    # Seconds the command waited for its hub (ready to served), where the transport knows.
+    queued_seconds: float | None = None

@@ -27,6 +27,7 @@ import math
 import random
 from collections.abc import Callable
 
+import msgspec
 import trio
 
 from gateway.core.clock import Clock, SystemClock
@@ -134,8 +135,9 @@ class Simulator:
                 originator=command.request_id.originator,
                 ready_at=now + delay,
                 deadline=now + delay + patience,
-            ):
-                return await self._exchange(command, device is hub, hub)
+            ) as waited:
+                reply = await self._exchange(command, device is hub, hub)
+                return msgspec.structs.replace(reply, queued_seconds=waited)
         except QueueTimeout:
             late = DeviceOutcome.FUTURE_DATED_TIMEOUT if delay else DeviceOutcome.NO_RESPONSE
             return DeviceReply(late)

@@ -1,0 +1,76 @@
+"""An estate service and gateway nodes on real sockets, for the estate-link tests."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import msgspec
+import trio
+
+from gateway.core.clock import SystemClock
+from gateway.core.config import Config
+from gateway.core.estate_config import EstateConfig
+from gateway.devkit.estate import DEFAULT_USERS_TOML
+from gateway.devkit.estate_server import EstateServer
+from gateway.devkit.simulator import Simulator
+from gateway.edge.estate_link import NetworkTransport
+from gateway.stores.operator_files import load_inventory
+from tests.harness import default_config, set_response_url
+from tests.receiver import Receiver
+
+SUPPLIER = "90-B3-D5-1F-30-01-00-00"
+CV1_READ = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
+
+FAST_LINK = EstateConfig(
+    transport="network",
+    heartbeat_seconds=0.5,
+    reconnect_initial_seconds=0.05,
+    reconnect_max_seconds=0.2,
+    connect_timeout_seconds=2.0,
+    command_timeout_seconds=20.0,
+    orphan_grace_seconds=0.5,
+)
+
+
+def node_config(
+    state_dir: Path, receiver_port: int, estate_port: int, node_id: str, **link: object
+) -> Config:
+    """A gateway node on the embedded default's files, its device transport the estate
+    link, its supplier's responses going to a test receiver."""
+    config = default_config(state_dir)
+    users = state_dir / "users-with-url.toml"
+    users.write_text(
+        set_response_url(DEFAULT_USERS_TOML, SUPPLIER, f"http://127.0.0.1:{receiver_port}/duis")
+    )
+    registry = msgspec.structs.replace(config.registry, users_file=str(users))
+    estate = msgspec.structs.replace(
+        FAST_LINK, address=f"127.0.0.1:{estate_port}", node_id=node_id, **link
+    )
+    return msgspec.structs.replace(config, registry=registry, estate=estate)
+
+
+def estate_server(config: Config, **link: object) -> EstateServer:
+    """The simulated estate over `config`'s inventory and simulator settings."""
+    inventory = load_inventory(Path(config.registry.inventory_file))
+    simulator = Simulator.for_inventory(lambda: inventory, config.simulator, seed=7)
+    return EstateServer(simulator, msgspec.structs.replace(FAST_LINK, **link))
+
+
+def transport_for(config: Config) -> NetworkTransport:
+    return NetworkTransport(
+        config.estate, node_id=config.estate.node_id, clock=SystemClock(), rng=random.Random(1)
+    )
+
+
+async def wait_until(predicate: object, seconds: float = 30.0) -> None:
+    assert callable(predicate)
+    with trio.fail_after(seconds):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+async def start_receiver(nursery: trio.Nursery) -> tuple[Receiver, int]:
+    receiver = Receiver()
+    port = await nursery.start(receiver.serve)
+    return receiver, port

@@ -1,0 +1,94 @@
+"""The life cycle holds at most `max_in_memory` accepted jobs; the rest wait in the
+journal and are started from it as room frees, each exactly once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import trio
+
+from gateway.core.answers import Answers
+from gateway.core.clock import SystemClock
+from gateway.core.commands import device_command
+from gateway.core.device import Priority
+from gateway.core.simulator_config import LinkProfile, SimulatorConfig
+from gateway.core.stages import RequestChecks
+from gateway.devkit.client import sign_request
+from gateway.devkit.simulator import Simulator
+from gateway.edge.dispatch import AsyncJob
+from gateway.edge.lifecycle import Lifecycle, response_message_id
+from gateway.stores.operator_files import load
+from gateway.stores.outbox import open_outbox
+from tests.harness import default_config, next_counter
+
+READ = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
+TOP_UP = "duis/samples/requests/CS01a_2.2_SUCCESS_REQUEST_DUIS.XML"
+
+
+async def test_a_backlog_waits_in_the_journal_and_every_job_runs_once(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    clock = SystemClock()
+    loaded = load(default_config(tmp_path), clock)
+    answers = Answers(clock, loaded.signer)
+    checks = RequestChecks(loaded.versions, loaded.schemas, clock)
+    leg = LinkProfile(distribution="fixed", latency_median_seconds=0.01, latency_p99_seconds=0.01)
+    devices = Simulator.for_inventory(
+        lambda: loaded.snapshots.current.inventory,
+        msgspec.structs.replace(
+            SimulatorConfig(),
+            wan_profiles={name: leg for name in SimulatorConfig().wan_profiles},
+            han_profiles={name: leg for name in SimulatorConfig().han_profiles},
+        ),
+        clock,
+    )
+    sent: list[str] = []
+    original_send = devices.send
+
+    async def counting_send(command):  # type: ignore[no-untyped-def]
+        sent.append(str(command.request_id))
+        return await original_send(command)
+
+    devices.send = counting_send  # type: ignore[method-assign]
+
+    def job(template: str) -> AsyncJob:
+        raw, _ = sign_request(
+            (shared_dir / template).read_bytes(), [tmp_path / "pki"], counter=next_counter()
+        )
+        snapshot = loaded.snapshots.current
+        request = checks.verify(raw, snapshot.certstore, check_signature=False)
+        return AsyncJob(request, device_command(request, snapshot.inventory, answers.now()))
+
+    jobs_to_send = [job(READ) for _ in range(40)]
+    top_up = job(TOP_UP)
+    assert top_up.command.priority is Priority.PREPAYMENT_AND_CRITICAL
+    async with (
+        open_outbox(tmp_path / "outbox.sqlite", clock=clock) as outbox,
+        open_outbox(tmp_path / "jobs.sqlite", clock=clock) as journal,
+        trio.open_nursery() as nursery,
+    ):
+        lifecycle = Lifecycle(
+            checks, loaded.snapshots, answers, devices, journal, outbox, max_in_memory=10
+        )
+        await nursery.start(lifecycle.run)
+        peak = 0
+        for one in jobs_to_send:
+            await lifecycle.submit(one)
+            peak = max(peak, lifecycle.in_memory)
+        # Nine for reads (a tenth is kept for top-ups); the rest are only journaled.
+        assert peak <= 9
+        assert journal.pending_count() > 20
+        await lifecycle.submit(top_up)  # over the reads' share, into the reserve
+        assert lifecycle.in_memory == 10
+        with trio.fail_after(30):
+            while journal.pending_count():
+                await trio.sleep(0.02)
+        all_jobs = [*jobs_to_send, top_up]
+        ids = [str(j.request.header.request_id) for j in all_jobs]
+        assert sorted(sent) == sorted(ids)  # each sent to its device exactly once
+        for request_id in ids:
+            assert await outbox.get(response_message_id(request_id)) is not None
+        # The top-up did not wait for the backlog of reads ahead of it.
+        assert sent.index(ids[-1]) < len(jobs_to_send) - 10
+        nursery.cancel_scope.cancel()
