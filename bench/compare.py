@@ -107,7 +107,7 @@ def compare(
     *,
     overrides: tuple[str, ...] = (),
     response_url: str | None = None,
-    estate: Literal[embedded, network] = "embedded",
+    estate: Literal["embedded", "network"] = "embedded",
 ) -> Comparison:
     raw = raw_verify_rate(server_core)
     print(f"raw P-256 verify on core {server_core}: {raw:,.0f}/s", file=sys.stderr)
