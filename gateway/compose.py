@@ -69,13 +69,22 @@ from gateway.edge.techspec_service import StoredTableUnreadable, TechspecService
 from gateway.edge.tls import load_server_context
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
+from gateway.stores.jobs import JobStore, open_sqlite_jobs
+from gateway.stores.jobs_redis import RedisJobs
 from gateway.stores.local_commands import FILE_NAME as LOCAL_COMMANDS_FILE
 from gateway.stores.local_commands import LocalCommandStore
 from gateway.stores.local_commands_sqlite import open_local_command_store
 from gateway.stores.operator_files import Loaded, load, load_snapshot
-from gateway.stores.outbox import Outbox, open_outbox
+from gateway.stores.outbox import open_outbox
+from gateway.stores.outbox_redis import RedisOutbox
+from gateway.stores.outbox_store import OutboxStore
 from gateway.stores.private_files import make_private_dir, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
+from gateway.stores.redis_shared import (
+    RedisDurabilityError,
+    SharedStoreUnavailable,
+    open_shared_redis,
+)
 from gateway.stores.replay import SharedReplayGuard
 from gateway.stores.sqlite import Synchronous
 from gateway.stores.techspec import open_techspec
@@ -143,8 +152,8 @@ class Stores:
     """Everything durable the services share, opened (and closed) by `open_stores`."""
 
     replay: SharedReplayGuard
-    outbox: Outbox
-    jobs: Outbox
+    outbox: OutboxStore
+    jobs: JobStore
     quarantine: QuarantineStore
     counters: CounterStore
     threshold_state: ThresholdStateStore
@@ -164,13 +173,8 @@ async def open_stores(
     )
     try:
         async with AsyncExitStack() as stack:
-            outbox = await stack.enter_async_context(
-                open_outbox(
-                    own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync
-                )
-            )
-            jobs = await stack.enter_async_context(
-                open_outbox(own_dir / "jobs.sqlite", clock=clock, synchronous=sync)
+            outbox, jobs = await stack.enter_async_context(
+                open_queues(config, own_dir, clock, metrics, sync)
             )
             quarantine = await stack.enter_async_context(
                 open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
@@ -206,6 +210,50 @@ async def open_stores(
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
             await replay.aclose()
+
+
+@asynccontextmanager
+async def open_queues(
+    config: Config, own_dir: Path, clock: Clock, metrics: Metrics, sync: Synchronous
+) -> AsyncIterator[tuple[OutboxStore, JobStore]]:
+    """The outbox and the jobs journal: this worker's SQLite files, or Redis Streams shared
+    by every node (`[state] backend = "redis"`)."""
+    if config.state.backend == "sqlite":
+        async with (
+            open_outbox(
+                own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync
+            ) as outbox,
+            open_sqlite_jobs(
+                own_dir / "jobs.sqlite", clock=clock, metrics=metrics, synchronous=sync
+            ) as jobs,
+        ):
+            yield outbox, jobs
+        return
+    streams = config.state.streams
+    opened = False
+    try:
+        async with open_shared_redis(config.state.redis) as shared:
+            opened = True
+            redis_outbox = RedisOutbox(
+                shared,
+                partitions=streams.partitions,
+                lease_seconds=streams.lease_seconds,
+                clock=clock,
+                metrics=metrics,
+                stream_metrics=metrics,
+            )
+            redis_jobs = RedisJobs(shared, lease_seconds=streams.lease_seconds, metrics=metrics)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(redis_outbox.run)
+                await nursery.start(redis_jobs.run)
+                try:
+                    yield redis_outbox, redis_jobs
+                finally:
+                    nursery.cancel_scope.cancel()
+    except (SharedStoreUnavailable, RedisDurabilityError) as exc:
+        if opened:
+            raise
+        raise StartupError(str(exc)) from None
 
 
 # -- the components ----------------------------------------------------------------------
