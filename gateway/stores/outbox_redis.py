@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
+import coredis
 import msgspec
 import trio
 
@@ -74,6 +75,8 @@ READ_BATCH: Final = 256
 READ_BLOCK_MS: Final = 1000  # below the client's stream timeout
 CLAIM_BATCH: Final = 256
 COUNTS_REFRESH_SECONDS: Final = 1.0
+MAX_SCAN_ROWS: Final = 10_000  # entries an admin listing reads per partition at most
+BYSCORE: Final = coredis.PureToken.BYSCORE
 
 _PUT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -319,8 +322,8 @@ class RedisOutbox:
             done = self._key(p, "done")
             ids = await call(
                 self._shared,
-                self._client.zrangebyscore(
-                    done, "-inf", cutoff, offset=0, count=MAX_PURGE_ROWS - removed
+                self._client.zrange(
+                    done, "-inf", cutoff, BYSCORE, offset=0, count=MAX_PURGE_ROWS - removed
                 ),
             )
             if ids:
@@ -356,7 +359,8 @@ class RedisOutbox:
         found: list[StoredMessage] = []
         for p in self._partitions_of(user_id):
             entries = await call(
-                self._shared, self._client.xrange(self._key(p, "stream"), "-", "+", count=10_000)
+                self._shared,
+                self._client.xrange(self._key(p, "stream"), "-", "+", count=MAX_SCAN_ROWS),
             )
             for entry in entries:
                 fields = entry.field_values
@@ -375,9 +379,14 @@ class RedisOutbox:
         for p in self._partitions_of(user_id):
             ids = await call(
                 self._shared,
-                self._client.zrangebyscore(
-                    self._key(p, "dead"), after_id >> SEQ_BITS, "+inf", offset=0, count=10_000
-                ),
+                self._client.zrange(
+                    self._key(p, "dead"),
+                    after_id >> SEQ_BITS,
+                    "+inf",
+                    BYSCORE,
+                    offset=0,
+                    count=MAX_SCAN_ROWS,
+                ),  # fmt: skip
             )
             for message_id in ids:
                 message = await self._load(p, text(message_id))

@@ -60,9 +60,8 @@ async def ensure_group(client: Any, stream: str, group: str) -> None:
     """The consumer group, reading from the stream's first entry (MKSTREAM: before any)."""
     try:
         await client.xgroup_create(stream, group, "0", mkstream=True)
-    except coredis.exceptions.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    except coredis.exceptions.StreamDuplicateConsumerGroupError:  # BUSYGROUP: there already
+        pass
 
 
 async def call(shared: SharedRedis, request: Awaitable[_T], *, durable: bool = False) -> _T:
