@@ -386,7 +386,7 @@ class RedisOutbox:
                     BYSCORE,
                     offset=0,
                     count=MAX_SCAN_ROWS,
-                ),  # fmt: skip
+                ),
             )
             for message_id in ids:
                 message = await self._load(p, text(message_id))

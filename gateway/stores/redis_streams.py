@@ -8,6 +8,7 @@ over like any dead node's, and counted as redeliveries.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -58,10 +59,8 @@ def text(value: object) -> str:
 
 async def ensure_group(client: Any, stream: str, group: str) -> None:
     """The consumer group, reading from the stream's first entry (MKSTREAM: before any)."""
-    try:
+    with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):  # BUSYGROUP
         await client.xgroup_create(stream, group, "0", mkstream=True)
-    except coredis.exceptions.StreamDuplicateConsumerGroupError:  # BUSYGROUP: there already
-        pass
 
 
 async def call(shared: SharedRedis, request: Awaitable[_T], *, durable: bool = False) -> _T:
