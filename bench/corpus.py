@@ -251,11 +251,11 @@ def write_bench_config(
             "identities": {ids[0].replace("-", ""): ids for ids in tls_slots},
         }
     path = default_config.with_name("bench.toml")
-    path.write_text(_toml(config))
+    path.write_text(toml_text(config))
     return path
 
 
-def _toml(table: dict[str, object], prefix: str = "") -> str:
+def toml_text(table: dict[str, object], prefix: str = "") -> str:
     """TOML for a config: scalars and arrays of scalars, nested tables (no writer in stdlib)."""
     scalars = [
         f"{_toml_value(k)} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)
@@ -264,7 +264,7 @@ def _toml(table: dict[str, object], prefix: str = "") -> str:
     for key, value in table.items():
         if isinstance(value, dict):
             name = f"{prefix}{key}"
-            parts.append(f"\n[{name}]\n" + _toml(value, name + "."))
+            parts.append(f"\n[{name}]\n" + toml_text(value, name + "."))
     return "".join(parts)
 
 

@@ -1,9 +1,13 @@
 """The gateway under load: a real `duisgw serve` subprocess, started, watched, stopped.
 
 Started with its log in the state directory (optionally pinned to cores, or under
-cProfile), ready when every worker's /readyz answers, stopped with SIGTERM. While it
-runs, its CPU time is read from /proc and its own request-latency histogram from
-/metrics.
+cProfile), ready when every worker's /readyz answers, stopped with SIGTERM (or killed
+with SIGKILL, and started again). While it runs, its CPU time is read from /proc and its
+own request-latency histogram from /metrics.
+
+Several nodes of one deployment (issue 13): `write_node_configs` gives each node its own
+state directory and ports over one estate, one admin token and one `[state]` (Redis);
+`GatewayNodes` starts them as separate processes, kill -9s and restarts one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ import sys
 import time
 import tomllib
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from bench.corpus import free_ports, toml_text
+from gateway.edge.admin_auth import ensure_admin_token
 
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0  # above the gateway's default drain_timeout_seconds (10)
@@ -61,9 +69,15 @@ class GatewayProcess:
 
     @classmethod
     def start(
-        cls, config: Path, *, workers: int, cores: set[int] | None, profile: Path | None
+        cls,
+        config: Path,
+        *,
+        workers: int,
+        cores: set[int] | None,
+        profile: Path | None,
+        append_log: bool = False,
     ) -> GatewayProcess:
-        with config.with_name("gateway.log").open("wb") as log:
+        with config.with_name("gateway.log").open("ab" if append_log else "wb") as log:
             process = subprocess.Popen(
                 gateway_command(config, workers, profile),
                 stdout=log,
@@ -98,10 +112,32 @@ class GatewayProcess:
         if waiting:
             raise GatewayFailed(f"not ready after {READY_TIMEOUT_SECONDS} s:\n{self.log_tail()}")
 
+    def kill9(self) -> int:
+        """SIGKILL (no drain, no shutdown path), then the exit status."""
+        if self.process.poll() is None:
+            self.process.kill()
+        return self.process.wait()
+
+    def restart(self) -> None:
+        """A new process on the same config (ports, state directory), after it exited."""
+        assert self.process.poll() is not None, "restart() needs a stopped process"
+        started = GatewayProcess.start(
+            self.config_path,
+            workers=len(self.admin_ports),
+            cores=None,
+            profile=None,
+            append_log=True,  # the killed run's log stays above the new one
+        )
+        self.process = started.process
+
     def stop(self) -> int | None:
         """SIGTERM, then the exit status; None (after SIGKILL) if it does not exit."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+        return self.wait_exit()
+
+    def wait_exit(self) -> int | None:
+        """The exit status; None (after SIGKILL) if it has not exited in time."""
         try:
             return self.process.wait(STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -183,3 +219,122 @@ def _descendants(roots: set[int]) -> set[int]:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+# ------------------------------------------------------------------ several nodes
+
+NODE_CONFIG_NAME = "duisgw.toml"
+SHARED_TOKEN_NAME = "admin.token"
+
+
+def write_node_configs(
+    default_config: Path,
+    count: int,
+    *,
+    state: Mapping[str, object],
+    overrides: Mapping[str, Mapping[str, object]] | None = None,
+    workers: int = 1,
+) -> list[Path]:
+    """node-<i>/duisgw.toml beside `default_config` (as written by `ensure_default_state`)
+    for `count` nodes of one deployment: each its own state directory and free ports; the
+    estate (PKI, users, inventory) and one admin token shared; `[state]` as given (e.g.
+    `{"backend": "redis", "redis": {"url": ..., "key_prefix": ...}}`). `overrides`
+    replaces or adds keys per table (`{"thresholds": {"rules_file": ...}}`).
+    """
+    base = default_config.parent.resolve()
+    values = tomllib.loads(default_config.read_text())
+    trust = values["trust"]
+    trust["certificate_dirs"] = [str(base / d) for d in trust["certificate_dirs"]]
+    for key in ("dcc_signing_certificate", "dcc_signing_key"):
+        trust[key] = str(base / trust[key])
+    registry = values["registry"]
+    for key in ("users_file", "inventory_file"):
+        registry[key] = str(base / registry[key])
+    # The default pins the in-memory threshold store; a deployment follows [state].
+    values.get("thresholds", {}).pop("store", None)
+    token = base / SHARED_TOKEN_NAME
+    ensure_admin_token(token)  # before any node starts: none of them races to create it
+    values["admin"]["token_file"] = str(token)
+    values["state"] = dict(state)
+    for table, keys in (overrides or {}).items():
+        values.setdefault(table, {}).update(keys)
+    configs = []
+    taken: set[int] = set()
+    for index in range(1, count + 1):
+        node = base / f"node-{index}"
+        node.mkdir(exist_ok=True)
+        admin, duis = _distinct_ports(workers, taken)
+        values["state_dir"] = str(node)
+        values["admin"]["port"], values["listen"]["port"] = admin, duis
+        path = node / NODE_CONFIG_NAME
+        path.write_text(toml_text(values))
+        configs.append(path)
+    return configs
+
+
+def _distinct_ports(workers: int, taken: set[int]) -> tuple[int, int]:
+    """An admin range (one per worker) and a DUIS port, apart from each other and from
+    the ports already given to other nodes (free-port probes may repeat one)."""
+    while True:
+        admin, duis = free_ports(workers), free_ports(1)
+        wanted = {*range(admin, admin + workers), duis}
+        if len(wanted) == workers + 1 and not wanted & taken:
+            taken |= wanted
+            return admin, duis
+
+
+class GatewayNodes:
+    """Separate `duisgw serve` processes, one per config, started together."""
+
+    def __init__(self, nodes: Sequence[GatewayProcess]) -> None:
+        self.nodes = list(nodes)
+
+    @classmethod
+    def start(cls, configs: Sequence[Path], *, workers: int = 1) -> GatewayNodes:
+        """Every node started, then waited for; if one fails, all are stopped."""
+        nodes = cls(
+            [GatewayProcess.start(c, workers=workers, cores=None, profile=None) for c in configs]
+        )
+        try:
+            for node in nodes.nodes:
+                node.wait_ready()
+        except BaseException:
+            nodes.stop()
+            raise
+        return nodes
+
+    def duis_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.nodes[index].duis_port}"
+
+    def admin_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.nodes[index].admin_ports[0]}"
+
+    @property
+    def duis_urls(self) -> list[str]:
+        return [self.duis_url(i) for i in range(len(self.nodes))]
+
+    @property
+    def admin_token(self) -> str:
+        config = tomllib.loads(self.nodes[0].config_path.read_text())
+        return Path(config["admin"]["token_file"]).read_text().strip()
+
+    def kill9(self, index: int) -> int:
+        return self.nodes[index].kill9()
+
+    def restart(self, index: int) -> None:
+        """Start node `index` again (after kill9 or stop) and wait until it is ready."""
+        self.nodes[index].restart()
+        self.nodes[index].wait_ready()
+
+    def stop(self) -> list[int | None]:
+        """SIGTERM to every node at once (one each: a second one would end a node's
+        drain), then each one's exit status; None (after SIGKILL) if it does not exit."""
+        for node in self.nodes:
+            if node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        return [node.wait_exit() for node in self.nodes]
+
+    def log_tails(self) -> str:
+        return "\n".join(
+            f"--- node {i + 1}:\n{node.log_tail()}" for i, node in enumerate(self.nodes)
+        )
