@@ -6,7 +6,10 @@ Imports the core and the libraries below it, never the edge or the dev kit.
     group_commit    the one group-commit engine; SqlJournal for savepointed operations
     times           how journals store time
     replay          ReplayStore and SharedReplayGuard (replay_sqlite: its SQLite book)
-    outbox          responses and alerts awaiting delivery; jobs (outbox_sqlite: its rows)
+    outbox          responses and alerts awaiting delivery, on SQLite (outbox_sqlite: its rows)
+    outbox_store    the outbox protocol; outbox_redis: the outbox on Redis Streams
+    jobs            the jobs journal (JobStore) and its SQLite backend; jobs_redis: on Redis
+    redis_streams   what the Redis Streams stores share (consumer names, groups, errors)
     quarantine      requests held by anomaly detection (quarantine_audit: the
                     operator's release and delete decisions, beside them)
     threshold_memory, threshold_redis   the per-User-ID counters (CounterStore)
@@ -31,12 +34,17 @@ __all__ = [
     "local_commands",
     "local_commands_sqlite",
     "operator_files",
+    "jobs",
+    "jobs_redis",
     "outbox",
+    "outbox_redis",
     "outbox_sqlite",
+    "outbox_store",
     "private_files",
     "quarantine",
     "quarantine_audit",
     "redis_shared",
+    "redis_streams",
     "replay",
     "sqlite",
     "techspec",
