@@ -154,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=6000, help="signed corpus size")
     parser.add_argument("--puts", type=int, default=2000)
     parser.add_argument("--shared", help="the DCC's samples and XSDs (default ../shared)")
+    parser.add_argument("--dir", help="where the journals go (default: the system temp dir)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     shared = corpus_mod.find_shared(Path(args.shared) if args.shared else None)
     counts = [int(n) for n in args.nodes.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="duisgw-bench-nodes-", dir=".")).resolve()
+    work = Path(tempfile.mkdtemp(prefix="duisgw-bench-nodes-", dir=args.dir)).resolve()
     redis = RedisProcess(work / "redis")
     results: dict[str, dict[str, float]] = {}
     try:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 
-from gateway.core.config import SharedRedisConfig
+from gateway.core.config import Config, SharedRedisConfig, StartupError, StateConfig
 from gateway.edge.metrics import Metrics
 from gateway.stores.jobs import JobEntry
 from gateway.stores.jobs_redis import RedisJobs
@@ -25,8 +27,12 @@ from gateway.stores.outbox_redis import RedisOutbox, partition_of
 from gateway.stores.outbox_sqlite import OutboxStoreError
 from gateway.stores.redis_shared import SharedRedis, open_shared_redis
 from gateway.stores.redis_streams import entry_number
-from tests.redis_process import RedisProcess
+from tests.harness import default_config, response_code, running_gateway
+from tests.receiver import Receiver
+from tests.redis_process import RedisProcess, free_port
+from tests.test_lifecycle_e2e import config_with_receiver
 
+ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 LEASE = 0.6  # seconds: short, so a takeover happens within the test
 PARTITIONS = 4
@@ -268,3 +274,52 @@ async def test_writes_during_an_outage_fail_clearly(redis_server: RedisProcess) 
         redis_server.start()
         await outbox.put(message("U1", 1))
         await jobs.put("J", "U1", b"x", T0, 0)
+
+
+def state_on(config: Config, backend: str, url: str) -> Config:
+    state = StateConfig(backend=backend, redis=SharedRedisConfig(url=url))  # type: ignore[arg-type]
+    return msgspec.structs.replace(config, state=state)
+
+
+async def test_the_embedded_default_needs_no_redis(tmp_path: Path, shared_dir: Path) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: never dialled
+    config = state_on(default_config(tmp_path), "sqlite", nowhere)
+    async with running_gateway(config, [tmp_path / "pki"]) as gw:
+        answer = await gw.send((shared_dir / ECS17B).read_bytes())
+        assert response_code(answer.content) == "I99"
+    assert (tmp_path / "jobs.sqlite").exists() and (tmp_path / "outbox.sqlite").exists()
+
+
+async def test_redis_backend_without_redis_refuses_to_start(tmp_path: Path) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    config = state_on(default_config(tmp_path), "redis", nowhere)
+    refused: list[str] = []
+    try:
+        async with running_gateway(config, [tmp_path / "pki"]):
+            pytest.fail("the gateway started without its Redis")
+    except* StartupError as group:  # trio's nurseries wrap it
+        refused = [str(leaf) for leaf in leaves(group)]
+    assert any("not reachable" in reason for reason in refused), refused
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+async def test_a_gateway_on_redis_acknowledges_and_delivers(
+    tmp_path: Path, shared_dir: Path, redis_server: RedisProcess
+) -> None:
+    receiver = Receiver()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(receiver.serve)
+        config = state_on(config_with_receiver(tmp_path, port), "redis", redis_server.url)
+        async with running_gateway(config, [tmp_path / "pki"]) as gw:
+            answer = await gw.send((shared_dir / ECS17B).read_bytes())
+            assert response_code(answer.content) == "I99"
+            await until(lambda: len(receiver.accepted) == 1)
+            assert receiver.accepted[0].message_id.endswith(":response")
+            assert receiver.accepted[0].sequence == 1
+        nursery.cancel_scope.cancel()
+    assert not (tmp_path / "jobs.sqlite").exists()  # nothing of it on the request path's disk

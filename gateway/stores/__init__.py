@@ -31,11 +31,11 @@ Imports the core and the libraries below it, never the edge or the dev kit.
 __all__ = [
     "certfiles",
     "device_certfiles",
+    "jobs",
+    "jobs_redis",
     "local_commands",
     "local_commands_sqlite",
     "operator_files",
-    "jobs",
-    "jobs_redis",
     "outbox",
     "outbox_redis",
     "outbox_sqlite",
