@@ -5,7 +5,11 @@ leases left to expire) and the other takes its work over."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,13 +33,14 @@ from gateway.stores.redis_shared import SharedRedis, open_shared_redis
 from gateway.stores.redis_streams import entry_number
 from tests.harness import default_config, response_code, running_gateway
 from tests.receiver import Receiver
-from tests.redis_process import RedisProcess, free_port
+from tests.redis_process import REDIS_SERVER, RedisProcess, free_port
 from tests.test_lifecycle_e2e import config_with_receiver
 
 ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 LEASE = 0.6  # seconds: short, so a takeover happens within the test
 PARTITIONS = 4
+CLUSTER_BUS_OFFSET = 10_000
 WAIT = 20.0  # seconds a test waits for something asynchronous at most
 
 
@@ -52,6 +57,73 @@ def message(user: str, n: int) -> OutboundMessage:
 def redeliveries(metrics: Metrics, queue: str) -> float:
     value = metrics.registry.get_sample_value("duisgw_redeliveries_total", {"queue": queue})
     return value or 0.0
+
+
+@pytest.fixture(params=["single", "cluster"])
+def streams_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedRedisConfig]:
+    """A test-owned Redis: one server, or a three-primary Cluster (every key of a script
+    must then share a slot: the hash tags are checked for real)."""
+    if REDIS_SERVER is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server and redis-cli are needed")
+    if request.param == "single":
+        server = RedisProcess(tmp_path / "redis")
+        server.start()
+        try:
+            yield SharedRedisConfig(url=server.url, key_prefix="t")
+        finally:
+            server.stop()
+        return
+    cluster = [
+        RedisProcess(tmp_path / f"cluster-{i}", cluster_port(), extra=("--cluster-enabled", "yes"))
+        for i in range(3)
+    ]
+    try:
+        for server in cluster:
+            server.start()
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(s.address for s in cluster),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        wait_for_cluster(cluster[0])
+        # "unchecked": SharedRedis.check_durability's CONFIG GET is not routed to a node on
+        # a Cluster (coredis: "Could not map CONFIG GET"); the servers run fsync always.
+        yield SharedRedisConfig(
+            mode="cluster",
+            cluster_nodes=tuple(s.address for s in cluster),
+            key_prefix="t",
+            durability="unchecked",
+        )
+    finally:
+        for server in cluster:
+            server.stop()
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+
+
+def wait_for_cluster(server: RedisProcess) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        info = subprocess.run(
+            ["redis-cli", "-p", str(server.port), "cluster", "info"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout  # fmt: skip
+        if "cluster_state:ok" in info:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the test cluster did not reach cluster_state:ok")
 
 
 @asynccontextmanager
@@ -89,10 +161,10 @@ def test_entry_ids_become_increasing_integers() -> None:
 
 
 async def test_outbox_orders_per_user_and_admin_works_from_any_node(
-    redis_server: RedisProcess,
+    streams_redis: SharedRedisConfig,
 ) -> None:
     async with (
-        shared_redis(redis_server) as shared,
+        open_shared_redis(streams_redis) as shared,
         running_outbox(shared) as (node_a, _),
     ):
         await until(lambda: len(node_a.held_partitions) == PARTITIONS)
@@ -144,10 +216,10 @@ async def test_outbox_orders_per_user_and_admin_works_from_any_node(
 
 
 async def test_a_silent_node_s_partitions_and_entries_are_taken_over(
-    redis_server: RedisProcess,
+    streams_redis: SharedRedisConfig,
 ) -> None:
     metrics = Metrics()
-    async with shared_redis(redis_server) as shared:
+    async with open_shared_redis(streams_redis) as shared:
         async with running_outbox(shared) as (node_a, stop_a):
             await until(lambda: len(node_a.held_partitions) == PARTITIONS)
             for n in range(4):
@@ -168,9 +240,9 @@ async def test_a_silent_node_s_partitions_and_entries_are_taken_over(
             assert redeliveries(metrics, "outbox") == 3  # read by A, not finished
 
 
-async def test_two_live_nodes_share_the_partitions(redis_server: RedisProcess) -> None:
+async def test_two_live_nodes_share_the_partitions(streams_redis: SharedRedisConfig) -> None:
     async with (
-        shared_redis(redis_server) as shared,
+        open_shared_redis(streams_redis) as shared,
         running_outbox(shared) as (node_a, _),
         running_outbox(shared) as (node_b, _),
     ):
@@ -202,8 +274,8 @@ async def next_jobs(jobs: RedisJobs, count: int) -> list[JobEntry]:
         return [await jobs.next_job() for _ in range(count)]
 
 
-async def test_jobs_are_handed_out_by_priority_class(redis_server: RedisProcess) -> None:
-    async with shared_redis(redis_server) as shared:
+async def test_jobs_are_handed_out_by_priority_class(streams_redis: SharedRedisConfig) -> None:
+    async with open_shared_redis(streams_redis) as shared:
         producer = RedisJobs(shared, lease_seconds=LEASE)
         # Put before any node reads: the classes are then seen together.
         for job_id, priority in (("bulk", 3), ("read", 1), ("topup", 0), ("read2", 1)):
@@ -221,9 +293,9 @@ async def test_jobs_are_handed_out_by_priority_class(redis_server: RedisProcess)
             await until(lambda: node.pending_count() == 0)
 
 
-async def test_jobs_of_a_silent_node_run_on_a_live_one(redis_server: RedisProcess) -> None:
+async def test_jobs_of_a_silent_node_run_on_a_live_one(streams_redis: SharedRedisConfig) -> None:
     metrics = Metrics()
-    async with shared_redis(redis_server) as shared:
+    async with open_shared_redis(streams_redis) as shared:
         async with running_jobs(shared) as (node_a, stop_a):
             for n in range(3):
                 await node_a.put(f"J{n}", "U1", b"x", T0, 1)
@@ -237,10 +309,10 @@ async def test_jobs_of_a_silent_node_run_on_a_live_one(redis_server: RedisProces
             assert redeliveries(metrics, "jobs") == 2
 
 
-async def test_a_live_node_keeps_its_slow_jobs(redis_server: RedisProcess) -> None:
+async def test_a_live_node_keeps_its_slow_jobs(streams_redis: SharedRedisConfig) -> None:
     """A job that takes longer than the lease is renewed, not taken over."""
     async with (
-        shared_redis(redis_server) as shared,
+        open_shared_redis(streams_redis) as shared,
         running_jobs(shared) as (node_a, _),
         running_jobs(shared) as (node_b, _),
     ):
