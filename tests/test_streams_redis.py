@@ -30,7 +30,7 @@ from gateway.stores.outbox import (
 from gateway.stores.outbox_redis import RedisOutbox, partition_of
 from gateway.stores.outbox_sqlite import OutboxStoreError
 from gateway.stores.redis_shared import SharedRedis, open_shared_redis
-from gateway.stores.redis_streams import entry_number
+from gateway.stores.redis_streams import ensure_group, entry_number, forget_gone_consumers
 from tests.harness import default_config, response_code, running_gateway
 from tests.receiver import Receiver
 from tests.redis_process import REDIS_SERVER, RedisProcess, free_port
@@ -395,3 +395,17 @@ async def test_a_gateway_on_redis_acknowledges_and_delivers(
             assert receiver.accepted[0].sequence == 1
         nursery.cancel_scope.cancel()
     assert not (tmp_path / "jobs.sqlite").exists()  # nothing of it on the request path's disk
+
+
+async def test_consumers_of_past_processes_are_forgotten_not_their_entries(
+    redis_server: RedisProcess,
+) -> None:
+    async with shared_redis(redis_server) as shared:
+        client, stream = shared.client, "t:s"
+        await ensure_group(client, stream, "g")
+        await client.xadd(stream, {"k": "v"})
+        await client.xreadgroup("g", "holder", {stream: ">"}, count=1)  # one pending
+        await client.xreadgroup("g", "empty", {stream: ">"}, count=1)  # none left
+        await forget_gone_consumers(client, stream, "g", "me", idle_ms=0)
+        names = {c[b"name"] for c in await client.xinfo_consumers(stream, "g")}
+        assert names == {b"holder"}

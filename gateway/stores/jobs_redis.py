@@ -34,6 +34,7 @@ from gateway.stores.redis_streams import (
     call,
     consumer_name,
     ensure_group,
+    forget_gone_consumers,
     text,
 )
 from gateway.stores.times import to_us
@@ -216,6 +217,7 @@ class RedisJobs:
     async def _take_over(self) -> None:
         """Entries idle past the lease: their node stopped; run them here."""
         for cls, stream in enumerate(self._streams):
+            await forget_gone_consumers(self._client, stream, GROUP, self.consumer)
             cursor = "0-0"
             while True:
                 reply = await self._client.xautoclaim(

@@ -64,6 +64,7 @@ from gateway.stores.redis_streams import (
     consumer_name,
     ensure_group,
     entry_number,
+    forget_gone_consumers,
     text,
 )
 from gateway.stores.times import from_us, to_us
@@ -490,6 +491,7 @@ class RedisOutbox:
                 try:
                     await ensure_group(self._client, stream, GROUP)
                     await self._take_over(partition, stream)
+                    await forget_gone_consumers(self._client, stream, GROUP, self.consumer)
                     while True:
                         reply = await self._client.xreadgroup(
                             GROUP, self.consumer, {stream: ">"}, count=READ_BATCH,

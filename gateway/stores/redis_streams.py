@@ -24,6 +24,9 @@ _T = TypeVar("_T")
 
 SEQ_BITS: Final = 20  # of an entry ID's sequence part kept in its integer form
 RETRY_PAUSE_SECONDS: Final = 1.0  # a background loop's pause after Redis failed it
+# A consumer is forgotten once idle this long with nothing pending: a live one reads at
+# least every second (BLOCK), so it is long gone (a process that stopped or restarted).
+FORGET_IDLE_MS: Final = 600_000
 
 
 class Counter(Protocol):
@@ -74,3 +77,15 @@ async def call(shared: SharedRedis, request: Awaitable[_T], *, durable: bool = F
         raise OutboxStoreError(str(exc)) from exc
     except REDIS_ERRORS as exc:
         raise OutboxStoreError(f"Redis: {exc or type(exc).__name__}") from exc
+
+
+async def forget_gone_consumers(
+    client: Any, stream: str, group: str, me: str, idle_ms: int = FORGET_IDLE_MS
+) -> None:
+    """Remove consumers of past processes, so the group does not grow at each restart.
+    Only those with no pending entry: deleting one with entries would drop them."""
+    for consumer in await client.xinfo_consumers(stream, group):
+        name = text(consumer[b"name"])
+        pending, idle = int(consumer[b"pending"]), int(consumer[b"idle"])
+        if name != me and pending == 0 and idle >= idle_ms:
+            await client.xgroup_delconsumer(stream, group, name)
