@@ -20,7 +20,7 @@ import trio
 from gateway.core.config import Config, SharedRedisConfig, StartupError, StateConfig
 from gateway.edge.metrics import Metrics
 from gateway.stores.jobs import JobEntry
-from gateway.stores.jobs_redis import RedisJobs
+from gateway.stores.jobs_redis import DEPTH_REFRESH_SECONDS, RedisJobs
 from gateway.stores.outbox import (
     DuplicateMessageId,
     NotDeadLettered,
@@ -409,3 +409,24 @@ async def test_consumers_of_past_processes_are_forgotten_not_their_entries(
         await forget_gone_consumers(client, stream, "g", "me", idle_ms=0)
         names = {c[b"name"] for c in await client.xinfo_consumers(stream, "g")}
         assert names == {b"holder"}
+
+
+async def test_put_waits_while_the_journal_is_full(redis_server: RedisProcess) -> None:
+    async with shared_redis(redis_server) as shared, trio.open_nursery() as nursery:
+        jobs = RedisJobs(shared, lease_seconds=LEASE, max_pending=2)
+        await nursery.start(jobs.run)
+        for job_id in ("A", "B"):
+            await jobs.put(job_id, "U1", b"x", T0, 1)
+        await until(lambda: jobs.pending_count() == 2)
+        third = trio.Event()
+
+        async def put_third() -> None:
+            await jobs.put("C", "U1", b"x", T0, 1)
+            third.set()
+
+        nursery.start_soon(put_third)
+        await trio.sleep(DEPTH_REFRESH_SECONDS * 2)  # two refreshes: still full
+        assert not third.is_set()
+        await jobs.done((await jobs.next_job()).job_id)
+        await until(third.is_set)
+        nursery.cancel_scope.cancel()

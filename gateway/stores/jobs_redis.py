@@ -47,6 +47,9 @@ READ_BLOCK_MS: Final = 1000  # below the client's stream timeout
 CLAIM_BATCH: Final = 256
 LOCAL_ROOM: Final = 512  # jobs read and not yet taken by a worker, on this node
 DEPTH_REFRESH_SECONDS: Final = 1.0
+# Jobs journaled and not done, deployment-wide, beyond which `put` waits (the request's
+# acknowledgement with it) until the depth, read every DEPTH_REFRESH_SECONDS, falls.
+MAX_PENDING_JOBS: Final = 100_000
 
 _PUT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -83,6 +86,7 @@ class RedisJobs:
         lease_seconds: float,
         metrics: StreamMetrics | None = None,
         consumer: str | None = None,
+        max_pending: int = MAX_PENDING_JOBS,
     ) -> None:
         self._shared = shared
         self._client: Any = shared.client
@@ -96,6 +100,8 @@ class RedisJobs:
         self._room = trio.lowlevel.ParkingLot()
         self._held: dict[str, tuple[int, str]] = {}  # job_id -> (class, entry): ours, not done
         self._depth = 0
+        self._max_pending = max_pending
+        self._drained = trio.lowlevel.ParkingLot()  # puts waiting for the depth to fall
 
     def _marker(self, job_id: str) -> str:
         return self._shared.keys.of("jobs", "q", "j", job_id)
@@ -109,6 +115,8 @@ class RedisJobs:
     async def put(
         self, job_id: str, user_id: str, body: bytes, created_at: dt.datetime, priority: int
     ) -> None:
+        while self._depth >= self._max_pending:  # backpressure, as the SQLite buffer gives
+            await self._drained.park()
         cls = priority_class(priority)
         record = _Record(job_id, user_id, to_us(created_at), cls, body)
         keys = [self._marker(job_id), self._streams[cls]]
@@ -234,3 +242,4 @@ class RedisJobs:
         for stream in self._streams:
             total += int(await self._client.xlen(stream))
         self._depth = total
+        self._drained.unpark_all()

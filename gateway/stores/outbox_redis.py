@@ -357,11 +357,13 @@ class RedisOutbox:
     ) -> list[StoredMessage]:
         """Pending messages of every node, in arrival order."""
         limit = max(0, min(limit, MAX_LIST_ROWS))
+        # Entries after `after_id`'s; a User's share of a partition needs a longer read.
+        start = f"({after_id >> SEQ_BITS}-{after_id & ((1 << SEQ_BITS) - 1)}" if after_id else "-"
+        count = limit if user_id is None else MAX_SCAN_ROWS
         found: list[StoredMessage] = []
         for p in self._partitions_of(user_id):
             entries = await call(
-                self._shared,
-                self._client.xrange(self._key(p, "stream"), "-", "+", count=MAX_SCAN_ROWS),
+                self._shared, self._client.xrange(self._key(p, "stream"), start, "+", count=count)
             )
             for entry in entries:
                 fields = entry.field_values
