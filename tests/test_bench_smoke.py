@@ -8,6 +8,7 @@ reports, on a machine chosen for it.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +243,24 @@ def test_soak_answers_the_well_behaved_client_beside_the_crowd() -> None:
     counters = report["gateway_metrics"]
     assert counters['duisgw_connections_reclaimed_total{listener="duis"}'] > 0
     assert counters['duisgw_client_timeouts_total{kind="send"}'] > 0
+
+
+def test_nodes_bench_reports_every_configuration() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    report = run_json(
+        "bench.bench_nodes",
+        "--nodes", "1,2", "--repeats", "1", "--seconds", "1", "--requests", "300",
+        "--connections", "2", "--puts", "20",
+    )  # fmt: skip
+    rates = {name: figures for name, figures in report.items() if name.endswith("requests/s")}
+    assert set(rates) == {
+        "sqlite, 1 node: requests/s",
+        "redis, 1 node: requests/s",
+        "redis, 2 nodes: requests/s",
+    }
+    assert all(f["unexpected"] == 0 and f["median"] > 0 for f in rates.values()), rates
+    assert {
+        "jobs put, redis, 1 producer: µs per put",
+        "jobs put, sqlite, 1 producer: µs per put",
+    } <= set(report)
