@@ -73,21 +73,27 @@ from gateway.stores.jobs import JobStore, open_sqlite_jobs
 from gateway.stores.jobs_redis import RedisJobs
 from gateway.stores.local_commands import FILE_NAME as LOCAL_COMMANDS_FILE
 from gateway.stores.local_commands import LocalCommandStore
+from gateway.stores.local_commands_redis import open_redis_local_command_store
 from gateway.stores.local_commands_sqlite import open_local_command_store
+from gateway.stores.node_identity import release_owner
 from gateway.stores.operator_files import Loaded, load, load_snapshot
 from gateway.stores.outbox import open_outbox
 from gateway.stores.outbox_redis import RedisOutbox
 from gateway.stores.outbox_store import OutboxStore
 from gateway.stores.private_files import make_private_dir, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
+from gateway.stores.quarantine_redis import open_redis_quarantine_store
 from gateway.stores.redis_shared import (
     RedisDurabilityError,
+    SharedRedis,
     SharedStoreUnavailable,
     open_shared_redis,
 )
-from gateway.stores.replay import SharedReplayGuard
+from gateway.stores.replay import ReplayStore, SharedReplayGuard
+from gateway.stores.replay_redis import open_redis_replay_store
 from gateway.stores.sqlite import Synchronous
 from gateway.stores.techspec import open_techspec
+from gateway.stores.techspec_redis import open_redis_techspec_store
 from gateway.stores.techspec_store import TechspecStore
 from gateway.stores.threshold_redis import RedisThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore
@@ -151,7 +157,7 @@ def reload(
 class Stores:
     """Everything durable the services share, opened (and closed) by `open_stores`."""
 
-    replay: SharedReplayGuard
+    replay: ReplayStore
     outbox: OutboxStore
     jobs: JobStore
     quarantine: QuarantineStore
@@ -165,60 +171,79 @@ class Stores:
 async def open_stores(
     config: Config, own_dir: Path, rules_raw: bytes | None, clock: Clock, metrics: Metrics
 ) -> AsyncIterator[Stores]:
-    """The shared files in the state directory, this worker's own in `own_dir`."""
+    """The shared files in the state directory, this worker's own in `own_dir`; with
+    `[state] backend = "redis"`, replay, quarantine, the threshold rules, the local
+    commands and the techspec store on the one shared Redis instead."""
     state_dir = Path(config.state_dir)
     sync: Synchronous = "FULL" if config.storage.synchronous == "full" else "NORMAL"
-    replay = await SharedReplayGuard.open(
-        state_dir / "replay.sqlite", synchronous=sync, max_counter=config.replay.max_counter
-    )
+    async with AsyncExitStack() as stack:
+        shared = await _open_shared_redis(stack, config)
+        # First in, last out: requests still draining from the other stores get verdicts.
+        replay = await stack.enter_async_context(_open_replay(config, shared, sync))
+        outbox, jobs = await stack.enter_async_context(
+            open_queues(config, shared, own_dir, clock, metrics, sync)
+        )
+        quarantine: QuarantineStore = await stack.enter_async_context(
+            open_redis_quarantine_store(shared, clock)
+            if shared is not None
+            else open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
+        )
+        counters, threshold_state = await stack.enter_async_context(
+            open_thresholds(config, rules_raw, clock, synchronous=sync, shared=shared)
+        )
+        # Shared by every worker (and node), as replay is: an 8.13 may reach any of them.
+        cap = config.local_delivery.max_open_commands_per_originator
+        local_commands: LocalCommandStore = await stack.enter_async_context(
+            open_redis_local_command_store(shared, max_per_originator=cap)
+            if shared is not None
+            else open_local_command_store(
+                state_dir / LOCAL_COMMANDS_FILE, synchronous=sync, max_per_originator=cap
+            )
+        )
+        techspec: TechspecStore = await stack.enter_async_context(
+            open_redis_techspec_store(shared)
+            if shared is not None
+            else open_techspec(state_dir, synchronous=sync)
+        )
+        metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
+        metrics.jobs_pending.set_function(jobs.pending_count)
+        metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
+        metrics.replay_waiting.set_function(lambda: replay.waiting)
+        yield Stores(
+            replay,
+            outbox,
+            jobs,
+            quarantine,
+            counters,
+            threshold_state,
+            local_commands,
+            techspec,
+        )
+
+
+async def _open_shared_redis(stack: AsyncExitStack, config: Config) -> SharedRedis | None:
+    """The one connection to the shared Redis (None on the SQLite backend); a node does
+    not start on a server that would not keep what it acknowledges."""
+    if config.state.backend != "redis":
+        return None
     try:
-        async with AsyncExitStack() as stack:
-            outbox, jobs = await stack.enter_async_context(
-                open_queues(config, own_dir, clock, metrics, sync)
-            )
-            quarantine = await stack.enter_async_context(
-                open_quarantine_store(state_dir / "quarantine.sqlite", clock, synchronous=sync)
-            )
-            counters, threshold_state = await stack.enter_async_context(
-                open_thresholds(config, rules_raw, clock, synchronous=sync)
-            )
-            # Shared by every worker, as the replay file is: an 8.13 may reach any of them.
-            local_commands = await stack.enter_async_context(
-                open_local_command_store(
-                    state_dir / LOCAL_COMMANDS_FILE,
-                    synchronous=sync,
-                    max_per_originator=config.local_delivery.max_open_commands_per_originator,
-                )
-            )
-            techspec = await stack.enter_async_context(open_techspec(state_dir, synchronous=sync))
-            metrics.outbox_dead_letters.set_function(outbox.dead_letter_count)
-            metrics.jobs_pending.set_function(jobs.pending_count)
-            metrics.quarantine_queue.set_function(lambda: quarantine.queue_depth)
-            metrics.replay_waiting.set_function(
-                lambda: replay.statistics().queued + replay.statistics().committing
-            )
-            yield Stores(
-                replay,
-                outbox,
-                jobs,
-                quarantine,
-                counters,
-                threshold_state,
-                local_commands,
-                techspec,
-            )
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
-            await replay.aclose()
+        return await stack.enter_async_context(open_shared_redis(config.state.redis))
+    except (RedisDurabilityError, SharedStoreUnavailable) as exc:
+        raise StartupError(f"[state.redis]: {exc}") from None
 
 
 @asynccontextmanager
 async def open_queues(
-    config: Config, own_dir: Path, clock: Clock, metrics: Metrics, sync: Synchronous
+    config: Config,
+    shared: SharedRedis | None,
+    own_dir: Path,
+    clock: Clock,
+    metrics: Metrics,
+    sync: Synchronous,
 ) -> AsyncIterator[tuple[OutboxStore, JobStore]]:
     """The outbox and the jobs journal: this worker's SQLite files, or Redis Streams shared
-    by every node (`[state] backend = "redis"`)."""
-    if config.state.backend == "sqlite":
+    by every node (`[state] backend = "redis"`), their leases and readers running."""
+    if shared is None:
         async with (
             open_outbox(
                 own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync
@@ -230,30 +255,40 @@ async def open_queues(
             yield outbox, jobs
         return
     streams = config.state.streams
-    opened = False
+    redis_outbox = RedisOutbox(
+        shared,
+        partitions=streams.partitions,
+        lease_seconds=streams.lease_seconds,
+        clock=clock,
+        metrics=metrics,
+        stream_metrics=metrics,
+    )
+    redis_jobs = RedisJobs(shared, lease_seconds=streams.lease_seconds, metrics=metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(redis_outbox.run)
+        await nursery.start(redis_jobs.run)
+        try:
+            yield redis_outbox, redis_jobs
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _open_replay(
+    config: Config, shared: SharedRedis | None, sync: Synchronous
+) -> AsyncIterator[ReplayStore]:
+    max_counter = config.replay.max_counter
+    if shared is not None:
+        async with open_redis_replay_store(shared, max_counter=max_counter) as store:
+            yield store
+        return
+    path = Path(config.state_dir) / "replay.sqlite"
+    guard = await SharedReplayGuard.open(path, synchronous=sync, max_counter=max_counter)
     try:
-        async with open_shared_redis(config.state.redis) as shared:
-            opened = True
-            redis_outbox = RedisOutbox(
-                shared,
-                partitions=streams.partitions,
-                lease_seconds=streams.lease_seconds,
-                clock=clock,
-                metrics=metrics,
-                stream_metrics=metrics,
-            )
-            redis_jobs = RedisJobs(shared, lease_seconds=streams.lease_seconds, metrics=metrics)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(redis_outbox.run)
-                await nursery.start(redis_jobs.run)
-                try:
-                    yield redis_outbox, redis_jobs
-                finally:
-                    nursery.cancel_scope.cancel()
-    except (SharedStoreUnavailable, RedisDurabilityError) as exc:
-        if opened:
-            raise
-        raise StartupError(str(exc)) from None
+        yield guard
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(config.limits.drain_timeout_seconds):
+            await guard.aclose()
 
 
 # -- the components ----------------------------------------------------------------------
@@ -272,6 +307,7 @@ class Components:
         metrics: Metrics,
         *,
         worker: tuple[int, int],
+        quarantine_owner: int,
     ) -> None:
         snapshots = loaded.snapshots
         self.worker_count = worker[1]
@@ -324,7 +360,7 @@ class Components:
             self.lifecycle,
             config.thresholds.quarantine_retention_seconds,
             config.thresholds.quarantine_expiry_check_seconds,
-            owner=worker[0],
+            owner=quarantine_owner,
         )
         self.pipeline = RequestPipeline(
             checks,
@@ -379,7 +415,7 @@ async def start_services(
     await services.start(components.quarantine.run_expiry)
     # After the life cycle is running: a resumed release may journal a job.
     await services.start(components.quarantine.resume_releases)
-    if components.worker_count > 1:  # the other workers store tables too
+    if components.worker_count > 1 or config.state.backend == "redis":  # others store tables too
         await services.start(components.techspec.run_refresh)
     counters = stores.counters
     if isinstance(counters, RedisThresholdStore):
@@ -426,6 +462,8 @@ async def serve(
         # Journals are created 0600 as they open (gateway/stores/sqlite.py).
         tighten_state_dir({Path(config.state_dir), own_dir})
         token = ensure_admin_token(admin_token_path(config))
+        # Shared quarantine: the owner of a release names this process's directory.
+        owner = release_owner(own_dir) if config.state.backend == "redis" else worker[0]
     except (OSError, ValueError, AdminTokenError) as exc:
         raise StartupError(str(exc)) from None
     first = loaded.snapshots.current
@@ -451,7 +489,14 @@ async def serve(
         addresses = BoundAddresses(bound(duis_listeners), bound(admin_listeners))
         device_transport = transport or default_transport(config, loaded, clock, metrics)
         components = Components(
-            config, loaded, stores, device_transport, clock, metrics, worker=worker
+            config,
+            loaded,
+            stores,
+            device_transport,
+            clock,
+            metrics,
+            worker=worker,
+            quarantine_owner=owner,
         )
         try:
             await components.techspec.start(loaded.techspec_files)

@@ -2,14 +2,20 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
 from bench.browser import BrowserThread, browser_unavailable
-from tests.redis_process import REDIS_SERVER, RedisProcess
+from gateway.core.clock import FixedClock
+from gateway.core.config import SharedRedisConfig
+from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
+from gateway.stores.quarantine_redis import open_redis_quarantine_store
+from gateway.stores.redis_shared import open_shared_redis
+from tests.redis_process import REDIS_CLI, REDIS_SERVER, RedisClusterProcesses, RedisProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -60,6 +66,46 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.stop()
+
+
+QuarantineOpener = Callable[[FixedClock], AbstractAsyncContextManager[QuarantineStore]]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def quarantine_opener(request: pytest.FixtureRequest, tmp_path: Path) -> QuarantineOpener:
+    """Opens the store on one backend; opening again is a restarted process (or, on
+    Redis, another node) over the same state."""
+    if request.param == "sqlite":
+        return lambda clock: open_quarantine_store(tmp_path / "q.sqlite", clock)
+    server: RedisProcess = request.getfixturevalue("redis_server")
+
+    @asynccontextmanager
+    async def on_redis(clock: FixedClock) -> AsyncIterator[QuarantineStore]:
+        settings = SharedRedisConfig(url=server.url, key_prefix="q-test")
+        async with (
+            open_shared_redis(settings) as shared,
+            open_redis_quarantine_store(shared, clock) as store,
+        ):
+            yield store
+
+    return on_redis
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcesses]:
+    """A test-owned three-primary Redis Cluster (AOF on), stopped after the test; skip
+    without redis-server or redis-cli, fail instead when CI is set."""
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        reason = "redis-server or redis-cli is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} and CI is set: these tests must run in CI")
+        pytest.skip(f"{reason} (with CI set this fails instead)")
+    cluster = RedisClusterProcesses(tmp_path / "redis-cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 MMC_VERSIONS = ("5.0", "5.1", "5.3", "5.4")

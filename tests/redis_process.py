@@ -6,6 +6,7 @@ shared server; they start one of these (the `redis_server` fixture in conftest.p
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -100,3 +101,79 @@ class RedisProcess:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+
+REDIS_CLI = shutil.which("redis-cli")
+CLUSTER_CREATE_TIMEOUT_SECONDS = 30.0
+CLUSTER_READY_TIMEOUT_SECONDS = 15.0
+
+
+CLUSTER_BUS_OFFSET = 10_000  # Redis's cluster bus listens on port + 10000
+
+
+def cluster_port() -> int:
+    """A port free now whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = random.randint(20_000, 65_535 - CLUSTER_BUS_OFFSET)
+        try:
+            for candidate in (port, port + CLUSTER_BUS_OFFSET):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+class RedisClusterProcesses:
+    """Three test-owned `redis-server --cluster-enabled yes` primaries (AOF on, fsync
+    always), joined with `redis-cli --cluster create`: every slot served, no replicas."""
+
+    def __init__(self, directory: Path, size: int = 3) -> None:
+        self.servers = [
+            RedisProcess(
+                directory / f"cluster-{i}",
+                cluster_port(),
+                extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [server.address for server in self.servers]
+
+    def start(self) -> None:
+        if REDIS_CLI is None:
+            raise RuntimeError("redis-cli is not installed")
+        for server in self.servers:
+            server.start()
+        created = subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *self.addresses, "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=CLUSTER_CREATE_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-2000:]}")
+        deadline = time.monotonic() + CLUSTER_READY_TIMEOUT_SECONDS
+        while not all(self._state_ok(server) for server in self.servers):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    @staticmethod
+    def _state_ok(server: RedisProcess) -> bool:
+        assert REDIS_CLI is not None
+        info = subprocess.run(
+            [REDIS_CLI, "-p", str(server.port), "cluster", "info"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout
+        return "cluster_state:ok" in info

@@ -15,6 +15,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.devkit.default import ensure_default_state
+from tests.redis_process import RedisProcess
 from tests.test_config import BROKEN_CONFIGS
 
 DCC_KEY = "pki/dsp-xml-sign-90B3D51F30000002-ds.key.pem"
@@ -254,3 +255,43 @@ def test_redis_that_answers_is_no_warning(
 ) -> None:
     code, out, _ = check(capsys, "--config", str(redis_config(default_config, REDIS_URL)))
     assert code == 0 and "Redis" not in out.split("Warnings:")[-1]
+
+
+def state_config(config: Path, url: str) -> Path:
+    """The default with `[state] backend = "redis"` (threshold counts follow it)."""
+    path = config.with_name("state-redis.toml")
+    text = config.read_text().replace('store = "memory"\n', "")
+    path.write_text(
+        text + f'\n[state]\nbackend = "redis"\n[state.redis]\nurl = "{url}"\nkey_prefix = "cc"\n'
+    )
+    return path
+
+
+def test_the_state_backend_is_reported_with_what_an_acknowledgement_waits_for(
+    default_config: Path, capsys: pytest.CaptureFixture[str], redis_server: RedisProcess
+) -> None:
+    code, out, err = check(capsys, "--config", str(default_config))
+    assert code == 0 and "state        sqlite" in out, err
+    code, out, err = check(capsys, "--config", str(state_config(default_config, redis_server.url)))
+    assert code == 0, err
+    assert f"state        redis (single: {redis_server.url}, key prefix cc)" in out
+    assert "acknowledgements wait for Redis's fsync (appendfsync always)" in out
+    assert "thresholds   redis store" in out  # the counts share the state's Redis
+
+
+def test_a_redis_that_would_lose_acknowledgements_fails_the_check_as_serve_does(
+    default_config: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lax = RedisProcess(tmp_path / "lax", extra=("--appendfsync", "everysec"))
+    lax.start()
+    try:
+        config = state_config(default_config, lax.url)
+        code, _, err = check(capsys, "--config", str(config))
+        assert code != 0 and "durability = always needs appendfsync always" in err
+        serve_code, lines = serve_refusal(capsys, config)
+        assert serve_code != 0 and "durability = always needs appendfsync always" in lines
+    finally:
+        lax.stop()
+    gone = state_config(default_config, lax.url)  # stopped: nothing answers there now
+    code, _, err = check(capsys, "--config", str(gone))
+    assert code != 0 and "[state.redis]" in err

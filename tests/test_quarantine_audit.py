@@ -11,21 +11,24 @@ import pytest
 from gateway.core.clock import FixedClock
 from gateway.stores.quarantine import NotHeld, UnknownEventRef, open_quarantine_store
 from gateway.stores.quarantine_audit import Decision
+from tests.conftest import QuarantineOpener
 from tests.test_quarantine import START, item
 
 RETENTION_SECONDS = 3600.0
 
 
-async def test_decisions_are_kept_with_the_request_across_restarts(tmp_path: Path) -> None:
-    path, clock = tmp_path / "q.sqlite", FixedClock(START)
-    async with open_quarantine_store(path, clock) as store:
+async def test_decisions_are_kept_with_the_request_across_restarts(
+    quarantine_opener: QuarantineOpener,
+) -> None:
+    clock = FixedClock(START)
+    async with quarantine_opener(clock) as store:
         released = await store.hold(item(1, clock))
         deleted = await store.hold(item(2, clock))
         untouched = await store.hold(item(3, clock))
         clock.advance(60)
         await store.begin_release(released, 0, Decision(by="10.0.0.5:4000", reason="campaign"))
         await store.delete(deleted, Decision(by="10.0.0.5:4001", reason="<b>dup</b>"))
-    async with open_quarantine_store(path, clock) as store:
+    async with quarantine_opener(clock) as store:
         [release] = await store.audit(released)
         assert (release.action, release.by, release.reason) == (
             "release",
@@ -41,9 +44,11 @@ async def test_decisions_are_kept_with_the_request_across_restarts(tmp_path: Pat
         assert await store.count("releasing") == 1
 
 
-async def test_a_refused_decision_leaves_no_audit_entry(tmp_path: Path) -> None:
-    path, clock = tmp_path / "q.sqlite", FixedClock(START)
-    async with open_quarantine_store(path, clock) as store:
+async def test_a_refused_decision_leaves_no_audit_entry(
+    quarantine_opener: QuarantineOpener,
+) -> None:
+    clock = FixedClock(START)
+    async with quarantine_opener(clock) as store:
         ref = await store.hold(item(1, clock))
         await store.delete(ref, Decision(by="a", reason="first"))
         with pytest.raises(NotHeld):
@@ -56,9 +61,11 @@ async def test_a_refused_decision_leaves_no_audit_entry(tmp_path: Path) -> None:
         assert await store.audit(ref + 1) == []
 
 
-async def test_a_decision_without_a_reason_is_audited_and_none_is_not(tmp_path: Path) -> None:
-    path, clock = tmp_path / "q.sqlite", FixedClock(START)
-    async with open_quarantine_store(path, clock) as store:
+async def test_a_decision_without_a_reason_is_audited_and_none_is_not(
+    quarantine_opener: QuarantineOpener,
+) -> None:
+    clock = FixedClock(START)
+    async with quarantine_opener(clock) as store:
         with_decision = await store.hold(item(1, clock))
         without = await store.hold(item(2, clock))
         await store.begin_release(with_decision, 0, Decision(by="cli"))
@@ -67,9 +74,9 @@ async def test_a_decision_without_a_reason_is_audited_and_none_is_not(tmp_path: 
         assert await store.audit(without) == []
 
 
-async def test_entries_go_when_their_request_is_purged(tmp_path: Path) -> None:
-    path, clock = tmp_path / "q.sqlite", FixedClock(START)
-    async with open_quarantine_store(path, clock) as store:
+async def test_entries_go_when_their_request_is_purged(quarantine_opener: QuarantineOpener) -> None:
+    clock = FixedClock(START)
+    async with quarantine_opener(clock) as store:
         old = await store.hold(item(1, clock))
         await store.delete(old, Decision(by="a", reason="old"))
         clock.advance(RETENTION_SECONDS - 10)

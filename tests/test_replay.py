@@ -22,12 +22,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core import replay_rules
+from gateway.core.config import SharedRedisConfig
 from gateway.core.replay_rules import Admission, ReplayGuard, ReplayVerdict
 from gateway.stores import replay
+from gateway.stores.redis_shared import open_shared_redis
 from gateway.stores.replay import SharedReplayGuard
+from gateway.stores.replay_redis import open_redis_replay_store
 from gateway.stores.replay_sqlite import ReplayDatabase, ReplayStoreError
 from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import MAX_COUNTER, RequestId
+from tests.redis_process import RedisProcess
 
 SUP = "90-B3-D5-1F-30-01-00-00"
 NET = "90-B3-D5-1F-30-02-00-00"
@@ -42,10 +46,11 @@ def rid(counter: int, originator: str = SUP, target: str = ESME) -> RequestId:
     return RequestId(originator, target, counter)
 
 
-@pytest.fixture(params=["memory", "shared"])
+@pytest.fixture(params=["memory", "shared", "redis"])
 async def admit(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Admit]:
-    """The same rules through the in-memory model and through the shared database, over
-    the whole uint64 range (the default ceiling has tests of its own)."""
+    """The same rules through the in-memory model, the shared database and the shared
+    Redis (a test-owned server), over the whole uint64 range (the default ceiling has
+    tests of its own)."""
     if request.param == "memory":
         guard = ReplayGuard(max_counter=MAX_COUNTER)
 
@@ -53,6 +58,18 @@ async def admit(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             return guard.admit(request_id, command_variant).verdict
 
         yield in_memory
+    elif request.param == "redis":
+        server: RedisProcess = request.getfixturevalue("redis_server")
+        settings = SharedRedisConfig(url=server.url, key_prefix="replay-test")
+        async with (
+            open_shared_redis(settings) as shared_redis,
+            open_redis_replay_store(shared_redis, max_counter=MAX_COUNTER) as store,
+        ):
+
+            async def through_redis(request_id: RequestId, command_variant: int) -> ReplayVerdict:
+                return (await store.admit(request_id, command_variant)).verdict
+
+            yield through_redis
     else:
         shared = await SharedReplayGuard.open(tmp_path / "replay.sqlite", max_counter=MAX_COUNTER)
 

@@ -5,11 +5,7 @@ leases left to expire) and the other takes its work over."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -33,14 +29,13 @@ from gateway.stores.redis_shared import SharedRedis, open_shared_redis
 from gateway.stores.redis_streams import ensure_group, entry_number, forget_gone_consumers
 from tests.harness import default_config, response_code, running_gateway
 from tests.receiver import Receiver
-from tests.redis_process import REDIS_SERVER, RedisProcess, free_port
+from tests.redis_process import RedisClusterProcesses, RedisProcess, free_port
 from tests.test_lifecycle_e2e import config_with_receiver
 
 ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 LEASE = 0.6  # seconds: short, so a takeover happens within the test
 PARTITIONS = 4
-CLUSTER_BUS_OFFSET = 10_000
 WAIT = 20.0  # seconds a test waits for something asynchronous at most
 
 
@@ -60,70 +55,14 @@ def redeliveries(metrics: Metrics, queue: str) -> float:
 
 
 @pytest.fixture(params=["single", "cluster"])
-def streams_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedRedisConfig]:
+def streams_redis(request: pytest.FixtureRequest) -> SharedRedisConfig:
     """A test-owned Redis: one server, or a three-primary Cluster (every key of a script
     must then share a slot: the hash tags are checked for real)."""
-    if REDIS_SERVER is None or shutil.which("redis-cli") is None:
-        pytest.skip("redis-server and redis-cli are needed")
     if request.param == "single":
-        server = RedisProcess(tmp_path / "redis")
-        server.start()
-        try:
-            yield SharedRedisConfig(url=server.url, key_prefix="t")
-        finally:
-            server.stop()
-        return
-    cluster = [
-        RedisProcess(tmp_path / f"cluster-{i}", cluster_port(), extra=("--cluster-enabled", "yes"))
-        for i in range(3)
-    ]
-    try:
-        for server in cluster:
-            server.start()
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *(s.address for s in cluster),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        wait_for_cluster(cluster[0])
-        # "unchecked": SharedRedis.check_durability's CONFIG GET is not routed to a node on
-        # a Cluster (coredis: "Could not map CONFIG GET"); the servers run fsync always.
-        yield SharedRedisConfig(
-            mode="cluster",
-            cluster_nodes=tuple(s.address for s in cluster),
-            key_prefix="t",
-            durability="unchecked",
-        )
-    finally:
-        for server in cluster:
-            server.stop()
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free too."""
-    while True:
-        port = free_port()
-        if port + CLUSTER_BUS_OFFSET > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
-            except OSError:
-                continue
-        return port
-
-
-def wait_for_cluster(server: RedisProcess) -> None:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        info = subprocess.run(
-            ["redis-cli", "-p", str(server.port), "cluster", "info"],
-            capture_output=True, text=True, timeout=10, check=False,
-        ).stdout  # fmt: skip
-        if "cluster_state:ok" in info:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the test cluster did not reach cluster_state:ok")
+        server: RedisProcess = request.getfixturevalue("redis_server")
+        return SharedRedisConfig(url=server.url, key_prefix="t")
+    cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+    return SharedRedisConfig(mode="cluster", cluster_nodes=tuple(cluster.addresses), key_prefix="t")
 
 
 @asynccontextmanager

@@ -1,13 +1,17 @@
-"""The techspec SQLite store: audited table revisions and Install and Leave cases."""
+"""The techspec store, on SQLite and on Redis: audited table revisions and Install and
+Leave cases (`open_store`: each behaviour test on both backends)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from gateway.core.config import SharedRedisConfig
 from gateway.core.techspec.coverage import UprnKey
 from gateway.core.techspec.install_leave import (
     AlertSent,
@@ -18,17 +22,45 @@ from gateway.core.techspec.install_leave import (
     apply,
 )
 from gateway.core.techspec.tables import decode_tables
+from gateway.stores.redis_shared import open_shared_redis
+from gateway.stores.techspec_redis import open_redis_techspec_store
 from gateway.stores.techspec_sqlite import FILE_NAME, open_techspec_store
-from gateway.stores.techspec_store import KEEP_DOCUMENTS, StaleCase, document_digest
+from gateway.stores.techspec_store import (
+    KEEP_DOCUMENTS,
+    StaleCase,
+    TechspecStore,
+    document_digest,
+)
+from tests.redis_process import RedisProcess
 from tests.techspec_data import CONSULTATION, EXTENDED
 
 AT = dt.datetime(2018, 3, 1, 10, 0, tzinfo=dt.UTC)
 POLICY = InstallLeavePolicy()
 
+Opener = Callable[[], AbstractAsyncContextManager[TechspecStore]]
 
-async def test_table_revisions_are_kept_audited_and_survive_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
-    async with open_techspec_store(path) as store:
+
+@pytest.fixture(params=["sqlite", "redis"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens the store; opening again is a restart (or, on Redis, another node)."""
+    if request.param == "sqlite":
+        return lambda: open_techspec_store(tmp_path / FILE_NAME)
+    server: RedisProcess = request.getfixturevalue("redis_server")
+
+    @asynccontextmanager
+    async def on_redis() -> AsyncIterator[TechspecStore]:
+        settings = SharedRedisConfig(url=server.url, key_prefix="techspec-test")
+        async with (
+            open_shared_redis(settings) as shared,
+            open_redis_techspec_store(shared) as store,
+        ):
+            yield store
+
+    return on_redis
+
+
+async def test_table_revisions_are_kept_audited_and_survive_a_restart(open_store: Opener) -> None:
+    async with open_store() as store:
         assert await store.current("techspec") is None
         first = await store.replace(
             "techspec",
@@ -52,7 +84,7 @@ async def test_table_revisions_are_kept_audited_and_survive_a_restart(tmp_path: 
             "coverage", b"premises = []", "toml", actor="cli", reason="", summary="0", at=AT
         )
         assert (first.revision, second.revision) == (1, 2)
-    async with open_techspec_store(path) as store:  # a restart
+    async with open_store() as store:  # a restart
         current = await store.current("techspec")
         assert current is not None and current.revision == 2 and current.document == EXTENDED
         decode_tables(current.document, fmt=current.format)  # what the edge does at start
@@ -83,8 +115,8 @@ async def test_old_documents_are_dropped_but_their_audit_rows_stay(tmp_path: Pat
     assert [r for (r,) in kept] == list(range(3, KEEP_DOCUMENTS + 3))
 
 
-async def test_a_revision_the_audit_cannot_hold_is_refused(tmp_path: Path) -> None:
-    async with open_techspec_store(tmp_path / FILE_NAME) as store:
+async def test_a_revision_the_audit_cannot_hold_is_refused(open_store: Opener) -> None:
+    async with open_store() as store:
         with pytest.raises(ValueError, match="actor"):
             await store.replace(
                 "techspec", CONSULTATION, "toml", actor=" ", reason="", summary="", at=AT
@@ -107,10 +139,11 @@ def notified(hub: str) -> Notified:
     )
 
 
-async def test_cases_move_on_with_compare_and_set_and_keep_their_history(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+async def test_cases_move_on_with_compare_and_set_and_keep_their_history(
+    open_store: Opener,
+) -> None:
     hub = "00-DB-12-34-56-78-90-A2"
-    async with open_techspec_store(path) as store:
+    async with open_store() as store:
         opened = apply(None, notified(hub), POLICY).case
         await store.save(None, opened, at=AT)
         with pytest.raises(StaleCase):  # another node opened it meanwhile
@@ -122,7 +155,7 @@ async def test_cases_move_on_with_compare_and_set_and_keep_their_history(tmp_pat
         other = apply(None, notified("00-DB-12-34-56-78-90-B2"), POLICY).case
         await store.save(None, other, at=AT)
         assert [c.hub_id for c in await store.open_cases()] == [hub, other.hub_id]
-    async with open_techspec_store(path) as store:
+    async with open_store() as store:
         stored = await store.get(hub)
         assert stored == arrived and stored.premises == UprnKey(5)
         sent = apply(stored, AlertSent(at=AT + dt.timedelta(days=3)), POLICY).case

@@ -14,6 +14,8 @@ import json
 import os
 import signal
 import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -22,12 +24,16 @@ import pytest
 import trio
 
 from gateway.cli import main
+from gateway.core.config import SharedRedisConfig
 from gateway.devkit.client import sign_request
 from gateway.edge.workers import WorkerConfigError, check_worker_config
 from gateway.stores.operator_files import load_config
+from gateway.stores.redis_shared import open_shared_redis
 from gateway.stores.threshold_memory import MemoryThresholdStore
-from gateway.stores.threshold_sqlite import open_threshold_state
+from gateway.stores.threshold_sqlite import ThresholdStateStore, open_threshold_state
+from gateway.stores.threshold_state_redis import open_redis_threshold_state
 from tests.harness import default_config, next_counter, response_code, running_gateway
+from tests.redis_process import RedisProcess
 from tests.test_durability import free_port, start, write_config
 from thresholds.config import ThresholdConfig, ThresholdRule
 from thresholds.rules_state import NO_FILE, RulesRecord, choose_rules, file_sha256
@@ -119,8 +125,30 @@ def test_saved_counts_restore_the_limit_in_a_new_store() -> None:
     assert list(other.changed_counters(500.0)[0]) == [(USER, "4.1.1", 60)]
 
 
-async def test_the_state_file_keeps_rules_audit_and_counts(tmp_path: Path) -> None:
-    path = tmp_path / "thresholds.sqlite"
+@pytest.fixture(params=["sqlite", "redis"])
+def open_state(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[], AbstractAsyncContextManager[ThresholdStateStore]]:
+    """The state store on one backend; opening it again is a new process (or node)."""
+    if request.param == "sqlite":
+        return lambda: open_threshold_state(tmp_path / "thresholds.sqlite")
+    server: RedisProcess = request.getfixturevalue("redis_server")
+
+    @asynccontextmanager
+    async def on_redis() -> AsyncIterator[ThresholdStateStore]:
+        settings = SharedRedisConfig(url=server.url, key_prefix="thresholds-test")
+        async with (
+            open_shared_redis(settings) as shared,
+            open_redis_threshold_state(shared) as state,
+        ):
+            yield state
+
+    return on_redis
+
+
+async def test_the_state_store_keeps_rules_audit_and_counts(
+    open_state: Callable[[], AbstractAsyncContextManager[ThresholdStateStore]],
+) -> None:
     store = MemoryThresholdStore(
         ThresholdConfig(
             rules=(
@@ -131,7 +159,7 @@ async def test_the_state_file_keeps_rules_audit_and_counts(tmp_path: Path) -> No
         )
     )
     store.check_and_count(USER, "8.2", 10.0)
-    async with open_threshold_state(path) as state:
+    async with open_state() as state:
         first = choose_rules(FILE_RULES, "rules.toml", None, NOW)
         assert first.audit is not None
         await state.replace_rules(first.record, first.audit)
@@ -139,7 +167,7 @@ async def test_the_state_file_keeps_rules_audit_and_counts(tmp_path: Path) -> No
         second = choose_rules(FILE_RULES, "rules.toml", record, NOW)
         assert second.audit is None
         await state.save_counts(*store.changed_counters(10.0))
-    async with open_threshold_state(path) as state:  # a new process, same file
+    async with open_state() as state:  # a new process, same file (or another node)
         assert await state.load_rules() == first.record
         assert [e.note for e in await state.audit()] == ["rules file loaded"]
         restored = MemoryThresholdStore(store.config)

@@ -32,6 +32,11 @@ from gateway.edge.admin_auth import AdminTokenError, admin_token_path, read_admi
 from gateway.edge.listeners import probe_listen
 from gateway.edge.workers import WorkerConfigError, check_worker_config
 from gateway.stores.operator_files import Loaded, load_config
+from gateway.stores.redis_shared import (
+    RedisDurabilityError,
+    SharedStoreUnavailable,
+    open_shared_redis,
+)
 from thresholds.config import ThresholdConfigError, decode_threshold_config
 
 # A certificate expiring this soon is a warning (the DCC's signing key too).
@@ -66,6 +71,8 @@ class CheckReport(msgspec.Struct, kw_only=True):
     certificates_skipped: list[SkippedFile] = msgspec.field(default_factory=list)
     dcc_signing_certificate_serial: str | None = None
     threshold_rules: str | None = None
+    # Where shared state lives, and for Redis what an acknowledgement waits for.
+    state: str | None = None
     listeners: list[Listener] = msgspec.field(default_factory=list)
 
 
@@ -91,6 +98,7 @@ def run_check(
         _describe(report, config, loaded, clock.now(), config_path.parent)
     _check_state_dir(report, config)
     _check_listeners(report, config, workers, probe_ports)
+    _check_state_backend(report, config)
     if config.thresholds.store == "redis":
         _check_redis(report, config)
     report.ok = not report.errors
@@ -190,6 +198,38 @@ def _check_listeners(report: CheckReport, config: Config, workers: int, probe: b
                 report.errors.append(f"cannot start: {exc}")
                 free = False
         report.listeners.append(Listener(listener=listener, host=host, port=port, free=free))
+
+
+def _check_state_backend(report: CheckReport, config: Config) -> None:
+    """[state]: SQLite files, or the shared Redis with the persistence start-up demands
+    (start-up refuses a server that does not answer or would lose acknowledgements)."""
+    if config.state.backend == "sqlite":
+        report.state = "sqlite (files in the state directory; one node)"
+        return
+    settings = config.state.redis
+    where = {
+        "single": _without_password(settings.url),
+        "sentinel": f"{settings.service_name} via {', '.join(settings.sentinels)}",
+        "cluster": ", ".join(settings.cluster_nodes),
+    }[settings.mode]
+    report.state = f"redis ({settings.mode}: {where}, key prefix {settings.key_prefix})"
+
+    async def check() -> str:
+        with trio.fail_after(REDIS_PING_TIMEOUT_SECONDS):
+            async with open_shared_redis(settings) as shared:
+                return await shared.check_durability()
+
+    try:
+        guarantee = trio.run(check)
+    except (RedisDurabilityError, SharedStoreUnavailable) as exc:
+        report.errors.append(f"cannot start: [state.redis]: {exc}")
+    except trio.TooSlowError:
+        report.errors.append(
+            f"cannot start: [state.redis]: Redis did not answer within "
+            f"{REDIS_PING_TIMEOUT_SECONDS:.0f} s"
+        )
+    else:
+        report.state += f"; {guarantee}"
 
 
 def _check_redis(report: CheckReport, config: Config) -> None:

@@ -45,6 +45,8 @@ def render_text(report: CheckReport) -> str:
         )
     if report.threshold_rules is not None:
         lines.append(f"  thresholds   {report.threshold_rules}")
+    if report.state is not None:
+        lines.append(f"  state        {report.state}")
     if report.users:
         lines.append("Users (the certificate each would sign with, per served DUIS version):")
         for user in report.users:

@@ -190,7 +190,10 @@ class RegistryConfig(Base, frozen=True, kw_only=True):
 
 
 class ThresholdsConfig(Base, frozen=True, kw_only=True):
-    store: Literal["memory", "redis"] = "memory"
+    # Where the window counts live. Unset: "redis" (the [state.redis] server) when
+    # [state] backend = "redis", else "memory"; `Config` resolves it, so it is never
+    # None after a Config is built.
+    store: Literal["memory", "redis"] | None = None
     redis: RedisStoreSettings = msgspec.field(default_factory=RedisStoreSettings)
     rules_file: str | None = None  # threshold rules and attribute limits (TOML)
     # Redis unreachable: "closed" answers 503 (nothing acknowledged), "open" lets requests by.
@@ -333,6 +336,29 @@ class Config(Base, frozen=True, kw_only=True):
     dev_inbox: DevInboxConfig = msgspec.field(default_factory=DevInboxConfig)
     # The embedded device simulator (the default device transport).
     simulator: SimulatorConfig = msgspec.field(default_factory=_default_simulator)
+
+    def __post_init__(self) -> None:
+        if self.thresholds.store is None:
+            # Frozen, but still being built: nothing has seen the unresolved value.
+            msgspec.structs.force_setattr(
+                self, "thresholds", counts_follow_state(self.thresholds, self.state)
+            )
+
+
+def counts_follow_state(thresholds: ThresholdsConfig, state: StateConfig) -> ThresholdsConfig:
+    """The unset threshold store resolved: with shared state, counts are shared too, on
+    the same single Redis (under their own key prefix); otherwise in memory."""
+    if state.backend == "sqlite":
+        return msgspec.structs.replace(thresholds, store="memory")
+    if state.redis.mode != "single":
+        raise ValueError(
+            f'[state.redis] mode = "{state.redis.mode}": set [thresholds] store and '
+            "[thresholds.redis] url (the counts store takes one server's url)"
+        )
+    redis = msgspec.structs.replace(
+        thresholds.redis, url=state.redis.url, key_prefix=f"{state.redis.key_prefix}:ad:"
+    )
+    return msgspec.structs.replace(thresholds, store="redis", redis=redis)
 
 
 class ConfigError(Exception):

@@ -40,7 +40,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, Literal, NewType, NoReturn, TypeVar
+from typing import Any, Final, Literal, NewType, NoReturn, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -137,7 +137,39 @@ class QuarantineStoreError(Exception):
 T = TypeVar("T")
 
 
-class QuarantineStore:
+class QuarantineStore(Protocol):
+    """Held requests, whichever backend keeps them: this module's SQLite store (one
+    node) or gateway/stores/quarantine_redis.py (every node). Writes are durable when
+    they return; release and delete leave "held" exactly once."""
+
+    @property
+    def transactions(self) -> int: ...
+    @property
+    def queue_depth(self) -> int: ...
+    async def hold(self, item: QuarantineItem) -> QuarantineEventRef: ...
+    async def list_requests(
+        self,
+        *,
+        user_id: str | None = None,
+        srv: str | None = None,
+        min_age_seconds: float = 0.0,
+        state: QuarantineState = "held",
+        after_ref: int = 0,
+        limit: int = MAX_LIST_ROWS,
+    ) -> list[QuarantinedRequest]: ...
+    async def show(self, ref: int) -> QuarantinedRequest | None: ...
+    async def begin_release(
+        self, ref: int, owner: int, decision: Decision | None = None
+    ) -> QuarantinedRequest: ...
+    async def finish_release(self, ref: int) -> None: ...
+    async def releasing(self, owner: int) -> list[QuarantinedRequest]: ...
+    async def delete(self, ref: int, decision: Decision | None = None) -> QuarantinedRequest: ...
+    async def expire(self, retention_seconds: float) -> list[QuarantinedRequest]: ...
+    async def audit(self, ref: int) -> list[AuditEntry]: ...
+    async def count(self, state: QuarantineState = "held") -> int: ...
+
+
+class SqliteQuarantineStore:
     def __init__(
         self, path: str | Path, clock: Clock, *, node_id: int = 0, synchronous: str = "FULL"
     ) -> None:
@@ -332,9 +364,9 @@ class QuarantineStore:
 @asynccontextmanager
 async def open_quarantine_store(
     path: str | Path, clock: Clock, *, node_id: int = 0, synchronous: str = "FULL"
-) -> AsyncIterator[QuarantineStore]:
+) -> AsyncIterator[SqliteQuarantineStore]:
     """A running store for the duration of the block (its writer in a child nursery)."""
-    store = QuarantineStore(path, clock, node_id=node_id, synchronous=synchronous)
+    store = SqliteQuarantineStore(path, clock, node_id=node_id, synchronous=synchronous)
     async with running(store):
         yield store
 

@@ -104,13 +104,40 @@ class SharedRedis:
         if mode == "unchecked":
             return "Redis persistence not checked (durability = unchecked)"
         try:
-            found = await self.client.config_get(["appendonly", "appendfsync"])
+            every = await self._persistence_settings()
         except coredis.exceptions.ResponseError as exc:
             raise RedisDurabilityError(
                 f"cannot read the server's persistence settings ({exc}); if CONFIG is "
                 'disabled there, set [state.redis] durability = "unchecked"'
             ) from exc
-        settings = {_text(k): _text(v) for k, v in dict(found).items()}
+        # Under Cluster every primary holds some keys: each must keep what it acknowledges.
+        guarantees = {self._check_one(settings) for settings in every}
+        return guarantees.pop() if len(guarantees) == 1 else "; ".join(sorted(guarantees))
+
+    async def _persistence_settings(self) -> list[dict[str, str]]:
+        wanted = ["appendonly", "appendfsync"]
+        if not self.cluster:
+            found = await self.client.config_get(wanted)
+            return [{_text(k): _text(v) for k, v in dict(found).items()}]
+        # CONFIG GET has no key, so the cluster client cannot route it: ask each primary.
+        every = []
+        for node in await self.client.cluster_nodes():
+            if "master" not in node["flags"]:
+                continue
+            one = coredis.Redis(
+                host=node["host"],
+                port=node["port"],
+                password=self.settings.password,
+                connect_timeout=self.settings.connect_timeout_seconds,
+                stream_timeout=self.settings.stream_timeout_seconds,
+            )
+            async with one:
+                found = await one.config_get(wanted)
+            every.append({_text(k): _text(v) for k, v in dict(found).items()})
+        return every
+
+    def _check_one(self, settings: dict[str, str]) -> str:
+        mode = self.settings.durability
         if settings.get("appendonly") != "yes":
             raise RedisDurabilityError(
                 "the Redis server runs without the append-only file (appendonly no): an "

@@ -61,7 +61,13 @@ _Request = tuple[RequestId, int]
 
 class ReplayStore(Protocol):
     """Replay state every gateway process shares: counters, CV 4 allowances with their
-    Pre-Commands, and the audited resets. Every answer is durable when returned."""
+    Pre-Commands, and the audited resets. Every answer is durable when returned. Here on
+    SQLite (`SharedReplayGuard`); on Redis in gateway/stores/replay_redis.py."""
+
+    @property
+    def waiting(self) -> int:
+        """Admissions queued or being decided now (a gauge)."""
+        ...
 
     async def admit(self, request_id: RequestId, command_variant: int) -> Admission: ...
     async def record_pre_command(self, request_id: RequestId, gbcs: bytes) -> bool: ...
@@ -176,6 +182,10 @@ class SharedReplayGuard:
         record = await self._run(reset)
         self._floor.pop(originator, None)  # other workers follow within FLOOR_TRUST_SECONDS
         return record
+
+    @property
+    def waiting(self) -> int:
+        return self._commit.queue_depth + self._commit.committing
 
     def statistics(self) -> ReplayGuardStatistics:
         return ReplayGuardStatistics(

@@ -19,6 +19,7 @@ import trio
 
 from gateway.core.clock import Clock
 from gateway.core.config import Config, StartupError
+from gateway.stores.redis_shared import SharedRedis
 from gateway.stores.threshold_memory import MemoryThresholdStore
 from gateway.stores.threshold_redis import RedisThresholdStore, open_redis_threshold_store
 from gateway.stores.threshold_sqlite import (
@@ -26,6 +27,7 @@ from gateway.stores.threshold_sqlite import (
     ThresholdStateStore,
     open_threshold_state,
 )
+from gateway.stores.threshold_state_redis import open_redis_threshold_state
 from thresholds.config import ThresholdConfig
 from thresholds.rules_state import choose_rules
 
@@ -119,19 +121,28 @@ async def threshold_counters(config: Config, rules: ThresholdConfig) -> AsyncIte
 
 @asynccontextmanager
 async def open_thresholds(
-    config: Config, rules_raw: bytes | None, clock: Clock, *, synchronous: str
+    config: Config,
+    rules_raw: bytes | None,
+    clock: Clock,
+    *,
+    synchronous: str,
+    shared: SharedRedis | None = None,
 ) -> AsyncIterator[tuple[CounterStore, ThresholdStateStore]]:
-    """The counters under the rules in force (saved counts restored) and the state store."""
+    """The counters under the rules in force (saved counts restored) and the state store:
+    on the shared Redis when given (every node one set of rules), else the state file."""
     path = state_path(config)
+    where = "[state.redis]" if shared is not None else str(path)
     async with AsyncExitStack() as stack:
         try:
-            store = await stack.enter_async_context(
-                open_threshold_state(path, synchronous=synchronous)
+            store: ThresholdStateStore = await stack.enter_async_context(
+                open_redis_threshold_state(shared)
+                if shared is not None
+                else open_threshold_state(path, synchronous=synchronous)
             )
             rules = await rules_in_force(config, rules_raw, store, clock)
             counters = await stack.enter_async_context(threshold_counters(config, rules))
             if isinstance(counters, MemoryThresholdStore):
                 await restore_counts(counters, store)
         except ThresholdStateError as exc:
-            raise StartupError(f"{path}: {exc}") from None
+            raise StartupError(f"{where}: {exc}") from None
         yield counters, store
