@@ -31,7 +31,7 @@ ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 WAN = ("North", "Central", "South", "4G North", "4G Central", "4G South")
 HAN = ("Single Band", "Dual Band")
-DEVICE_SECONDS = 0.05  # per link; one hub per node serves one command at a time
+DEVICE_SECONDS = 0.1  # per link; one hub per node serves one command at a time
 LEASE_SECONDS = 1.5
 # One request at a time: the estate's one supplier is the only originator, and its
 # counters must reach the shared replay store in order (else E1). Jobs and responses are
