@@ -277,6 +277,13 @@ def test_the_state_backend_is_reported_with_what_an_acknowledgement_waits_for(
     assert f"state        redis (single: {redis_server.url}, key prefix cc)" in out
     assert "acknowledgements wait for Redis's fsync (appendfsync always)" in out
     assert "thresholds   redis store" in out  # the counts share the state's Redis
+    assert "each node counts on its own" not in out
+    pinned = state_config(default_config, redis_server.url)
+    pinned.write_text(
+        pinned.read_text().replace("[thresholds]\n", '[thresholds]\nstore = "memory"\n')
+    )
+    code, out, err = check(capsys, "--config", str(pinned))
+    assert code == 0 and "each node counts on its own" in out, err
 
 
 def test_a_redis_that_would_lose_acknowledgements_fails_the_check_as_serve_does(

@@ -15,7 +15,7 @@ from gateway.core.replay_rules import Admission, ReplayVerdict
 from gateway.stores.redis_shared import open_shared_redis
 from gateway.stores.replay_redis import RedisReplayStore, key_slot, open_redis_replay_store
 from mmc.identifiers import RequestId
-from tests.redis_process import RedisProcess
+from tests.redis_process import RedisClusterProcesses, RedisProcess
 
 SUP = "90-B3-D5-1F-30-01-00-00"
 ESME = "00-DB-12-34-56-78-90-A0"
@@ -105,3 +105,34 @@ def test_cluster_slots_are_computed_as_redis_does() -> None:
     assert key_slot("foo") == 12182
     assert key_slot("somekey{foo}rest") == key_slot("foo")
     assert key_slot("a{}b") != key_slot("")  # an empty tag hashes the whole key
+
+
+async def test_on_a_cluster_a_batch_spans_slots_in_one_round_trip(
+    redis_cluster: RedisClusterProcesses,
+) -> None:
+    """Requests of many originators (many slots) waiting together: one batcher round trip
+    (a script call per slot, sent together), every verdict right, Pre-Commands across
+    two stores (nodes)."""
+    settings = SharedRedisConfig(
+        mode="cluster", cluster_nodes=tuple(redis_cluster.addresses), key_prefix="replay"
+    )
+    originators = [f"90-B3-D5-1F-30-01-00-{n:02X}" for n in range(40)]
+    assert len({key_slot(f"x:{{{o}}}") for o in originators}) > 3  # really several slots
+    verdicts: dict[str, ReplayVerdict] = {}
+    async with (
+        open_shared_redis(settings) as shared,
+        open_redis_replay_store(shared) as a,
+        open_redis_replay_store(shared) as b,
+    ):
+
+        async def send(originator: str) -> None:
+            verdicts[originator] = (await a.admit(rid(70, originator), 4)).verdict
+
+        async with trio.open_nursery() as nursery:
+            for originator in originators:
+                nursery.start_soon(send, originator)
+        assert set(verdicts.values()) == {ReplayVerdict.FRESH} and len(verdicts) == 40
+        assert a.round_trips <= 2
+        assert await a.record_pre_command(rid(70, originators[7]), GBCS)
+        assert await b.admit(rid(70, originators[7]), 5) == Admission(ReplayVerdict.FRESH, GBCS)
+        assert await b.admit(rid(70, originators[8]), 1) == Admission(ReplayVerdict.REPLAYED)

@@ -213,6 +213,12 @@ def _check_state_backend(report: CheckReport, config: Config) -> None:
         "cluster": ", ".join(settings.cluster_nodes),
     }[settings.mode]
     report.state = f"redis ({settings.mode}: {where}, key prefix {settings.key_prefix})"
+    if config.thresholds.store == "memory":
+        report.warnings.append(
+            'thresholds.store = "memory" with [state] backend = "redis": each node counts '
+            "on its own, so a limit holds per node, not across them; remove the key to "
+            "count on the shared Redis"
+        )
 
     async def check() -> str:
         with trio.fail_after(REDIS_PING_TIMEOUT_SECONDS):

@@ -10,8 +10,9 @@ Imports the core and the libraries below it, never the edge or the dev kit.
     outbox_store    the outbox protocol; outbox_redis: the outbox on Redis Streams
     jobs            the jobs journal (JobStore) and its SQLite backend; jobs_redis: on Redis
     redis_streams   what the Redis Streams stores share (consumer names, groups, errors)
-    quarantine      requests held by anomaly detection (quarantine_audit: the
-                    operator's release and delete decisions, beside them)
+    quarantine      requests held by anomaly detection: QuarantineStore (protocol) and
+                    its SQLite store (quarantine_audit: the operator's release and
+                    delete decisions, beside them)
     threshold_memory, threshold_redis   the per-User-ID counters (CounterStore)
     threshold_sqlite   rules in force, their audit, saved counts
     threshold_state    the counters opened under the rules in force; count snapshots
@@ -21,6 +22,10 @@ Imports the core and the libraries below it, never the edge or the dev kit.
                     local_commands_sqlite: its SQLite store, opened by the composition root
     redis_shared    the one Redis every node shares ([state] backend = "redis"): client
                     (single, Sentinel, Cluster), key layout with hash tags, durable writes
+    redis_batch     requests waiting together share one Redis round trip
+    replay_redis, quarantine_redis, local_commands_redis, techspec_redis,
+    threshold_state_redis   each store's Redis backend (the protocol's other side)
+    node_identity   the owner of a shared quarantine release: this process's directory
     certfiles       certificate and key files; the certificate store; the DCC's key
     device_certfiles  device signing certificates (8.13 responses)
     operator_files  config, Users and inventory, XSDs, the threshold rules file, the
@@ -34,7 +39,9 @@ __all__ = [
     "jobs",
     "jobs_redis",
     "local_commands",
+    "local_commands_redis",
     "local_commands_sqlite",
+    "node_identity",
     "operator_files",
     "outbox",
     "outbox_redis",
@@ -43,14 +50,19 @@ __all__ = [
     "private_files",
     "quarantine",
     "quarantine_audit",
+    "quarantine_redis",
+    "redis_batch",
     "redis_shared",
     "redis_streams",
     "replay",
+    "replay_redis",
     "sqlite",
     "techspec",
+    "techspec_redis",
     "techspec_store",
     "threshold_memory",
     "threshold_redis",
     "threshold_sqlite",
     "threshold_state",
+    "threshold_state_redis",
 ]

@@ -254,15 +254,24 @@ class RedisReplayStore:
             slot = key_slot(self._key(request_id.originator, "last"))
             groups.setdefault(slot, []).append(index)
         results: list[Admission | None] = [None] * len(batch)
+        failures: list[ReplayStoreError] = []
 
         async def one(indices: list[int]) -> None:
-            verdicts = await self._admit_group([batch[i] for i in indices])
+            try:
+                verdicts = await self._admit_group([batch[i] for i in indices])
+            except ReplayStoreError as exc:  # the others' verdicts still stand
+                failures.append(exc)
+                return
             for i, admission in zip(indices, verdicts, strict=True):
                 results[i] = admission
 
         async with trio.open_nursery() as nursery:
             for indices in groups.values():
                 nursery.start_soon(one, indices)
+        if failures:
+            # The batcher fails the whole batch: a slot that answered may have spent its
+            # counters (safe: refused later, never accepted twice), none is acknowledged.
+            raise failures[0]
         return [r for r in results if r is not None]
 
     async def _admit_group(self, batch: Sequence[_Request]) -> list[Admission]:
