@@ -46,8 +46,8 @@ from gateway.devkit.devpki import (
     generate_dev_pki,
 )
 from gateway.devkit.estate import DCC_EUI64, dev_users
-from gateway.edge.lifecycle import ASYNC_QUEUE_SIZE
 from gateway.stores.certfiles import load_certstore
+from gateway.stores.jobs import LOCAL_JOBS
 from gateway.stores.operator_files import load_inventory, load_users
 from mmc.catalogue import USER_XML_SIGNING_ROLE_CODE, load_catalogue
 
@@ -60,9 +60,9 @@ SERVED_VERSIONS: Final = ("5.0", "5.1", "5.3", "5.4")
 DEFAULT_VARIANTS: Final = frozenset({1, 8})
 ASYNC_VARIANTS: Final = frozenset({1, 3, 5, 7})
 # The default estate has one Communications Hub, which the simulator drains at about one
-# command a second; at most ASYNC_QUEUE_SIZE accepted asynchronous jobs are held in
-# memory, the rest wait in the journal. A run stays below that.
-MAX_ASYNC_PER_RUN: Final = ASYNC_QUEUE_SIZE * 9 // 10
+# command a second; accepted asynchronous jobs wait in a buffer of LOCAL_JOBS (SQLite) and
+# the I99 blocks once it is full. A run stays below that, with room for the workers.
+MAX_ASYNC_PER_RUN: Final = LOCAL_JOBS * 9 // 10
 ROLE_CERTIFICATE_CODES: Final = ("02", "03", "7F", "08", "04")
 POOL_THRESHOLD: Final = 2000  # below this, starting worker processes costs more than it saves
 POOL_CHUNK: Final = 500

@@ -71,13 +71,17 @@ from gateway.edge.techspec_service import StoredTableUnreadable, TechspecService
 from gateway.edge.tls import load_server_context
 from gateway.edge.transport import DeviceTransport
 from gateway.edge.workers import worker_state_dir
+from gateway.stores.jobs import JobStore, open_sqlite_jobs
+from gateway.stores.jobs_redis import RedisJobs
 from gateway.stores.local_commands import FILE_NAME as LOCAL_COMMANDS_FILE
 from gateway.stores.local_commands import LocalCommandStore
 from gateway.stores.local_commands_redis import open_redis_local_command_store
 from gateway.stores.local_commands_sqlite import open_local_command_store
 from gateway.stores.node_identity import release_owner
 from gateway.stores.operator_files import Loaded, load, load_snapshot
-from gateway.stores.outbox import Outbox, open_outbox
+from gateway.stores.outbox import open_outbox
+from gateway.stores.outbox_redis import RedisOutbox
+from gateway.stores.outbox_store import OutboxStore
 from gateway.stores.private_files import make_private_dir, tighten_state_dir
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
 from gateway.stores.quarantine_redis import open_redis_quarantine_store
@@ -158,8 +162,8 @@ class Stores:
     """Everything durable the services share, opened (and closed) by `open_stores`."""
 
     replay: ReplayStore
-    outbox: Outbox
-    jobs: Outbox
+    outbox: OutboxStore
+    jobs: JobStore
     quarantine: QuarantineStore
     counters: CounterStore
     threshold_state: ThresholdStateStore
@@ -180,11 +184,8 @@ async def open_stores(
         shared = await _open_shared_redis(stack, config)
         # First in, last out: requests still draining from the other stores get verdicts.
         replay = await stack.enter_async_context(_open_replay(config, shared, sync))
-        outbox = await stack.enter_async_context(
-            open_outbox(own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync)
-        )
-        jobs = await stack.enter_async_context(
-            open_outbox(own_dir / "jobs.sqlite", clock=clock, synchronous=sync)
+        outbox, jobs = await stack.enter_async_context(
+            open_queues(config, shared, own_dir, clock, metrics, sync)
         )
         quarantine: QuarantineStore = await stack.enter_async_context(
             open_redis_quarantine_store(shared, clock)
@@ -233,6 +234,47 @@ async def _open_shared_redis(stack: AsyncExitStack, config: Config) -> SharedRed
         return await stack.enter_async_context(open_shared_redis(config.state.redis))
     except (RedisDurabilityError, SharedStoreUnavailable) as exc:
         raise StartupError(f"[state.redis]: {exc}") from None
+
+
+@asynccontextmanager
+async def open_queues(
+    config: Config,
+    shared: SharedRedis | None,
+    own_dir: Path,
+    clock: Clock,
+    metrics: Metrics,
+    sync: Synchronous,
+) -> AsyncIterator[tuple[OutboxStore, JobStore]]:
+    """The outbox and the jobs journal: this worker's SQLite files, or Redis Streams shared
+    by every node (`[state] backend = "redis"`), their leases and readers running."""
+    if shared is None:
+        async with (
+            open_outbox(
+                own_dir / "outbox.sqlite", clock=clock, metrics=metrics, synchronous=sync
+            ) as outbox,
+            open_sqlite_jobs(
+                own_dir / "jobs.sqlite", clock=clock, metrics=metrics, synchronous=sync
+            ) as jobs,
+        ):
+            yield outbox, jobs
+        return
+    streams = config.state.streams
+    redis_outbox = RedisOutbox(
+        shared,
+        partitions=streams.partitions,
+        lease_seconds=streams.lease_seconds,
+        clock=clock,
+        metrics=metrics,
+        stream_metrics=metrics,
+    )
+    redis_jobs = RedisJobs(shared, lease_seconds=streams.lease_seconds, metrics=metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(redis_outbox.run)
+        await nursery.start(redis_jobs.run)
+        try:
+            yield redis_outbox, redis_jobs
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager

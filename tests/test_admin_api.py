@@ -38,6 +38,7 @@ PROTECTED = [
     ("GET", "/admin/outbox/pending"),
     ("GET", "/admin/outbox/dead-letters"),
     ("POST", "/admin/outbox/dead-letters/x/retry"),
+    ("POST", "/admin/outbox/dead-letters/x/discard"),
     ("GET", "/admin/traffic"),
     ("GET", "/admin/trust/certificates"),
     ("GET", "/admin/trust/signers"),

@@ -292,6 +292,27 @@ def test_soak_answers_the_well_behaved_client_beside_the_crowd() -> None:
     assert counters['duisgw_client_timeouts_total{kind="send"}'] > 0
 
 
+def test_nodes_bench_reports_every_configuration() -> None:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    report = run_json(
+        "bench.bench_nodes",
+        "--nodes", "1,2", "--repeats", "1", "--seconds", "1", "--requests", "300",
+        "--connections", "2", "--puts", "20",
+    )  # fmt: skip
+    rates = {name: figures for name, figures in report.items() if name.endswith("requests/s")}
+    assert set(rates) == {
+        "sqlite, 1 node: requests/s",
+        "redis, 1 node: requests/s",
+        "redis, 2 nodes: requests/s",
+    }
+    assert all(f["unexpected"] == 0 and f["median"] > 0 for f in rates.values()), rates
+    assert {
+        "jobs put, redis, 1 producer: µs per put",
+        "jobs put, sqlite, 1 producer: µs per put",
+    } <= set(report)
+
+
 def test_nodes_bench_runs_every_setup() -> None:
     """bench.nodes: the SQLite node, then Redis nodes, every request answered as expected."""
     if REDIS_SERVER is None:

@@ -238,6 +238,23 @@ async def test_dead_letters_filter_by_user_and_retry_takes_an_encoded_id(
         nursery.cancel_scope.cancel()
 
 
+async def test_a_dead_letter_discarded_is_gone_for_good(tmp_path: Path, shared_dir: Path) -> None:
+    gone = Receiver(status_for=lambda seen: 410)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(gone.serve)
+        async with running_gateway(config_with_receiver(tmp_path, port), [tmp_path / "pki"]) as gw:
+            message_id = (await dead_letters_after_a_read(gw, shared_dir))[0]["message_id"]
+            path = f"/admin/outbox/dead-letters/{message_id}/discard"
+            discarded = await gw.admin.post(path)
+            assert discarded.status_code == 200
+            assert discarded.json() == {"discarded": message_id}
+            assert (await gw.admin.get("/admin/outbox/dead-letters")).json() == []
+            assert (await gw.admin.post(path)).status_code == 404
+            retry = f"/admin/outbox/dead-letters/{message_id}/retry"
+            assert (await gw.admin.post(retry)).status_code == 404
+        nursery.cancel_scope.cancel()
+
+
 async def test_the_cli_sends_a_reason_and_reads_the_trust_views(
     tmp_path: Path,
     shared_dir: Path,

@@ -27,6 +27,7 @@ from gateway.edge.lifecycle import Lifecycle
 from gateway.edge.metrics import Metrics
 from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.screen import ThresholdScreen
+from gateway.stores.jobs import open_sqlite_jobs
 from gateway.stores.operator_files import Loaded, load
 from gateway.stores.outbox import Outbox, open_outbox
 from gateway.stores.quarantine import QuarantineItem, open_quarantine_store
@@ -57,7 +58,7 @@ async def released_world(
     transport = Simulator.for_inventory(lambda: loaded.snapshots.current.inventory, clock=clock)
     async with (
         open_outbox(tmp_path / "outbox.sqlite", clock=clock) as outbox,
-        open_outbox(tmp_path / "jobs.sqlite", clock=clock) as jobs,
+        open_sqlite_jobs(tmp_path / "jobs.sqlite", clock=clock) as jobs,
         open_quarantine_store(tmp_path / "quarantine.sqlite", clock) as quarantine,
     ):
         lifecycle = Lifecycle(checks, loaded.snapshots, answers, transport, jobs, outbox)

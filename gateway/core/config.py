@@ -297,12 +297,24 @@ class SharedRedisConfig(Base, frozen=True, kw_only=True):
             raise ValueError('durability "everysec" needs wait_replicas >= 1 (WAIT for them)')
 
 
+class StreamsConfig(Base, frozen=True, kw_only=True):
+    """The jobs and the outbox on Redis Streams (gateway/stores/outbox_redis.py,
+    jobs_redis.py). A node that stops renewing its lease (dead, or cut off from Redis for
+    longer) has its partitions and its jobs taken over by a live node after `lease_seconds`."""
+
+    # Outbox streams; a User ID maps to one, so one node delivers a User's messages in order.
+    # Fixed for a deployment's lifetime: changing it re-homes Users with messages pending.
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    lease_seconds: Annotated[float, msgspec.Meta(ge=0.5, le=600)] = 10.0
+
+
 class StateConfig(Base, frozen=True, kw_only=True):
     """Where shared state lives: "sqlite" (the embedded default: one node, files in
     state_dir) or "redis" (every node of a deployment on one Redis)."""
 
     backend: Literal["sqlite", "redis"] = "sqlite"
     redis: SharedRedisConfig = msgspec.field(default_factory=SharedRedisConfig)
+    streams: StreamsConfig = msgspec.field(default_factory=StreamsConfig)
 
 
 class Config(Base, frozen=True, kw_only=True):

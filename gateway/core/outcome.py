@@ -24,7 +24,16 @@ from mmc.codec import BodyFacts
 
 # The stages that refuse with HTTP (the label of duisgw_refusals_total).
 RefusingStage = Literal[
-    "ingest", "version", "schema", "signature", "certificate", "srv", "body", "tls", "thresholds"
+    "ingest",
+    "version",
+    "schema",
+    "signature",
+    "certificate",
+    "srv",
+    "body",
+    "tls",
+    "thresholds",
+    "jobs",  # the jobs journal could not store an accepted request (503)
 ]
 # The stages that answer with a DUIS acknowledgement and stop.
 AcknowledgingStage = Literal["replay", "access", "pre_command", "thresholds", "dispatch"]

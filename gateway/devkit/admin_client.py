@@ -97,6 +97,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     o.add_parser("pending").add_argument("--user-id")
     o.add_parser("dead-letters")
     o.add_parser("retry").add_argument("message_id")
+    o.add_parser("discard", help="give up a dead letter for good").add_argument("message_id")
 
     thresholds = commands.add_parser("thresholds", help="show or replace the threshold rules")
     t = thresholds.add_subparsers(dest="action", required=True)
@@ -229,7 +230,7 @@ def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
             return client.get("/admin/outbox/pending", params=params)
         if action == "dead-letters":
             return client.get("/admin/outbox/dead-letters")
-        return client.post(f"/admin/outbox/dead-letters/{args.message_id}/retry")
+        return client.post(f"/admin/outbox/dead-letters/{args.message_id}/{action}")
     if command == "techspec":
         return techspec_client.call(args, client, _login_name)
     if command == "replay":

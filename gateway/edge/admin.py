@@ -42,8 +42,9 @@ from gateway.edge.http import HttpRequest
 from gateway.edge.quarantine_ops import QuarantineOps
 from gateway.edge.server import Answer, PeerInfo
 from gateway.edge.techspec_admin import TechspecAdmin
-from gateway.stores.outbox import NotDeadLettered, Outbox, UnknownMessage
-from gateway.stores.outbox_sqlite import StoredMessage
+from gateway.stores.outbox import NotDeadLettered, UnknownMessage
+from gateway.stores.outbox_sqlite import OutboxStoreError, StoredMessage
+from gateway.stores.outbox_store import OutboxStore
 from mmc.identifiers import Eui64
 
 log = logging.getLogger("duisgw.admin")
@@ -106,7 +107,7 @@ class AdminApi:
         metrics_registry: CollectorRegistry,
         reload: Callable[[], ReloadResult],
         quarantine: QuarantineOps,
-        outbox: Outbox,
+        outbox: OutboxStore,
         replay: ReplayAdmin,
         thresholds: ThresholdsAdmin,
         techspec: TechspecAdmin,
@@ -188,7 +189,10 @@ class AdminApi:
                 method, rest[1:], query, request.body, media_type(request), peer.address
             )
         if rest[:1] == ["outbox"]:
-            return await self._outbox_route(method, rest[1:], query)
+            try:
+                return await self._outbox_route(method, rest[1:], query)
+            except OutboxStoreError as exc:  # Redis away: say so, the listener stays up
+                return _json(503, {"error": f"outbox unavailable: {exc}"})
         if rest[:1] == ["techspec"]:
             return await self._techspec.route(method, rest[1:], query, request, peer)
         view = await self._views.route(method, rest, query)
@@ -250,14 +254,23 @@ class AdminApi:
         if rest == ["dead-letters"] and method == "GET":
             return _json(200, [_message(m) for m in await self._outbox.dead_letters(_user(query))])
         _no_query(query)
-        if len(rest) == 3 and rest[0] == "dead-letters" and rest[2] == "retry" and method == "POST":
+        operations = {"retry": "retrying", "discard": "discarded"}
+        if (
+            len(rest) == 3
+            and rest[0] == "dead-letters"
+            and rest[2] in operations
+            and method == "POST"
+        ):
             try:
                 # Percent-decoded: the console encodes the ID as a path segment.
                 message_id = check.message_id(unquote(rest[1]))
-                await self._outbox.retry_dead_letter(message_id)
+                if rest[2] == "retry":
+                    await self._outbox.retry_dead_letter(message_id)
+                else:
+                    await self._outbox.discard_dead_letter(message_id)
             except UnknownMessage:
                 return _json(404, {"error": "unknown message"})
             except NotDeadLettered:
                 return _json(409, {"error": "not a dead letter"})
-            return _json(200, {"retrying": message_id})
+            return _json(200, {operations[rest[2]]: message_id})
         return 404, b"unknown outbox path\n", TEXT

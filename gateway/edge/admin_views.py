@@ -21,7 +21,7 @@ from gateway.core.trust_report import certificate_rows, signing_readiness, users
 from gateway.core.versions import VersionRegistry
 from gateway.edge.admin_params import InvalidInput, parse_query
 from gateway.edge.traffic_summary import TrafficSummary, summarise
-from gateway.stores.outbox import Outbox
+from gateway.stores.outbox_store import OutboxStore
 from gateway.stores.quarantine import QuarantineStore
 from mmc.identifiers import Eui64
 
@@ -49,7 +49,7 @@ class AdminViews:
         versions: VersionRegistry,
         clock: Clock,
         metrics_registry: CollectorRegistry,
-        outbox: Outbox,
+        outbox: OutboxStore,
         quarantine: QuarantineStore,
         dcc_originator: Eui64 | None = None,
     ) -> None:

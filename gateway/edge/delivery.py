@@ -41,8 +41,9 @@ import trio
 from gateway.core.config import DEV_INBOX_URL, DeliveryConfig
 from gateway.core.log_fields import log_event
 from gateway.edge.metrics import Metrics
-from gateway.stores.outbox import MAX_PURGE_ROWS, Outbox
+from gateway.stores.outbox import MAX_PURGE_ROWS
 from gateway.stores.outbox_sqlite import OutboxStoreError, StoredMessage
+from gateway.stores.outbox_store import OutboxStore
 
 # Named, not __name__: the name operators filter on outlives a move of the module.
 log = logging.getLogger("gateway.delivery")
@@ -53,6 +54,7 @@ MAX_ERROR_BODY_CHARS: Final = 200  # of a refusal's body kept in last_error
 # cause a re-send. The outbox fails the wait at once if its writer stops; the bound is
 # for a writer stuck on the disk.
 COMMIT_GRACE_SECONDS: Final = 30.0
+STORE_RETRY_SECONDS: Final = 1.0  # a User's worker waits this long after the store failed
 
 MESSAGE_ID_HEADER: Final = "X-DUIS-Message-ID"
 SEQUENCE_HEADER: Final = "X-DUIS-Sequence"
@@ -118,7 +120,7 @@ class _Attempt(msgspec.Struct, frozen=True):
 
 
 async def run_delivery(
-    outbox: Outbox,
+    outbox: OutboxStore,
     config: DeliveryConfig | None = None,
     *,
     client: httpx.AsyncClient | None = None,
@@ -164,12 +166,16 @@ def _client(config: DeliveryConfig, ssl_context: ssl.SSLContext | None) -> httpx
     )
 
 
-async def _purge_forever(outbox: Outbox, config: DeliveryConfig) -> None:
+async def _purge_forever(outbox: OutboxStore, config: DeliveryConfig) -> None:
     while True:
         await trio.sleep(config.purge_interval_seconds)
         total = 0
         while True:  # in slices, so puts interleave with the delete
-            removed = await outbox.purge_delivered(config.retention_seconds)
+            try:
+                removed = await outbox.purge_delivered(config.retention_seconds)
+            except OutboxStoreError as exc:  # next interval, then
+                log.warning("outbox: purge failed (%s)", exc)
+                break
             total += removed
             if removed < MAX_PURGE_ROWS:
                 break
@@ -180,7 +186,7 @@ async def _purge_forever(outbox: Outbox, config: DeliveryConfig) -> None:
 class _Supervisor:
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: OutboxStore,
         config: DeliveryConfig,
         client: httpx.AsyncClient,
         metrics: Metrics | None,
@@ -224,6 +230,9 @@ class _Supervisor:
                 if message is None:
                     break
                 await self._deliver(message)
+        except OutboxStoreError as exc:  # Redis away: the work waits, the gateway stays up
+            log.warning("outbox unavailable for user %s (%s); retrying", user_id, exc)
+            await trio.sleep(STORE_RETRY_SECONDS)
         finally:
             # No await between the count and the re-queue: a put committing meanwhile
             # either is counted here or calls wake_user after we left _active.

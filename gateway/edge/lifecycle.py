@@ -2,35 +2,40 @@
 Response -> outbox -> the User's Receive Response URL.
 
 Nothing acknowledged is lost: `submit` returns only once the request is in the
-jobs journal (a second durable queue with the outbox's group commit), and the
-I99 goes out after that. A worker sends the command, stores the signed
-response in the outbox under the message id `<RequestID>:response` and only
-then marks the job done. After a crash, jobs still in the journal are rebuilt
-from their signed bytes and run again; a response already in the outbox is
-recognised by its message id and not stored twice.
+jobs journal (`JobStore`: SQLite, or Redis Streams shared by every node), and the
+I99 goes out after that. Jobs are taken from the journal by priority class (on
+Redis, any node's), the command is sent, the device's reply checked, the signed
+response stored in the outbox under the message id `<RequestID>:response` and only
+then is the job marked done. A job handed out again (after a restart, or taken over
+from a node that died) is rebuilt from its signed bytes; a response already in the
+outbox is recognised by its message id and not stored twice.
 
 No first-in-first-out stage stands between the journal and the device transport
-(¶130, SEC H3.27): every accepted job is handed to the transport at once, in its own
-task, so the transport's priority order decides what reaches a hub first (the
-simulator's per-hub, per-class queues, whose limits refuse at once; the estate link's
-credit, granted in priority order). Memory stays bounded: at most `max_in_memory` jobs
-are held at once, the last tenth of them kept for the prepayment-and-critical class so a
-top-up never waits behind a backlog of reads. Jobs beyond that stay in the journal only
-(the backlog), and are started in journal order as room frees; so are the jobs found in
-the journal at start-up.
+(¶130, SEC H3.27): the journal hands out jobs lowest priority class first, and each
+job taken goes to the transport at once, in its own task, so the transport's own
+priority order decides what reaches a hub first (the simulator's per-hub, per-class
+queues; the estate link's credit, granted in priority order). Memory stays bounded: at
+most `max_in_memory` jobs are held at once; the rest wait in the journal, where a
+top-up is handed out before any read still waiting.
+
+A store that fails before the acknowledgement refuses the request (503: nothing
+was acknowledged); after it, the job is kept and tried again.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, TypeVar
 
 import trio
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.core.answers import Answers
 from gateway.core.commands import device_command
-from gateway.core.device import DeviceReply, Priority
+from gateway.core.device import DeviceReply
 from gateway.core.device_reply_check import checked_reply
 from gateway.core.log_fields import log_event
 from gateway.core.outcome import Refusal
@@ -38,17 +43,25 @@ from gateway.core.snapshot import SnapshotHolder
 from gateway.core.stages import RequestChecks
 from gateway.edge.dispatch import AsyncJob, send_to_device
 from gateway.edge.transport import DeviceTransport
-from gateway.stores.outbox import DuplicateMessageId, OutboundMessage, Outbox
+from gateway.stores.jobs import JobEntry, JobStore
+from gateway.stores.outbox import DuplicateMessageId, OutboundMessage
+from gateway.stores.outbox_sqlite import OutboxStoreError
+from gateway.stores.outbox_store import OutboxStore
 from mmc.identifiers import Eui64, RequestId
 from parse_correlate.commands import CommandError
 
 log = logging.getLogger("duisgw.lifecycle")
 
-# Accepted jobs held in memory (each a task waiting for its device); beyond it they wait
-# in the journal. A tenth of it is kept for the prepayment-and-critical class.
-ASYNC_QUEUE_SIZE = 10_000
-RECOVERY_PAGE = 1000
-JOB_URL = "job:"  # jobs-journal rows are not delivered anywhere
+# Accepted jobs held in memory at once (each a task waiting for its device); the rest
+# wait in the journal, handed out by priority class as room frees.
+MAX_IN_MEMORY: Final = 10_000
+# Jobs submitted here, kept parsed so this node need not parse them again; a job run by
+# another node (Redis) leaves its entry to age out.
+PARSED_JOBS: Final = 10_000
+STORE_RETRY_SECONDS: Final = 1.0  # pause before trying a failed store again
+
+
+T = TypeVar("T")
 
 
 def response_message_id(request_id: object) -> str:
@@ -62,11 +75,11 @@ class Lifecycle:
         snapshots: SnapshotHolder,
         answers: Answers,
         transport: DeviceTransport,
-        jobs: Outbox,
-        outbox: Outbox,
+        jobs: JobStore,
+        outbox: OutboxStore,
         *,
         device_keys: Mapping[Eui64, ec.EllipticCurvePublicKey] | None = None,
-        max_in_memory: int = ASYNC_QUEUE_SIZE,
+        max_in_memory: int = MAX_IN_MEMORY,
     ) -> None:
         self._checks = checks
         self._snapshots = snapshots
@@ -76,18 +89,13 @@ class Lifecycle:
         self._outbox = outbox
         self._device_keys = device_keys or {}
         self.max_in_memory = max_in_memory
+        self._parsed: OrderedDict[str, AsyncJob] = OrderedDict()
         self._running: set[str] = set()  # RequestIDs of the jobs held in memory
-        self._submitting: set[str] = set()  # being journaled by `submit`: it decides
-        self._finished_in_scan: set[str] = set()  # finished since the backlog scan began
-        self._backlog = True  # the journal may hold jobs not in memory (at start: all)
-        self._submitted_in_scan = False
-        self._wake = trio.Event()
-        self._nursery: trio.Nursery | None = None
-        self.recovered = 0
+        self._room = trio.lowlevel.ParkingLot()
 
     @property
     def in_memory(self) -> int:
-        """Accepted jobs held in memory now (the rest of the journal's are the backlog)."""
+        """Accepted jobs held in memory now (the rest of the journal's wait there)."""
         return len(self._running)
 
     async def deliver_alert(self, user_id: str, message_id: str, body: bytes) -> None:
@@ -96,59 +104,33 @@ class Lifecycle:
     async def already_answered(self, request_id: RequestId) -> bool:
         """Its job is journaled or its response stored: processing it again would repeat it."""
         return (
-            await self._jobs.get(str(request_id)) is not None
+            await self._jobs.contains(str(request_id))
             or await self._outbox.get(response_message_id(request_id)) is not None
         )
 
     async def submit(self, job: AsyncJob) -> None:
-        """Journal the job durably, then start it (or leave it to the backlog); the
-        caller acknowledges after this."""
+        """Journal the job durably; the caller acknowledges after this. A journal that
+        fails refuses the request (503), so nothing unjournaled is acknowledged."""
         header = job.request.header
-        key = str(header.request_id)
-        self._submitting.add(key)
+        job_id = str(header.request_id)
         try:
             await self._jobs.put(
-                OutboundMessage(
-                    message_id=key,
-                    user_id=header.request_id.originator,
-                    url=JOB_URL,
-                    body=job.request.raw,
-                    created_at=self._answers.now(),
-                )
+                job_id,
+                header.request_id.originator,
+                job.request.raw,
+                self._answers.now(),
+                int(job.command.priority),
             )
-        finally:
-            self._submitting.discard(key)
-        # A top-up or critical command goes straight to the transport even past a
-        # backlog of others; the rest keep journal order behind the backlog.
-        critical = job.command.priority is Priority.PREPAYMENT_AND_CRITICAL
-        if (critical or not self._backlog) and self._has_room(job):
-            self._start(key, job)
-        else:  # journaled: the backlog scan starts it when there is room
-            self._backlog = self._submitted_in_scan = True
-            self._wake.set()
-
-    def _has_room(self, job: AsyncJob) -> bool:
-        limit = self.max_in_memory
-        if job.command.priority is not Priority.PREPAYMENT_AND_CRITICAL:
-            limit -= limit // 10  # the rest is kept for top-ups and critical commands
-        return self._nursery is not None and len(self._running) < limit
-
-    def _start(self, key: str, job: AsyncJob) -> None:
-        assert self._nursery is not None
-        self._running.add(key)
-        self._nursery.start_soon(self._run_job, key, job)
-
-    async def _run_job(self, key: str, job: AsyncJob) -> None:
-        try:
-            await self._finish(job, await send_to_device(self._transport, job.command))
-        except Exception:  # our bug: this job stays journaled (run again at restart), others go on
-            log.exception("job %s failed; left in the journal", key)
-        finally:
-            self._running.discard(key)
-            self._finished_in_scan.add(key)
-            room = self.max_in_memory - len(self._running)
-            if self._backlog and (room >= self.max_in_memory // 5 or not self._running):
-                self._wake.set()  # in batches: each scan reads the journal from the start
+        except OutboxStoreError as exc:
+            log.error("jobs journal unavailable, request %s refused: %s", job_id, exc)
+            raise Refusal(
+                503, "jobs", "store_unavailable", "the jobs journal is unavailable; retry later"
+            ) from None
+        # Taken here without parsing it again (no await since the put: on SQLite the job
+        # is in this node's buffer and not yet handed out).
+        self._parsed[job_id] = job
+        while len(self._parsed) > PARSED_JOBS:
+            self._parsed.popitem(last=False)
 
     async def deliver(self, user_id: str, message_id: str, body: bytes, kind: str) -> None:
         """Store a signed document for the User's Receive Response URL (durable on return)."""
@@ -180,50 +162,29 @@ class Lifecycle:
             log.info("message %s was already stored (recovered job); not stored twice", message_id)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Take jobs from the journal, highest priority first, while there is room."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
             task_status.started()
-            try:
-                while True:
-                    if self._backlog:
-                        await self._scan_backlog()
-                        if self.recovered:
-                            log.info("started %d accepted jobs from the journal", self.recovered)
-                            self.recovered = 0
-                    await self._wake.wait()
-                    self._wake = trio.Event()
-            finally:  # stopping: jobs accepted from now on stay in the journal for the restart
-                self._nursery = None
-
-    async def _scan_backlog(self) -> None:
-        """Start journaled jobs that are not in memory, in journal order, while there is
-        room; the backlog is gone once a whole scan found nothing more to start."""
-        while True:
-            self._submitted_in_scan = False
-            self._finished_in_scan = set()
-            after = 0
             while True:
-                page = await self._jobs.pending(after_id=after, limit=RECOVERY_PAGE)
-                if not page:
-                    break
-                for stored in page:
-                    after = stored.id
-                    key = stored.message_id
-                    if key in self._running or key in self._submitting:
-                        continue
-                    if key in self._finished_in_scan:
-                        continue  # done after this page was read: not to be run again
-                    job = self._rebuild(stored.body)
-                    if job is None:
-                        await self._jobs.mark_delivered(key)
-                        continue
-                    if not self._has_room(job):
-                        return  # still a backlog: woken when room frees
-                    self._start(key, job)
-                    self.recovered += 1
-            if not self._submitted_in_scan:
-                self._backlog = False
-                return
+                while len(self._running) >= self.max_in_memory:
+                    await self._room.park()
+                entry = await self._jobs.next_job()
+                job = self._parsed.pop(entry.job_id, None) or self._rebuild(entry.body)
+                if job is None:
+                    await self._until_stored(functools.partial(self._jobs.done, entry.job_id))
+                    continue
+                self._running.add(entry.job_id)
+                nursery.start_soon(self._run_job, entry, job)
+
+    async def _run_job(self, entry: JobEntry, job: AsyncJob) -> None:
+        try:
+            await self._run(entry, job)
+            await self._until_stored(functools.partial(self._jobs.done, entry.job_id))
+        except Exception:  # our bug: this job stays journaled (run again later), others go on
+            log.exception("job %s failed; left in the journal", entry.job_id)
+        finally:
+            self._running.discard(entry.job_id)
+            self._room.unpark()
 
     def _rebuild(self, raw: bytes) -> AsyncJob | None:
         snapshot = self._snapshots.current
@@ -246,22 +207,28 @@ class Lifecycle:
             return None
         return AsyncJob(request, command)
 
+    async def _run(self, entry: JobEntry, job: AsyncJob) -> None:
+        """Send, check, answer (the response stored for delivery)."""
+        message_id = response_message_id(job.request.header.request_id)
+        if entry.repeated and await self._until_stored(
+            functools.partial(self._answered, message_id)
+        ):
+            return  # answered before its node stopped: only the job's end was lost
+        await self._finish(job, await send_to_device(self._transport, job.command))
+
     async def finish_reply(self, command_id: str, reply: DeviceReply) -> None:
-        """A device reply no worker here waits for (its node is gone, or it came after
-        the timeout): finish the job if it is still pending in the journal, else drop it."""
-        stored = await self._jobs.get(command_id)
-        if stored is None or stored.state != "pending":
-            log.info("reply for %s: no pending job for it here; dropped", command_id)
-            return
-        job = self._rebuild(stored.body)
-        if job is None:
-            await self._jobs.mark_delivered(stored.message_id)
-            return
-        await self._finish(job, reply)
+        """A device reply no task here waits for (its node is gone, or it came after the
+        command's timeout was answered). Its job, if still journaled, is run again by the
+        node that holds it or takes it over; the reply is dropped here, and logged."""
+        log.info(
+            "reply for %s (%s): no command waits for it here; dropped (its job, if still "
+            "journaled, runs again where it is held)",
+            command_id,
+            reply.outcome,
+        )
 
     async def _finish(self, job: AsyncJob, reply: DeviceReply) -> None:
-        """Check the device's reply, sign the Service Response, store it for delivery,
-        then retire the job."""
+        """Check the device's reply, sign the Service Response, store it for delivery."""
         command = job.command
         reply, refused = checked_reply(command, reply, self._device_keys.get(command.device_id))
         if refused is not None:
@@ -280,16 +247,29 @@ class Lifecycle:
         request = job.request
         outcome = self._answers.device_response(request, reply)
         request_id = request.header.request_id
-        await self.deliver(
-            request_id.originator, response_message_id(request_id), outcome.body, "response"
+        await self._until_stored(
+            lambda: self.deliver(
+                request_id.originator, response_message_id(request_id), outcome.body, "response"
+            )
         )
-        await self._jobs.mark_delivered(str(request_id))
         log_event(
             log,
             logging.INFO,
             "stored for delivery",
             "request_id=%(request_id)s device=%(device)s outcome=%(outcome)s stored for delivery",
             request_id=str(request_id),
-            device=job.command.device_id,
+            device=command.device_id,
             outcome=str(reply.outcome),
         )
+
+    async def _answered(self, message_id: str) -> bool:
+        return await self._outbox.get(message_id) is not None
+
+    async def _until_stored(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """After the acknowledgement a job is not given up: wait out the store's outage."""
+        while True:
+            try:
+                return await attempt()
+            except OutboxStoreError as exc:
+                log.warning("store unavailable (%s); retrying in %gs", exc, STORE_RETRY_SECONDS)
+                await trio.sleep(STORE_RETRY_SECONDS)

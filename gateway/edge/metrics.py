@@ -129,6 +129,13 @@ class Metrics:
             "Responses that could not be delivered, kept for retry",
             registry=r,
         )
+        self.redeliveries = Counter(
+            "duisgw_redeliveries_total",
+            "Jobs and outbox messages handed out again after their node stopped (or this "
+            "one restarted): run or sent again, with the same RequestID or message ID",
+            ("queue",),
+            registry=r,
+        )
         self.deliveries = Counter(
             "duisgw_deliveries_total",
             "Asynchronous delivery attempts, by outcome",

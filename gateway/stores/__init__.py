@@ -6,7 +6,10 @@ Imports the core and the libraries below it, never the edge or the dev kit.
     group_commit    the one group-commit engine; SqlJournal for savepointed operations
     times           how journals store time
     replay          ReplayStore and SharedReplayGuard (replay_sqlite: its SQLite book)
-    outbox          responses and alerts awaiting delivery; jobs (outbox_sqlite: its rows)
+    outbox          responses and alerts awaiting delivery, on SQLite (outbox_sqlite: its rows)
+    outbox_store    the outbox protocol; outbox_redis: the outbox on Redis Streams
+    jobs            the jobs journal (JobStore) and its SQLite backend; jobs_redis: on Redis
+    redis_streams   what the Redis Streams stores share (consumer names, groups, errors)
     quarantine      requests held by anomaly detection: QuarantineStore (protocol) and
                     its SQLite store (quarantine_audit: the operator's release and
                     delete decisions, beside them)
@@ -33,19 +36,24 @@ Imports the core and the libraries below it, never the edge or the dev kit.
 __all__ = [
     "certfiles",
     "device_certfiles",
+    "jobs",
+    "jobs_redis",
     "local_commands",
     "local_commands_redis",
     "local_commands_sqlite",
     "node_identity",
     "operator_files",
     "outbox",
+    "outbox_redis",
     "outbox_sqlite",
+    "outbox_store",
     "private_files",
     "quarantine",
     "quarantine_audit",
     "quarantine_redis",
     "redis_batch",
     "redis_shared",
+    "redis_streams",
     "replay",
     "replay_redis",
     "sqlite",
