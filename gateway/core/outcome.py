@@ -34,6 +34,7 @@ RefusingStage = Literal[
     "tls",
     "thresholds",
     "jobs",  # the jobs journal could not store an accepted request (503)
+    "store",  # a store the decision needs (replay, quarantine, local commands) failed (503)
 ]
 # The stages that answer with a DUIS acknowledgement and stop.
 AcknowledgingStage = Literal["replay", "access", "pre_command", "thresholds", "dispatch"]

@@ -35,9 +35,15 @@ from gateway.core.stages import (
 from gateway.edge.dispatch import Dispatcher
 from gateway.edge.metrics import Metrics
 from gateway.edge.screen import ThresholdScreen
-from gateway.stores.replay import ReplayStore
+from gateway.stores.local_commands import LocalCommandStoreError
+from gateway.stores.quarantine import QuarantineStoreError
+from gateway.stores.replay import ReplayStore, ReplayStoreError
 from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS, Endpoint
 from mmc.identifiers import Eui64
+
+# A store failing under a request (SQLite I/O, Redis down or not confirming): 503, never
+# the connection's crash boundary.
+STORE_FAILURES = (ReplayStoreError, QuarantineStoreError, LocalCommandStoreError)
 
 log = logging.getLogger("duisgw.pipeline")
 
@@ -100,6 +106,13 @@ class RequestPipeline:
             outcome = await self._dispatcher.dispatch(admitted.request, admitted.snapshot)
         except Refusal as refusal:
             return await self._refused(refusal, raw)
+        except STORE_FAILURES as exc:
+            # Nothing was acknowledged: the User may send again (with a new counter if
+            # this one was already spent). The store's own log says what failed.
+            unavailable = Refusal(
+                503, "store", "store_unavailable", f"{type(exc).__name__}: {exc}; retry later"
+            )
+            return await self._refused(unavailable, raw)
         except Acknowledge as stop:
             assert admitted is not None  # only the admission stages and dispatch acknowledge
             outcome = self._acknowledged(admitted, stop)
