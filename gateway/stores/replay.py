@@ -37,8 +37,11 @@ from gateway.stores.replay_sqlite import (
     CounterReset,
     CounterStatus,
     ReplayDatabase,
-    ReplayStoreError,
 )
+
+# What every ReplayStore raises when a decision was not stored (SQLite or Redis): part of
+# the protocol, so callers outside the stores name it here.
+from gateway.stores.replay_sqlite import ReplayStoreError as ReplayStoreError
 from gateway.stores.sqlite import Synchronous
 from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import Eui64, RequestId
