@@ -146,9 +146,9 @@ def run(options: Options) -> NodesReport:
                     state = {"backend": "redis", "redis": redis_state}
                 runs.append(_run_nodes(config, corpus, state, count, options.seconds))
             setups.append(_setup(backend, count, runs, setups))
-            print(
-                f"{backend}, {count} node(s): {setups[-1].throughput_per_second}", file=sys.stderr
-            )
+            t = setups[-1].throughput_per_second
+            progress = f"{t.median:,.0f} req/s ({t.min:,.0f}..{t.max:,.0f})"
+            print(f"{backend}, {count} node(s): {progress}", file=sys.stderr)
         store = trio.run(_store_costs, work, redis.url, prefixes, options)
     finally:
         redis.stop()
