@@ -292,45 +292,39 @@ def test_soak_answers_the_well_behaved_client_beside_the_crowd() -> None:
     assert counters['duisgw_client_timeouts_total{kind="send"}'] > 0
 
 
-def test_nodes_bench_reports_every_configuration() -> None:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    report = run_json(
-        "bench.bench_nodes",
-        "--nodes", "1,2", "--repeats", "1", "--seconds", "1", "--requests", "300",
-        "--connections", "2", "--puts", "20",
-    )  # fmt: skip
-    rates = {name: figures for name, figures in report.items() if name.endswith("requests/s")}
-    assert set(rates) == {
-        "sqlite, 1 node: requests/s",
-        "redis, 1 node: requests/s",
-        "redis, 2 nodes: requests/s",
-    }
-    assert all(f["unexpected"] == 0 and f["median"] > 0 for f in rates.values()), rates
-    assert {
-        "jobs put, redis, 1 producer: µs per put",
-        "jobs put, sqlite, 1 producer: µs per put",
-    } <= set(report)
-
-
-def test_nodes_bench_runs_every_setup() -> None:
-    """bench.nodes: the SQLite node, then Redis nodes, every request answered as expected."""
+def test_nodes_bench_runs_every_setup_and_store_round_trip() -> None:
+    """bench.nodes: the SQLite node, then Redis nodes, each run answering the whole corpus
+    as expected; every store round trip on both backends, with ratios to SQLite."""
     if REDIS_SERVER is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed and CI is set")
         pytest.skip("redis-server is not installed (with CI set this fails instead)")
-    report = run_json("bench.nodes", "--requests", "120", "--connections", "4", "--nodes", "1,2")
+    report = run_json(
+        "bench.nodes",
+        "--nodes", "1,2", "--repeats", "2", "--seconds", "0", "--requests", "120",
+        "--connections", "4", "--ops", "64",
+    )  # fmt: skip
     setups = [(s["backend"], s["nodes"]) for s in report["setups"]]
     assert setups == [("sqlite", 1), ("redis", 1), ("redis", 2)]
     for setup in report["setups"]:
-        assert setup["requests"] == 120 and setup["unexpected_codes"] == 0, setup
-        assert setup["failures"] == 0
-    assert [(c["backend"], c["concurrency"]) for c in report["replay_store"]] == [
-        ("sqlite", 1),
-        ("sqlite", 64),
-        ("redis", 1),
-        ("redis", 64),
+        assert setup["requests_per_run"] == [120, 120], setup  # fresh state every run
+        assert setup["unexpected_codes"] == 0 and setup["failures"] == 0, setup
+        assert setup["node_exit_failures"] == 0, setup
+        spread = setup["throughput_per_second"]
+        assert 0 < spread["min"] <= spread["median"] <= spread["max"], setup
+    assert report["setups"][0]["ratio_to_sqlite"] == 1.0
+    assert [(c["operation"], c["backend"], c["concurrency"]) for c in report["store"]] == [
+        (operation, backend, concurrency)
+        for operation in ("replay admit", "jobs put")
+        for concurrency in (1, 64)
+        for backend in ("sqlite", "redis")
     ]
+    for cost in report["store"]:
+        assert cost["operations_per_run"] == 64 and cost["microseconds_per_operation"]["min"] > 0
+        if cost["backend"] == "sqlite":
+            assert cost["ratio_to_sqlite"] == 1.0
+        else:
+            assert cost["ratio_to_sqlite"] > 0
 
 
 def test_config_overrides_are_toml_values_at_dotted_keys() -> None:
