@@ -33,7 +33,7 @@ import trio
 
 from bench import corpus as corpus_mod
 from bench.client import Tally, closed_loop, open_loop, tls_contexts
-from bench.gateway_process import EstateProcess, GatewayFailed, GatewayProcess
+from bench.gateway_process import EstateProcess, GatewayFailed, GatewayProcess, ReceiverProcess
 from gateway.devkit.default import ensure_default_state
 
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -66,6 +66,9 @@ class LoadOptions(msgspec.Struct, kw_only=True):
     # transport outside the gateway's process, once the config can name one.
     overrides: tuple[str, ...] = ()
     response_url: str | None = None  # every User's receiver (default: the dev inbox, in process)
+    # "external": start `python -m bench.receiver` (on the client's core) and point every
+    # User at it; "inbox": the dev inbox in the gateway's process, or --response-url.
+    receiver: Literal["inbox", "external"] = "inbox"
     # Where the simulated devices run: in the gateway's process, or `duisgw estate serve`
     # beside it (on the client's core); "both" runs the load once each way.
     estate: Literal["embedded", "network", "both"] = "embedded"
@@ -114,6 +117,12 @@ class LoadReport(msgspec.Struct):
     server_timed_p99_ms: float = 0.0
     estate: str = "embedded"
     estate_cpu_seconds: float = 0.0  # `duisgw estate serve`, when the estate is out of process
+    receiver: str = "inbox"  # "inbox", "external" (bench.receiver) or the --response-url
+    receiver_cpu_seconds: float = 0.0  # bench.receiver over the measured window
+    # Deliveries bench.receiver answered 200 over the whole run (warm-up and the gateway's
+    # drain included), and how many distinct messages they carried; None: no bench.receiver.
+    deliveries_received: int | None = None
+    distinct_messages_received: int | None = None
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -147,10 +156,19 @@ def run(options: LoadOptions) -> LoadReport:
     shared = corpus_mod.find_shared(Path(options.shared) if options.shared else None)
     if options.mode == "open" and not options.rate:
         raise ValueError("open loop needs --rate")
+    if options.receiver == "external" and options.response_url is not None:
+        raise ValueError("--receiver external starts its own receiver: drop --response-url")
     templates = corpus_mod.load_templates(shared, frozenset(options.variants), options.all_versions)
     state = Path(tempfile.mkdtemp(prefix="duisgw-bench-", dir=options.state_parent))
     keep = options.keep_state
+    pin = options.workers == 1 and options.server_core >= 0
+    client = options.client_core if pin and options.client_core >= 0 else None
+    side_cores = {client} if client is not None else None  # estate and receiver: client's core
+    receiver = None
     try:
+        if options.receiver == "external":
+            receiver = ReceiverProcess.start(state, corpus_mod.free_ports(1), cores=side_cores)
+            options = msgspec.structs.replace(options, response_url=receiver.url)
         config, slot_ids = _prepare_state(state, shared, templates, options)
         corpus = corpus_mod.build_corpus(
             templates,
@@ -166,15 +184,11 @@ def run(options: LoadOptions) -> LoadReport:
             file=sys.stderr,
         )
         contexts = tls_contexts(state / "pki", slot_ids) if options.tls else None
-        pin = options.workers == 1 and options.server_core >= 0
         estate = None
         if options.estate == "network":
             port = corpus_mod.free_ports(1)
             _use_estate_link(config, port)
-            client = options.client_core if options.client_core >= 0 else None
-            estate = EstateProcess.start(
-                config, port, cores={client} if pin and client is not None else None
-            )
+            estate = EstateProcess.start(config, port, cores=side_cores)
         gateway = GatewayProcess.start(
             config,
             workers=options.workers,
@@ -186,9 +200,12 @@ def run(options: LoadOptions) -> LoadReport:
             gateway.wait_ready()
             ready = True
             estate_cpu = estate.cpu_seconds() if estate is not None else 0.0
+            receiver_cpu = receiver.cpu_seconds() if receiver is not None else 0.0
             report = _drive(options, corpus, gateway, contexts)
             if estate is not None:
                 report.estate_cpu_seconds = estate.cpu_seconds() - estate_cpu
+            if receiver is not None:
+                report.receiver_cpu_seconds = receiver.cpu_seconds() - receiver_cpu
         finally:
             report_exit = gateway.stop()
             if estate is not None:
@@ -196,8 +213,18 @@ def run(options: LoadOptions) -> LoadReport:
             # Keep a log worth reading; one that never got ready is in GatewayFailed.
             keep = keep or (ready and report_exit != 0)
         report.server_exit_code = report_exit
+        report.receiver = (
+            options.receiver if receiver is not None else options.response_url or "inbox"
+        )
+        if receiver is not None:
+            # After the gateway stopped: the deliveries of its drain are counted too.
+            stats = receiver.stats()
+            report.deliveries_received = stats.delivered
+            report.distinct_messages_received = stats.distinct_messages
         return report
     finally:
+        if receiver is not None:
+            receiver.stop()
         if keep:
             print(f"state and gateway log kept in {state}", file=sys.stderr)
         else:
@@ -358,14 +385,28 @@ def format_report(r: LoadReport) -> str:
         f"failures        {r.failures or 'none'}",
         f"CPU seconds     server {r.server_cpu_seconds:.2f} "
         f"({r.server_cpu_per_request_us:.0f} us/request), client {r.client_cpu_seconds:.2f}"
-        + (f", estate {r.estate_cpu_seconds:.2f}" if r.estate == "network" else ""),
+        + (f", estate {r.estate_cpu_seconds:.2f}" if r.estate == "network" else "")
+        + (f", receiver {r.receiver_cpu_seconds:.2f}" if r.receiver == "external" else ""),
         f"estate          {r.estate}"
         + (" (duisgw estate serve, on the client's core)" if r.estate == "network" else ""),
+        f"receiver        {receiver_line(r)}",
         f"corpus          {r.corpus_size:,} requests signed in {r.corpus_build_seconds:.2f} s, "
         f"{r.corpus_async_share:.0%} async, versions {', '.join(r.versions)}",
         f"gateway exit    {r.server_exit_code}",
     ]
     return "\n".join(lines)
+
+
+def receiver_line(r: LoadReport) -> str:
+    """Where the Users' receiver ran and, for bench.receiver, what it received."""
+    if r.receiver == "inbox":
+        return "the dev inbox, in the gateway's process"
+    if r.receiver != "external":
+        return r.receiver
+    return (
+        f"bench.receiver on the client's core: {r.deliveries_received:,} deliveries "
+        f"({r.distinct_messages_received:,} distinct messages)"
+    )
 
 
 def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
@@ -397,6 +438,7 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
         help="the gateway's [storage] synchronous (journal fsync per commit or not)",
     )
     add_placement_arguments(p)
+    add_receiver_argument(p, "inbox")
     p.add_argument(
         "--estate",
         choices=("embedded", "network", "both"),
@@ -418,6 +460,8 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
     as_json = values.pop("json")
     values["variants"] = [int(v) for v in values["variants"].split(",")]
     values["overrides"] = values.pop("set")
+    if values["receiver"] == "external" and values["response_url"] is not None:
+        p.error("--receiver external starts its own receiver: drop --response-url")
     return msgspec.convert(values, LoadOptions), as_json
 
 
@@ -436,9 +480,18 @@ def add_placement_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_receiver_argument(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--receiver",
+        choices=("inbox", "external"),
+        default=default,
+        help="the Users' receiver: the dev inbox in the gateway's process (or --response-url),"
+        " or `python -m bench.receiver` started on the client's core",
+    )
+
+
 def placement(options: LoadOptions) -> str:
     """Where the device estate and the receiver ran, for the reports."""
-    receiver = options.response_url or "the dev inbox, in the gateway's process"
     estate = (
         "`duisgw estate serve`, in its own process"
         if options.estate == "network"
@@ -446,7 +499,15 @@ def placement(options: LoadOptions) -> str:
     )
     if options.overrides:
         estate += f" (overrides: {', '.join(options.overrides)})"
-    return f"estate: {estate}; receiver: {receiver}"
+    if options.receiver == "external":
+        receiver = "`python -m bench.receiver`, in its own process"
+    else:
+        receiver = options.response_url or "the dev inbox, in the gateway's process"
+    text = f"estate: {estate}; receiver: {receiver}"
+    pinned = options.workers == 1 and options.server_core >= 0 and options.client_core >= 0
+    if pinned and (options.estate == "network" or options.receiver == "external"):
+        text += f"; processes of their own on core {options.client_core} (the client's)"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
