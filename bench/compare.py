@@ -13,12 +13,14 @@ reported, never asserted: the exit status says only whether the runs were clean
 (every request answered with its expected DUIS code, every gateway exited 0).
 
 Mixes: `default` is the CV 1 and CV 8 RTDS templates (bench.load's default), `cv8`
-the CV 8 ones only (answered from the inventory: no asynchronous life cycle). By
-default the device estate (the simulator) and the Users' receiver (the dev inbox) run
-inside the gateway's process, as `duisgw serve` starts them; `--response-url URL`
-points every User at a receiver elsewhere and `--set section.key=VALUE` overrides the
-gateway's config (e.g. a transport to an estate in another process, once the config
-names one). The table's second line says where they ran.
+the CV 8 ones only (answered from the inventory: no asynchronous life cycle). The
+device estate (`duisgw estate serve`, over the estate link) and the Users' receiver
+(`python -m bench.receiver`) run out of the gateway's process, on the client's core,
+so the gateway's figures hold its own work only. `--estate embedded` and `--receiver
+inbox` put them back inside it, as a bare `duisgw serve` runs them; `--response-url
+URL` (with `--receiver inbox`) points every User at a receiver started elsewhere, and
+`--set section.key=VALUE` overrides the gateway's config. The table's second line
+says where they ran, the third how many deliveries the receiver took in each run.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from bench.load import (
     LoadOptions,
     LoadReport,
     add_placement_arguments,
+    add_receiver_argument,
     clean,
     format_report,
     placement,
@@ -107,7 +110,8 @@ def compare(
     *,
     overrides: tuple[str, ...] = (),
     response_url: str | None = None,
-    estate: Literal["embedded", "network"] = "embedded",
+    estate: Literal["embedded", "network"] = "network",
+    receiver: Literal["inbox", "external"] = "external",
 ) -> Comparison:
     raw = raw_verify_rate(server_core)
     print(f"raw P-256 verify on core {server_core}: {raw:,.0f}/s", file=sys.stderr)
@@ -123,6 +127,7 @@ def compare(
         overrides=overrides,
         response_url=response_url,
         estate=estate,
+        receiver=receiver,
     )
     warmup = base.warmup
     # Signing costs about as much as the gateway's own verify, so the corpus is sized for
@@ -351,6 +356,7 @@ def format_table(comparison: Comparison) -> str:
         f"(CV 1 {floors.cv1_floor_us:.0f}, CV 8 {floors.cv8_floor_us:.0f}, weighted by the "
         f"closed loop's {measured_async_share(comparison.closed):.0%} CV 1)",
         comparison.placement,
+        *deliveries_line(comparison),
         f"{'target':<44} {'measured':>10}  {'threshold':<40} {'ratio':>6}  verdict",
     ]
     for t in comparison.targets:
@@ -367,6 +373,23 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
+def deliveries_line(comparison: Comparison) -> list[str]:
+    """How many deliveries bench.receiver took per run (none when it did not run)."""
+    runs = [
+        (name, report.deliveries_received)
+        for name, report in (
+            ("closed loop", comparison.closed),
+            ("open loop", comparison.open),
+            ("2 workers", comparison.workers),
+        )
+        if report is not None and report.deliveries_received is not None
+    ]
+    if not runs:
+        return []
+    counts = ", ".join(f"{name} {count:,}" for name, count in runs)
+    return [f"deliveries bench.receiver took (whole run, drain included): {counts}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.compare", description=__doc__.splitlines()[0] if __doc__ else None
@@ -378,10 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         help="default: CV 1 and CV 8 templates; cv8: CV 8 only",
     )
     add_placement_arguments(parser)
+    add_receiver_argument(parser, "external")
     parser.add_argument(
         "--estate",
         choices=("embedded", "network"),
-        default="embedded",
+        default="network",
         help="the simulated devices in the gateway's process or in `duisgw estate serve`",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
@@ -390,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = parser.parse_args(argv)
+    if args.receiver == "external" and args.response_url is not None:
+        parser.error("--response-url needs --receiver inbox (external starts its own receiver)")
     try:
         corpus_mod.find_shared()
         comparison = compare(
@@ -401,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides=tuple(args.set),
             response_url=args.response_url,
             estate=args.estate,
+            receiver=args.receiver,
         )
     except corpus_mod.SharedDataMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)

@@ -69,6 +69,10 @@ class LoadOptions(msgspec.Struct, kw_only=True):
     # "external": start `python -m bench.receiver` (on the client's core) and point every
     # User at it; "inbox": the dev inbox in the gateway's process, or --response-url.
     receiver: Literal["inbox", "external"] = "inbox"
+    # After the load, wait up to this long (outside the measured window) for bench.receiver
+    # to take a delivery per acknowledged asynchronous request. The default estate's hub
+    # serves about one command a second, so a run's deliveries mostly come after it.
+    settle_seconds: float = 0.0
     # Where the simulated devices run: in the gateway's process, or `duisgw estate serve`
     # beside it (on the client's core); "both" runs the load once each way.
     estate: Literal["embedded", "network", "both"] = "embedded"
@@ -123,6 +127,7 @@ class LoadReport(msgspec.Struct):
     # drain included), and how many distinct messages they carried; None: no bench.receiver.
     deliveries_received: int | None = None
     distinct_messages_received: int | None = None
+    async_acknowledged: int = 0  # I99 answers over the whole run, warm-up included
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -206,6 +211,7 @@ def run(options: LoadOptions) -> LoadReport:
                 report.estate_cpu_seconds = estate.cpu_seconds() - estate_cpu
             if receiver is not None:
                 report.receiver_cpu_seconds = receiver.cpu_seconds() - receiver_cpu
+                settle(receiver, report.async_acknowledged, options.settle_seconds)
         finally:
             report_exit = gateway.stop()
             if estate is not None:
@@ -229,6 +235,13 @@ def run(options: LoadOptions) -> LoadReport:
             print(f"state and gateway log kept in {state}", file=sys.stderr)
         else:
             shutil.rmtree(state, ignore_errors=True)
+
+
+def settle(receiver: ReceiverProcess, expected: int, seconds: float) -> None:
+    """Until the receiver holds `expected` distinct messages, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and receiver.stats().distinct_messages < expected:
+        time.sleep(0.1)
 
 
 def _use_estate_link(config: Path, port: int) -> None:
@@ -281,7 +294,7 @@ def _drive(
     address = ("127.0.0.1", gateway.duis_port)
     try:
         # Warm-up: connections, lxml and catalogue caches, the first replay rows.
-        trio.run(closed_loop, address, [s[:warm] for s in corpus.slots], contexts, None)
+        warming = trio.run(closed_loop, address, [s[:warm] for s in corpus.slots], contexts, None)
         measured = [s[warm:] for s in corpus.slots]
         server_cpu, client_cpu = gateway.cpu_seconds(), time.process_time()
         buckets = gateway.latency_buckets()
@@ -309,6 +322,7 @@ def _drive(
     )
     report = _report(options, corpus, tally, server_cpu, client_cpu, pinning)
     report.estate = options.estate
+    report.async_acknowledged = warming.codes["I99"] + tally.codes["I99"]
     report.server_timed_p99_ms = bucket_percentile(server_buckets, 0.99) * 1000
     return report
 
@@ -405,7 +419,8 @@ def receiver_line(r: LoadReport) -> str:
         return r.receiver
     return (
         f"bench.receiver on the client's core: {r.deliveries_received:,} deliveries "
-        f"({r.distinct_messages_received:,} distinct messages)"
+        f"({r.distinct_messages_received:,} distinct messages) for "
+        f"{r.async_acknowledged:,} acknowledged asynchronous requests"
     )
 
 
@@ -445,6 +460,13 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
         default="embedded",
         help="simulated devices in the gateway's process, in `duisgw estate serve`, or "
         "one run each way with the gateway's CPU per request compared",
+    )
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=0.0,
+        help="with --receiver external: after the load, wait up to this long for a delivery "
+        "per acknowledged asynchronous request before stopping the gateway",
     )
     p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
     p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")
