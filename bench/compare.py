@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Literal
 
 import msgspec
 
@@ -41,6 +40,7 @@ from bench.load import (
     add_placement_arguments,
     add_receiver_argument,
     clean,
+    config_overrides,
     format_report,
     placement,
     run,
@@ -101,34 +101,15 @@ def corpus_size(rate: float, seconds: float, connections: int, warmup: int) -> i
     return min(MAX_CORPUS, int(rate * seconds) + connections * warmup * 2)
 
 
-def compare(
-    seconds: float,
-    connections: int,
-    server_core: int,
-    client_core: int,
-    mix: str = "default",
-    *,
-    overrides: tuple[str, ...] = (),
-    response_url: str | None = None,
-    estate: Literal["embedded", "network"] = "network",
-    receiver: Literal["inbox", "external"] = "external",
-) -> Comparison:
+def compare(base: LoadOptions, mix: str, seconds: float) -> Comparison:
+    """Every figure of the table, `base` giving connections, cores and placement."""
+    server_core, connections = base.server_core, base.connections
     raw = raw_verify_rate(server_core)
     print(f"raw P-256 verify on core {server_core}: {raw:,.0f}/s", file=sys.stderr)
     cv1_us, cv8_us = stage_floors(server_core)
     peers = verifier_peers.measure(mix, PEER_SAMPLE, server_core).peers
     for peer in peers:
         print(f"peer {peer.name}: {peer.per_second:,.0f}/s", file=sys.stderr)
-    base = LoadOptions(
-        connections=connections,
-        server_core=server_core,
-        client_core=client_core,
-        variants=tuple(sorted(verifier_peers.MIXES[mix])),
-        overrides=overrides,
-        response_url=response_url,
-        estate=estate,
-        receiver=receiver,
-    )
     warmup = base.warmup
     # Signing costs about as much as the gateway's own verify, so the corpus is sized for
     # CORPUS_RATE_FACTOR x raw verify: a faster gateway ends the run early, and throughput
@@ -390,7 +371,7 @@ def deliveries_line(comparison: Comparison) -> list[str]:
     return [f"deliveries bench.receiver took (whole run, drain included): {counts}"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.compare", description=__doc__.splitlines()[0] if __doc__ else None
     )
@@ -406,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         "--estate",
         choices=("embedded", "network"),
         default="network",
-        help="the simulated devices in the gateway's process or in `duisgw estate serve`",
+        help="the simulated devices in `duisgw estate serve` (on the client's core) or in "
+        "the gateway's process",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
     parser.add_argument("--connections", type=int, default=32)
@@ -416,19 +398,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.receiver == "external" and args.response_url is not None:
         parser.error("--response-url needs --receiver inbox (external starts its own receiver)")
+    return args
+
+
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    """What every run of the comparison shares: connections, cores, mix and placement."""
+    return LoadOptions(
+        connections=args.connections,
+        server_core=args.server_core,
+        client_core=args.client_core,
+        variants=tuple(sorted(verifier_peers.MIXES[args.mix])),
+        overrides=config_overrides(args.set, args.instant_devices),
+        response_url=args.response_url,
+        estate=args.estate,
+        receiver=args.receiver,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         corpus_mod.find_shared()
-        comparison = compare(
-            args.seconds,
-            args.connections,
-            args.server_core,
-            args.client_core,
-            args.mix,
-            overrides=tuple(args.set),
-            response_url=args.response_url,
-            estate=args.estate,
-            receiver=args.receiver,
-        )
+        comparison = compare(load_options(args), args.mix, args.seconds)
     except corpus_mod.SharedDataMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

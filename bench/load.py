@@ -36,6 +36,15 @@ from bench.client import Tally, closed_loop, open_loop, tls_contexts
 from bench.gateway_process import EstateProcess, GatewayFailed, GatewayProcess, ReceiverProcess
 from gateway.devkit.default import ensure_default_state
 
+# `--instant-devices`: the simulator's hubs answer at once, 64 commands at a time (the
+# default hub serves one command every few seconds), so a run's asynchronous requests
+# are run and delivered while it lasts. Overrides of the config both gateway and estate read.
+INSTANT_LINK = '{distribution = "fixed", latency_median_seconds = 0.0, latency_p99_seconds = 0.0}'
+INSTANT_DEVICES: tuple[str, ...] = (
+    "simulator.hub_capacity=64",
+    f"simulator.wan_profiles={{Central = {INSTANT_LINK}}}",
+    f'simulator.han_profiles={{"Single Band" = {INSTANT_LINK}}}',
+)
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_WARMUP_PER_CONNECTION = 20
 SIGN_PROCESSES = os.cpu_count() or 1
@@ -481,7 +490,7 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
     values = vars(p.parse_args(argv))
     as_json = values.pop("json")
     values["variants"] = [int(v) for v in values["variants"].split(",")]
-    values["overrides"] = values.pop("set")
+    values["overrides"] = config_overrides(values.pop("set"), values.pop("instant_devices"))
     if values["receiver"] == "external" and values["response_url"] is not None:
         p.error("--receiver external starts its own receiver: drop --response-url")
     return msgspec.convert(values, LoadOptions), as_json
@@ -500,6 +509,12 @@ def add_placement_arguments(p: argparse.ArgumentParser) -> None:
         "--response-url",
         help="every User's Receive Response URL (a receiver outside the gateway's process)",
     )
+    p.add_argument(
+        "--instant-devices",
+        action="store_true",
+        help="simulated hubs answer at once, 64 commands at a time (default: seconds each, "
+        "one at a time, so few asynchronous requests complete during a run)",
+    )
 
 
 def add_receiver_argument(p: argparse.ArgumentParser, default: str) -> None:
@@ -512,6 +527,11 @@ def add_receiver_argument(p: argparse.ArgumentParser, default: str) -> None:
     )
 
 
+def config_overrides(given: list[str], instant_devices: bool) -> tuple[str, ...]:
+    """The config overrides of --set, after those of --instant-devices (so --set wins)."""
+    return (*(INSTANT_DEVICES if instant_devices else ()), *given)
+
+
 def placement(options: LoadOptions) -> str:
     """Where the device estate and the receiver ran, for the reports."""
     estate = (
@@ -519,8 +539,12 @@ def placement(options: LoadOptions) -> str:
         if options.estate == "network"
         else "the embedded simulator, in the gateway's process"
     )
-    if options.overrides:
-        estate += f" (overrides: {', '.join(options.overrides)})"
+    rest = options.overrides
+    if rest[: len(INSTANT_DEVICES)] == INSTANT_DEVICES:
+        estate += ", instant devices"
+        rest = rest[len(INSTANT_DEVICES) :]
+    if rest:
+        estate += f" (overrides: {', '.join(rest)})"
     if options.receiver == "external":
         receiver = "`python -m bench.receiver`, in its own process"
     else:
