@@ -13,12 +13,14 @@ reported, never asserted: the exit status says only whether the runs were clean
 (every request answered with its expected DUIS code, every gateway exited 0).
 
 Mixes: `default` is the CV 1 and CV 8 RTDS templates (bench.load's default), `cv8`
-the CV 8 ones only (answered from the inventory: no asynchronous life cycle). By
-default the device estate (the simulator) and the Users' receiver (the dev inbox) run
-inside the gateway's process, as `duisgw serve` starts them; `--response-url URL`
-points every User at a receiver elsewhere and `--set section.key=VALUE` overrides the
-gateway's config (e.g. a transport to an estate in another process, once the config
-names one). The table's second line says where they ran.
+the CV 8 ones only (answered from the inventory: no asynchronous life cycle). The
+device estate (`duisgw estate serve`, over the estate link) and the Users' receiver
+(`python -m bench.receiver`) run out of the gateway's process, on the client's core,
+so the gateway's figures hold its own work only. `--estate embedded` and `--receiver
+inbox` put them back inside it, as a bare `duisgw serve` runs them; `--response-url
+URL` (with `--receiver inbox`) points every User at a receiver started elsewhere, and
+`--set section.key=VALUE` overrides the gateway's config. The table's second line
+says where they ran, the third how many deliveries the receiver took in each run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Literal
 
 import msgspec
 
@@ -37,7 +38,9 @@ from bench.load import (
     LoadOptions,
     LoadReport,
     add_placement_arguments,
+    add_receiver_argument,
     clean,
+    config_overrides,
     format_report,
     placement,
     run,
@@ -98,32 +101,15 @@ def corpus_size(rate: float, seconds: float, connections: int, warmup: int) -> i
     return min(MAX_CORPUS, int(rate * seconds) + connections * warmup * 2)
 
 
-def compare(
-    seconds: float,
-    connections: int,
-    server_core: int,
-    client_core: int,
-    mix: str = "default",
-    *,
-    overrides: tuple[str, ...] = (),
-    response_url: str | None = None,
-    estate: Literal["embedded", "network"] = "embedded",
-) -> Comparison:
+def compare(base: LoadOptions, mix: str, seconds: float) -> Comparison:
+    """Every figure of the table, `base` giving connections, cores and placement."""
+    server_core, connections = base.server_core, base.connections
     raw = raw_verify_rate(server_core)
     print(f"raw P-256 verify on core {server_core}: {raw:,.0f}/s", file=sys.stderr)
     cv1_us, cv8_us = stage_floors(server_core)
     peers = verifier_peers.measure(mix, PEER_SAMPLE, server_core).peers
     for peer in peers:
         print(f"peer {peer.name}: {peer.per_second:,.0f}/s", file=sys.stderr)
-    base = LoadOptions(
-        connections=connections,
-        server_core=server_core,
-        client_core=client_core,
-        variants=tuple(sorted(verifier_peers.MIXES[mix])),
-        overrides=overrides,
-        response_url=response_url,
-        estate=estate,
-    )
     warmup = base.warmup
     # Signing costs about as much as the gateway's own verify, so the corpus is sized for
     # CORPUS_RATE_FACTOR x raw verify: a faster gateway ends the run early, and throughput
@@ -351,6 +337,7 @@ def format_table(comparison: Comparison) -> str:
         f"(CV 1 {floors.cv1_floor_us:.0f}, CV 8 {floors.cv8_floor_us:.0f}, weighted by the "
         f"closed loop's {measured_async_share(comparison.closed):.0%} CV 1)",
         comparison.placement,
+        *deliveries_line(comparison),
         f"{'target':<44} {'measured':>10}  {'threshold':<40} {'ratio':>6}  verdict",
     ]
     for t in comparison.targets:
@@ -367,7 +354,26 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def deliveries_line(comparison: Comparison) -> list[str]:
+    """How many deliveries bench.receiver took per run (none when it did not run)."""
+    runs = [
+        f"{name} {report.deliveries_received:,} of {report.async_acknowledged:,}"
+        for name, report in (
+            ("closed loop", comparison.closed),
+            ("open loop", comparison.open),
+            ("2 workers", comparison.workers),
+        )
+        if report is not None and report.deliveries_received is not None
+    ]
+    if not runs:
+        return []
+    return [
+        "deliveries bench.receiver took, of the I99s acknowledged (whole run, drain "
+        f"included): {', '.join(runs)}"
+    ]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.compare", description=__doc__.splitlines()[0] if __doc__ else None
     )
@@ -378,11 +384,13 @@ def main(argv: list[str] | None = None) -> int:
         help="default: CV 1 and CV 8 templates; cv8: CV 8 only",
     )
     add_placement_arguments(parser)
+    add_receiver_argument(parser, "external")
     parser.add_argument(
         "--estate",
         choices=("embedded", "network"),
-        default="embedded",
-        help="the simulated devices in the gateway's process or in `duisgw estate serve`",
+        default="network",
+        help="the simulated devices in `duisgw estate serve` (on the client's core) or in "
+        "the gateway's process",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
     parser.add_argument("--connections", type=int, default=32)
@@ -390,18 +398,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = parser.parse_args(argv)
+    if args.receiver == "external" and args.response_url is not None:
+        parser.error("--response-url needs --receiver inbox (external starts its own receiver)")
+    return args
+
+
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    """What every run of the comparison shares: connections, cores, mix and placement."""
+    return LoadOptions(
+        connections=args.connections,
+        server_core=args.server_core,
+        client_core=args.client_core,
+        variants=tuple(sorted(verifier_peers.MIXES[args.mix])),
+        overrides=config_overrides(args.set, args.instant_devices),
+        response_url=args.response_url,
+        estate=args.estate,
+        receiver=args.receiver,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         corpus_mod.find_shared()
-        comparison = compare(
-            args.seconds,
-            args.connections,
-            args.server_core,
-            args.client_core,
-            args.mix,
-            overrides=tuple(args.set),
-            response_url=args.response_url,
-            estate=args.estate,
-        )
+        comparison = compare(load_options(args), args.mix, args.seconds)
     except corpus_mod.SharedDataMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -22,10 +22,10 @@ import msgspec
 import trio
 
 from bench.browser import BrowserThread, browser_unavailable
+from bench.receiver import Receiver, Seen
 from gateway.core.config import DeliveryConfig
 from gateway.devkit.estate import DEFAULT_USERS_TOML
 from tests.harness import Gateway, default_config, running_gateway, set_response_url
-from tests.receiver import Receiver, Seen
 
 PAGES: Final = ("overview", "quarantine", "thresholds", "deliveries", "trust")
 SUPPLIER: Final = "90-B3-D5-1F-30-01-00-00"

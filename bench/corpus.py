@@ -297,9 +297,18 @@ def toml_text(table: dict[str, object], prefix: str = "") -> str:
     parts = ["\n".join(scalars) + "\n" if scalars else ""]
     for key, value in table.items():
         if isinstance(value, dict):
-            name = f"{prefix}{key}"
+            name = f"{prefix}{_toml_key(key)}"
             parts.append(f"\n[{name}]\n" + toml_text(value, name + "."))
     return "".join(parts)
+
+
+def _toml_key(key: str) -> str:
+    """A table name's part: bare if TOML allows it, else quoted (`"Single Band"`)."""
+    return (
+        key
+        if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key)
+        else (msgspec.json.encode(key).decode())
+    )
 
 
 def _toml_value(value: object) -> str:

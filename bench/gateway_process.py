@@ -25,7 +25,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import msgspec
+
 from bench.corpus import free_ports, toml_text
+from bench.receiver import Stats
 from gateway.edge.admin_auth import ensure_admin_token
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -372,28 +375,78 @@ class EstateProcess:
 
     def wait_ready(self) -> None:
         """Until its port accepts a connection."""
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log_path.read_bytes()[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
-                raise GatewayFailed(f"estate exited {self.process.returncode}:\n{tail}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1),
-            ):
-                return
-            time.sleep(0.05)
-        raise GatewayFailed(f"estate not listening after {READY_TIMEOUT_SECONDS} s")
+        _wait_listening(self.process, self.port, self.log_path, "estate")
 
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return None
+        return _terminate(self.process)
 
     def cpu_seconds(self) -> float:
         return _cpu(self.process.pid)
+
+
+class ReceiverProcess:
+    """`python -m bench.receiver` beside the gateway: the Users' Receive Response endpoint
+    out of the gateway's process, so delivery's far side is not in the gateway's CPU."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/receive"
+
+    @classmethod
+    def start(cls, directory: Path, port: int, *, cores: set[int] | None) -> ReceiverProcess:
+        log_path = directory / "receiver.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bench.receiver", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parent.parent,  # `bench` importable
+            )
+        if cores is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(process.pid, cores)
+        _wait_listening(process, port, log_path, "receiver")
+        return cls(process, port, log_path)
+
+    def stats(self) -> Stats:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as answer:
+            return msgspec.json.decode(answer.read(), type=Stats)
+
+    def stop(self) -> int | None:
+        return _terminate(self.process)
+
+    def cpu_seconds(self) -> float:
+        return _cpu(self.process.pid)
+
+
+def _wait_listening(process: subprocess.Popen[bytes], port: int, log_path: Path, name: str) -> None:
+    """Until `port` accepts a connection; GatewayFailed with the log tail if `process` exits."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_bytes()[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+            raise GatewayFailed(f"{name} exited {process.returncode}:\n{tail}")
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=1),
+        ):
+            return
+        time.sleep(0.05)
+    raise GatewayFailed(f"{name} not listening after {READY_TIMEOUT_SECONDS} s")
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM, then the exit status; None (after SIGKILL) if it does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None

@@ -33,9 +33,18 @@ import trio
 
 from bench import corpus as corpus_mod
 from bench.client import Tally, closed_loop, open_loop, tls_contexts
-from bench.gateway_process import EstateProcess, GatewayFailed, GatewayProcess
+from bench.gateway_process import EstateProcess, GatewayFailed, GatewayProcess, ReceiverProcess
 from gateway.devkit.default import ensure_default_state
 
+# `--instant-devices`: the simulator's hubs answer at once, 64 commands at a time (the
+# default hub serves one command every few seconds), so a run's asynchronous requests
+# are run and delivered while it lasts. Overrides of the config both gateway and estate read.
+INSTANT_LINK = '{distribution = "fixed", latency_median_seconds = 0.0, latency_p99_seconds = 0.0}'
+INSTANT_DEVICES: tuple[str, ...] = (
+    "simulator.hub_capacity=64",
+    f"simulator.wan_profiles={{Central = {INSTANT_LINK}}}",
+    f'simulator.han_profiles={{"Single Band" = {INSTANT_LINK}}}',
+)
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_WARMUP_PER_CONNECTION = 20
 SIGN_PROCESSES = os.cpu_count() or 1
@@ -66,6 +75,13 @@ class LoadOptions(msgspec.Struct, kw_only=True):
     # transport outside the gateway's process, once the config can name one.
     overrides: tuple[str, ...] = ()
     response_url: str | None = None  # every User's receiver (default: the dev inbox, in process)
+    # "external": start `python -m bench.receiver` (on the client's core) and point every
+    # User at it; "inbox": the dev inbox in the gateway's process, or --response-url.
+    receiver: Literal["inbox", "external"] = "inbox"
+    # After the load, wait up to this long (outside the measured window) for bench.receiver
+    # to take a delivery per acknowledged asynchronous request. The default estate's hub
+    # serves about one command a second, so a run's deliveries mostly come after it.
+    settle_seconds: float = 0.0
     # Where the simulated devices run: in the gateway's process, or `duisgw estate serve`
     # beside it (on the client's core); "both" runs the load once each way.
     estate: Literal["embedded", "network", "both"] = "embedded"
@@ -114,6 +130,13 @@ class LoadReport(msgspec.Struct):
     server_timed_p99_ms: float = 0.0
     estate: str = "embedded"
     estate_cpu_seconds: float = 0.0  # `duisgw estate serve`, when the estate is out of process
+    receiver: str = "inbox"  # "inbox", "external" (bench.receiver) or the --response-url
+    receiver_cpu_seconds: float = 0.0  # bench.receiver over the measured window
+    # Deliveries bench.receiver answered 200 over the whole run (warm-up and the gateway's
+    # drain included), and how many distinct messages they carried; None: no bench.receiver.
+    deliveries_received: int | None = None
+    distinct_messages_received: int | None = None
+    async_acknowledged: int = 0  # I99 answers over the whole run, warm-up included
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -147,10 +170,19 @@ def run(options: LoadOptions) -> LoadReport:
     shared = corpus_mod.find_shared(Path(options.shared) if options.shared else None)
     if options.mode == "open" and not options.rate:
         raise ValueError("open loop needs --rate")
+    if options.receiver == "external" and options.response_url is not None:
+        raise ValueError("--receiver external starts its own receiver: drop --response-url")
     templates = corpus_mod.load_templates(shared, frozenset(options.variants), options.all_versions)
     state = Path(tempfile.mkdtemp(prefix="duisgw-bench-", dir=options.state_parent))
     keep = options.keep_state
+    pin = options.workers == 1 and options.server_core >= 0
+    client = options.client_core if pin and options.client_core >= 0 else None
+    side_cores = {client} if client is not None else None  # estate and receiver: client's core
+    receiver = None
     try:
+        if options.receiver == "external":
+            receiver = ReceiverProcess.start(state, corpus_mod.free_ports(1), cores=side_cores)
+            options = msgspec.structs.replace(options, response_url=receiver.url)
         config, slot_ids = _prepare_state(state, shared, templates, options)
         corpus = corpus_mod.build_corpus(
             templates,
@@ -166,15 +198,11 @@ def run(options: LoadOptions) -> LoadReport:
             file=sys.stderr,
         )
         contexts = tls_contexts(state / "pki", slot_ids) if options.tls else None
-        pin = options.workers == 1 and options.server_core >= 0
         estate = None
         if options.estate == "network":
             port = corpus_mod.free_ports(1)
             _use_estate_link(config, port)
-            client = options.client_core if options.client_core >= 0 else None
-            estate = EstateProcess.start(
-                config, port, cores={client} if pin and client is not None else None
-            )
+            estate = EstateProcess.start(config, port, cores=side_cores)
         gateway = GatewayProcess.start(
             config,
             workers=options.workers,
@@ -186,9 +214,13 @@ def run(options: LoadOptions) -> LoadReport:
             gateway.wait_ready()
             ready = True
             estate_cpu = estate.cpu_seconds() if estate is not None else 0.0
+            receiver_cpu = receiver.cpu_seconds() if receiver is not None else 0.0
             report = _drive(options, corpus, gateway, contexts)
             if estate is not None:
                 report.estate_cpu_seconds = estate.cpu_seconds() - estate_cpu
+            if receiver is not None:
+                report.receiver_cpu_seconds = receiver.cpu_seconds() - receiver_cpu
+                settle(receiver, report.async_acknowledged, options.settle_seconds)
         finally:
             report_exit = gateway.stop()
             if estate is not None:
@@ -196,12 +228,29 @@ def run(options: LoadOptions) -> LoadReport:
             # Keep a log worth reading; one that never got ready is in GatewayFailed.
             keep = keep or (ready and report_exit != 0)
         report.server_exit_code = report_exit
+        report.receiver = (
+            options.receiver if receiver is not None else options.response_url or "inbox"
+        )
+        if receiver is not None:
+            # After the gateway stopped: the deliveries of its drain are counted too.
+            stats = receiver.stats()
+            report.deliveries_received = stats.delivered
+            report.distinct_messages_received = stats.distinct_messages
         return report
     finally:
+        if receiver is not None:
+            receiver.stop()
         if keep:
             print(f"state and gateway log kept in {state}", file=sys.stderr)
         else:
             shutil.rmtree(state, ignore_errors=True)
+
+
+def settle(receiver: ReceiverProcess, expected: int, seconds: float) -> None:
+    """Until the receiver holds `expected` distinct messages, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and receiver.stats().distinct_messages < expected:
+        time.sleep(0.1)
 
 
 def _use_estate_link(config: Path, port: int) -> None:
@@ -254,7 +303,7 @@ def _drive(
     address = ("127.0.0.1", gateway.duis_port)
     try:
         # Warm-up: connections, lxml and catalogue caches, the first replay rows.
-        trio.run(closed_loop, address, [s[:warm] for s in corpus.slots], contexts, None)
+        warming = trio.run(closed_loop, address, [s[:warm] for s in corpus.slots], contexts, None)
         measured = [s[warm:] for s in corpus.slots]
         server_cpu, client_cpu = gateway.cpu_seconds(), time.process_time()
         buckets = gateway.latency_buckets()
@@ -282,6 +331,7 @@ def _drive(
     )
     report = _report(options, corpus, tally, server_cpu, client_cpu, pinning)
     report.estate = options.estate
+    report.async_acknowledged = warming.codes["I99"] + tally.codes["I99"]
     report.server_timed_p99_ms = bucket_percentile(server_buckets, 0.99) * 1000
     return report
 
@@ -358,14 +408,29 @@ def format_report(r: LoadReport) -> str:
         f"failures        {r.failures or 'none'}",
         f"CPU seconds     server {r.server_cpu_seconds:.2f} "
         f"({r.server_cpu_per_request_us:.0f} us/request), client {r.client_cpu_seconds:.2f}"
-        + (f", estate {r.estate_cpu_seconds:.2f}" if r.estate == "network" else ""),
+        + (f", estate {r.estate_cpu_seconds:.2f}" if r.estate == "network" else "")
+        + (f", receiver {r.receiver_cpu_seconds:.2f}" if r.receiver == "external" else ""),
         f"estate          {r.estate}"
         + (" (duisgw estate serve, on the client's core)" if r.estate == "network" else ""),
+        f"receiver        {receiver_line(r)}",
         f"corpus          {r.corpus_size:,} requests signed in {r.corpus_build_seconds:.2f} s, "
         f"{r.corpus_async_share:.0%} async, versions {', '.join(r.versions)}",
         f"gateway exit    {r.server_exit_code}",
     ]
     return "\n".join(lines)
+
+
+def receiver_line(r: LoadReport) -> str:
+    """Where the Users' receiver ran and, for bench.receiver, what it received."""
+    if r.receiver == "inbox":
+        return "the dev inbox, in the gateway's process"
+    if r.receiver != "external":
+        return r.receiver
+    return (
+        f"bench.receiver on the client's core: {r.deliveries_received:,} deliveries "
+        f"({r.distinct_messages_received:,} distinct messages) for "
+        f"{r.async_acknowledged:,} acknowledged asynchronous requests"
+    )
 
 
 def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
@@ -397,12 +462,20 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
         help="the gateway's [storage] synchronous (journal fsync per commit or not)",
     )
     add_placement_arguments(p)
+    add_receiver_argument(p, "inbox")
     p.add_argument(
         "--estate",
         choices=("embedded", "network", "both"),
         default="embedded",
         help="simulated devices in the gateway's process, in `duisgw estate serve`, or "
         "one run each way with the gateway's CPU per request compared",
+    )
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=0.0,
+        help="with --receiver external: after the load, wait up to this long for a delivery "
+        "per acknowledged asynchronous request before stopping the gateway",
     )
     p.add_argument("--tls", action="store_true", help="mutual TLS with the dev PKI's TLS certs")
     p.add_argument("--workers", type=int, default=1, help="duisgw serve --workers N")
@@ -417,7 +490,9 @@ def parse_args(argv: list[str] | None) -> tuple[LoadOptions, bool]:
     values = vars(p.parse_args(argv))
     as_json = values.pop("json")
     values["variants"] = [int(v) for v in values["variants"].split(",")]
-    values["overrides"] = values.pop("set")
+    values["overrides"] = config_overrides(values.pop("set"), values.pop("instant_devices"))
+    if values["receiver"] == "external" and values["response_url"] is not None:
+        p.error("--receiver external starts its own receiver: drop --response-url")
     return msgspec.convert(values, LoadOptions), as_json
 
 
@@ -434,19 +509,51 @@ def add_placement_arguments(p: argparse.ArgumentParser) -> None:
         "--response-url",
         help="every User's Receive Response URL (a receiver outside the gateway's process)",
     )
+    p.add_argument(
+        "--instant-devices",
+        action="store_true",
+        help="simulated hubs answer at once, 64 commands at a time (default: seconds each, "
+        "one at a time, so few asynchronous requests complete during a run)",
+    )
+
+
+def add_receiver_argument(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--receiver",
+        choices=("inbox", "external"),
+        default=default,
+        help="the Users' receiver: the dev inbox in the gateway's process (or --response-url),"
+        " or `python -m bench.receiver` started on the client's core",
+    )
+
+
+def config_overrides(given: list[str], instant_devices: bool) -> tuple[str, ...]:
+    """The config overrides of --set, after those of --instant-devices (so --set wins)."""
+    return (*(INSTANT_DEVICES if instant_devices else ()), *given)
 
 
 def placement(options: LoadOptions) -> str:
     """Where the device estate and the receiver ran, for the reports."""
-    receiver = options.response_url or "the dev inbox, in the gateway's process"
     estate = (
         "`duisgw estate serve`, in its own process"
         if options.estate == "network"
         else "the embedded simulator, in the gateway's process"
     )
-    if options.overrides:
-        estate += f" (overrides: {', '.join(options.overrides)})"
-    return f"estate: {estate}; receiver: {receiver}"
+    rest = options.overrides
+    if rest[: len(INSTANT_DEVICES)] == INSTANT_DEVICES:
+        estate += ", instant devices"
+        rest = rest[len(INSTANT_DEVICES) :]
+    if rest:
+        estate += f" (overrides: {', '.join(rest)})"
+    if options.receiver == "external":
+        receiver = "`python -m bench.receiver`, in its own process"
+    else:
+        receiver = options.response_url or "the dev inbox, in the gateway's process"
+    text = f"estate: {estate}; receiver: {receiver}"
+    pinned = options.workers == 1 and options.server_core >= 0 and options.client_core >= 0
+    if pinned and (options.estate == "network" or options.receiver == "external"):
+        text += f"; processes of their own on core {options.client_core} (the client's)"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

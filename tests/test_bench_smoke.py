@@ -19,7 +19,7 @@ import pytest
 
 from bench import compare, corpus, verifier_peers
 from bench.gateway_process import workers_unavailable
-from bench.load import LoadReport
+from bench.load import LoadReport, format_report, placement
 from bench.verifier_peers import PeerRate
 from tests.redis_process import REDIS_SERVER
 
@@ -143,6 +143,50 @@ def test_estate_both_ways_reports_the_gateway_cpu_each_way() -> None:
         assert report["server_cpu_per_request_us"] > 0
     assert reports[0]["estate_cpu_seconds"] == 0.0  # no estate process in the first run
     assert reports[1]["estate_cpu_seconds"] >= 0.0
+
+
+def test_receiver_out_of_process_takes_every_acknowledged_request() -> None:
+    """`--receiver external --estate network`: bench.receiver and `duisgw estate serve`
+    beside the gateway; with instant devices every I99 is delivered before the gateway
+    stops, and the report says where both ran."""
+    report = run_json(
+        "bench.load",
+        *("--receiver", "external", "--estate", "network", "--instant-devices"),
+        *("--settle-seconds", "60", "--requests", "100", "--connections", "2"),
+        *("--warmup", "5", "--sign-processes", "1"),
+    )
+    assert_answered_as_expected(report, 100 - 2 * 5)
+    assert report["receiver"] == "external"
+    assert report["async_acknowledged"] >= report["duis_codes"]["I99"] > 0
+    # Every acknowledged asynchronous request's response reached the receiver, once.
+    assert report["distinct_messages_received"] == report["async_acknowledged"]
+    assert report["deliveries_received"] == report["async_acknowledged"]
+    text = format_report(msgspec.convert(report, LoadReport))
+    lines = dict(line.split(None, 1) for line in text.splitlines())
+    assert lines["estate"] == "network (duisgw estate serve, on the client's core)"
+    assert lines["receiver"] == (
+        f"bench.receiver on the client's core: {report['deliveries_received']} deliveries "
+        f"({report['distinct_messages_received']} distinct messages) for "
+        f"{report['async_acknowledged']} acknowledged asynchronous requests"
+    )
+
+
+def test_compare_places_estate_and_receiver_out_of_process_by_default() -> None:
+    args = ["--server-core", "0", "--client-core", "1"]
+    default = compare_placement(args)
+    assert "estate: `duisgw estate serve`, in its own process" in default
+    assert "receiver: `python -m bench.receiver`, in its own process" in default
+    assert "on core 1 (the client's)" in default
+    inside = compare_placement([*args, "--estate", "embedded", "--receiver", "inbox"])
+    assert inside == (
+        "estate: the embedded simulator, in the gateway's process; "
+        "receiver: the dev inbox, in the gateway's process"
+    )
+
+
+def compare_placement(argv: list[str]) -> str:
+    """The placement line bench.compare prints for these arguments."""
+    return placement(compare.load_options(compare.parse_args(argv)))
 
 
 def test_workers_run_answers_every_request() -> None:
