@@ -414,8 +414,13 @@ class ReceiverProcess:
         return cls(process, port, log_path)
 
     def stats(self) -> Stats:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as answer:
-            return msgspec.json.decode(answer.read(), type=Stats)
+        """Its counts so far (`GET /stats`); GatewayFailed with its log if it cannot answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as got:
+                return msgspec.json.decode(got.read(), type=Stats)
+        except OSError as exc:
+            tail = self.log_path.read_bytes()[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+            raise GatewayFailed(f"bench.receiver did not answer /stats ({exc}):\n{tail}") from exc
 
     def stop(self) -> int | None:
         return _terminate(self.process)

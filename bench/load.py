@@ -427,7 +427,7 @@ def receiver_line(r: LoadReport) -> str:
     if r.receiver != "external":
         return r.receiver
     return (
-        f"bench.receiver on the client's core: {r.deliveries_received:,} deliveries "
+        f"bench.receiver in its own process: {r.deliveries_received:,} deliveries "
         f"({r.distinct_messages_received:,} distinct messages) for "
         f"{r.async_acknowledged:,} acknowledged asynchronous requests"
     )

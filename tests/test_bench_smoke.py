@@ -165,7 +165,7 @@ def test_receiver_out_of_process_takes_every_acknowledged_request() -> None:
     lines = dict(line.split(None, 1) for line in text.splitlines())
     assert lines["estate"] == "network (duisgw estate serve, on the client's core)"
     assert lines["receiver"] == (
-        f"bench.receiver on the client's core: {report['deliveries_received']} deliveries "
+        f"bench.receiver in its own process: {report['deliveries_received']} deliveries "
         f"({report['distinct_messages_received']} distinct messages) for "
         f"{report['async_acknowledged']} acknowledged asynchronous requests"
     )
