@@ -46,6 +46,7 @@ import trio
 from bench import corpus as corpus_mod
 from bench.client import Tally, closed_loop
 from bench.gateway_process import GatewayNodes, write_node_configs
+from bench.redis_process import RedisProcess
 from gateway.core.config import SharedRedisConfig
 from gateway.core.replay_rules import ReplayVerdict
 from gateway.devkit.default import ensure_default_state
@@ -55,7 +56,6 @@ from gateway.stores.redis_shared import open_shared_redis
 from gateway.stores.replay import ReplayStore, SharedReplayGuard
 from gateway.stores.replay_redis import open_redis_replay_store
 from mmc.identifiers import RequestId
-from tests.redis_process import RedisProcess
 
 CONCURRENCIES: Final = (1, 64)
 TARGET: Final = "00-DB-12-34-56-78-90-A0"

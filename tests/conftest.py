@@ -10,12 +10,12 @@ import pytest
 from lxml import etree
 
 from bench.browser import BrowserThread, browser_unavailable
+from bench.redis_process import REDIS_CLI, REDIS_SERVER, RedisClusterProcesses, RedisProcess
 from gateway.core.clock import FixedClock
 from gateway.core.config import SharedRedisConfig
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
 from gateway.stores.quarantine_redis import open_redis_quarantine_store
 from gateway.stores.redis_shared import open_shared_redis
-from tests.redis_process import REDIS_CLI, REDIS_SERVER, RedisClusterProcesses, RedisProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"

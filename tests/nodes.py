@@ -2,7 +2,7 @@
 
 Shared by the multi-node tests (issue 13): the processes come from
 bench/gateway_process.py (`write_node_configs`, `GatewayNodes`); the Redis from
-tests/redis_process.py. Each test gets its own key prefix as well as its own server.
+bench/redis_process.py. Each test gets its own key prefix as well as its own server.
 """
 
 from __future__ import annotations

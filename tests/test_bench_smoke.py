@@ -20,8 +20,8 @@ import pytest
 from bench import compare, corpus, verifier_peers
 from bench.gateway_process import workers_unavailable
 from bench.load import LoadReport, format_report, placement
+from bench.redis_process import REDIS_SERVER
 from bench.verifier_peers import PeerRate
-from tests.redis_process import REDIS_SERVER
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_SECONDS = 180

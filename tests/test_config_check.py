@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.redis_process import RedisProcess
 from gateway.cli import main
 from gateway.devkit.default import ensure_default_state
-from tests.redis_process import RedisProcess
 from tests.test_config import BROKEN_CONFIGS
 
 DCC_KEY = "pki/dsp-xml-sign-90B3D51F30000002-ds.key.pem"

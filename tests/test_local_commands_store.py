@@ -12,6 +12,7 @@ from typing import Protocol
 import pytest
 import trio
 
+from bench.redis_process import RedisProcess
 from gateway.core.config import SharedRedisConfig
 from gateway.core.local_commands import IssuedLocalCommand
 from gateway.stores.local_commands import DEFAULT_MAX_PER_ORIGINATOR, LocalCommandStore
@@ -19,7 +20,6 @@ from gateway.stores.local_commands_redis import open_redis_local_command_store
 from gateway.stores.local_commands_sqlite import open_local_command_store
 from gateway.stores.redis_shared import open_shared_redis
 from mmc.identifiers import RequestId
-from tests.redis_process import RedisProcess
 
 T0 = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.UTC)
 USER = "90-B3-D5-1F-30-01-00-00"

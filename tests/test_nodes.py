@@ -21,13 +21,13 @@ from bench.gateway_process import (
     GatewayProcess,
     write_node_configs,
 )
+from bench.redis_process import RedisClusterProcesses, RedisProcess
 from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
 from gateway.stores.certfiles import find_signing_key
 from parse_correlate.correlate import sign_pre_command
 from tests.harness import next_counter, response_code
 from tests.nodes import RoundRobin, redis_state, running_nodes
-from tests.redis_process import RedisClusterProcesses, RedisProcess
 from tests.test_lifecycle_e2e import signed_pre_command_request
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bench.gateway_process reads /proc")

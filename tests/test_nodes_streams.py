@@ -19,11 +19,11 @@ import pytest
 import trio
 
 from bench.gateway_process import GatewayNodes, write_node_configs
+from bench.redis_process import RedisProcess
 from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
 from tests.harness import next_counter, response_code, set_response_url
 from tests.receiver import Receiver
-from tests.redis_process import RedisProcess
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bench.gateway_process reads /proc")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from bench.redis_process import RedisProcess, free_port
 from gateway.core.config import SharedRedisConfig, StateConfig
 from gateway.stores.redis_shared import (
     Keys,
@@ -14,7 +15,6 @@ from gateway.stores.redis_shared import (
     SharedStoreUnavailable,
     open_shared_redis,
 )
-from tests.redis_process import RedisProcess, free_port
 
 
 def test_keys_carry_a_cluster_hash_tag() -> None:

@@ -21,6 +21,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.redis_process import RedisProcess
 from gateway.core import replay_rules
 from gateway.core.config import SharedRedisConfig
 from gateway.core.replay_rules import Admission, ReplayGuard, ReplayVerdict
@@ -31,7 +32,6 @@ from gateway.stores.replay_redis import open_redis_replay_store
 from gateway.stores.replay_sqlite import ReplayDatabase, ReplayStoreError
 from mmc.catalogue import SIGNED_PRE_COMMAND_VARIANTS
 from mmc.identifiers import MAX_COUNTER, RequestId
-from tests.redis_process import RedisProcess
 
 SUP = "90-B3-D5-1F-30-01-00-00"
 NET = "90-B3-D5-1F-30-02-00-00"

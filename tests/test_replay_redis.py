@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from bench.redis_process import RedisClusterProcesses, RedisProcess
 from gateway.core.config import SharedRedisConfig
 from gateway.core.replay_rules import Admission, ReplayVerdict
 from gateway.stores.redis_shared import open_shared_redis
 from gateway.stores.replay_redis import RedisReplayStore, key_slot, open_redis_replay_store
 from mmc.identifiers import RequestId
-from tests.redis_process import RedisClusterProcesses, RedisProcess
 
 SUP = "90-B3-D5-1F-30-01-00-00"
 ESME = "00-DB-12-34-56-78-90-A0"

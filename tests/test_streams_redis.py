@@ -13,6 +13,7 @@ import msgspec
 import pytest
 import trio
 
+from bench.redis_process import RedisClusterProcesses, RedisProcess, free_port
 from gateway.core.config import Config, SharedRedisConfig, StartupError, StateConfig
 from gateway.edge.metrics import Metrics
 from gateway.stores.jobs import JobEntry
@@ -29,7 +30,6 @@ from gateway.stores.redis_shared import SharedRedis, open_shared_redis
 from gateway.stores.redis_streams import ensure_group, entry_number, forget_gone_consumers
 from tests.harness import default_config, response_code, running_gateway
 from tests.receiver import Receiver
-from tests.redis_process import RedisClusterProcesses, RedisProcess, free_port
 from tests.test_lifecycle_e2e import config_with_receiver
 
 ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"

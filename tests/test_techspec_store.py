@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.redis_process import RedisProcess
 from gateway.core.config import SharedRedisConfig
 from gateway.core.techspec.coverage import UprnKey
 from gateway.core.techspec.install_leave import (
@@ -31,7 +32,6 @@ from gateway.stores.techspec_store import (
     TechspecStore,
     document_digest,
 )
-from tests.redis_process import RedisProcess
 from tests.techspec_data import CONSULTATION, EXTENDED
 
 AT = dt.datetime(2018, 3, 1, 10, 0, tzinfo=dt.UTC)

@@ -23,6 +23,7 @@ import msgspec
 import pytest
 import trio
 
+from bench.redis_process import RedisProcess
 from gateway.cli import main
 from gateway.core.config import SharedRedisConfig
 from gateway.devkit.client import sign_request
@@ -33,7 +34,6 @@ from gateway.stores.threshold_memory import MemoryThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore, open_threshold_state
 from gateway.stores.threshold_state_redis import open_redis_threshold_state
 from tests.harness import default_config, next_counter, response_code, running_gateway
-from tests.redis_process import RedisProcess
 from tests.test_durability import free_port, start, write_config
 from thresholds.config import ThresholdConfig, ThresholdRule
 from thresholds.rules_state import NO_FILE, RulesRecord, choose_rules, file_sha256

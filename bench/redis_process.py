@@ -1,7 +1,8 @@
-"""A test-owned redis-server: its own port, its own directory, AOF on, killable.
+"""A private redis-server: its own port, its own directory, AOF on, killable.
 
 Tests that kill Redis, or check what survives its restart, must not touch the machine's
-shared server; they start one of these (the `redis_server` fixture in conftest.py).
+shared server; they start one of these (the `redis_server` fixture in tests/conftest.py),
+and so does `python -m bench.nodes`.
 """
 
 from __future__ import annotations
