@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import anyio
 import coredis
 import coredis.exceptions
 import trio
@@ -36,12 +37,15 @@ from gateway.core.config import SharedRedisConfig
 
 log = logging.getLogger("duisgw.redis")
 
-# What a Redis call can raise when the server is down, slow or restarting.
+# What a Redis call can raise when the server is down, slow or restarting, or when the
+# connection is being closed under it (coredis's anyio streams, as a gateway stops).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     coredis.exceptions.RedisError,
     OSError,
     TimeoutError,
     trio.TooSlowError,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
 )
 
 _T = TypeVar("_T")
