@@ -8,7 +8,16 @@ at start (`gateway.compose.load`: the embedded default estate with the DUIS XSDs
 Each row is microseconds per call, the best of several rounds (as timeit takes the
 minimum: the least disturbed), and its share of the summed total of a CV 1 request's
 stages. The sum is a floor, not the end-to-end cost: the event loop, socket calls and
-the replay journal's group commit come on top (`bench.load` measures those).
+the replay journal's group commit come on top (`bench.load` measures those). The row
+"(whole) RequestChecks.verify" runs the checking stages as the pipeline calls them, on a
+fresh parse each time: its gap to the sum of those rows is what warm, repeated
+measurement of one tree hides.
+
+`--idle-gaps` adds what the machine does to the same code when it idles between
+requests: RequestChecks.verify's mean CPU time per call (thread CPU clock) back to back
+and after each idle gap. On this project's VM a call costs several times more after a
+10 ms gap than back to back, so the gateway's CPU per request at a low rate is not a
+measure of per-wake-up work in its own code.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from gateway.core.clock import SystemClock
 from gateway.core.ingest import decode_header, parse_xml
 from gateway.core.replay_rules import ReplayGuard
 from gateway.core.signature import detach_keeping_tail, parse_signature
+from gateway.core.stages import RequestChecks
 from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
 from gateway.edge.http import RequestParser, render_response
@@ -62,6 +72,12 @@ class Row(msgspec.Struct):
     in_sum: bool
 
 
+class GapRow(msgspec.Struct):
+    idle_gap_ms: float
+    calls: int
+    cpu_us_per_call: float  # mean thread CPU time of one RequestChecks.verify
+
+
 class HotpathReport(msgspec.Struct):
     template: str
     request_bytes: int
@@ -71,6 +87,7 @@ class HotpathReport(msgspec.Struct):
     raw_verify_us: float
     raw_verify_per_second: float
     ceiling_to_raw_verify: float
+    idle_gaps: list[GapRow] = msgspec.field(default_factory=list)
 
 
 def per_call_us(call: Callable[[], object], round_seconds: float) -> float:
@@ -223,7 +240,34 @@ def stages(state: Loaded, signed: bytes, path: str) -> Stages:
         ),
     }
     table["thresholds (memory store, 3 windows)"] = (threshold_check, True)
+    checks = RequestChecks(state.versions, state.schemas, SystemClock())
+    table["(whole) RequestChecks.verify, fresh parse per call"] = (
+        lambda: checks.verify(signed, snapshot.certstore),
+        False,
+    )
     return table
+
+
+IDLE_GAPS_MS = (0.0, 1.0, 10.0, 50.0)
+
+
+def idle_gap_costs(state: Loaded, signed: bytes, calls: int) -> list[GapRow]:
+    """RequestChecks.verify's mean CPU per call back to back and after each idle gap."""
+    checks = RequestChecks(state.versions, state.schemas, SystemClock())
+    certstore = state.snapshots.current.certstore
+    checks.verify(signed, certstore)
+    rows = []
+    for gap_ms in IDLE_GAPS_MS:
+        n = calls * 10 if gap_ms == 0 else calls
+        spent = 0.0
+        for _ in range(n):
+            if gap_ms:
+                time.sleep(gap_ms / 1000)
+            start = time.thread_time()
+            checks.verify(signed, certstore)
+            spent += time.thread_time() - start
+        rows.append(GapRow(gap_ms, n, spent / n * 1e6))
+    return rows
 
 
 def _threshold_check(user_id: str, srv: str) -> Callable[[], object]:
@@ -240,13 +284,14 @@ def _threshold_check(user_id: str, srv: str) -> Callable[[], object]:
     return lambda: store.check_and_count(user_id, srv, 1_800_000_000.0 + next(clock) * 1e-4)
 
 
-def measure(template: str, round_seconds: float) -> HotpathReport:
+def measure(template: str, round_seconds: float, idle_gap_calls: int = 0) -> HotpathReport:
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as tmp:
         state, signed, path = fixture(template, Path(tmp))
     measured = {
         name: (per_call_us(call, round_seconds), counted)
         for name, (call, counted) in stages(state, signed, path).items()
     }
+    gaps = idle_gap_costs(state, signed, idle_gap_calls) if idle_gap_calls else []
     summed = sum(us for us, counted in measured.values() if counted)
     rows = [
         Row(name, us, us / summed if counted else None, counted)
@@ -264,6 +309,7 @@ def measure(template: str, round_seconds: float) -> HotpathReport:
         raw_verify_us=raw_us,
         raw_verify_per_second=1e6 / raw_us,
         ceiling_to_raw_verify=ceiling * raw_us / 1e6,
+        idle_gaps=gaps,
     )
 
 
@@ -291,6 +337,14 @@ def format_report(report: HotpathReport) -> str:
         f"implied ceiling {report.implied_ceiling_per_second:,.0f} requests/s per core = "
         f"{report.ceiling_to_raw_verify:.2f} of raw verify (before event loop, sockets, journal)",
     ]
+    if report.idle_gaps:
+        back_to_back = report.idle_gaps[0].cpu_us_per_call
+        lines.append("RequestChecks.verify, mean thread CPU per call after an idle gap:")
+        for gap in report.idle_gaps:
+            lines.append(
+                f"  gap {gap.idle_gap_ms:5.1f} ms  {gap.cpu_us_per_call:8.1f} us  "
+                f"{gap.cpu_us_per_call / back_to_back:5.2f}x back to back  ({gap.calls} calls)"
+            )
     return "\n".join(lines)
 
 
@@ -301,12 +355,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", default=DEFAULT_TEMPLATE, help="sample file name stem")
     parser.add_argument("--core", type=int, default=0, help="pin to this core (-1: do not pin)")
     parser.add_argument("--round-seconds", type=float, default=0.05)
+    parser.add_argument(
+        "--idle-gaps",
+        type=int,
+        default=0,
+        metavar="CALLS",
+        help="also measure RequestChecks.verify's CPU per call after idle gaps of "
+        f"{', '.join(f'{g:g}' for g in IDLE_GAPS_MS)} ms, CALLS calls per gap",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.core >= 0:
         os.sched_setaffinity(0, {args.core})
     try:
-        report = measure(args.template, args.round_seconds)
+        report = measure(args.template, args.round_seconds, args.idle_gaps)
     except corpus_mod.SharedDataMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

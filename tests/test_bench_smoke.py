@@ -211,9 +211,14 @@ def test_workers_run_answers_every_request() -> None:
 
 
 def test_hotpath_reports_every_stage() -> None:
-    report = run_json("bench.hotpath", "--round-seconds", "0.002", "--core", "-1")
+    report = run_json(
+        "bench.hotpath", "--round-seconds", "0.002", "--core", "-1", "--idle-gaps", "2"
+    )
     stages = {row["stage"] for row in report["rows"]}
+    assert [gap["idle_gap_ms"] for gap in report["idle_gaps"]] == [0.0, 1.0, 10.0, 50.0]
+    assert all(gap["cpu_us_per_call"] > 0 for gap in report["idle_gaps"])
     for expected in (
+        "RequestChecks.verify",
         "XML parse",
         "XSD validation",
         "ECDSA P-256 verify",
