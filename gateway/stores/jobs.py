@@ -9,7 +9,8 @@ back: after a restart (SQLite) or, on Redis, on a live node once its node stoppe
 outbox refuses it a second time by its message ID.
 
 Backends: `SqliteJobs` (one node: rows in `jobs.sqlite` through the outbox's group commit,
-handed out from memory) and `RedisJobs` (one stream per priority class, a consumer group).
+handed out from a bounded buffer in memory) and `RedisJobs` (one stream per priority class,
+a consumer group).
 """
 
 from __future__ import annotations
@@ -31,9 +32,20 @@ from gateway.stores.redis_streams import StreamMetrics
 from gateway.stores.sqlite import Synchronous
 
 PRIORITY_CLASSES: Final = 4  # gateway.core.device.Priority: 0 (critical) .. 3 (scheduled)
-LOCAL_JOBS: Final = 10_000  # jobs handed to this node and not yet taken; put waits beyond
+LOCAL_JOBS: Final = 10_000  # jobs buffered in memory and not yet taken (SQLite backend)
 RECOVERY_PAGE: Final = 1000
-JOB_URL: Final = "job:"  # jobs-journal rows are not delivered anywhere
+# Jobs-journal rows are not delivered anywhere: their url keeps the priority class
+# ("job:2"), so a job read back from the journal keeps its place. "job:" (older rows): 0.
+JOB_URL: Final = "job:"
+
+
+def job_url(priority: int) -> str:
+    return f"{JOB_URL}{priority_class(priority)}"
+
+
+def class_of_url(url: str) -> int:
+    tail = url.removeprefix(JOB_URL)
+    return priority_class(int(tail)) if tail.isdigit() else 0
 
 
 class JobEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,7 +81,6 @@ class PriorityBuffer:
         self._order = itertools.count()
         self._capacity = capacity
         self._not_empty = trio.lowlevel.ParkingLot()
-        self._not_full = trio.lowlevel.ParkingLot()
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -78,15 +89,9 @@ class PriorityBuffer:
     def room(self) -> int:
         return max(0, self._capacity - len(self._heap))
 
-    async def push(self, entry: JobEntry) -> None:
-        """Wait while full (backpressure on the producer), then add."""
-        await trio.lowlevel.checkpoint()
-        while len(self._heap) >= self._capacity:
-            await self._not_full.park()
-        self.push_nowait(entry)
-
     def push_nowait(self, entry: JobEntry) -> None:
-        """Add beyond the capacity: for jobs taken over, bounded by what a node held."""
+        """Add; callers keep to `room` (jobs taken over may go beyond, bounded by what a
+        node held)."""
         heapq.heappush(self._heap, (entry.priority, next(self._order), entry))
         self._not_empty.unpark()
 
@@ -95,19 +100,48 @@ class PriorityBuffer:
         while not self._heap:
             await self._not_empty.park()
         entry = heapq.heappop(self._heap)[2]
-        self._not_full.unpark()
         if self._heap:
             self._not_empty.unpark()  # a waiter parked beside us may take the next
         return entry
 
 
 class SqliteJobs:
-    """The embedded backend: a SQLite journal (an `Outbox` of job rows) and a buffer."""
+    """The embedded backend: a SQLite journal (an `Outbox` of job rows) and a buffer.
 
-    def __init__(self, journal: Outbox, metrics: StreamMetrics | None = None) -> None:
+    `put` never waits for room: once the buffer is full, a job stays in the journal only
+    (spilled), so a slow estate piles work up on disk, not in memory, and the User's
+    acknowledgement does not wait for the devices. `next_job` reads spilled jobs back
+    from the journal, in arrival order a page at a time, as the buffer empties; the buffer
+    orders what it holds by priority class.
+    """
+
+    def __init__(
+        self,
+        journal: Outbox,
+        metrics: StreamMetrics | None = None,
+        *,
+        capacity: int = LOCAL_JOBS,
+    ) -> None:
         self._journal = journal
-        self._buffer = PriorityBuffer()
+        self._buffer = PriorityBuffer(capacity)
         self._metrics = metrics
+        # Job IDs buffered or handed out and not done: a refill skips them.
+        self._held: set[str] = set()
+        self._spilled = False  # the journal holds pending jobs not in `_held`
+        self._spilled_puts = 0  # puts that went to the journal only (a refill's race check)
+        self._cursor = 0  # the journal row id a refill has read up to
+        self._repeated_through = 0  # rows up to this id were journaled before this start
+        self._refill_lock = trio.Lock()
+        self._refill_at = max(1, min(RECOVERY_PAGE, capacity // 2))
+
+    @property
+    def spilled(self) -> bool:
+        return self._spilled
+
+    @property
+    def buffered(self) -> int:
+        """Jobs held in memory waiting to be taken (at most the capacity)."""
+        return len(self._buffer)
 
     def pending_count(self) -> int:
         return self._journal.pending_count()
@@ -117,32 +151,70 @@ class SqliteJobs:
     ) -> None:
         await self._journal.put(
             OutboundMessage(
-                message_id=job_id, user_id=user_id, url=JOB_URL, body=body, created_at=created_at
+                message_id=job_id,
+                user_id=user_id,
+                url=job_url(priority),
+                body=body,
+                created_at=created_at,
             )
         )
-        entry = JobEntry(job_id=job_id, body=body, priority=priority_class(priority))
-        await self._buffer.push(entry)
+        if self._spilled or not self._buffer.room:
+            # Later jobs spill too, so the journal's order is the order they come back in.
+            self._spilled = True
+            self._spilled_puts += 1
+            return
+        self._held.add(job_id)
+        self._buffer.push_nowait(
+            JobEntry(job_id=job_id, body=body, priority=priority_class(priority))
+        )
 
     async def next_job(self) -> JobEntry:
+        if self._spilled and (self._buffer.room >= self._refill_at or not len(self._buffer)):
+            await self._refill()
         return await self._buffer.pop()
 
     async def done(self, job_id: str) -> None:
         await self._journal.mark_delivered(job_id)
+        self._held.discard(job_id)
+
+    async def _refill(self) -> None:
+        """Buffer spilled jobs from the journal while there is room; clear `_spilled`
+        once a read finds none left and no put spilled meanwhile."""
+        async with self._refill_lock:
+            while self._spilled and self._buffer.room:
+                spilled_before = self._spilled_puts
+                limit = min(RECOVERY_PAGE, self._buffer.room)
+                page = await self._journal.pending(after_id=self._cursor, limit=limit)
+                for stored in page:
+                    self._cursor = stored.id
+                    if stored.message_id in self._held:
+                        continue
+                    self._held.add(stored.message_id)
+                    self._buffer.push_nowait(
+                        JobEntry(
+                            job_id=stored.message_id,
+                            body=stored.body,
+                            priority=class_of_url(stored.url),
+                            repeated=stored.id <= self._repeated_through,
+                        )
+                    )
+                if len(page) < limit and self._spilled_puts == spilled_before:
+                    self._spilled = False
 
     async def contains(self, job_id: str) -> bool:
         return await self._journal.get(job_id) is not None
 
     async def recover(self) -> int:
-        """Hand out again the jobs journaled before a restart and not done. The journal
-        does not keep their class: they are rebuilt from the request, so they go first."""
-        after = recovered = 0
-        while page := await self._journal.pending(after_id=after, limit=RECOVERY_PAGE):
-            for stored in page:
-                after = stored.id
-                self._buffer.push_nowait(
-                    JobEntry(job_id=stored.message_id, body=stored.body, priority=0, repeated=True)
-                )
-                recovered += 1
+        """Hand out again the jobs journaled before a restart and not done, each with the
+        class its row keeps; beyond the buffer's room they wait in the journal."""
+        recovered = self._journal.pending_count()
+        if recovered:
+            newest = 0
+            while page := await self._journal.pending(after_id=newest, limit=RECOVERY_PAGE):
+                newest = page[-1].id
+            self._repeated_through = newest
+            self._spilled = True
+            await self._refill()
         if recovered and self._metrics is not None:
             self._metrics.redeliveries.labels(queue="jobs").inc(recovered)
         return recovered
