@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import pytest
 import trio
 import trio.lowlevel
 
@@ -13,13 +14,14 @@ from gateway.core.answers import Answers
 from gateway.core.clock import SystemClock
 from gateway.core.commands import device_command
 from gateway.core.device import Priority
+from gateway.core.outcome import Refusal
 from gateway.core.simulator_config import LinkProfile, SimulatorConfig
 from gateway.core.stages import RequestChecks
 from gateway.devkit.client import sign_request
 from gateway.devkit.simulator import Simulator
 from gateway.edge.dispatch import AsyncJob
 from gateway.edge.lifecycle import Lifecycle, response_message_id
-from gateway.stores.jobs import open_sqlite_jobs
+from gateway.stores.jobs import JobsFull, open_sqlite_jobs
 from gateway.stores.operator_files import load
 from gateway.stores.outbox import open_outbox
 from tests.harness import default_config, next_counter
@@ -105,3 +107,43 @@ async def test_a_backlog_waits_in_the_journal_and_every_job_runs_once(
         # The top-up did not wait for the backlog of reads ahead of it.
         assert sent.index(ids[-1]) == started_before_top_up
         nursery.cancel_scope.cancel()
+
+
+class FullJobs:
+    """A jobs store at its deployment-wide limit (as RedisJobs beyond max_pending)."""
+
+    async def put(self, *args: object) -> None:
+        raise JobsFull("100,000 jobs wait for the device estate (limit 100,000)")
+
+
+async def test_a_full_jobs_journal_refuses_with_503_at_once(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    clock = SystemClock()
+    loaded = load(default_config(tmp_path), clock)
+    answers = Answers(clock, loaded.signer)
+    checks = RequestChecks(loaded.versions, loaded.schemas, clock)
+    raw, _ = sign_request(
+        (shared_dir / READ).read_bytes(), [tmp_path / "pki"], counter=next_counter()
+    )
+    snapshot = loaded.snapshots.current
+    request = checks.verify(raw, snapshot.certstore, check_signature=False)
+    job = AsyncJob(request, device_command(request, snapshot.inventory, answers.now()))
+    devices = Simulator.for_inventory(lambda: snapshot.inventory, SimulatorConfig(), clock)
+    async with open_outbox(tmp_path / "outbox.sqlite", clock=clock) as outbox:
+        lifecycle = Lifecycle(
+            checks,
+            loaded.snapshots,
+            answers,
+            devices,
+            FullJobs(),
+            outbox,  # type: ignore[arg-type]
+        )
+        with trio.fail_after(5), pytest.raises(Refusal) as refused:
+            await lifecycle.submit(job)
+    assert (refused.value.status, refused.value.stage, refused.value.reason) == (
+        503,
+        "jobs",
+        "backlog_full",
+    )
+    assert "limit 100,000" in refused.value.detail

@@ -16,8 +16,8 @@ import trio
 from bench.redis_process import RedisClusterProcesses, RedisProcess, free_port
 from gateway.core.config import Config, SharedRedisConfig, StartupError, StateConfig
 from gateway.edge.metrics import Metrics
-from gateway.stores.jobs import JobEntry
-from gateway.stores.jobs_redis import DEPTH_REFRESH_SECONDS, RedisJobs
+from gateway.stores.jobs import JobEntry, JobsFull
+from gateway.stores.jobs_redis import RedisJobs
 from gateway.stores.outbox import (
     DuplicateMessageId,
     NotDeadLettered,
@@ -350,22 +350,18 @@ async def test_consumers_of_past_processes_are_forgotten_not_their_entries(
         assert names == {b"holder"}
 
 
-async def test_put_waits_while_the_journal_is_full(redis_server: RedisProcess) -> None:
+async def test_put_refuses_at_once_while_the_journal_is_full(redis_server: RedisProcess) -> None:
     async with shared_redis(redis_server) as shared, trio.open_nursery() as nursery:
         jobs = RedisJobs(shared, lease_seconds=LEASE, max_pending=2)
         await nursery.start(jobs.run)
         for job_id in ("A", "B"):
             await jobs.put(job_id, "U1", b"x", T0, 1)
         await until(lambda: jobs.pending_count() == 2)
-        third = trio.Event()
-
-        async def put_third() -> None:
-            await jobs.put("C", "U1", b"x", T0, 1)
-            third.set()
-
-        nursery.start_soon(put_third)
-        await trio.sleep(DEPTH_REFRESH_SECONDS * 2)  # two refreshes: still full
-        assert not third.is_set()
+        with trio.fail_after(5), pytest.raises(JobsFull, match="limit 2"):
+            await jobs.put("C", "U1", b"x", T0, 1)  # refused, not kept waiting
+        assert not await jobs.contains("C")  # nothing journaled
         await jobs.done((await jobs.next_job()).job_id)
-        await until(third.is_set)
+        await until(lambda: jobs.pending_count() < 2)  # the next refresh sees room
+        await jobs.put("C", "U1", b"x", T0, 1)
+        assert await jobs.contains("C")
         nursery.cancel_scope.cancel()

@@ -43,7 +43,7 @@ from gateway.core.snapshot import SnapshotHolder
 from gateway.core.stages import RequestChecks
 from gateway.edge.dispatch import AsyncJob, send_to_device
 from gateway.edge.transport import DeviceTransport
-from gateway.stores.jobs import JobEntry, JobStore
+from gateway.stores.jobs import JobEntry, JobsFull, JobStore
 from gateway.stores.outbox import DuplicateMessageId, OutboundMessage
 from gateway.stores.outbox_sqlite import OutboxStoreError
 from gateway.stores.outbox_store import OutboxStore
@@ -126,6 +126,9 @@ class Lifecycle:
             raise Refusal(
                 503, "jobs", "store_unavailable", "the jobs journal is unavailable; retry later"
             ) from None
+        except JobsFull as exc:
+            log.warning("jobs journal full, request %s refused: %s", job_id, exc)
+            raise Refusal(503, "jobs", "backlog_full", f"{exc}; retry later") from None
         # Taken here without parsing it again (no await since the put: on SQLite the job
         # is in this node's buffer and not yet handed out).
         self._parsed[job_id] = job

@@ -69,6 +69,11 @@ class JobStore(Protocol):
     async def contains(self, job_id: str) -> bool: ...
 
 
+class JobsFull(Exception):
+    """The deployment's jobs journal holds as many jobs as it may: the request is refused
+    (nothing journaled, nothing acknowledged) rather than kept waiting."""
+
+
 def priority_class(priority: int) -> int:
     return min(max(int(priority), 0), PRIORITY_CLASSES - 1)
 

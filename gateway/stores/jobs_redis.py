@@ -25,7 +25,13 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from gateway.stores.jobs import PRIORITY_CLASSES, JobEntry, PriorityBuffer, priority_class
+from gateway.stores.jobs import (
+    PRIORITY_CLASSES,
+    JobEntry,
+    JobsFull,
+    PriorityBuffer,
+    priority_class,
+)
 from gateway.stores.outbox import DuplicateMessageId
 from gateway.stores.redis_shared import REDIS_ERRORS, SharedRedis
 from gateway.stores.redis_streams import (
@@ -47,8 +53,9 @@ READ_BLOCK_MS: Final = 1000  # below the client's stream timeout
 CLAIM_BATCH: Final = 256
 LOCAL_ROOM: Final = 512  # jobs read and not yet taken by a worker, on this node
 DEPTH_REFRESH_SECONDS: Final = 1.0
-# Jobs journaled and not done, deployment-wide, beyond which `put` waits (the request's
-# acknowledgement with it) until the depth, read every DEPTH_REFRESH_SECONDS, falls.
+# Jobs journaled and not done, deployment-wide (Redis holds them in memory), beyond which
+# `put` refuses the request (JobsFull: a 503 the User can retry) until the depth, read
+# every DEPTH_REFRESH_SECONDS, falls. Refused at once: a User's request never hangs.
 MAX_PENDING_JOBS: Final = 100_000
 
 _PUT = """
@@ -101,7 +108,6 @@ class RedisJobs:
         self._held: dict[str, tuple[int, str]] = {}  # job_id -> (class, entry): ours, not done
         self._depth = 0
         self._max_pending = max_pending
-        self._drained = trio.lowlevel.ParkingLot()  # puts waiting for the depth to fall
 
     def _marker(self, job_id: str) -> str:
         return self._shared.keys.of("jobs", "q", "j", job_id)
@@ -115,8 +121,10 @@ class RedisJobs:
     async def put(
         self, job_id: str, user_id: str, body: bytes, created_at: dt.datetime, priority: int
     ) -> None:
-        while self._depth >= self._max_pending:  # backpressure, as the SQLite buffer gives
-            await self._drained.park()
+        if self._depth >= self._max_pending:
+            raise JobsFull(
+                f"{self._depth:,} jobs wait for the device estate (limit {self._max_pending:,})"
+            )
         cls = priority_class(priority)
         record = _Record(job_id, user_id, to_us(created_at), cls, body)
         keys = [self._marker(job_id), self._streams[cls]]
@@ -242,4 +250,3 @@ class RedisJobs:
         for stream in self._streams:
             total += int(await self._client.xlen(stream))
         self._depth = total
-        self._drained.unpark_all()
