@@ -24,9 +24,11 @@ from bench.gateway_process import GatewayProcess
 from gateway.core.config import LimitsConfig
 from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
+from gateway.edge.admin_auth import admin_token_path, read_admin_token
 from gateway.edge.http import HttpRequest
 from gateway.edge.metrics import Metrics
 from gateway.edge.server import ConnectionHandler, Draining, PeerInfo
+from gateway.stores.operator_files import load_config
 from tests.harness import next_counter, response_code
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
@@ -141,8 +143,9 @@ ADMIN_PROBES = [
 
 @pytest.mark.skipif(sys.platform != "linux", reason="bench.gateway_process reads /proc")
 async def test_admin_requests_that_once_ended_the_process(tmp_path: Path, shared_dir: Path) -> None:
-    """Each of these ended `duisgw serve`, DUIS listener included. Now each gets an answer
-    (400 once the admin API validates them, 500 from the boundary otherwise)."""
+    """Each of these ended `duisgw serve`, DUIS listener included. Sent with the admin
+    token, so they reach the handlers (without it the guard answers 401 first), each
+    gets 400 with its reason, and the daemon and its DUIS listener go on."""
     config = ensure_default_state(tmp_path, dt.datetime.now(dt.UTC))
     admin, duis = free_ports(1), free_ports(1)
     while duis == admin:
@@ -152,10 +155,16 @@ async def test_admin_requests_that_once_ended_the_process(tmp_path: Path, shared
     gateway = GatewayProcess.start(config, workers=1, cores=None, profile=None)
     try:
         await trio.to_thread.run_sync(gateway.wait_ready)
+        token = read_admin_token(admin_token_path(load_config(config)))  # as duisgw reads it
         async with httpx.AsyncClient(timeout=30) as client:
             for method, path in ADMIN_PROBES:
-                answer = await client.request(method, f"http://127.0.0.1:{admin}{path}")
-                assert 400 <= answer.status_code < 600, (path, answer.status_code)
+                answer = await client.request(
+                    method,
+                    f"http://127.0.0.1:{admin}{path}",
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                assert answer.status_code == 400, (path, answer.status_code, answer.text)
+                assert answer.json()["error"], path  # the reason
                 assert gateway.process.poll() is None, gateway.log_tail()
             xml = (shared_dir / INVENTORY).read_bytes()
             signed, endpoint = sign_request(xml, [tmp_path / "pki"], counter=next_counter())

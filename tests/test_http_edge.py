@@ -106,7 +106,7 @@ async def test_a_client_that_never_reads_loses_its_connection(
         stream = trio.SocketStream(sock)
         requests = b"GET /metrics HTTP/1.1\r\nHost: gw\r\n\r\n" * 2_000
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_send_ignoring_errors, stream, requests)
+            nursery.start_soon(send_ignoring_errors, stream, requests)
             with trio.fail_after(120):  # virtual seconds: a hang, not slowness
                 while not sample_value(gw, "duisgw_client_timeouts_total", kind="send"):
                     await trio.sleep(0.5)
@@ -119,7 +119,7 @@ async def test_a_client_that_never_reads_loses_its_connection(
         assert answer.status_code == 200
 
 
-async def _send_ignoring_errors(stream: trio.abc.SendStream, data: bytes) -> None:
+async def send_ignoring_errors(stream: trio.abc.SendStream, data: bytes) -> None:
     with contextlib.suppress(trio.BrokenResourceError):
         await stream.send_all(data)
 
@@ -220,7 +220,7 @@ async def test_a_header_without_a_line_end_gets_431_as_it_arrives(tmp_path: Path
         stream = await connect(gw.addresses.duis[1])
         async with trio.open_nursery() as nursery:
             # 4 MB without a line end, as fast as the gateway reads.
-            nursery.start_soon(_send_ignoring_errors, stream, HEAD_START + b"a" * 4_000_000)
+            nursery.start_soon(send_ignoring_errors, stream, HEAD_START + b"a" * 4_000_000)
             with trio.fail_after(15):
                 answer = await read_until_closed(stream)
             nursery.cancel_scope.cancel()

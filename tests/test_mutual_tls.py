@@ -146,6 +146,28 @@ def refused_clients(tls_dir: Path, tmp_path: Path) -> dict[str, ssl.SSLContext |
     return clients
 
 
+async def refused_handshake(port: int, context: ssl.SSLContext | None) -> str:
+    """Try a TLS handshake with `context` (None: plain HTTP) on `port`, which must refuse
+    it; returns our end's address, as the gateway logs the peer."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    local = f"127.0.0.1:{stream.socket.getsockname()[1]}"
+    with trio.fail_after(10):
+        if context is None:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+            with contextlib.suppress(trio.BrokenResourceError):
+                while await stream.receive_some(4096):
+                    pass
+        else:
+            tls = trio.SSLStream(stream, context, server_hostname="localhost")
+            # TLS 1.3 clients learn of the refusal on their first read.
+            with pytest.raises(trio.BrokenResourceError):
+                await tls.do_handshake()
+                await tls.send_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+                await tls.receive_some(4096)
+    await trio.aclose_forcefully(stream)
+    return local
+
+
 async def test_refused_handshakes_are_logged_and_counted_by_reason(
     tls_config,  # type: ignore[no-untyped-def]
     tmp_path: Path,
@@ -157,26 +179,12 @@ async def test_refused_handshakes_are_logged_and_counted_by_reason(
     async with running_gateway(config, [tmp_path / "pki"]) as gw:
         port = gw.addresses.duis[1]
         for reason, context in clients.items():
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            local = f"127.0.0.1:{stream.socket.getsockname()[1]}"
+            local = await refused_handshake(port, context)
             with trio.fail_after(10):
-                if context is None:
-                    await stream.send_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
-                    with contextlib.suppress(trio.BrokenResourceError):
-                        while await stream.receive_some(4096):
-                            pass
-                else:
-                    tls = trio.SSLStream(stream, context, server_hostname="localhost")
-                    # TLS 1.3 clients learn of the refusal on their first read.
-                    with pytest.raises(trio.BrokenResourceError):
-                        await tls.do_handshake()
-                        await tls.send_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
-                        await tls.receive_some(4096)
                 while not gw.metrics.registry.get_sample_value(
                     "duisgw_tls_handshake_failures_total", {"reason": reason}
                 ):
                     await trio.sleep(0.01)
-            await trio.aclose_forcefully(stream)
             lines = [
                 r for r in caplog.records if r.levelno == logging.INFO and local in r.getMessage()
             ]
