@@ -178,3 +178,95 @@ class RedisClusterProcesses:
             check=False,
         ).stdout
         return "cluster_state:ok" in info
+
+
+SENTINEL_FAILOVER_TIMEOUT_SECONDS = 30.0
+
+
+class RedisSentinelProcesses:
+    """A test-owned primary, one replica of it and one Sentinel watching them under
+    `service_name` (quorum 1, the primary judged down after one second): enough for a
+    real failover, as a Sentinel deployment of the shared state does it."""
+
+    def __init__(self, directory: Path, service_name: str = "duisgw") -> None:
+        self.directory = directory
+        self.service_name = service_name
+        self.primary = RedisProcess(directory / "primary")
+        self.replica = RedisProcess(
+            directory / "replica", extra=("--replicaof", "127.0.0.1", str(self.primary.port))
+        )
+        self.sentinel_port = free_port()
+        self.sentinel: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sentinel_address(self) -> str:
+        return f"127.0.0.1:{self.sentinel_port}"
+
+    def start(self) -> None:
+        assert REDIS_SERVER is not None
+        self.primary.start()
+        self.replica.start()
+        here = self.directory / "sentinel"
+        here.mkdir(parents=True, exist_ok=True)
+        conf = here / "sentinel.conf"  # Sentinel rewrites it as it learns
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {here}\n"
+            f"logfile {here / 'sentinel.log'}\n"
+            f"sentinel monitor {self.service_name} 127.0.0.1 {self.primary.port} 1\n"
+            f"sentinel down-after-milliseconds {self.service_name} 1000\n"
+            f"sentinel failover-timeout {self.service_name} 3000\n"
+        )
+        self.sentinel = subprocess.Popen(
+            [REDIS_SERVER, str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while (
+            self.primary_port() != self.primary.port
+            or not self._replica_known()
+            or not self._replica_in_sync()
+        ):
+            if self.sentinel.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Sentinel did not come up watching the primary")
+            time.sleep(0.1)
+
+    def primary_port(self) -> int | None:
+        """The port Sentinel names as the primary now (None if it cannot be asked)."""
+        answer = self._ask(f"SENTINEL get-master-addr-by-name {self.service_name}")
+        lines = [line for line in answer.split("\r\n") if line and line[0] not in "*$"]
+        return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
+
+    def wait_for_failover(self) -> None:
+        """Until Sentinel names the replica as the primary."""
+        deadline = time.monotonic() + SENTINEL_FAILOVER_TIMEOUT_SECONDS
+        while self.primary_port() != self.replica.port:
+            if time.monotonic() > deadline:
+                raise RuntimeError("Sentinel did not promote the replica in time")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.sentinel is not None and self.sentinel.poll() is None:
+            self.sentinel.kill()
+            self.sentinel.wait()
+        self.replica.stop()
+        self.primary.stop()
+
+    def _replica_known(self) -> bool:
+        return "slave" in self._ask(f"SENTINEL replicas {self.service_name}")
+
+    def _replica_in_sync(self) -> bool:
+        """The replica has its initial copy (a WAIT before that counts no replica)."""
+        return "master_link_status:up" in self._ask("INFO replication", self.replica.port)
+
+    def _ask(self, command: str, port: int | None = None) -> str:
+        words = command.split()
+        wire = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
+        try:
+            address = ("127.0.0.1", port or self.sentinel_port)
+            with socket.create_connection(address, timeout=1) as sock:
+                sock.sendall(wire.encode())
+                time.sleep(0.05)
+                return sock.recv(65536).decode(errors="replace")
+        except OSError:
+            return ""

@@ -10,7 +10,13 @@ import pytest
 from lxml import etree
 
 from bench.browser import BrowserThread, browser_unavailable
-from bench.redis_process import REDIS_CLI, REDIS_SERVER, RedisClusterProcesses, RedisProcess
+from bench.redis_process import (
+    REDIS_CLI,
+    REDIS_SERVER,
+    RedisClusterProcesses,
+    RedisProcess,
+    RedisSentinelProcesses,
+)
 from gateway.core.clock import FixedClock
 from gateway.core.config import SharedRedisConfig
 from gateway.stores.quarantine import QuarantineStore, open_quarantine_store
@@ -135,3 +141,20 @@ def browser() -> Iterator[BrowserThread]:
         yield thread
     finally:
         thread.close()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: Path) -> Iterator[RedisSentinelProcesses]:
+    """A test-owned primary, replica and Sentinel (AOF on, fsync always), stopped after
+    the test; skip without redis-server, fail instead when CI is set."""
+    if REDIS_SERVER is None:
+        reason = "redis-server is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} and CI is set: these tests must run in CI")
+        pytest.skip(f"{reason} (with CI set this fails instead)")
+    deployment = RedisSentinelProcesses(tmp_path / "redis-sentinel")
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()

@@ -174,33 +174,43 @@ def _split(node: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _client(settings: SharedRedisConfig) -> Any:
+@asynccontextmanager
+async def _connected(settings: SharedRedisConfig) -> AsyncIterator[Any]:
+    """The client for the deployment's mode, entered (its pools live for the block)."""
     connect, stream = settings.connect_timeout_seconds, settings.stream_timeout_seconds
+    if settings.mode == "sentinel":
+        # The Sentinel's own pools must be open before its primary client can ask them
+        # where the primary is (at first use, and again after a failover).
+        sentinel: Any = coredis.Sentinel(
+            [TCPLocation(*_split(node)) for node in settings.sentinels],
+            password=settings.password,
+            connect_timeout=connect,
+            stream_timeout=stream,
+        )
+        async with sentinel, sentinel.primary_for(settings.service_name) as primary:
+            yield primary
+        return
     if settings.mode == "cluster":
-        return coredis.RedisCluster(
+        client: Any = coredis.RedisCluster(
             startup_nodes=[TCPLocation(*_split(node)) for node in settings.cluster_nodes],
             password=settings.password,
             connect_timeout=connect,
             stream_timeout=stream,
         )
-    if settings.mode == "sentinel":
-        sentinel: Any = coredis.Sentinel(
-            [_split(node) for node in settings.sentinels],
-            password=settings.password,
-            connect_timeout=connect,
-            stream_timeout=stream,
+    else:
+        client = coredis.Redis.from_url(
+            settings.url, connect_timeout=connect, stream_timeout=stream
         )
-        return sentinel.primary_for(settings.service_name)
-    return coredis.Redis.from_url(settings.url, connect_timeout=connect, stream_timeout=stream)
+    async with client:
+        yield client
 
 
 @asynccontextmanager
 async def open_shared_redis(settings: SharedRedisConfig) -> AsyncIterator[SharedRedis]:
     """Connect, check persistence, yield; RedisDurabilityError or SharedStoreUnavailable
     (with the reason) when the gateway must not start on it."""
-    client = _client(settings)
     try:
-        async with client:
+        async with _connected(settings) as client:
             shared = SharedRedis(client, settings)
             try:
                 guarantee = await shared.check_durability()
