@@ -51,6 +51,7 @@ from gateway.edge.admin_auth import (
 from gateway.edge.admin_replay import ReplayAdmin
 from gateway.edge.admin_thresholds import ThresholdsAdmin
 from gateway.edge.delivery import DevInboxAddress, run_delivery
+from gateway.edge.device_alerts import DeviceAlerts
 from gateway.edge.dispatch import Dispatcher
 from gateway.edge.duis_handler import DuisHandler
 from gateway.edge.estate_link import NetworkTransport, check_estate_link, network_transport
@@ -329,6 +330,15 @@ class Components:
             stores.outbox,
             device_keys=loaded.device_signing_keys,
         )
+        self.device_alerts = DeviceAlerts(
+            snapshots,
+            loaded.versions,
+            answers,
+            self.lifecycle.store_alert,
+            metrics=metrics,
+            device_signing_keys=loaded.device_signing_keys,
+        )
+        self.lifecycle.on_reply_alerts(self.device_alerts.from_reply)
         local = LocalDelivery(
             answers,
             stores.local_commands,
@@ -515,6 +525,7 @@ async def serve(
         )
         if isinstance(device_transport, NetworkTransport):
             device_transport.on_orphan_reply(components.lifecycle.finish_reply)
+            device_transport.on_alert(components.device_alerts.from_frame)
         try:
             await components.techspec.start(loaded.techspec_files)
         except StoredTableUnreadable as exc:

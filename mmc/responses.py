@@ -226,6 +226,23 @@ def dcc_alert(
     ).encode()
 
 
+def device_alert(
+    catalogue: Catalogue, alert_code: str, payload: bytes, now: dt.datetime, *, response_id: str
+) -> bytes:
+    """A Device Alert (sr:DeviceAlertMessage), to be signed before delivery.
+
+    `alert_code` is the GBCS alert code as four hex digits, `payload` the alert as the
+    device sent it, `response_id` the alert's identity (device:User:counter, the
+    ResponseIDType form). A device alert answers no request: no RequestID; I0."""
+    return (
+        _header(catalogue, "I0", now, None, response_id)
+        + "<sr:Body><sr:DeviceAlertMessage>"
+        + f"<sr:AlertCode>{escape(alert_code)}</sr:AlertCode>"
+        + f"<sr:GBCSPayload>{base64.b64encode(payload).decode()}</sr:GBCSPayload>"
+        + "</sr:DeviceAlertMessage></sr:Body></sr:Response>"
+    ).encode()
+
+
 def quarantined_request(breach: str, request_id: RequestId, event_ref: int) -> str:
     """DCCAlert content for AD1: breach is ADUserThresholdBreach, ADDCCThresholdBreach
     or ADAttributeLimitsBreach."""

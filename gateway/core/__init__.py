@@ -19,6 +19,7 @@ hand the core what they mean. Imports only thresholds, parse_correlate and mmc b
     replay_rules    the replay rule and its in-memory model
     versions        DUIS version routing; version_mismatch: the alert for the others
     dcc_services    non-device answers (CV 8); device: commands and replies as values
+    device_alerts   a device alert's User, alert code and message id, or why none
     local_commands  commands for local delivery (CV 2/6) and the 8.13 checks
     config, simulator_config   every config table, decoded from TOML
     clock           wall-clock time, injected
@@ -38,6 +39,7 @@ __all__ = [
     "dcc_services",
     "der",
     "device",
+    "device_alerts",
     "ingest",
     "local_commands",
     "log_fields",

@@ -7,7 +7,8 @@
   CV 2/6 commands for local delivery, CV 4 Pre-Commands, CV 8 and other non-device
   answers), and the same documents for delivery later (`device_response`,
   `response_document`); `local_copy`: the signed I99 a CV 3/7 gets with its command;
-- `alert`: a signed DCC Alert (the AD1 that names a quarantined request).
+- `alert`: a signed DCC Alert (the AD1 that names a quarantined request);
+- `device_alert`: a signed Device Alert (a device's GBCS alert, for its User).
 
 A code a version lacks is never sent under it: `mmc.responses` writes the closest
 code the version has, and the outcome carries that code too, so the metric label
@@ -115,6 +116,15 @@ class Answers:
         """A signed DCC Alert about `request_id`."""
         document = responses.dcc_alert(
             catalogue, alert_code, content, self._clock.now(), request_id=request_id
+        )
+        return self._signer.sign(document)
+
+    def device_alert(
+        self, catalogue: Catalogue, alert_code: str, gbcs: bytes, response_id: str
+    ) -> bytes:
+        """A signed Device Alert (DeviceAlertMessage) carrying the device's alert as sent."""
+        document = responses.device_alert(
+            catalogue, alert_code, gbcs, self._clock.now(), response_id=response_id
         )
         return self._signer.sign(document)
 

@@ -12,6 +12,9 @@ on the connection it came on; if that is gone, on another live connection of the
 node; if the node has none, it waits `orphan_grace_seconds` for the node to come back,
 then goes to any live node (the job is in the shared store, so any node can finish it).
 
+Unsolicited device alerts: `send_alert` sends one as an `alert` frame to a live node
+(the simulated estate raises alerts alongside replies; tests and tools call it).
+
 Credit: each connection is granted `credit_window` commands after Hello, and one more
 each time one of its commands is answered; a Command beyond the credit is a protocol
 error (docs/estate-link.md).
@@ -38,6 +41,7 @@ from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply
 from gateway.core.estate_config import EstateConfig, EstateTls
 from gateway.core.estate_link import (
     PROTOCOL_VERSION,
+    Alert,
     Command,
     Credit,
     Error,
@@ -240,6 +244,18 @@ class EstateServer:
             if await _try_send(connection, frame):
                 return
         self._park(origin.node_id, reply)
+
+    async def send_alert(self, device_id: str, gbcs: bytes) -> str | None:
+        """A device alert not tied to a command, as an `alert` frame to one live node
+        (the first that takes it); the node's id, or None when no node is connected
+        (the alert is not kept: a device's unsolicited alert has no job to wait for)."""
+        frame = encode(Alert(device_id=device_id, gbcs=gbcs))
+        for node_id, connections in list(self._nodes.items()):
+            for connection in list(connections):
+                if await _try_send(connection, frame):
+                    return node_id
+        log.warning("device alert from %s dropped: no node connected", device_id)
+        return None
 
     def _park(self, node_id: str, reply: Reply) -> None:
         if len(self._parked) >= MAX_PARKED_REPLIES:

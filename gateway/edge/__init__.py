@@ -8,6 +8,7 @@ pipeline        the stage table's runner; screen: the thresholds stage;
                 dispatch: the I/O of each answer mode; transport: the device protocol;
                 local_delivery: CV 2/3/6/7 answers and 8.13 (the local command store)
 lifecycle       asynchronous jobs: journal, device, outbox
+device_alerts   device alerts (in replies, in estate link `alert` frames) to their Users
 delivery        POST to the Users' Receive Response URLs, in order, with retries
 quarantine_ops  release, delete and expiry of held requests
 admin           the admin routes (admin_auth, admin_params, admin_replay,
@@ -34,6 +35,7 @@ __all__ = [
     "admin_views",
     "console_files",
     "delivery",
+    "device_alerts",
     "dispatch",
     "duis_handler",
     "http",

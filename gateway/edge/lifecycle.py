@@ -6,7 +6,9 @@ jobs journal (`JobStore`: SQLite, or Redis Streams shared by every node), and th
 I99 goes out after that. Jobs are taken from the journal by priority class (on
 Redis, any node's), the command is sent, the device's reply checked, the signed
 response stored in the outbox under the message id `<RequestID>:response` and only
-then is the job marked done. A job handed out again (after a restart, or taken over
+then is the job marked done; device alerts the reply carried are passed on to their
+Users (gateway/edge/device_alerts.py) after the response is stored and before the job is
+marked done. A job handed out again (after a restart, or taken over
 from a node that died) is rebuilt from its signed bytes; a response already in the
 outbox is recognised by its message id and not stored twice.
 
@@ -38,7 +40,7 @@ from gateway.core.commands import device_command
 from gateway.core.device import DeviceReply
 from gateway.core.device_reply_check import checked_reply
 from gateway.core.log_fields import log_event
-from gateway.core.outcome import Refusal
+from gateway.core.outcome import Refusal, Verified
 from gateway.core.snapshot import SnapshotHolder
 from gateway.core.stages import RequestChecks
 from gateway.edge.dispatch import AsyncJob, send_to_device
@@ -62,6 +64,11 @@ STORE_RETRY_SECONDS: Final = 1.0  # pause before trying a failed store again
 
 
 T = TypeVar("T")
+
+# Passes on the device alerts a reply carried (gateway/edge/device_alerts.py): the alerts,
+# and the request whose reply carried them (None for a reply no job here waited for).
+# Returns once each is stored or refused; waits out a store's outage.
+ReplyAlerts = Callable[[tuple[bytes, ...], Verified | None], Awaitable[None]]
 
 
 def response_message_id(request_id: object) -> str:
@@ -92,6 +99,12 @@ class Lifecycle:
         self._parsed: OrderedDict[str, AsyncJob] = OrderedDict()
         self._running: set[str] = set()  # RequestIDs of the jobs held in memory
         self._room = trio.lowlevel.ParkingLot()
+        self._reply_alerts: ReplyAlerts | None = None
+
+    def on_reply_alerts(self, handler: ReplyAlerts) -> None:
+        """Who passes on the device alerts that replies carry; without one they are
+        dropped (logged)."""
+        self._reply_alerts = handler
 
     @property
     def in_memory(self) -> int:
@@ -137,6 +150,15 @@ class Lifecycle:
 
     async def deliver(self, user_id: str, message_id: str, body: bytes, kind: str) -> None:
         """Store a signed document for the User's Receive Response URL (durable on return)."""
+        await self.store(user_id, message_id, body, kind)
+
+    async def store_alert(self, user_id: str, message_id: str, body: bytes) -> bool:
+        """`deliver_alert`, saying whether it was stored now (False: already stored)."""
+        return await self.store(user_id, message_id, body, "alert")
+
+    async def store(self, user_id: str, message_id: str, body: bytes, kind: str) -> bool:
+        """`deliver`; True if stored now, False if a message with that id already was
+        (the first one stands: it is not replaced, and is delivered once)."""
         user = self._snapshots.current.users.get(user_id)
         url = user.response_url if user is not None and user.response_url else ""
         if not url:
@@ -163,6 +185,8 @@ class Lifecycle:
             )
         except DuplicateMessageId:
             log.info("message %s was already stored (recovered job); not stored twice", message_id)
+            return False
+        return True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Take jobs from the journal, highest priority first, while there is room."""
@@ -222,17 +246,20 @@ class Lifecycle:
     async def finish_reply(self, command_id: str, reply: DeviceReply) -> None:
         """A device reply no task here waits for (its node is gone, or it came after the
         command's timeout was answered). Its job, if still journaled, is run again by the
-        node that holds it or takes it over; the reply is dropped here, and logged."""
+        node that holds it or takes it over; the reply is dropped here, and logged. The
+        device alerts it carries happened all the same: they are passed on."""
         log.info(
             "reply for %s (%s): no command waits for it here; dropped (its job, if still "
             "journaled, runs again where it is held)",
             command_id,
             reply.outcome,
         )
+        await self._pass_on_alerts(reply.alerts, None)
 
     async def _finish(self, job: AsyncJob, reply: DeviceReply) -> None:
         """Check the device's reply, sign the Service Response, store it for delivery."""
         command = job.command
+        alerts = reply.alerts  # the device raised them whatever becomes of its response
         reply, refused = checked_reply(command, reply, self._device_keys.get(command.device_id))
         if refused is not None:
             log_event(
@@ -264,6 +291,15 @@ class Lifecycle:
             device=command.device_id,
             outcome=str(reply.outcome),
         )
+        await self._pass_on_alerts(alerts, request)
+
+    async def _pass_on_alerts(self, alerts: tuple[bytes, ...], request: Verified | None) -> None:
+        if not alerts:
+            return
+        if self._reply_alerts is None:
+            log.warning("%d device alert(s) in a reply dropped: no handler", len(alerts))
+            return
+        await self._reply_alerts(alerts, request)
 
     async def _answered(self, message_id: str) -> bool:
         return await self._outbox.get(message_id) is not None

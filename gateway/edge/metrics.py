@@ -136,6 +136,13 @@ class Metrics:
             ("queue",),
             registry=r,
         )
+        self.device_alerts = Counter(
+            "duisgw_device_alerts_total",
+            "Device alerts from the estate, by outcome: stored (for the User's Receive "
+            "Response URL), duplicate (already stored), or why nobody gets one",
+            ("outcome",),
+            registry=r,
+        )
         self.deliveries = Counter(
             "duisgw_deliveries_total",
             "Asynchronous delivery attempts, by outcome",
