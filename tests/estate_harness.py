@@ -11,12 +11,13 @@ import trio
 from gateway.core.clock import SystemClock
 from gateway.core.config import Config
 from gateway.core.estate_config import EstateConfig
+from gateway.core.simulator_config import LinkProfile, SimulatorConfig
 from gateway.devkit.estate import DEFAULT_USERS_TOML
 from gateway.devkit.estate_server import EstateServer
 from gateway.devkit.simulator import Simulator
 from gateway.edge.estate_link import NetworkTransport
 from gateway.stores.operator_files import load_inventory
-from tests.harness import default_config, set_response_url
+from tests.harness import default_config, fast_simulator, set_response_url
 from tests.receiver import Receiver
 
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
@@ -74,3 +75,35 @@ async def start_receiver(nursery: trio.Nursery) -> tuple[Receiver, int]:
     receiver = Receiver()
     port = await nursery.start(receiver.serve)
     return receiver, port
+
+
+def transport(port: int, **link: object) -> NetworkTransport:
+    config = msgspec.structs.replace(FAST_LINK, address=f"127.0.0.1:{port}", **link)
+    return NetworkTransport(config, node_id="node-t", clock=SystemClock(), rng=random.Random(3))
+
+
+def slow_estate(
+    config: Config,
+    seconds: float,
+    *,
+    credit_window: int,
+    hub_capacity: int = 1,
+    auth_token: str | None = None,
+    **link: object,
+) -> EstateServer:
+    """Every device answers after `seconds`."""
+    slow = LinkProfile(
+        distribution="fixed", latency_median_seconds=seconds, latency_p99_seconds=seconds
+    )
+    simulator_config = msgspec.structs.replace(
+        fast_simulator(),
+        wan_profiles={name: slow for name in SimulatorConfig().wan_profiles},
+        hub_capacity=hub_capacity,
+    )
+    inventory = load_inventory(Path(config.registry.inventory_file))
+    devices = Simulator.for_inventory(lambda: inventory, simulator_config)
+    return EstateServer(
+        devices,
+        msgspec.structs.replace(FAST_LINK, credit_window=credit_window, **link),
+        auth_token=auth_token,
+    )

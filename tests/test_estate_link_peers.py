@@ -4,8 +4,6 @@ peers, silence, timeouts, reconnection."""
 from __future__ import annotations
 
 import datetime as dt
-import random
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -13,7 +11,6 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.core.clock import SystemClock
 from gateway.core.config import Config
 from gateway.core.device import DeviceCommand, DeviceOutcome, DeviceReply, Priority
 from gateway.core.estate_link import (
@@ -28,15 +25,11 @@ from gateway.core.estate_link import (
     Reply,
     encode,
 )
-from gateway.core.simulator_config import LinkProfile, SimulatorConfig
 from gateway.devkit.estate_server import EstateServer
-from gateway.devkit.simulator import Simulator
-from gateway.edge.estate_link import NetworkTransport
-from gateway.stores.operator_files import load_inventory
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
-from tests.estate_harness import FAST_LINK, estate_server, wait_until
-from tests.harness import default_config, fast_simulator
+from tests.estate_harness import estate_server, slow_estate, transport, wait_until
+from tests.harness import default_config
 
 ESME = "00-DB-12-34-56-78-90-A0"
 HUB = "00-DB-12-34-56-78-90-A2"
@@ -67,41 +60,9 @@ def command(priority: Priority = Priority.ON_DEMAND, **changes: object) -> Devic
     return msgspec.structs.replace(base, **changes)
 
 
-def transport(port: int, **link: object) -> NetworkTransport:
-    config = msgspec.structs.replace(FAST_LINK, address=f"127.0.0.1:{port}", **link)
-    return NetworkTransport(config, node_id="node-t", clock=SystemClock(), rng=random.Random(3))
-
-
 @pytest.fixture(scope="module")
 def estate_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     return default_config(tmp_path_factory.mktemp("estate"))
-
-
-def slow_estate(
-    config: Config,
-    seconds: float,
-    *,
-    credit_window: int,
-    hub_capacity: int = 1,
-    auth_token: str | None = None,
-    **link: object,
-) -> EstateServer:
-    """Every device answers after `seconds`."""
-    slow = LinkProfile(
-        distribution="fixed", latency_median_seconds=seconds, latency_p99_seconds=seconds
-    )
-    simulator_config = msgspec.structs.replace(
-        fast_simulator(),
-        wan_profiles={name: slow for name in SimulatorConfig().wan_profiles},
-        hub_capacity=hub_capacity,
-    )
-    inventory = load_inventory(Path(config.registry.inventory_file))
-    devices = Simulator.for_inventory(lambda: inventory, simulator_config)
-    return EstateServer(
-        devices,
-        msgspec.structs.replace(FAST_LINK, credit_window=credit_window, **link),
-        auth_token=auth_token,
-    )
 
 
 async def test_commands_go_out_within_credit_and_wait_for_more(estate_config: Config) -> None:

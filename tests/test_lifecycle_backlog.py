@@ -21,9 +21,10 @@ from gateway.devkit.client import sign_request
 from gateway.devkit.simulator import Simulator
 from gateway.edge.dispatch import AsyncJob
 from gateway.edge.lifecycle import Lifecycle, response_message_id
-from gateway.stores.jobs import JobsFull, open_sqlite_jobs
+from gateway.stores.jobs import JobsFull, SqliteJobs, open_sqlite_jobs
 from gateway.stores.operator_files import load
 from gateway.stores.outbox import open_outbox
+from tests.estate_harness import slow_estate, transport
 from tests.harness import default_config, next_counter
 
 READ = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
@@ -147,3 +148,61 @@ async def test_a_full_jobs_journal_refuses_with_503_at_once(
         "backlog_full",
     )
     assert "limit 100,000" in refused.value.detail
+
+
+async def test_a_slow_network_estate_keeps_memory_bounded_and_jobs_on_disk(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    """Credit held by the estate, at most `max_in_memory` jobs running, at most the store's
+    buffer in memory, the rest journaled: every submit returns, every job answered once."""
+    clock = SystemClock()
+    loaded = load(default_config(tmp_path), clock)
+    answers = Answers(clock, loaded.signer)
+    checks = RequestChecks(loaded.versions, loaded.schemas, clock)
+    snapshot = loaded.snapshots.current
+
+    def job() -> AsyncJob:
+        raw, _ = sign_request(
+            (shared_dir / READ).read_bytes(), [tmp_path / "pki"], counter=next_counter()
+        )
+        request = checks.verify(raw, snapshot.certstore, check_signature=False)
+        return AsyncJob(request, device_command(request, snapshot.inventory, answers.now()))
+
+    jobs_to_send = [job() for _ in range(40)]
+    estate = slow_estate(default_config(tmp_path / "estate"), 0.1, credit_window=3, hub_capacity=64)
+    async with (
+        open_outbox(tmp_path / "outbox.sqlite", clock=clock) as outbox,
+        open_outbox(tmp_path / "jobs.sqlite", clock=clock) as journal,
+        trio.open_nursery() as nursery,
+    ):
+        _, port = await nursery.start(estate.serve, "127.0.0.1", 0)
+        link = transport(port)
+        await nursery.start(link.run)
+        jobs = SqliteJobs(journal, capacity=5)
+        lifecycle = Lifecycle(
+            checks, loaded.snapshots, answers, link, jobs, outbox, max_in_memory=4
+        )
+        await nursery.start(lifecycle.run)
+        peaks = {"in_flight": 0, "running": 0, "buffered": 0}
+
+        def watch() -> None:
+            peaks["in_flight"] = max(peaks["in_flight"], link.in_flight)
+            peaks["running"] = max(peaks["running"], lifecycle.in_memory)
+            peaks["buffered"] = max(peaks["buffered"], jobs.buffered)
+
+        for one in jobs_to_send:
+            with trio.fail_after(10):  # an acknowledgement never waits for the devices
+                await lifecycle.submit(one)
+            watch()
+        assert journal.pending_count() > 20 and jobs.spilled  # on disk, not in memory
+        ids = [response_message_id(j.request.header.request_id) for j in jobs_to_send]
+        with trio.fail_after(60):
+            while journal.pending_count():
+                watch()
+                await trio.sleep(0.01)
+        assert peaks["in_flight"] <= 3  # the estate's credit window
+        assert peaks["running"] <= 4 and peaks["buffered"] <= 5
+        for message_id in ids:  # each job answered, its response stored once
+            assert await outbox.get(message_id) is not None
+        assert outbox.pending_count() == len(ids)
+        nursery.cancel_scope.cancel()
