@@ -16,56 +16,21 @@ import trio
 
 from bench.browser import BrowserThread
 from gateway.devkit.estate import DCC_EUI64 as DCC
-from tests.harness import Gateway, default_config, response_code, running_gateway
+from tests.console_harness import (
+    HOLD_AFTER_ONE,
+    SUPPLIER,
+    TOML,
+    expect,
+    hold_one,
+    inbox_answer,
+    login,
+)
+from tests.harness import default_config, running_gateway
 from tests.receiver import Receiver
 from tests.test_console_api import dead_letters_after_a_read
 from tests.test_lifecycle_e2e import config_with_receiver
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # the `browser` fixture skips (or, under CI, fails) with the reason
-    expect = None
-
-ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
-SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
-HOLD_AFTER_ONE = f"""
-[[rules]]
-user_id = "{SUPPLIER}"
-srv = "4.1.1"
-window_seconds = 3600
-limit = 1
-kind = "user_quarantine"
-"""
-TOML = {"content-type": "application/toml"}
-ANSWER_TIMEOUT_SECONDS = 20.0
-
-
-def login(page: Any, gw: Gateway) -> None:
-    page.goto(gw.admin_url + "/console/")
-    page.get_by_label("Admin token").fill(gw.admin_token)
-    page.get_by_role("button", name="Open the console").click()
-    expect(page.locator("#page-overview")).to_be_visible()
-
-
-async def hold_one(gw: Gateway, shared: Path) -> str:
-    """Send two reads under a limit of one: the second is held; its RequestID."""
-    read = (shared / ECS17B).read_bytes()
-    for _ in range(2):
-        assert response_code((await gw.send(read)).content) == "I99"
-    [held] = (await gw.admin.get("/admin/quarantine")).json()
-    return str(held["request_id"])
-
-
-async def inbox_answer(gw: Gateway, request_id: str) -> dict[str, Any]:
-    """The Service Response for `request_id` once it reached the User's (dev) inbox."""
-    with trio.fail_after(ANSWER_TIMEOUT_SECONDS):
-        while True:
-            inbox = (await gw.admin.get(f"/inbox?user_id={SUPPLIER}")).json()
-            for message in inbox:
-                if message["request_id"] == request_id and message["kind"] == "response":
-                    return dict(message)
-            await trio.sleep(0.05)
 
 
 async def test_without_a_token_only_the_prompt_shows(
