@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from bench import compare, corpus, verifier_peers
+from bench import compare, corpus, rtds_templates, verifier_peers
 from bench.gateway_process import workers_unavailable
 from bench.load import LoadReport, format_report, placement
 from bench.redis_process import REDIS_SERVER
@@ -390,3 +391,60 @@ def test_config_overrides_are_toml_values_at_dotted_keys() -> None:
             corpus.apply_override(config, bad)
     with pytest.raises(ValueError, match="not a table"):
         corpus.apply_override(config, "transport.kind.deeper=1")
+
+
+# ------------------------------------------------------------------ bench.rtds_templates
+
+
+def fake_template_package(root: Path, shared: Path) -> Path:
+    """A package directory shaped like @smartdcc/duis-templates (templates/*.XML), made
+    from ../shared samples: the CS06 11.3 CV 4 the 8.13 sample answers (the future-dated
+    sample without its date, counter 1000: the package's IMMEDIATE twin), the 8.13 itself,
+    the DUIS 5.2 sample (not served: refused), and a file that is not a request template."""
+    samples = shared / corpus.SAMPLES
+    templates = root / "package" / "templates"
+    templates.mkdir(parents=True)
+    old_version = samples / "CS02aMAC_6.24.1_SUCCESS_REQUEST_DUIS_v5.2.XML"
+    (templates / "CS02aMAC_6.24.1_V52_REQUEST_DUIS.XML").write_bytes(old_version.read_bytes())
+    future = (samples / "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML").read_text()
+    immediate = re.sub(r"\s*<sr:ExecutionDateTime>[^<]*</sr:ExecutionDateTime>", "", future)
+    immediate = immediate.replace("-90-A0:1001<", "-90-A0:1000<")
+    assert immediate != future and "-90-A0:1000<" in immediate
+    (templates / "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML").write_text(immediate)
+    returned = "8.13_RETURN_LOCAL_COMMAND_RESPONSE_CS06_REQUEST_DUIS.XML"
+    (templates / returned).write_bytes((samples / returned).read_bytes())
+    (templates / "NOT_A_TEMPLATE.XML").write_text("<x/>")
+    return root / "package"
+
+
+def test_rtds_templates_answers_a_tiny_package(tmp_path: Path, shared_data: Path) -> None:
+    """bench.rtds_templates' core on a fake package, no network: every template found and
+    answered, the 8.13 after the CV 4 and CV 6 that open its local command, the refused
+    one listed with its answer."""
+    package = fake_template_package(tmp_path, shared_data)
+    assert len(rtds_templates.find_templates(package)) == 3
+    report = rtds_templates.check_templates(package, "dev")
+    assert report.templates_found == 3
+    assert report.accepted == 2, rtds_templates.format_report(report)
+    refused = "HTTP 400 version: unsupported_version"
+    assert {row.outcome: row.count for row in report.outcomes} == {"I0": 2, refused: 1}
+    [old] = report.not_accepted
+    assert (old.template, old.outcome) == ("CS02aMAC_6.24.1_V52_REQUEST_DUIS.XML", refused)
+    assert "'5.2' is not served" in old.detail
+    assert [(a.command_variant, a.outcome) for a in report.preparation] == [(4, "I0"), (6, "I0")]
+    assert report.gateway_exit_code == 0
+    text = rtds_templates.format_report(report)
+    assert "3 found, 2 answered I0/I99" in text and "not answered I0/I99 (1)" in text
+    decoded = json.loads(msgspec.json.encode(report))
+    assert decoded["templates_found"] == 3 and len(decoded["not_accepted"]) == 1
+
+
+def test_rtds_templates_exits_2_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No templates at --package-dir, or no npm to fetch them: exit 2, saying why."""
+    assert rtds_templates.main(["--package-dir", str(tmp_path / "absent")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
+    assert rtds_templates.main([]) == 2
+    assert "npm is not installed" in capsys.readouterr().err
