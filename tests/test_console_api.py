@@ -4,6 +4,7 @@ with a strict policy), the traffic and trust views, and audited release and dele
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -238,16 +239,33 @@ async def test_dead_letters_filter_by_user_and_retry_takes_an_encoded_id(
         nursery.cancel_scope.cancel()
 
 
-async def test_a_dead_letter_discarded_is_gone_for_good(tmp_path: Path, shared_dir: Path) -> None:
+async def test_a_dead_letter_discarded_is_gone_for_good(
+    tmp_path: Path,
+    shared_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     gone = Receiver(status_for=lambda seen: 410)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(gone.serve)
         async with running_gateway(config_with_receiver(tmp_path, port), [tmp_path / "pki"]) as gw:
             message_id = (await dead_letters_after_a_read(gw, shared_dir))[0]["message_id"]
             path = f"/admin/outbox/dead-letters/{message_id}/discard"
-            discarded = await gw.admin.post(path)
-            assert discarded.status_code == 200
-            assert discarded.json() == {"discarded": message_id}
+            not_json = await gw.admin.post(
+                path, content=b"reason", headers={"content-type": "text/plain"}
+            )
+            assert not_json.status_code in (400, 415)  # never a browser-simple body
+            assert len((await gw.admin.get("/admin/outbox/dead-letters")).json()) == 1
+            monkeypatch.setenv("DUISGW_ADMIN_TOKEN", gw.admin_token)
+            argv = ["outbox", "discard", message_id, "--reason", "endpoint retired"]
+            with caplog.at_level(logging.INFO, logger="duisgw.admin"):
+                assert await trio.to_thread.run_sync(main, [*argv, "--admin", gw.admin_url]) == 0
+            assert json.loads(capsys.readouterr().out) == {"discarded": message_id}
+            logged = [r.getMessage() for r in caplog.records if "discarded" in r.getMessage()]
+            assert len(logged) == 1
+            assert logged[0].startswith(f"dead letter {message_id} discarded by 127.0.0.1:")
+            assert logged[0].endswith(": endpoint retired")
             assert (await gw.admin.get("/admin/outbox/dead-letters")).json() == []
             assert (await gw.admin.post(path)).status_code == 404
             retry = f"/admin/outbox/dead-letters/{message_id}/retry"

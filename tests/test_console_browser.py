@@ -247,6 +247,24 @@ async def test_dead_letters_are_retried_and_missing_signers_shown(
 
                 await browser.call(retry_then_trust)
             assert len(gone.attempts) >= 2  # the retried letter went out again
+            with trio.fail_after(30):  # dead again (410), then discarded from the page
+                while not (await gw.admin.get("/admin/outbox/dead-letters")).json():
+                    await trio.sleep(0.1)
+            async with browser.page() as page:
+
+                def discard() -> None:
+                    login(page, gw)
+                    page.get_by_role("link", name="Deliveries").click()
+                    page.get_by_role("button", name=f"Discard {message_id}").click()
+                    page.get_by_label("Reason").fill("endpoint retired")
+                    page.locator("#confirm-ok").click()
+                    expect(page.locator("#deliveries-status")).to_have_text(
+                        f"Discarded {message_id}."
+                    )
+                    expect(page.locator("#deliveries-dead")).to_contain_text("No dead letters.")
+
+                await browser.call(discard)
+            assert (await gw.admin.get("/admin/outbox/dead-letters")).json() == []
         nursery.cancel_scope.cancel()
 
 

@@ -96,8 +96,13 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore
     o = outbox.add_subparsers(dest="action", required=True)
     o.add_parser("pending").add_argument("--user-id")
     o.add_parser("dead-letters")
-    o.add_parser("retry").add_argument("message_id")
-    o.add_parser("discard", help="give up a dead letter for good").add_argument("message_id")
+    for name, what in (
+        ("retry", "make a dead letter pending again"),
+        ("discard", "give up a dead letter for good"),
+    ):
+        letter = o.add_parser(name, help=what)
+        letter.add_argument("message_id")
+        letter.add_argument("--reason", help="why, for the gateway's log")
 
     thresholds = commands.add_parser("thresholds", help="show or replace the threshold rules")
     t = thresholds.add_subparsers(dest="action", required=True)
@@ -230,7 +235,8 @@ def _call(args: argparse.Namespace, client: httpx.Client) -> httpx.Response:
             return client.get("/admin/outbox/pending", params=params)
         if action == "dead-letters":
             return client.get("/admin/outbox/dead-letters")
-        return client.post(f"/admin/outbox/dead-letters/{args.message_id}/{action}")
+        body = {"reason": args.reason} if args.reason else None
+        return client.post(f"/admin/outbox/dead-letters/{args.message_id}/{action}", json=body)
     if command == "techspec":
         return techspec_client.call(args, client, _login_name)
     if command == "replay":

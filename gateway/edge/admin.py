@@ -33,7 +33,7 @@ from gateway.core.versions import VersionRegistry
 from gateway.edge import admin_params as check
 from gateway.edge.admin_auth import media_type
 from gateway.edge.admin_params import InvalidInput, parse_query
-from gateway.edge.admin_quarantine import QuarantineAdmin
+from gateway.edge.admin_quarantine import QuarantineAdmin, decision_from
 from gateway.edge.admin_replay import ReplayAdmin
 from gateway.edge.admin_thresholds import ThresholdsAdmin
 from gateway.edge.admin_views import AdminViews
@@ -190,7 +190,9 @@ class AdminApi:
             )
         if rest[:1] == ["outbox"]:
             try:
-                return await self._outbox_route(method, rest[1:], query)
+                return await self._outbox_route(
+                    method, rest[1:], query, request.body, media_type(request), peer.address
+                )
             except OutboxStoreError as exc:  # Redis away: say so, the listener stays up
                 return _json(503, {"error": f"outbox unavailable: {exc}"})
         if rest[:1] == ["techspec"]:
@@ -248,7 +250,9 @@ class AdminApi:
         except ValueError:
             return path.name
 
-    async def _outbox_route(self, method: str, rest: list[str], query: str) -> Answer:
+    async def _outbox_route(
+        self, method: str, rest: list[str], query: str, body: bytes, media: bytes, peer: str
+    ) -> Answer:
         if rest == ["pending"] and method == "GET":
             return _json(200, [_message(m) for m in await self._outbox.pending(_user(query))])
         if rest == ["dead-letters"] and method == "GET":
@@ -264,6 +268,7 @@ class AdminApi:
             try:
                 # Percent-decoded: the console encodes the ID as a path segment.
                 message_id = check.message_id(unquote(rest[1]))
+                decision = decision_from(body, media, peer)  # optional {"reason": "..."}
                 if rest[2] == "retry":
                     await self._outbox.retry_dead_letter(message_id)
                 else:
@@ -272,5 +277,16 @@ class AdminApi:
                 return _json(404, {"error": "unknown message"})
             except NotDeadLettered:
                 return _json(409, {"error": "not a dead letter"})
+            # An operator's decision on a User's message: in the log with who and why.
+            log_event(
+                log,
+                logging.INFO,
+                f"dead letter {operations[rest[2]]}",
+                "dead letter %(message_id)s %(outcome)s by %(by)s: %(reason)s",
+                message_id=message_id,
+                outcome=operations[rest[2]],
+                by=decision.by,
+                reason=decision.reason or "(no reason given)",
+            )
             return _json(200, {operations[rest[2]]: message_id})
         return 404, b"unknown outbox path\n", TEXT

@@ -44,7 +44,8 @@ QUARANTINE_QUERY: Final = ("user_id", "srv", "min_age_seconds", "state", "after_
 
 
 class DecisionBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The optional body of release and delete."""
+    """The optional body of an operator's decision (release, delete; a dead letter's
+    retry or discard)."""
 
     reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)] = ""
 
@@ -120,11 +121,11 @@ def _header(raw: bytes) -> HeaderView | None:
 
 
 def decision_from(body: bytes, media_type: bytes, peer: str) -> Decision:
-    """The audited decision: who (the admin client's address) and the body's reason."""
+    """An operator's decision: who (the admin client's address) and the body's reason."""
     if not body.strip():
         return Decision(by=peer)
     if media_type != JSON:
-        raise InvalidInput('the body of release and delete is JSON: {"reason": "..."}')
+        raise InvalidInput('the body of this decision is JSON: {"reason": "..."}')
     if len(body) > MAX_DECISION_BODY_BYTES:
         raise InvalidInput(f"the body is over {MAX_DECISION_BODY_BYTES} bytes")
     try:

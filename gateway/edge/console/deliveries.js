@@ -1,7 +1,8 @@
 // Deliveries: what is waiting for each User's Receive Response URL, what became a dead
-// letter (after the last attempt, or a 4xx), and a retry for each dead letter.
+// letter (after the last attempt, or a 4xx), and for each dead letter a retry, or a
+// discard with a confirmation and a reason (logged by the gateway with who asked).
 import { api, query } from "./api.js";
-import { byId, el, replace, say, table, when } from "./dom.js";
+import { byId, confirmWithReason, el, replace, say, table, when } from "./dom.js";
 
 export function setup() {
   byId("deliveries-filter").addEventListener("submit", (event) => {
@@ -61,12 +62,21 @@ async function load() {
   ];
   const retry = {
     label: "Action",
-    value: (m) => el("button", {
-      type: "button",
-      class: "small",
-      "aria-label": `Retry ${m.message_id}`,
-      onclick: () => retryLetter(m.message_id),
-    }, "Retry"),
+    value: (m) => el("span", { class: "actions" },
+      el("button", {
+        type: "button",
+        class: "small",
+        "aria-label": `Retry ${m.message_id}`,
+        onclick: () => retryLetter(m.message_id),
+      }, "Retry"),
+      " ",
+      el("button", {
+        type: "button",
+        class: "small danger",
+        "aria-label": `Discard ${m.message_id}`,
+        onclick: () => discardLetter(m.message_id),
+      }, "Discard"),
+    ),
   };
   replace(byId("deliveries-dead"), table("Dead letters, oldest first", [retry, ...columns], dead, "No dead letters."));
   replace(byId("deliveries-pending"), table("Pending deliveries, in order", columns, pending, "Nothing pending."));
@@ -80,6 +90,27 @@ async function retryLetter(messageId) {
     say("deliveries-status", `Retrying ${messageId}: it is pending again.`);
   } catch (error) {
     if (error.status !== 401) say("deliveries-error", `Retry of ${messageId} refused: ${error.message}`);
+  }
+  await load();
+}
+
+async function discardLetter(messageId) {
+  const reason = await confirmWithReason(
+    `Discard ${messageId}?`,
+    "It is removed for good: the User never receives it.",
+    "Discard",
+  );
+  if (reason === null) return;
+  say("deliveries-status", "");
+  say("deliveries-error", "");
+  try {
+    await api(`/admin/outbox/dead-letters/${encodeURIComponent(messageId)}/discard`, {
+      method: "POST",
+      json: { reason },
+    });
+    say("deliveries-status", `Discarded ${messageId}.`);
+  } catch (error) {
+    if (error.status !== 401) say("deliveries-error", `Discard of ${messageId} refused: ${error.message}`);
   }
   await load();
 }
