@@ -27,6 +27,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT_ROOT.parent / "shared"
 
 
+def needs(missing: str | None) -> None:
+    """Skip when something a test needs is missing; under CI (set by .ci/run) fail
+    instead: there, every test must run."""
+    if missing is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{missing} and CI is set: these tests must run in CI")
+    pytest.skip(f"{missing} (with CI set this fails instead)")
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The DCC's public test data beside the project (never copied into it)."""
@@ -49,23 +59,14 @@ def redis_reachable() -> bool:
 @pytest.fixture
 def redis_available() -> None:
     """Skip without Redis; fail instead when CI is set, so CI cannot pass by skipping."""
-    if redis_reachable():
-        return
-    reason = f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} and CI is set: Redis tests must run in CI")
-    pytest.skip(f"{reason} (with CI set this fails instead)")
+    needs(None if redis_reachable() else f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}")
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     """A test-owned redis-server (AOF on, its own port and directory), stopped after the
     test; skip without the redis-server binary, fail instead when CI is set."""
-    if REDIS_SERVER is None:
-        reason = "redis-server is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} and CI is set: these tests must run in CI")
-        pytest.skip(f"{reason} (with CI set this fails instead)")
+    needs("redis-server is not installed" if REDIS_SERVER is None else None)
     server = RedisProcess(tmp_path / "redis")
     server.start()
     try:
@@ -101,11 +102,11 @@ def quarantine_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Quarant
 def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcesses]:
     """A test-owned three-primary Redis Cluster (AOF on), stopped after the test; skip
     without redis-server or redis-cli, fail instead when CI is set."""
-    if REDIS_SERVER is None or REDIS_CLI is None:
-        reason = "redis-server or redis-cli is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} and CI is set: these tests must run in CI")
-        pytest.skip(f"{reason} (with CI set this fails instead)")
+    needs(
+        "redis-server or redis-cli is not installed"
+        if REDIS_SERVER is None or REDIS_CLI is None
+        else None
+    )
     cluster = RedisClusterProcesses(tmp_path / "redis-cluster")
     try:
         cluster.start()
@@ -130,11 +131,7 @@ def mmc_schemas(shared_dir: Path) -> dict[str, etree.XMLSchema]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[BrowserThread]:
     """One headless Chromium for the session; skip without it, fail instead when CI is set."""
-    missing = browser_unavailable()
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing} and CI is set: the browser tests must run in CI")
-        pytest.skip(f"{missing} (with CI set this fails instead)")
+    needs(browser_unavailable())
     thread = BrowserThread()
     thread.start()
     try:
@@ -147,11 +144,7 @@ def browser() -> Iterator[BrowserThread]:
 def redis_sentinel(tmp_path: Path) -> Iterator[RedisSentinelProcesses]:
     """A test-owned primary, replica and Sentinel (AOF on, fsync always), stopped after
     the test; skip without redis-server, fail instead when CI is set."""
-    if REDIS_SERVER is None:
-        reason = "redis-server is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} and CI is set: these tests must run in CI")
-        pytest.skip(f"{reason} (with CI set this fails instead)")
+    needs("redis-server is not installed" if REDIS_SERVER is None else None)
     deployment = RedisSentinelProcesses(tmp_path / "redis-sentinel")
     try:
         deployment.start()

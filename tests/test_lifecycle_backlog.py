@@ -31,13 +31,33 @@ READ = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
 TOP_UP = "duis/samples/requests/CS01a_2.2_SUCCESS_REQUEST_DUIS.XML"
 
 
+class Parts:
+    """What a life cycle is built from, on the embedded default in `state_dir`."""
+
+    def __init__(self, state_dir: Path, shared_dir: Path) -> None:
+        self.state_dir, self.shared_dir = state_dir, shared_dir
+        self.clock = SystemClock()
+        self.loaded = load(default_config(state_dir), self.clock)
+        self.answers = Answers(self.clock, self.loaded.signer)
+        self.checks = RequestChecks(self.loaded.versions, self.loaded.schemas, self.clock)
+
+    def job(self, template: str = READ) -> AsyncJob:
+        """`template` signed with a fresh counter, checked, its device command built."""
+        raw, _ = sign_request(
+            (self.shared_dir / template).read_bytes(),
+            [self.state_dir / "pki"],
+            counter=next_counter(),
+        )
+        snapshot = self.loaded.snapshots.current
+        request = self.checks.verify(raw, snapshot.certstore, check_signature=False)
+        return AsyncJob(request, device_command(request, snapshot.inventory, self.answers.now()))
+
+
 async def test_a_backlog_waits_in_the_journal_and_every_job_runs_once(
     tmp_path: Path, shared_dir: Path
 ) -> None:
-    clock = SystemClock()
-    loaded = load(default_config(tmp_path), clock)
-    answers = Answers(clock, loaded.signer)
-    checks = RequestChecks(loaded.versions, loaded.schemas, clock)
+    parts = Parts(tmp_path, shared_dir)
+    clock, loaded, answers, checks = parts.clock, parts.loaded, parts.answers, parts.checks
     leg = LinkProfile(distribution="fixed", latency_median_seconds=0.01, latency_p99_seconds=0.01)
     devices = Simulator.for_inventory(
         lambda: loaded.snapshots.current.inventory,
@@ -60,14 +80,7 @@ async def test_a_backlog_waits_in_the_journal_and_every_job_runs_once(
         return await original_send(command)
 
     devices.send = counting_send  # type: ignore[method-assign]
-
-    def job(template: str) -> AsyncJob:
-        raw, _ = sign_request(
-            (shared_dir / template).read_bytes(), [tmp_path / "pki"], counter=next_counter()
-        )
-        snapshot = loaded.snapshots.current
-        request = checks.verify(raw, snapshot.certstore, check_signature=False)
-        return AsyncJob(request, device_command(request, snapshot.inventory, answers.now()))
+    job = parts.job
 
     jobs_to_send = [job(READ) for _ in range(40)]
     top_up = job(TOP_UP)
@@ -120,25 +133,19 @@ class FullJobs:
 async def test_a_full_jobs_journal_refuses_with_503_at_once(
     tmp_path: Path, shared_dir: Path
 ) -> None:
-    clock = SystemClock()
-    loaded = load(default_config(tmp_path), clock)
-    answers = Answers(clock, loaded.signer)
-    checks = RequestChecks(loaded.versions, loaded.schemas, clock)
-    raw, _ = sign_request(
-        (shared_dir / READ).read_bytes(), [tmp_path / "pki"], counter=next_counter()
-    )
-    snapshot = loaded.snapshots.current
-    request = checks.verify(raw, snapshot.certstore, check_signature=False)
-    job = AsyncJob(request, device_command(request, snapshot.inventory, answers.now()))
-    devices = Simulator.for_inventory(lambda: snapshot.inventory, SimulatorConfig(), clock)
-    async with open_outbox(tmp_path / "outbox.sqlite", clock=clock) as outbox:
+    parts = Parts(tmp_path, shared_dir)
+    job = parts.job()
+    inventory = parts.loaded.snapshots.current.inventory
+    devices = Simulator.for_inventory(lambda: inventory, SimulatorConfig(), parts.clock)
+    async with open_outbox(tmp_path / "outbox.sqlite", clock=parts.clock) as outbox:
+        full = FullJobs()
         lifecycle = Lifecycle(
-            checks,
-            loaded.snapshots,
-            answers,
+            parts.checks,
+            parts.loaded.snapshots,
+            parts.answers,
             devices,
-            FullJobs(),
-            outbox,  # type: ignore[arg-type]
+            full,  # type: ignore[arg-type]
+            outbox,
         )
         with trio.fail_after(5), pytest.raises(Refusal) as refused:
             await lifecycle.submit(job)
@@ -155,20 +162,9 @@ async def test_a_slow_network_estate_keeps_memory_bounded_and_jobs_on_disk(
 ) -> None:
     """Credit held by the estate, at most `max_in_memory` jobs running, at most the store's
     buffer in memory, the rest journaled: every submit returns, every job answered once."""
-    clock = SystemClock()
-    loaded = load(default_config(tmp_path), clock)
-    answers = Answers(clock, loaded.signer)
-    checks = RequestChecks(loaded.versions, loaded.schemas, clock)
-    snapshot = loaded.snapshots.current
-
-    def job() -> AsyncJob:
-        raw, _ = sign_request(
-            (shared_dir / READ).read_bytes(), [tmp_path / "pki"], counter=next_counter()
-        )
-        request = checks.verify(raw, snapshot.certstore, check_signature=False)
-        return AsyncJob(request, device_command(request, snapshot.inventory, answers.now()))
-
-    jobs_to_send = [job() for _ in range(40)]
+    parts = Parts(tmp_path, shared_dir)
+    clock, loaded, answers, checks = parts.clock, parts.loaded, parts.answers, parts.checks
+    jobs_to_send = [parts.job() for _ in range(40)]
     estate = slow_estate(default_config(tmp_path / "estate"), 0.1, credit_window=3, hub_capacity=64)
     async with (
         open_outbox(tmp_path / "outbox.sqlite", clock=clock) as outbox,
