@@ -1,4 +1,7 @@
-"""Screenshots of each operator console page: `python -m bench.console_screenshots`.
+"""Screenshots of each operator console page: `python -m tests.console_screenshots`.
+
+A checkout-only tool beside the tests (it drives the same in-process gateway as the
+browser tests, tests/harness.py): bench is installed and must not import tests.
 
 Starts a gateway on the embedded default (in a temporary directory, ports chosen by
 the system) with some life in it: threshold rules set at run time, requests held in
