@@ -65,3 +65,29 @@ async def test_split_answers_arrive_whole_and_in_order_pipelined() -> None:
         await client.aclose()
         nursery.cancel_scope.cancel()
     assert not received
+
+
+async def test_a_unix_socket_peer_is_served_not_a_crash() -> None:
+    """AF_UNIX peers have no (host, port): the connection is served, its peer named
+    `unix:...` (getpeername() gives '' for an unnamed peer)."""
+    seen: list[PeerInfo] = []
+
+    async def echo_peer(request: HttpRequest, peer: PeerInfo) -> tuple[int, bytes, bytes]:
+        seen.append(peer)
+        return 200, peer.address.encode(), b"text/plain"
+
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    server = trio.SocketStream(trio.socket.from_stdlib_socket(left))
+    client = trio.SocketStream(trio.socket.from_stdlib_socket(right))
+    handler = ConnectionHandler(echo_peer, LimitsConfig(), Metrics(), Draining(), listener="duis")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handler, server)
+        await client.send_all(REQUEST + b"00")
+        received = b""
+        with trio.fail_after(10):
+            while not received.endswith(b"unix:?"):
+                received += await client.receive_some(4096)
+        assert received.lower().startswith(b"http/1.1 200")
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    assert [(p.address, p.host) for p in seen] == [("unix:?", "unix")]

@@ -399,8 +399,13 @@ def _peer_address(stream: trio.abc.Stream) -> PeerInfo:
     inner: Any = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
     if isinstance(inner, trio.SocketStream):
         try:
-            host, port, *_ = inner.socket.getpeername()
+            name = inner.socket.getpeername()
+        except OSError:  # the peer left before we asked
+            return PeerInfo("?", None, "?")
+        if isinstance(name, tuple) and len(name) >= 2:  # AF_INET, AF_INET6
+            host, port = name[0], name[1]
             return PeerInfo(f"{host}:{port}", None, str(host))
-        except OSError:
-            pass
+        # AF_UNIX: a path, or '' for an unnamed peer; all such peers share one host slot.
+        path = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        return PeerInfo(f"unix:{path or '?'}", None, "unix")
     return PeerInfo("?", None, "?")
