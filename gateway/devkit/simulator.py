@@ -91,6 +91,10 @@ class Simulator:
         self._seed = rng.getrandbits(64)
         self._keys = keys
         self._firmware_version = bytes.fromhex(config.firmware_version_hex)
+        # Devices number their alerts for life; a simulator starts its devices' counters
+        # at its start time in milliseconds, so a restarted gateway's simulated alerts
+        # never reuse an earlier run's counters (and message ids).
+        self._alert_counter_base = int(clock.now().timestamp() * 1000)
         self._alert_counters: dict[Eui64, int] = {}
         self.queues = HubQueues(
             capacity=config.hub_capacity, limits=config.queue_limits, metrics=metrics
@@ -185,7 +189,7 @@ class Simulator:
     def _alert(self, command: DeviceCommand) -> bytes:
         """A Generic Non Critical Alert from the device to the User it just answered."""
         device, user = command.device_id, command.request_id.originator
-        counter = self._alert_counters.get(device, 0) + 1
+        counter = self._alert_counters.get(device, self._alert_counter_base) + 1
         self._alert_counters[device] = counter
         return simulated_alert(
             device,
