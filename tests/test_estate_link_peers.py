@@ -23,6 +23,7 @@ from gateway.core.estate_link import (
     Hello,
     Message,
     Reply,
+    command_from_device,
     encode,
 )
 from gateway.devkit.estate_server import EstateServer
@@ -293,4 +294,63 @@ async def test_a_command_beyond_credit_is_refused(estate_config: Config) -> None
         errors = [m for m in said if isinstance(m, Error)]
         assert [e.code for e in errors] == [ErrorCode.PROTOCOL]
         assert "without credit" in errors[0].reason
+        nursery.cancel_scope.cancel()
+
+
+class RawNode:
+    """One connection speaking the link by hand: what credit the estate grants it."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.deframer = Deframer()
+        self.credit = 0
+        self.replies: list[Reply] = []
+
+    @classmethod
+    async def connect(cls, port: int, node_id: str) -> RawNode:
+        node = cls(await trio.open_tcp_stream("127.0.0.1", port))
+        await node.stream.send_all(
+            encode(Hello(node_id=node_id, protocol_version=PROTOCOL_VERSION))
+        )
+        return node
+
+    async def send(self, n: int) -> None:
+        frames = b"".join(
+            encode(command_from_device(command(), node_id="node-r", timeout_seconds=60))
+            for _ in range(n)
+        )
+        await self.stream.send_all(frames)
+        self.credit -= n
+
+    async def read_for(self, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            while data := await self.stream.receive_some():
+                for message in self.deframer.feed(data):
+                    if isinstance(message, Credit):
+                        self.credit += message.n
+                    elif isinstance(message, Reply):
+                        self.replies.append(message)
+
+
+async def test_the_window_is_per_node_across_a_reconnect(estate_config: Config) -> None:
+    """A node that reconnects while its commands still run in the estate gets only what
+    is left of its window, and the rest as they finish: never 2x the window inside."""
+    server = slow_estate(estate_config, 0.5, credit_window=3, hub_capacity=64)
+    async with trio.open_nursery() as nursery:
+        _, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        first = await RawNode.connect(port, "node-r")
+        await first.read_for(0.2)
+        assert first.credit == 3
+        await first.send(3)
+        await wait_until(lambda: server.running("node-r") == 3)
+        await first.stream.aclose()  # the link drops; its 3 commands keep running
+        second = await RawNode.connect(port, "node-r")
+        await second.read_for(0.2)
+        assert second.credit == 0  # not a fresh window: 3 are still inside
+        await second.read_for(1.5)  # they finish: their credit and replies come here
+        assert second.credit == 3 and len(second.replies) == 3
+        assert server.running("node-r") == 0
+        other = await RawNode.connect(port, "node-s")  # another node has its own window
+        await other.read_for(0.2)
+        assert other.credit == 3
         nursery.cancel_scope.cancel()

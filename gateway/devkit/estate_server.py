@@ -15,8 +15,11 @@ then goes to any live node (the job is in the shared store, so any node can fini
 Unsolicited device alerts: `send_alert` sends one as an `alert` frame to a live node
 (the simulated estate raises alerts alongside replies; tests and tools call it).
 
-Credit: each connection is granted `credit_window` commands after Hello, and one more
-each time one of its commands is answered; a Command beyond the credit is a protocol
+Credit is per node: a node's connections together never have more than `credit_window`
+commands inside the estate or granted. A connection gets, after Hello, the window less
+what its node still has here (commands from a connection that dropped keep running),
+and one more each time one of its node's commands is answered, on that connection if it
+is still live, else on the node's newest one; a Command beyond the credit is a protocol
 error (docs/estate-link.md).
 """
 
@@ -90,6 +93,7 @@ class EstateServer:
         self.estate_id = estate_id
         self._token = auth_token
         self._nodes: dict[str, list[_Connection]] = {}  # node id -> live connections
+        self._running: dict[str, int] = {}  # node id -> its commands inside the estate
         self._parked: deque[tuple[float, str, Reply]] = deque()  # (since, node id, reply)
         self._wake_parked = trio.Event()
         self.commands_received = 0
@@ -171,9 +175,14 @@ class EstateServer:
         assert isinstance(hello, Hello)
         connection.node_id = hello.node_id
         await link.send(Hello(node_id=self.estate_id, protocol_version=PROTOCOL_VERSION))
-        connection.credit = self._config.credit_window
-        await link.send_frame(_credit(self._config.credit_window))
-        self._nodes.setdefault(hello.node_id, []).append(connection)
+        live = self._nodes.setdefault(hello.node_id, [])
+        granted = sum(other.credit for other in live)
+        connection.credit = max(
+            0, self._config.credit_window - self._running.get(hello.node_id, 0) - granted
+        )
+        live.append(connection)
+        if connection.credit:
+            await link.send_frame(_credit(connection.credit))
         log.info("node %r connected from %s", hello.node_id, link.peer)
         self._wake_parked.set()  # its parked replies can go now
         try:
@@ -217,6 +226,7 @@ class EstateServer:
         except IdentifierError as exc:
             await self._protocol_error(connection.link, f"command_id: {exc}")
         connection.credit -= 1
+        self._running[connection.node_id] = self._running.get(connection.node_id, 0) + 1
         self.commands_received += 1
         self._commands.start_soon(self._run, connection, message.command_id, command)
 
@@ -234,8 +244,17 @@ class EstateServer:
             log.exception("%s failed in the estate; answered no response", command_id)
             reply = DeviceReply(DeviceOutcome.NO_RESPONSE)
         await self._reply(connection, reply_from_device(command_id, reply))
-        connection.credit += 1
-        await _try_send(connection, _credit(1))
+        node = connection.node_id
+        self._running[node] -= 1
+        if not self._running[node]:
+            del self._running[node]
+        # The credit goes back to the node: its connection if still live, else its newest.
+        live = self._nodes.get(node, [])
+        target = connection if connection in live else (live[-1] if live else None)
+        if target is not None:
+            target.credit += 1
+            await _try_send(target, _credit(1))
+        # No live connection: the node's next Hello is granted what is free then.
 
     async def _reply(self, origin: _Connection, reply: Reply) -> None:
         frame = encode(reply)
@@ -312,6 +331,10 @@ class EstateServer:
     def nodes(self) -> dict[str, int]:
         """Live connections per node id."""
         return {node: len(live) for node, live in self._nodes.items()}
+
+    def running(self, node_id: str) -> int:
+        """The node's commands inside the estate now (from any of its connections)."""
+        return self._running.get(node_id, 0)
 
 
 async def _try_send(connection: _Connection, frame: bytes) -> bool:
