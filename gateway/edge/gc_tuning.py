@@ -5,9 +5,9 @@ XSDs, the estate, certificates, modules). CPython's full collections walk all of
 while every request waits, and the default first-generation threshold (700
 allocations) runs a young collection every few requests. So, once the gateway is
 ready: `gc.freeze()` moves everything alive into a permanent generation no collection
-visits, and a higher threshold lets a request's short-lived cycles (lxml proxies,
-exception tracebacks) go in fewer, larger young collections. Reference counting frees
-almost everything else as before; cycles are still collected.
+visits, a higher young threshold lets a request's short-lived cycles (lxml proxies,
+exception tracebacks) go in fewer young collections, and full collections come rarer.
+Reference counting frees almost everything else as before; cycles are still collected.
 
 Every collection's pause is observed in `duisgw_gc_pause_seconds` by generation, so an
 operator (and bench/) can see what the collector costs.
@@ -23,10 +23,15 @@ import trio
 
 from gateway.edge.metrics import Metrics
 
-# Allocations minus deallocations before a young collection (CPython default 700); the
-# two older generations keep their default multipliers.
-GC_THRESHOLD_YOUNG: Final = 20_000
-GC_THRESHOLD_OLDER: Final = (10, 10)
+# Allocations minus deallocations before a young collection (CPython default 700): fewer
+# young collections, each still small. Full collections ten times rarer than CPython's
+# default (100 middle ones, not 10): with a crowd of a thousand open connections alive
+# (bench.soak), each full one walks all of them and stalled the loop 90-180 ms (py-spy
+# timeline). Measured (bench.soak --seconds 40, one run each): p99 beside the crowd over
+# p99 alone 7.96-8.90 with (20,000; 10, 10), 10.2 with CPython's (700; 10, 10), 3.22-3.77
+# with (2,000 or 5,000; 10, 100); bench.compare's closed loop no slower.
+GC_THRESHOLD_YOUNG: Final = 2_000
+GC_THRESHOLD_OLDER: Final = (10, 100)
 
 
 class GcPauses:
