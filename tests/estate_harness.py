@@ -11,6 +11,7 @@ import trio
 from gateway.core.clock import SystemClock
 from gateway.core.config import Config
 from gateway.core.estate_config import EstateConfig
+from gateway.core.estate_link import PROTOCOL_VERSION, Credit, Deframer, Hello, Reply, encode
 from gateway.core.simulator_config import LinkProfile, SimulatorConfig
 from gateway.devkit.estate import DEFAULT_USERS_TOML
 from gateway.devkit.estate_server import EstateServer
@@ -107,3 +108,42 @@ def slow_estate(
         msgspec.structs.replace(FAST_LINK, credit_window=credit_window, **link),
         auth_token=auth_token,
     )
+
+
+class RawNode:
+    """A node speaking the link by hand: to leave at a chosen moment, or to see what
+    credit and replies the estate sends it."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.deframer = Deframer()
+        self.credit = 0  # granted by the estate, less what `spend` took
+        self.replies: list[Reply] = []  # received and not yet taken by `next_reply`
+
+    @classmethod
+    async def connect(cls, port: int, node_id: str) -> RawNode:
+        node = cls(await trio.open_tcp_stream("127.0.0.1", port))
+        await node.stream.send_all(
+            encode(Hello(node_id=node_id, protocol_version=PROTOCOL_VERSION))
+        )
+        return node
+
+    async def next_reply(self) -> Reply:
+        while not self.replies:
+            data = await self.stream.receive_some()
+            assert data, "closed"
+            self._take(data)
+        return self.replies.pop(0)
+
+    async def read_for(self, seconds: float) -> None:
+        """Take what the estate sends for `seconds`."""
+        with trio.move_on_after(seconds):
+            while data := await self.stream.receive_some():
+                self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        for message in self.deframer.feed(data):
+            if isinstance(message, Credit):
+                self.credit += message.n
+            elif isinstance(message, Reply):
+                self.replies.append(message)

@@ -22,12 +22,10 @@ from cryptography import x509
 from lxml import etree
 
 from gateway.core.clock import SystemClock
-from gateway.core.config import Config
 from gateway.core.device import DeviceCommand, DeviceReply
 from gateway.core.ingest import SchemaSet
 from gateway.core.signature import parse_signature, verify_signature
 from gateway.core.simulator_config import SimulatorConfig
-from gateway.devkit.estate import DEFAULT_USERS_TOML
 from gateway.devkit.simulated_responses import simulated_alert
 from gateway.devkit.simulator import Simulator
 from gateway.edge.metrics import Metrics
@@ -48,9 +46,9 @@ from tests.harness import (
     next_counter,
     response_code,
     running_gateway,
-    set_response_url,
 )
 from tests.receiver import Receiver, Seen
+from tests.test_lifecycle_e2e import config_with_receiver
 
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 ESME = "00-DB-12-34-56-78-90-A0"
@@ -70,15 +68,6 @@ def alerting_simulator() -> SimulatorConfig:
     return msgspec.structs.replace(
         fast_simulator(), device_alert_rate=1.0, device_alert_code=ALERT_CODE
     )
-
-
-def with_receiver(config: Config, tmp_path: Path, port: int) -> Config:
-    users = tmp_path / "users-with-url.toml"
-    users.write_text(
-        set_response_url(DEFAULT_USERS_TOML, SUPPLIER, f"http://127.0.0.1:{port}/duis")
-    )
-    registry = msgspec.structs.replace(config.registry, users_file=str(users))
-    return msgspec.structs.replace(config, registry=registry)
 
 
 def signed_root(body: bytes, pki: Path, schemas: SchemaSet) -> etree._Element:
@@ -153,8 +142,8 @@ async def test_embedded_simulator_alert_reaches_the_user(
     metrics = Metrics()
     async with trio.open_nursery() as nursery:
         port = await nursery.start(receiver.serve)
-        config = with_receiver(
-            default_config(tmp_path, simulator=alerting_simulator()), tmp_path, port
+        config = config_with_receiver(
+            tmp_path, port, default_config(tmp_path, simulator=alerting_simulator())
         )
         inventory = load_inventory(Path(config.registry.inventory_file))
         simulator = Simulator.for_inventory(lambda: inventory, config.simulator, seed=1)

@@ -29,7 +29,7 @@ from gateway.core.estate_link import (
 from gateway.devkit.estate_server import EstateServer
 from mmc.identifiers import RequestId
 from parse_correlate.commands import CommandFacts, DeviceType, build_command
-from tests.estate_harness import estate_server, slow_estate, transport, wait_until
+from tests.estate_harness import RawNode, estate_server, slow_estate, transport, wait_until
 from tests.harness import default_config
 
 ESME = "00-DB-12-34-56-78-90-A0"
@@ -297,39 +297,14 @@ async def test_a_command_beyond_credit_is_refused(estate_config: Config) -> None
         nursery.cancel_scope.cancel()
 
 
-class RawNode:
-    """One connection speaking the link by hand: what credit the estate grants it."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.deframer = Deframer()
-        self.credit = 0
-        self.replies: list[Reply] = []
-
-    @classmethod
-    async def connect(cls, port: int, node_id: str) -> RawNode:
-        node = cls(await trio.open_tcp_stream("127.0.0.1", port))
-        await node.stream.send_all(
-            encode(Hello(node_id=node_id, protocol_version=PROTOCOL_VERSION))
-        )
-        return node
-
-    async def send(self, n: int) -> None:
-        frames = b"".join(
-            encode(command_from_device(command(), node_id="node-r", timeout_seconds=60))
-            for _ in range(n)
-        )
-        await self.stream.send_all(frames)
-        self.credit -= n
-
-    async def read_for(self, seconds: float) -> None:
-        with trio.move_on_after(seconds):
-            while data := await self.stream.receive_some():
-                for message in self.deframer.feed(data):
-                    if isinstance(message, Credit):
-                        self.credit += message.n
-                    elif isinstance(message, Reply):
-                        self.replies.append(message)
+async def spend(node: RawNode, n: int) -> None:
+    """Send `n` commands on the node's connection, using its credit."""
+    frames = b"".join(
+        encode(command_from_device(command(), node_id="node-r", timeout_seconds=60))
+        for _ in range(n)
+    )
+    await node.stream.send_all(frames)
+    node.credit -= n
 
 
 async def test_the_window_is_per_node_across_a_reconnect(estate_config: Config) -> None:
@@ -341,7 +316,7 @@ async def test_the_window_is_per_node_across_a_reconnect(estate_config: Config) 
         first = await RawNode.connect(port, "node-r")
         await first.read_for(0.2)
         assert first.credit == 3
-        await first.send(3)
+        await spend(first, 3)
         await wait_until(lambda: server.running("node-r") == 3)
         await first.stream.aclose()  # the link drops; its 3 commands keep running
         second = await RawNode.connect(port, "node-r")

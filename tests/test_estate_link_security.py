@@ -16,17 +16,13 @@ from gateway.core.config import Config, StartupError
 from gateway.core.device import DeviceOutcome
 from gateway.core.estate_config import EstateTls
 from gateway.core.estate_link import (
-    PROTOCOL_VERSION,
     Command,
-    Deframer,
-    Hello,
-    Reply,
     encode,
 )
 from gateway.devkit.devpki import TLS_CA_NAME, TLS_SERVER_NAME, TLS_SUBDIRECTORY
 from gateway.devkit.estate_server import estate_server_context
 from gateway.edge.estate_link import NetworkTransport, client_context
-from tests.estate_harness import FAST_LINK, wait_until
+from tests.estate_harness import FAST_LINK, RawNode, wait_until
 from tests.harness import default_config
 from tests.test_estate_link_peers import command, slow_estate
 
@@ -89,30 +85,6 @@ async def test_a_plain_node_cannot_talk_to_a_tls_estate(estate_config: Config) -
         await trio.sleep(0.5)
         assert plain.sessions == 0 and server.nodes == {}
         nursery.cancel_scope.cancel()
-
-
-class RawNode:
-    """A node speaking the protocol by hand, to leave at a chosen moment."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.deframer = Deframer()
-
-    @classmethod
-    async def connect(cls, port: int, node_id: str) -> RawNode:
-        node = cls(await trio.open_tcp_stream("127.0.0.1", port))
-        await node.stream.send_all(
-            encode(Hello(node_id=node_id, protocol_version=PROTOCOL_VERSION))
-        )
-        return node
-
-    async def next_reply(self) -> Reply:
-        while True:
-            data = await self.stream.receive_some()
-            assert data, "closed"
-            for message in self.deframer.feed(data):
-                if isinstance(message, Reply):
-                    return message
 
 
 def wire(node_id: str) -> Command:

@@ -48,8 +48,10 @@ def schemas(shared_dir: Path) -> SchemaSet:
     )
 
 
-def config_with_receiver(tmp_path: Path, port: int) -> Config:
-    config = default_config(tmp_path)
+def config_with_receiver(tmp_path: Path, port: int, config: Config | None = None) -> Config:
+    """`config` (the embedded default's in `tmp_path` if None) with supplier-1's responses
+    sent to a receiver on `port`."""
+    config = config if config is not None else default_config(tmp_path)
     users = tmp_path / "users-with-url.toml"
     users.write_text(
         set_response_url(DEFAULT_USERS_TOML, SUPPLIER, f"http://127.0.0.1:{port}/duis")
