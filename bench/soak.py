@@ -53,6 +53,18 @@ METRICS_SHOWN = (
     "duisgw_http_errors_total",
     "duisgw_open_connections",
 )
+# Snapshotted at each phase's start and end: what else the gateway did meanwhile (the
+# estate completes CV 1 jobs, and their responses are delivered, with a lag that can
+# carry one phase's deliveries into the next) and what its garbage collector cost.
+PHASE_METRICS = (
+    "duisgw_gc_pause_seconds",
+    'duisgw_deliveries_total{outcome="delivered"}',
+    "duisgw_request_seconds",
+)
+GC_LONG_PAUSE_SECONDS = ("0.01", "0.05", "0.1")  # bucket bounds of duisgw_gc_pause_seconds
+# Bucket bounds of duisgw_request_seconds: the pipeline's own time (request read to answer
+# ready, every endpoint, the crowd's fuzz included), beside the client's latency.
+PIPELINE_SLOW_SECONDS = ("0.01", "0.025", "0.05")
 
 
 class SoakOptions(msgspec.Struct, kw_only=True):
@@ -90,6 +102,7 @@ class SoakReport(msgspec.Struct):
     rss_crowd_growth_mb: float
     crowd_saw: dict[str, KindReport]
     cpu_seconds: dict[str, float]  # the gateway per phase, the crowd process in all
+    in_phase: dict[str, dict[str, float]]  # per phase: deliveries, gc pauses (phase_figures)
     gateway_metrics: dict[str, float]
     limits: dict[str, float]
     server_exit_code: int | None = None
@@ -105,6 +118,10 @@ class _Run:
         self.rss: list[RssSample] = []
         self.crowd_saw: dict[str, KindReport] = {}
         self.cpu_seconds: dict[str, float] = {}
+        self.in_phase: dict[str, dict[str, float]] = {}
+
+    async def _counters(self) -> dict[str, float]:
+        return await trio.to_thread.run_sync(self.gateway.counters, PHASE_METRICS)
 
     async def sample_rss(self) -> None:
         started = trio.current_time()
@@ -119,9 +136,10 @@ class _Run:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.sample_rss)
             self.phase = "reference"
-            cpu = self.gateway.cpu_seconds()
+            cpu, before = self.gateway.cpu_seconds(), await self._counters()
             reference = await well_behaved(address, slots[0], rate, "reference")
             self.cpu_seconds["gateway, reference"] = self.gateway.cpu_seconds() - cpu
+            self.in_phase["reference"] = phase_figures(before, await self._counters())
             self.phase = "ramp"
             children = _children_cpu_seconds()
             context = multiprocessing.get_context("spawn")
@@ -131,9 +149,10 @@ class _Run:
             try:
                 await trio.sleep(self.options.ramp_seconds)
                 self.phase = "crowd"
-                cpu = self.gateway.cpu_seconds()
+                cpu, before = self.gateway.cpu_seconds(), await self._counters()
                 beside = await well_behaved(address, slots[1], rate, "crowd")
                 self.cpu_seconds["gateway, crowd"] = self.gateway.cpu_seconds() - cpu
+                self.in_phase["crowd"] = phase_figures(before, await self._counters())
             finally:
                 stop.set()
                 self.crowd_saw = await trio.to_thread.run_sync(_crowd_report, results)
@@ -151,6 +170,36 @@ class _Run:
             duis_port=self.gateway.duis_port,
             admin_port=self.gateway.admin_ports[0],
         )
+
+
+def phase_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Deliveries and, per collector generation, pauses: how many, their total seconds,
+    and how many lasted longer than each of GC_LONG_PAUSE_SECONDS (from the histogram)."""
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    def summed(prefix: str, suffix: str) -> float:
+        names = set(before) | set(after)
+        return sum(delta(n) for n in names if n.startswith(prefix) and n.endswith(suffix))
+
+    figures = {"deliveries": delta(PHASE_METRICS[1])}
+    pipeline = summed("duisgw_request_seconds_count", "")
+    figures["pipeline requests"] = pipeline
+    for bound in PIPELINE_SLOW_SECONDS:
+        within = summed("duisgw_request_seconds_bucket", f'le="{bound}"}}')
+        figures[f"pipeline over {float(bound) * 1000:g} ms"] = pipeline - within
+    for generation in range(3):
+        label = f'generation="{generation}"'
+        count = delta(f"duisgw_gc_pause_seconds_count{{{label}}}")
+        figures[f"gc{generation} pauses"] = count
+        figures[f"gc{generation} seconds"] = round(
+            delta(f"duisgw_gc_pause_seconds_sum{{{label}}}"), 3
+        )
+        for bound in GC_LONG_PAUSE_SECONDS:
+            within = delta(f'duisgw_gc_pause_seconds_bucket{{{label},le="{bound}"}}')
+            figures[f"gc{generation} over {float(bound) * 1000:g} ms"] = count - within
+    return figures
 
 
 def _children_cpu_seconds() -> float:
@@ -277,6 +326,7 @@ def _report(
         rss_crowd_growth_mb=growth,
         crowd_saw=soak.crowd_saw,
         cpu_seconds=soak.cpu_seconds,
+        in_phase=soak.in_phase,
         gateway_metrics=metrics,
         limits=options.limits,
         server_exit_code=exit_code,
@@ -310,6 +360,10 @@ def format_report(r: SoakReport) -> str:
         "crowd saw",
         *(f"  {kind:<11} {k.attempts:>6}  {k.outcomes}" for kind, k in r.crowd_saw.items()),
         "CPU seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r.cpu_seconds.items()),
+        *(
+            f"in phase   {name}: " + ", ".join(f"{k} {v:g}" for k, v in figures.items() if v)
+            for name, figures in r.in_phase.items()
+        ),
         "gateway counters",
         *(f"  {name} {value:g}" for name, value in r.gateway_metrics.items()),
         f"gateway exit {r.server_exit_code}",

@@ -340,6 +340,11 @@ def test_soak_answers_the_well_behaved_client_beside_the_crowd() -> None:
     counters = report["gateway_metrics"]
     assert counters['duisgw_connections_reclaimed_total{listener="duis"}'] > 0
     assert counters['duisgw_client_timeouts_total{kind="send"}'] > 0
+    # What the gateway did in each phase besides answering: its young collections show.
+    for phase in ("reference", "crowd"):
+        figures = report["in_phase"][phase]
+        assert figures["gc0 pauses"] > 0 and figures["gc0 seconds"] >= 0
+        assert figures["deliveries"] >= 0
 
 
 def test_nodes_bench_runs_every_setup_and_store_round_trip() -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import trio
 
 from gateway.core.config import LimitsConfig
-from gateway.edge.http import HttpRequest
+from gateway.edge.http import HttpRequest, RequestParser
 from gateway.edge.metrics import Metrics
 from gateway.edge.server import ConnectionHandler, Draining, PeerInfo
 
@@ -91,3 +92,49 @@ async def test_a_unix_socket_peer_is_served_not_a_crash() -> None:
         await client.aclose()
         nursery.cancel_scope.cancel()
     assert [(p.address, p.host) for p in seen] == [("unix:?", "unix")]
+
+
+async def test_pipelined_requests_are_parsed_a_slice_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A peer that pipelines a receive's worth of tiny requests has at most one slice's
+    worth of them parsed and waiting (not 1,400 per 64 KiB); each is answered, in order,
+    and a body spanning slices arrives whole."""
+    from gateway.edge import server as server_module
+
+    parsed_at_once: list[int] = []
+    feed = server_module.RequestParser.feed
+
+    def counting_feed(self: RequestParser, data: bytes | memoryview) -> list[HttpRequest]:
+        done = feed(self, data)
+        parsed_at_once.append(len(done))
+        return done
+
+    monkeypatch.setattr(server_module.RequestParser, "feed", counting_feed)
+
+    async def echo_body_length(request: HttpRequest, peer: PeerInfo) -> tuple[int, bytes, bytes]:
+        return 200, b"%d %s" % (len(request.body), request.target.encode()), b"text/plain"
+
+    tiny = [b"GET /%d HTTP/1.1\r\nhost: gw\r\n\r\n" % n for n in range(2_000)]
+    big = b"x" * (3 * server_module.FEED_SLICE_BYTES + 17)
+    wire = b"".join(tiny) + b"POST /big HTTP/1.1\r\nhost: gw\r\ncontent-length: %d\r\n\r\n" % len(
+        big
+    )
+    wire += big + tiny[0]
+    server, client = await tcp_pair()
+    handler = ConnectionHandler(
+        echo_body_length, LimitsConfig(), Metrics(), Draining(), listener="duis"
+    )
+    received = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handler, server)
+        nursery.start_soon(client.send_all, wire)
+        while received.count(b"HTTP/1.1 200") < len(tiny) + 2 or not received.endswith(b"0 /0"):
+            received += await client.receive_some(65_536)
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    bodies = [part.rsplit(b"\r\n\r\n", 1)[1] for part in received.split(b"HTTP/1.1 200")[1:]]
+    expected = [b"0 /%d" % n for n in range(len(tiny))] + [b"%d /big" % len(big), b"0 /0"]
+    assert bodies == expected
+    smallest = min(len(request) for request in tiny)
+    assert max(parsed_at_once) <= server_module.FEED_SLICE_BYTES // smallest + 1

@@ -146,7 +146,7 @@ class RequestParser:
         """True while a request has started but not finished arriving."""
         return self._started
 
-    def feed(self, data: bytes) -> list[HttpRequest]:
+    def feed(self, data: bytes | memoryview) -> list[HttpRequest]:
         """Consume bytes; return every request completed by them, in order."""
         try:
             while data:
