@@ -97,6 +97,8 @@ class Receiver:
                         return
         except trio.BrokenResourceError:
             return  # the gateway went away mid-answer: its retry covers it
+        finally:
+            parser.close()
 
     def _answer(self, request: HttpRequest) -> bytes:
         if request.method == "GET" and request.target == STATS_PATH:

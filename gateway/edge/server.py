@@ -200,6 +200,20 @@ class ConnectionHandler:
                 return
         idle_deadline = accepted + limits.idle_timeout_seconds
         parser = RequestParser(limits.max_body_bytes, limits.max_header_bytes)
+        try:
+            await self._serve_requests(conn, slot, parser, request_deadline, idle_deadline)
+        finally:
+            parser.close()  # freed now, not by a full garbage collection (RequestParser.close)
+
+    async def _serve_requests(
+        self,
+        conn: _Connection,
+        slot: Slot,
+        parser: RequestParser,
+        request_deadline: float | None,
+        idle_deadline: float,
+    ) -> None:
+        limits = self._limits
         while not self._draining.closing:
             data = await self._receive(conn, slot, request_deadline, idle_deadline)
             if data is None:
