@@ -102,7 +102,7 @@ class SoakReport(msgspec.Struct):
     rss_crowd_growth_mb: float
     crowd_saw: dict[str, KindReport]
     cpu_seconds: dict[str, float]  # the gateway per phase, the crowd process in all
-    in_phase: dict[str, dict[str, float]]  # per phase: deliveries, gc pauses (phase_figures)
+    in_phase: dict[str, dict[str, float]]  # per phase: phase_figures
     gateway_metrics: dict[str, float]
     limits: dict[str, float]
     server_exit_code: int | None = None
@@ -173,8 +173,9 @@ class _Run:
 
 
 def phase_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Deliveries and, per collector generation, pauses: how many, their total seconds,
-    and how many lasted longer than each of GC_LONG_PAUSE_SECONDS (from the histogram)."""
+    """Deliveries; requests through the pipeline, and how many took longer than each of
+    PIPELINE_SLOW_SECONDS; per collector generation, pauses: how many, their total
+    seconds, and how many lasted longer than each of GC_LONG_PAUSE_SECONDS."""
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)

@@ -340,9 +340,12 @@ def test_soak_answers_the_well_behaved_client_beside_the_crowd() -> None:
     counters = report["gateway_metrics"]
     assert counters['duisgw_connections_reclaimed_total{listener="duis"}'] > 0
     assert counters['duisgw_client_timeouts_total{kind="send"}'] > 0
-    # What the gateway did in each phase besides answering: its young collections show.
+    # What the gateway did in each phase: every well-behaved request went through its
+    # pipeline (the crowd's fuzz too), and its young collections show.
     for phase in ("reference", "crowd"):
         figures = report["in_phase"][phase]
+        assert figures["pipeline requests"] >= report[phase]["answered"]
+        assert 0 <= figures.get("pipeline over 10 ms", 0) <= figures["pipeline requests"]
         assert figures["gc0 pauses"] > 0 and figures["gc0 seconds"] >= 0
         assert figures["deliveries"] >= 0
 
