@@ -7,6 +7,7 @@ finish under `drain_timeout_seconds`, then close what is left; SIGHUP reloads
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -24,6 +25,9 @@ log = logging.getLogger("duisgw")
 
 LISTEN_BACKLOG: Final = 1024
 PROBE_BACKLOG: Final = 1  # a port probe only needs listen() to succeed
+# accept() failures that mean "out of descriptors or memory for now", not a broken listener.
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_SECONDS: Final = 0.1
 Listeners = list[trio.abc.Listener[trio.abc.Stream]]
 
 
@@ -79,6 +83,44 @@ def bound(listeners: Sequence[trio.abc.Listener[trio.abc.Stream]]) -> tuple[str,
     return host, port
 
 
+async def serve_connections(
+    handler: ConnectionHandler, listeners: Listeners, nursery: trio.Nursery
+) -> None:
+    """Accept until cancelled, each connection's task in `nursery`.
+
+    Not `trio.serve_listeners`: it closes a stream when its task returns, and a parked
+    connection (gateway/edge/idle_parking.py) outlives its task; the handler closes
+    every stream itself. Like it, a full descriptor table or memory is logged and
+    retried, not fatal.
+    """
+    async with trio.open_nursery() as accepting:
+        for listener in listeners:
+            accepting.start_soon(_accept, handler, listener, nursery)
+
+
+async def _accept(
+    handler: ConnectionHandler, listener: trio.abc.Listener[trio.abc.Stream], nursery: trio.Nursery
+) -> None:
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "accept failed",
+                    "accept: %(error)s; retrying in %(retry_seconds)s s",
+                    error=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+                    retry_seconds=ACCEPT_RETRY_SECONDS,
+                )
+                await trio.sleep(ACCEPT_RETRY_SECONDS)
+            else:
+                nursery.start_soon(handler, stream)
+
+
 async def serve_until_stopped(
     duis: tuple[ConnectionHandler, Listeners],
     admin: tuple[ConnectionHandler, Listeners],
@@ -98,10 +140,12 @@ async def serve_until_stopped(
 
         async def accept() -> None:
             with accept_scope:
-                await trio.serve_listeners(duis[0], duis[1], handler_nursery=connections)
+                await serve_connections(duis[0], duis[1], connections)
 
         connections.start_soon(accept)
-        connections.start_soon(trio.serve_listeners, admin[0], admin[1])
+        connections.start_soon(serve_connections, admin[0], admin[1], connections)
+        for handler in (duis[0], admin[0]):  # idle connections wait there, not in tasks
+            connections.start_soon(handler.park_idle_connections, connections)
         serving(True)
         await stopped()
         serving(False)

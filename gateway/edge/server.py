@@ -8,14 +8,18 @@ not an error. Limits (gateway/core/config.py `[limits]`): head bytes are capped 
 arrive (gateway/edge/http.py); one deadline per request from its first byte (for TLS,
 from the handshake's start); a send timeout per response; idle keep-alive
 connections reclaimed before a newcomer is refused, and a per-peer cap
-(gateway/edge/connection_slots.py). Shutdown: the caller stops accepting, sets
-`Draining.closing`, and waits for in-flight requests under a deadline.
+(gateway/edge/connection_slots.py). A new plain-TCP connection, and one idle for
+PARK_AFTER_SECONDS between requests, leaves its task and waits in the listener's
+`IdleParking` (gateway/edge/idle_parking.py) while `park_idle_connections` runs.
+Shutdown: the caller stops accepting, sets `Draining.closing`, and waits for
+in-flight requests under a deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import ssl
 from collections.abc import Awaitable, Callable
@@ -27,6 +31,7 @@ from gateway.core.config import LimitsConfig
 from gateway.core.log_fields import log_event
 from gateway.edge.connection_slots import ConnectionSlots, Refusal, Slot
 from gateway.edge.http import HttpProtocolError, HttpRequest, RequestParser, render_response
+from gateway.edge.idle_parking import IdleParking
 from gateway.edge.metrics import Metrics
 from gateway.edge.tls_refusals import HandshakeFailure, handshake_failure
 
@@ -44,6 +49,11 @@ CLOSE_TIMEOUT_SECONDS = 1.0
 # moment so our answer is not destroyed by the reset a close over unread data causes.
 LINGER_SECONDS = 1.0
 LINGER_MAX_BYTES = 262_144
+# How long a plain-TCP connection idle between requests keeps its task before it is
+# parked (a new one is parked at once). Longer than a busy keep-alive client's gap
+# between requests (a parked one costs a task's start to wake), far shorter than a
+# crowd's idle sockets live.
+PARK_AFTER_SECONDS = 0.25
 
 Headers = tuple[tuple[bytes, bytes], ...]
 # (status, body, content type), or with extra response headers (e.g. WWW-Authenticate)
@@ -92,16 +102,36 @@ class _PeerGone(Exception):
     """The peer closed, reset, broke TLS or stopped reading: close quietly."""
 
 
+class _Park:
+    """`_receive`'s answer when an idle connection should leave its task for the parking."""
+
+
+_PARK = _Park()
+
+
 class _Connection:
     """One connection's state: the crash boundary needs to know if a response has begun."""
 
-    __slots__ = ("fd", "idle_wait", "peer", "responding", "stream")
+    __slots__ = (
+        "evict",
+        "fd",
+        "idle_deadline",
+        "idle_wait",
+        "peer",
+        "responding",
+        "slot",
+        "stream",
+    )
 
     def __init__(self, stream: trio.abc.Stream, peer: PeerInfo) -> None:
         self.stream = stream
         self.peer = peer
         self.responding = False
         self.idle_wait: trio.CancelScope | None = None
+        self.slot: Slot | None = None  # once admitted
+        # While parked: how the slots' reclaim takes it out, and its idle deadline.
+        self.evict: Callable[[_Connection], None] | None = None
+        self.idle_deadline = 0.0
         # The socket's descriptor for the direct write (plain TCP only; TLS needs its
         # stream). Valid while the stream is open: the connection task closes it last.
         self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
@@ -110,6 +140,8 @@ class _Connection:
         """Called by the slots when this idle connection must make room."""
         if self.idle_wait is not None:
             self.idle_wait.cancel()
+        elif self.evict is not None:
+            self.evict(self)
 
 
 class ConnectionHandler:
@@ -130,23 +162,62 @@ class ConnectionHandler:
         self._draining = draining
         self._listener = listener
         self._slots = ConnectionSlots(limits.max_connections, limits.max_connections_per_peer)
+        self._parking: IdleParking[_Connection] | None = None
         self._open = metrics.connections.labels(listener)
         self._internal_errors = metrics.internal_errors.labels(listener)
 
     async def __call__(self, stream: trio.abc.Stream) -> None:
-        conn = _Connection(stream, PeerInfo("?", None))
+        await self._guarded(_Connection(stream, PeerInfo("?", None)), self._admit_and_serve)
+
+    async def park_idle_connections(self, nursery: trio.Nursery) -> None:
+        """Hold this listener's idle plain-TCP connections without their tasks, until
+        cancelled; one that becomes readable is served by a new task in `nursery` (the
+        listener's handler nursery). Without this running, idle ones keep their task."""
+
+        def resume(conn: _Connection) -> None:
+            conn.evict = None  # from now on, its task's (a reclaim waits for it to idle)
+            if conn.slot is not None:
+                self._slots.busy(conn.slot)
+            nursery.start_soon(self._guarded, conn, self._resume_serving)
+
+        parking: IdleParking[_Connection] = IdleParking(
+            resume=resume,
+            expire=self._parked_expired,
+            discard=self._close_parked,
+        )
+        self._parking = parking
         try:
-            conn.peer = _peer_address(stream)
-            admitted = self._slots.admit(conn.peer.host, conn.reclaim)
-            if isinstance(admitted, Refusal):
-                await self._refuse(conn, admitted)
-                return
-            self._open.inc()
-            try:
-                await self._serve(conn, admitted)
-            finally:
-                self._slots.release(admitted)
-                self._open.dec()
+            await parking.run()
+        finally:
+            self._parking = None
+
+    async def _admit_and_serve(self, conn: _Connection) -> None:
+        conn.peer = _peer_address(conn.stream)
+        admitted = self._slots.admit(conn.peer.host, conn.reclaim)
+        if isinstance(admitted, Refusal):
+            await self._refuse(conn, admitted)
+            return
+        conn.slot = admitted
+        self._open.inc()
+        await self._serve(conn, admitted)
+
+    async def _resume_serving(self, conn: _Connection) -> None:
+        """A parked connection became readable: serve it on in this (new) task."""
+        assert conn.slot is not None
+        parser = RequestParser(self._limits.max_body_bytes, self._limits.max_header_bytes)
+        try:
+            await self._serve_requests(
+                conn, conn.slot, parser, None, conn.idle_deadline, readable=True
+            )
+        finally:
+            parser.close()
+
+    async def _guarded(
+        self, conn: _Connection, serve: Callable[[_Connection], Awaitable[None]]
+    ) -> None:
+        """The crash boundary: `serve` in it, then the connection closed unless parked."""
+        try:
+            await serve(conn)
         except _PeerGone as exc:
             log_event(
                 log,
@@ -172,9 +243,53 @@ class ConnectionHandler:
             if not conn.responding:
                 await self._send_quietly(conn, 500, b"internal error (logged)\n")
         finally:
-            with trio.move_on_after(CLOSE_TIMEOUT_SECONDS) as cleanup:
-                cleanup.shield = True
-                await _close(stream)
+            if conn.evict is None:  # not parked: the connection ends with this task
+                self._end(conn)
+                with trio.move_on_after(CLOSE_TIMEOUT_SECONDS) as cleanup:
+                    cleanup.shield = True
+                    await _close(conn.stream)
+
+    def _end(self, conn: _Connection) -> None:
+        if conn.slot is not None:
+            self._slots.release(conn.slot)  # idempotent: a reclaimed slot is released already
+            conn.slot = None
+            self._open.dec()
+
+    def _park(self, conn: _Connection, slot: Slot, idle_deadline: float) -> bool:
+        """Move an idle plain-TCP connection out of its task; False if it cannot be."""
+        parking = self._parking
+        if parking is None or conn.fd is None or self._draining.closing:
+            return False
+        conn.evict = self._evict_parked
+        conn.idle_deadline = idle_deadline
+        if not parking.park(conn.fd, conn, idle_deadline):
+            conn.evict = None
+            return False
+        return True  # the slot stays idle from its wait in `_receive`
+
+    def _evict_parked(self, conn: _Connection) -> None:
+        """Reclaimed for a newcomer while parked (its slot is released already)."""
+        if self._parking is not None and self._parking.evict(conn.fd or -1) is conn:
+            self._metrics.connections_reclaimed.labels(self._listener).inc()
+            log_event(
+                log,
+                logging.DEBUG,
+                "connection reclaimed",
+                "idle connection from %(peer)s reclaimed for a newcomer",
+                peer=conn.peer.address,
+            )
+            self._close_parked(conn)
+
+    def _parked_expired(self, conn: _Connection) -> None:
+        self._metrics.timeouts.labels("idle").inc()
+        self._close_parked(conn)
+
+    def _close_parked(self, conn: _Connection) -> None:
+        conn.evict = None
+        self._end(conn)
+        stream = conn.stream
+        assert isinstance(stream, trio.SocketStream)  # only plain TCP is parked
+        stream.socket.close()  # synchronous: trio forgets the descriptor, then it closes
 
     async def _refuse(self, conn: _Connection, refusal: Refusal) -> None:
         self._metrics.connections_refused.labels(self._listener, refusal.value).inc()
@@ -199,6 +314,11 @@ class ConnectionHandler:
             if not await self._handshake(conn, conn.stream, request_deadline):
                 return
         idle_deadline = accepted + limits.idle_timeout_seconds
+        if request_deadline is None and self._park(conn, slot, idle_deadline):
+            # Parked before its first byte, task and parser unmade: a client with a
+            # request is back in one round of the loop; an idle socket costs nothing more.
+            self._slots.idle(slot)
+            return
         parser = RequestParser(limits.max_body_bytes, limits.max_header_bytes)
         try:
             await self._serve_requests(conn, slot, parser, request_deadline, idle_deadline)
@@ -212,11 +332,22 @@ class ConnectionHandler:
         parser: RequestParser,
         request_deadline: float | None,
         idle_deadline: float,
+        *,
+        readable: bool = False,
     ) -> None:
+        """Serve requests until the connection must close or is parked (`readable`: the
+        socket has data or EOF waiting, so it is not parked before reading)."""
         limits = self._limits
         while not self._draining.closing:
-            data = await self._receive(conn, slot, request_deadline, idle_deadline)
-            if data is None:
+            data = await self._receive(
+                conn, slot, request_deadline, idle_deadline, may_park=not readable
+            )
+            readable = False
+            if data is _PARK:
+                if self._park(conn, slot, idle_deadline):
+                    return
+                continue  # not parked after all (shutting down): wait here
+            if not isinstance(data, bytes):
                 return
             received = trio.current_time()
             if request_deadline is None:
@@ -260,12 +391,22 @@ class ConnectionHandler:
         await _linger(conn.stream)
 
     async def _receive(
-        self, conn: _Connection, slot: Slot, request_deadline: float | None, idle_deadline: float
-    ) -> bytes | None:
-        """The next bytes, or None when the connection must close (timeout, EOF, reclaimed)."""
+        self,
+        conn: _Connection,
+        slot: Slot,
+        request_deadline: float | None,
+        idle_deadline: float,
+        *,
+        may_park: bool = False,
+    ) -> bytes | _Park | None:
+        """The next bytes; None when the connection must close (timeout, EOF, reclaimed);
+        `_PARK` when it has been idle for PARK_AFTER_SECONDS and may be parked."""
         idle = request_deadline is None
         deadline = idle_deadline if request_deadline is None else request_deadline
-        with trio.move_on_at(deadline) as wait:
+        park_at = math.inf
+        if idle and may_park and self._parking is not None and conn.fd is not None:
+            park_at = trio.current_time() + PARK_AFTER_SECONDS
+        with trio.move_on_at(min(deadline, park_at)) as wait:
             if idle:
                 conn.idle_wait = wait
                 self._slots.idle(slot)
@@ -275,8 +416,11 @@ class ConnectionHandler:
                 raise _PeerGone(repr(exc)) from exc
             finally:
                 conn.idle_wait = None
-                self._slots.busy(slot)
+            self._slots.busy(slot)
             return bytes(data) if data else None  # b"": the peer closed
+        if not slot.reclaimed and park_at < deadline and trio.current_time() >= park_at:
+            return _PARK  # still idle, in its place in the reclaim order
+        self._slots.busy(slot)
         if slot.reclaimed:
             self._metrics.connections_reclaimed.labels(self._listener).inc()
             log_event(
