@@ -225,3 +225,25 @@ async def test_a_parked_and_resumed_connection_leaves_no_cycle(served: Served) -
     del client
     gc.collect()
     assert ours(gc.garbage) == []
+
+
+async def test_a_failure_over_a_parked_connection_ends_that_connection_only(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = await served.connect()
+    await wait_for(lambda: parked(served) == 1, "parked")
+    slots = served.handler._slots
+    busy = slots.busy
+
+    def busy_breaks_once(slot: object) -> None:  # what the resume calls first
+        monkeypatch.setattr(slots, "busy", busy)
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(slots, "busy", busy_breaks_once)
+    await broken.send_all(REQUEST)  # wakes it: its resume breaks
+    assert await closed_by_server(broken)
+    assert served.value("duisgw_internal_errors_total") == 1
+    assert served.value("duisgw_open_connections") == 0
+    fine = await served.connect()  # the watcher goes on
+    await wait_for(lambda: parked(served) == 1, "parked")
+    assert (await exchange(fine)).startswith(b"HTTP/1.1 200")

@@ -181,9 +181,9 @@ class ConnectionHandler:
             nursery.start_soon(self._guarded, conn, self._resume_serving)
 
         parking: IdleParking[_Connection] = IdleParking(
-            resume=resume,
-            expire=self._parked_expired,
-            discard=self._close_parked,
+            resume=self._bounded(resume),
+            expire=self._bounded(self._parked_expired),
+            discard=self._bounded(self._close_parked),
         )
         self._parking = parking
         try:
@@ -248,6 +248,31 @@ class ConnectionHandler:
                 with trio.move_on_after(CLOSE_TIMEOUT_SECONDS) as cleanup:
                     cleanup.shield = True
                     await _close(conn.stream)
+
+    def _bounded(self, action: Callable[[_Connection], None]) -> Callable[[_Connection], None]:
+        """A parked connection's crash boundary: what breaks ends it, not the watcher."""
+
+        def bounded(conn: _Connection) -> None:
+            try:
+                action(conn)
+            except Exception:
+                self._internal_errors.inc()
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "internal error",
+                    "internal error on a parked %(listener)s connection from %(peer)s",
+                    exc_info=True,
+                    listener=self._listener,
+                    peer=conn.peer.address,
+                )
+                conn.evict = None
+                self._end(conn)
+                if isinstance(conn.stream, trio.SocketStream):  # always, when parked
+                    with contextlib.suppress(OSError):
+                        conn.stream.socket.close()
+
+        return bounded
 
     def _end(self, conn: _Connection) -> None:
         if conn.slot is not None:
