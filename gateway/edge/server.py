@@ -230,16 +230,7 @@ class ConnectionHandler:
             )
         except Exception:
             # The boundary: whatever broke, it ends here, with this connection only.
-            self._internal_errors.inc()
-            log_event(
-                log,
-                logging.ERROR,
-                "internal error",
-                "internal error on a %(listener)s connection from %(peer)s",
-                exc_info=True,
-                listener=self._listener,
-                peer=conn.peer.address,
-            )
+            self._internal_error(conn)
             if not conn.responding:
                 await self._send_quietly(conn, 500, b"internal error (logged)\n")
         finally:
@@ -256,16 +247,7 @@ class ConnectionHandler:
             try:
                 action(conn)
             except Exception:
-                self._internal_errors.inc()
-                log_event(
-                    log,
-                    logging.ERROR,
-                    "internal error",
-                    "internal error on a parked %(listener)s connection from %(peer)s",
-                    exc_info=True,
-                    listener=self._listener,
-                    peer=conn.peer.address,
-                )
+                self._internal_error(conn)
                 conn.evict = None
                 self._end(conn)
                 if isinstance(conn.stream, trio.SocketStream):  # always, when parked
@@ -273,6 +255,19 @@ class ConnectionHandler:
                         conn.stream.socket.close()
 
         return bounded
+
+    def _internal_error(self, conn: _Connection) -> None:
+        """Logged once with the traceback being handled, and counted."""
+        self._internal_errors.inc()
+        log_event(
+            log,
+            logging.ERROR,
+            "internal error",
+            "internal error on a %(listener)s connection from %(peer)s",
+            exc_info=True,
+            listener=self._listener,
+            peer=conn.peer.address,
+        )
 
     def _end(self, conn: _Connection) -> None:
         if conn.slot is not None:
