@@ -116,21 +116,20 @@ class IdleParking(Generic[_T]):
             epoll.close()
 
     def _next_deadline(self) -> float:
-        deadlines, parked = self._deadlines, self._parked
-        while deadlines:
-            _deadline, sequence, fd = deadlines[0]
-            entry = parked.get(fd)
-            if entry is not None and entry[1] == sequence:
-                return deadlines[0][0]
-            heapq.heappop(deadlines)  # stale
-        return math.inf
+        deadlines = self._deadlines
+        while deadlines and not self._current(deadlines[0]):
+            heapq.heappop(deadlines)
+        return deadlines[0][0] if deadlines else math.inf
 
     def _expire_due(self, now: float) -> None:
-        deadlines, parked = self._deadlines, self._parked
+        deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
-            _deadline, sequence, fd = heapq.heappop(deadlines)
-            entry = parked.get(fd)
-            if entry is not None and entry[1] == sequence:
-                item = self.evict(fd)
-                if item is not None:
-                    self._expire(item)
+            entry = heapq.heappop(deadlines)
+            if self._current(entry) and (item := self.evict(entry[2])) is not None:
+                self._expire(item)
+
+    def _current(self, deadline_entry: tuple[float, int, int]) -> bool:
+        """False for a stale entry: its item was resumed or evicted (maybe parked anew)."""
+        _deadline, sequence, fd = deadline_entry
+        parked = self._parked.get(fd)
+        return parked is not None and parked[1] == sequence

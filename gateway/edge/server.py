@@ -289,7 +289,8 @@ class ConnectionHandler:
 
     def _evict_parked(self, conn: _Connection) -> None:
         """Reclaimed for a newcomer while parked (its slot is released already)."""
-        if self._parking is not None and self._parking.evict(conn.fd or -1) is conn:
+        assert conn.fd is not None  # only plain TCP is parked
+        if self._parking is not None and self._parking.evict(conn.fd) is conn:
             self._metrics.connections_reclaimed.labels(self._listener).inc()
             log_event(
                 log,
