@@ -254,6 +254,25 @@ def test_compare_judges_every_target(closed_report: Any) -> None:
     assert {row.verdict for row in rows} <= {"PASS", "MISS", "INFO", "not available: test"}
 
 
+def test_compare_says_when_the_worker_runs_did_unequal_asynchronous_work(
+    closed_report: Any,
+) -> None:
+    """A scaling ratio over runs whose life cycles did different work is flagged."""
+    closed = msgspec.convert(closed_report, LoadReport)
+    peers = [PeerRate("signxml verify alone", 300.0, 10, 0)]
+    floors = compare.Floors(1000.0, 200.0, 190.0, 230.0, peers)
+    one = msgspec.structs.replace(closed, deliveries_received=3, async_acknowledged=1_000)
+    same = msgspec.structs.replace(closed, deliveries_received=40, async_acknowledged=1_000)
+    more = msgspec.structs.replace(closed, deliveries_received=400, async_acknowledged=1_000)
+
+    def flagged(workers: LoadReport) -> list[str]:
+        rows = compare.targets(floors, one, None, workers, None)
+        return [row.measured for row in rows if "not the same work" in row.name]
+
+    assert flagged(more) == ["0% / 40%"]
+    assert flagged(same) == []
+
+
 def test_verifier_peers_verify_the_load_corpus() -> None:
     """Both peers accept every request of each mix: the comparison is on valid requests."""
     for mix in ("default", "cv8"):
