@@ -273,6 +273,16 @@ def test_compare_says_when_the_worker_runs_did_unequal_asynchronous_work(
     assert flagged(same) == []
 
 
+def test_bench_delivery_posts_through_both_clients() -> None:
+    rows = run_json(
+        "bench.bench_delivery", "--posts", "40", "--concurrency", "1", "4", "--rounds", "1"
+    )
+    assert [row["concurrency"] for row in rows] == [1, 4]
+    for row in rows:
+        assert row["httpx_us"] > 0 and row["poster_us"] > 0
+        assert row["ratio"] == pytest.approx(row["poster_us"] / row["httpx_us"])
+
+
 def test_verifier_peers_verify_the_load_corpus() -> None:
     """Both peers accept every request of each mix: the comparison is on valid requests."""
     for mix in ("default", "cv8"):

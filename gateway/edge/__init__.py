@@ -10,6 +10,7 @@ pipeline        the stage table's runner; screen: the thresholds stage;
 lifecycle       asynchronous jobs: journal, device, outbox
 device_alerts   device alerts (in replies, in estate link `alert` frames) to their Users
 delivery        POST to the Users' Receive Response URLs, in order, with retries
+                (poster: the HTTP/1.1 client it posts with)
 quarantine_ops  release, delete and expiry of held requests
 admin           the admin routes (admin_auth, admin_params, admin_replay,
                 admin_thresholds, admin_quarantine, admin_views, techspec_admin)
@@ -45,6 +46,7 @@ __all__ = [
     "log_format",
     "metrics",
     "pipeline",
+    "poster",
     "quarantine_ops",
     "screen",
     "server",

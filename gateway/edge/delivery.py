@@ -34,13 +34,13 @@ from collections import deque
 from contextlib import AsyncExitStack
 from typing import Final, Literal
 
-import httpx
 import msgspec
 import trio
 
 from gateway.core.config import DEV_INBOX_URL, DeliveryConfig
 from gateway.core.log_fields import log_event
 from gateway.edge.metrics import Metrics
+from gateway.edge.poster import BadTarget, Poster, PostFailed
 from gateway.stores.outbox import MAX_PURGE_ROWS
 from gateway.stores.outbox_sqlite import OutboxStoreError, StoredMessage
 from gateway.stores.outbox_store import OutboxStore
@@ -123,7 +123,7 @@ async def run_delivery(
     outbox: OutboxStore,
     config: DeliveryConfig | None = None,
     *,
-    client: httpx.AsyncClient | None = None,
+    poster: Poster | None = None,
     ssl_context: ssl.SSLContext | None = None,
     metrics: Metrics | None = None,
     rng: random.Random | None = None,
@@ -133,16 +133,17 @@ async def run_delivery(
     """Deliver everything pending in `outbox`, and whatever arrives, until cancelled.
 
     The outbox's writer must run for as long as this does (start this inside
-    `open_outbox`). `client` overrides the httpx client built from the config (then
-    its timeouts and limits are the caller's); `ssl_context` is for DCCKI mutual TLS.
+    `open_outbox`). `poster` overrides the HTTP client built here (gateway/edge/poster.py);
+    `ssl_context` is for DCCKI mutual TLS (None: the system's trust store).
     `dev_inbox` is where messages for the symbolic URL `dev-inbox` go (resolved at
     each attempt, so they follow the admin listener); None: they dead-letter.
     """
     config = config if config is not None else DeliveryConfig()
+    if poster is None:
+        poster = Poster(ssl_context=ssl_context, max_idle=config.max_concurrent_posts)
     async with AsyncExitStack() as stack:
-        if client is None:
-            client = await stack.enter_async_context(_client(config, ssl_context))
-        supervisor = _Supervisor(outbox, config, client, metrics, rng or random.Random(), dev_inbox)
+        stack.push_async_callback(poster.aclose)
+        supervisor = _Supervisor(outbox, config, poster, metrics, rng or random.Random(), dev_inbox)
         with outbox.watch(supervisor.wake_user):
             for user_id in outbox.users_with_pending():  # restart: resume in arrival order
                 supervisor.wake_user(user_id)
@@ -150,20 +151,6 @@ async def run_delivery(
                 nursery.start_soon(_purge_forever, outbox, config)
                 task_status.started()
                 await supervisor.supervise(nursery)
-
-
-def _client(config: DeliveryConfig, ssl_context: ssl.SSLContext | None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(config.request_timeout_seconds),
-        limits=httpx.Limits(
-            max_connections=config.max_concurrent_posts,
-            max_keepalive_connections=config.max_concurrent_posts,
-        ),
-        verify=ssl_context if ssl_context is not None else True,
-        follow_redirects=False,
-        # Proxies and certificates come from our config, never from the environment.
-        trust_env=False,
-    )
 
 
 async def _purge_forever(outbox: OutboxStore, config: DeliveryConfig) -> None:
@@ -188,7 +175,7 @@ class _Supervisor:
         self,
         outbox: OutboxStore,
         config: DeliveryConfig,
-        client: httpx.AsyncClient,
+        poster: Poster,
         metrics: Metrics | None,
         rng: random.Random,
         dev_inbox: DevInboxAddress | None,
@@ -196,7 +183,7 @@ class _Supervisor:
         self._outbox = outbox
         self._dev_inbox = dev_inbox
         self._config = config
-        self._client = client
+        self._poster = poster
         self._metrics = metrics
         self._rng = rng
         self._posts = trio.CapacityLimiter(config.max_concurrent_posts)
@@ -247,7 +234,7 @@ class _Supervisor:
         while True:
             async with self._posts:
                 attempt = await _post(
-                    self._client,
+                    self._poster,
                     message,
                     failures + 1,
                     self._config.request_timeout_seconds,
@@ -306,17 +293,16 @@ class _Supervisor:
 
 
 async def _post(
-    client: httpx.AsyncClient,
+    poster: Poster,
     message: StoredMessage,
     attempt: int,
     timeout_seconds: float,
     dev_inbox: DevInboxAddress | None,
 ) -> _Attempt:
-    """One POST; library exceptions become outcomes here, at the boundary.
+    """One POST; the client's exceptions become outcomes here, at the boundary.
 
-    httpx's timeouts apply per phase (a receiver trickling bytes resets the read
-    timeout); the deadline around the whole attempt bounds how long a slow or
-    hostile receiver can hold a connection slot.
+    The deadline around the whole attempt bounds how long a slow or hostile receiver
+    (one trickling bytes, one never answering) can hold a connection slot.
     """
     headers = {
         "Content-Type": message.content_type,
@@ -332,38 +318,25 @@ async def _post(
         headers["Authorization"] = f"Bearer {dev_inbox.token}"
     try:
         with trio.fail_after(timeout_seconds):
-            async with client.stream(
-                "POST", url, content=message.body, headers=headers
-            ) as response:
-                head = await _read_head(response)
+            answer = await poster.post(
+                url,
+                message.body,
+                headers,
+                head_bytes=MAX_ERROR_BODY_CHARS,
+                max_answer_bytes=MAX_RESPONSE_BYTES,
+            )
     except trio.TooSlowError:
         return _Attempt("retry", f"no complete answer within {timeout_seconds:g} s")
-    except httpx.UnsupportedProtocol as exc:  # a TransportError, but retrying cannot help
+    except BadTarget as exc:  # retrying cannot help
         return _Attempt("dead_letter", f"bad URL: {exc}")
-    except httpx.TimeoutException as exc:
-        return _Attempt("retry", f"timeout ({type(exc).__name__})")
-    except httpx.TransportError as exc:
-        return _Attempt("retry", f"{type(exc).__name__}: {exc}")
-    except httpx.InvalidURL as exc:
-        return _Attempt("dead_letter", f"bad URL: {exc}")
-    outcome = classify_status(response.status_code)
+    except PostFailed as exc:
+        return _Attempt("retry", str(exc))
+    outcome = classify_status(answer.status)
     if outcome == "delivered":
         return _Attempt("delivered", "")
-    text = head.decode("utf-8", "replace")
+    text = answer.head.decode("utf-8", "replace")
     return _Attempt(
         outcome,
-        f"HTTP {response.status_code}: {text}".rstrip(": "),
-        retry_after_seconds(response.headers.get("retry-after")),
+        f"HTTP {answer.status}: {text}".rstrip(": "),
+        retry_after_seconds(answer.retry_after),
     )
-
-
-async def _read_head(response: httpx.Response) -> bytes:
-    """The first bytes of the answer, for last_error; the rest is read and dropped
-    (up to a bound) so keep-alive can reuse the connection."""
-    head = bytearray()
-    async for chunk in response.aiter_raw():
-        if len(head) < MAX_ERROR_BODY_CHARS:
-            head += chunk[: MAX_ERROR_BODY_CHARS - len(head)]
-        if response.num_bytes_downloaded > MAX_RESPONSE_BYTES:
-            break  # a hostile receiver cannot make us read without limit
-    return bytes(head)
