@@ -283,6 +283,12 @@ def test_bench_delivery_posts_through_both_clients() -> None:
         assert row["ratio"] == pytest.approx(row["poster_us"] / row["httpx_us"])
 
 
+def test_bench_thread_hop_times_both_ways() -> None:
+    result = run_json("bench.bench_thread_hop", "--calls", "200", "--rounds", "1")
+    assert result["to_thread_us"] > 0 and result["writer_thread_us"] > 0
+    assert result["ratio"] == pytest.approx(result["writer_thread_us"] / result["to_thread_us"])
+
+
 def test_verifier_peers_verify_the_load_corpus() -> None:
     """Both peers accept every request of each mix: the comparison is on valid requests."""
     for mix in ("default", "cv8"):

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.core.answers import Answers
 from gateway.core.commands import device_command
-from gateway.core.device import DeviceReply
+from gateway.core.device import DeviceOutcome, DeviceReply
 from gateway.core.device_reply_check import checked_reply
 from gateway.core.log_fields import log_event
 from gateway.core.outcome import Refusal, Verified
@@ -282,9 +282,13 @@ class Lifecycle:
                 request_id.originator, response_message_id(request_id), outcome.body, "response"
             )
         )
+        # A device that answered is the ordinary case, and its response waits in the
+        # outbox: a line per request at INFO took 3.4% of the event loop's samples at
+        # 1,000 requests/s (py-spy, bench.load --instant-devices). One that did not is news.
+        ordinary = reply.outcome is DeviceOutcome.RESPONDED
         log_event(
             log,
-            logging.INFO,
+            logging.DEBUG if ordinary else logging.INFO,
             "stored for delivery",
             "request_id=%(request_id)s device=%(device)s outcome=%(outcome)s stored for delivery",
             request_id=str(request_id),

@@ -2,8 +2,9 @@
 
 `GroupCommit` queues each caller's item and has no task of its own: whoever needs a
 transaction while none is running becomes the writer. It takes what is queued (up
-to `max_batch`), hands the batch to `apply` in a worker thread (one thread on the
-connection at a time: a CapacityLimiter of 1), then settles every item before any
+to `max_batch`), hands the batch to `apply` in the store's one writer thread
+(gateway/stores/writer_thread.py: calls on the connection run there in order), then
+settles every item before any
 caller resumes, so no caller sees in-memory state older than its own write. While a
 batch is being written the others wait and then look again, so there is a writer as
 long as anyone waits, and nothing is orphaned when callers come and go.
@@ -34,6 +35,8 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 import trio
+
+from gateway.stores.writer_thread import WriterThread
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -74,6 +77,7 @@ class GroupCommit(Generic[T, R]):
         max_batch: int,
         queue_size: Callable[[], int],
         settled: Callable[[T, Settled[R]], None] | None = None,
+        name: str = "duisgw-group-commit",
     ) -> None:
         """`stopped_error(why)`: what a caller gets when the engine is not running;
         `batch_failed(exc)`: each caller's own error when `apply` raised (a fresh one
@@ -87,7 +91,7 @@ class GroupCommit(Generic[T, R]):
         self._max_batch = max_batch
         self._queue_size = queue_size
         self._settled = settled
-        self._limiter = trio.CapacityLimiter(1)
+        self._writer = WriterThread(name)
         self._queue: list[_Pending[T, R]] = []
         self._writing = False
         self._committing = 0
@@ -129,7 +133,7 @@ class GroupCommit(Generic[T, R]):
 
     async def run_alone(self, work: Callable[[], V]) -> V:
         """One blocking call on the connection, after any batch running now."""
-        return await trio.to_thread.run_sync(work, limiter=self._limiter)
+        return await self._writer.run_sync(work)
 
     async def flush(self) -> None:
         """Write until nothing is queued (cancelled callers' items too)."""
@@ -155,6 +159,7 @@ class GroupCommit(Generic[T, R]):
         if not self._writing:  # wake callers waiting for room or for their item
             self._written.set()
             self._written = trio.Event()
+        self._writer.close()  # its thread ends after what is queued (run_alone may follow)
         return drained
 
     async def _write_or_wait(self) -> None:
@@ -179,7 +184,7 @@ class GroupCommit(Generic[T, R]):
         try:
             # Not abandoned on cancel: once the thread runs, the batch completes and
             # every item in it is settled, whichever caller was cancelled.
-            outcomes = await trio.to_thread.run_sync(write, limiter=self._limiter)
+            outcomes = await self._writer.run_sync(write)
         except BaseException as exc:
             if not started:  # cancelled before the batch began: nothing decided
                 self._queue[:0] = batch
@@ -243,6 +248,7 @@ class SqlJournal:
             max_batch=max_batch,
             queue_size=lambda: queue_size,
             settled=_after_commit,
+            name=f"duisgw {what}"[:15],  # the OS keeps 15 characters of a thread's name
         )
 
     @property

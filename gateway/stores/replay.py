@@ -108,6 +108,7 @@ class SharedReplayGuard:
             max_batch=MAX_BATCH_ADMISSIONS,
             queue_size=lambda: MAX_QUEUED_ADMISSIONS,  # read at each call
             settled=self._learn,
+            name="duisgw replay",
         )
         self._commit.start()
         self._closed = False
