@@ -29,7 +29,7 @@ import trio
 from lxml import etree
 
 from gateway.core.clock import FixedClock
-from gateway.edge.log_format import CHATTY_LIBRARY_LOGGERS, JsonFormatter, configure_logging
+from gateway.edge.log_format import JsonFormatter
 from tests.harness import dccboxed_config, next_counter, running_gateway
 from tests.test_durability import free_port, start, write_config
 from tests.test_signature_hostile import CASES, NOW, ROLES_51, SUPPLIER, Case, make_env
@@ -334,30 +334,3 @@ def test_a_start_up_failure_is_a_json_line_too(tmp_path: Path) -> None:
     assert failure["level"] == "error" and failure["event"] == "config error"
     assert "not valid TOML" in failure["reason"]
     assert dt.datetime.fromisoformat(failure["time"].replace("Z", "+00:00")).tzinfo
-
-
-@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
-def test_httpx_request_lines_pass_only_at_debug(level: int) -> None:
-    """httpx writes a line per delivery POST at INFO; the daemon keeps only its warnings,
-    unless asked for DEBUG."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    library = [logging.getLogger(name) for name in CHATTY_LIBRARY_LOGGERS]
-    saved_levels = [logger.level for logger in library]
-    stream = io.StringIO()
-    root.handlers.clear()
-    try:
-        configure_logging("json", level, stream)
-        logging.getLogger("httpx").info('HTTP Request: POST http://receiver/ "HTTP/1.1 200 OK"')
-        logging.getLogger("httpx").warning("a library warning")
-        logging.getLogger("duisgw").info("the gateway's own line")
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        for logger, previous in zip(library, saved_levels, strict=True):
-            logger.setLevel(previous)
-    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
-    expected = ["a library warning", "the gateway's own line"]
-    if level == logging.DEBUG:
-        expected.insert(0, 'HTTP Request: POST http://receiver/ "HTTP/1.1 200 OK"')
-    assert events == expected

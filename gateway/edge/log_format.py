@@ -28,11 +28,6 @@ from gateway.core.log_fields import FIELDS_ATTR, record_event, record_fields
 LogFormat = Literal["json", "text"]
 LOG_FORMATS: Final[tuple[str, ...]] = get_args(LogFormat)
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# Libraries that write a line per HTTP exchange at INFO: httpx logs every delivery POST
-# ("HTTP Request: POST ... 200 OK"), without the message id, which the outbox and
-# duisgw_deliveries_total already record. Above DEBUG only their warnings pass: in
-# bench.load --workers 2 that line was 2.5% of a worker's event-loop samples (py-spy).
-CHATTY_LIBRARY_LOGGERS: Final = ("httpx", "httpcore")
 RESERVED_KEYS: Final = frozenset({"time", "level", "logger", "event", "exception"})
 
 _encoder = msgspec.json.Encoder(enc_hook=str)  # paths, enums, exceptions: their text
@@ -82,9 +77,6 @@ def configure_logging(log_format: LogFormat, level: int, stream: TextIO | None =
     if root.handlers:
         return
     root.setLevel(level)
-    if level > logging.DEBUG:
-        for name in CHATTY_LIBRARY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter_for(log_format))
     root.addHandler(handler)

@@ -4,6 +4,7 @@ Imports the core and the libraries below it, never the edge or the dev kit.
 
     sqlite          the one SQLite opener (0600, WAL, synchronous, busy timeout, schema)
     group_commit    the one group-commit engine; SqlJournal for savepointed operations
+    writer_thread   the one thread each engine's connection is used from, in order
     times           how journals store time
     replay          ReplayStore and SharedReplayGuard (replay_sqlite: its SQLite book)
     outbox          responses and alerts awaiting delivery, on SQLite (outbox_sqlite: its rows)
