@@ -134,7 +134,7 @@ async def run_delivery(
 
     The outbox's writer must run for as long as this does (start this inside
     `open_outbox`). `poster` overrides the HTTP client built here (gateway/edge/poster.py);
-    `ssl_context` is for DCCKI mutual TLS (None: the system's trust store).
+    `ssl_context` is for DCCKI mutual TLS (None: httpx's default trust, certifi's bundle).
     `dev_inbox` is where messages for the symbolic URL `dev-inbox` go (resolved at
     each attempt, so they follow the admin listener); None: they dead-letter.
     """

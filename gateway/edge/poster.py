@@ -11,10 +11,11 @@ connection is checked once, when it is taken. tests/test_poster.py checks both s
 against h11.
 
 Only what delivery needs: POST with a body over http or https (the given SSL context,
-or the system's trust as httpx builds it), keep-alive, answers framed by
-Content-Length, chunked or the connection's end, read up to a bound. No redirects,
-proxies, cookies, compression or HTTP/2. Deadlines are the caller's (`trio.fail_after`
-around `post`): a connection interrupted mid-exchange is closed, never reused.
+or httpx's default trust: certifi's bundle, never the environment's), keep-alive,
+answers framed by Content-Length, chunked or the connection's end, read up to a bound.
+No redirects, proxies, cookies, compression or HTTP/2. Deadlines are the caller's
+(`trio.fail_after` around `post`): a connection interrupted mid-exchange is closed,
+never reused.
 """
 
 from __future__ import annotations
@@ -259,7 +260,8 @@ class Poster:
             return _Connection(tcp, tcp.socket)
         context = self._ssl_context
         if context is None:
-            context = self._ssl_context = httpx.create_ssl_context()
+            # As delivery's httpx client had it (trust_env=False): no SSL_CERT_FILE.
+            context = self._ssl_context = httpx.create_ssl_context(trust_env=False)
         tls = trio.SSLStream(tcp, context, server_hostname=host, https_compatible=True)
         try:
             await tls.do_handshake()
