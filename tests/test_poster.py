@@ -18,7 +18,14 @@ import pytest
 import trio
 
 from gateway.devkit.devpki import generate_dev_pki
-from gateway.edge.poster import BadTarget, Poster, PostFailed, parse_target, request_bytes
+from gateway.edge.poster import (
+    MAX_HEAD_BYTES,
+    BadTarget,
+    Poster,
+    PostFailed,
+    parse_target,
+    request_bytes,
+)
 
 BODY = b"<sr:Response>" + b"x" * 3000 + b"</sr:Response>"
 HEADERS = {"Content-Type": "application/xml", "X-DUIS-Message-ID": "m-1", "X-DUIS-Sequence": "7"}
@@ -222,6 +229,16 @@ async def test_a_broken_answer_fails_the_post_for_a_retry(raw: bytes) -> None:
         base = await start(nursery, server)
         with pytest.raises(PostFailed):
             await post(poster, base)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_endless_head_fails_the_post_without_waiting_for_its_end() -> None:
+    endless = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * (MAX_HEAD_BYTES + 4096)
+    server = Server(answer=lambda n: (endless, False))  # and the connection stays open
+    async with trio.open_nursery() as nursery:
+        base = await start(nursery, server)
+        with pytest.raises(PostFailed, match="head"):
+            await post(Poster(), base)
         nursery.cancel_scope.cancel()
 
 
