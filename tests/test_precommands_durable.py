@@ -29,7 +29,7 @@ from parse_correlate.correlate import sign_pre_command
 from tests.harness import next_counter, response_code
 from tests.test_durability import free_port, start, write_config
 from tests.test_lifecycle_e2e import signed_pre_command_request
-from tests.test_workers import wait_ready
+from tests.test_workers import wait_ready, worker_ports
 
 SUP = "90-B3-D5-1F-30-01-00-00"
 ESME = "00-DB-12-34-56-78-90-A0"
@@ -146,9 +146,7 @@ async def test_kill_9_between_cv4_and_cv5_keeps_the_pre_command(
 async def test_with_two_workers_every_cv5_finds_its_pre_command(
     tmp_path: Path, shared_dir: Path
 ) -> None:
-    duis, admin = free_port(), free_port()
-    while admin + 1 == duis:
-        admin = free_port()
+    duis, admin = worker_ports()
     config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--workers", "2"],

@@ -18,9 +18,9 @@ import httpx
 from gateway.devkit.client import sign_request
 from gateway.edge.admin_auth import read_admin_token
 from tests.harness import next_counter, response_code
-from tests.test_durability import free_port, write_config
+from tests.test_durability import write_config
 from tests.test_thresholds_redis import REDIS_URL
-from tests.test_workers import wait_ready
+from tests.test_workers import wait_ready, worker_ports
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
 LIMIT, BATCH, PROCESSES = 20, 4, 2
@@ -29,9 +29,7 @@ LIMIT, BATCH, PROCESSES = 20, 4, 2
 async def test_burst_over_two_workers_is_held_within_the_bound(
     tmp_path: Path, shared_dir: Path, redis_available: None
 ) -> None:
-    duis, admin = free_port(), free_port()
-    while admin + 1 == duis:
-        admin = free_port()
+    duis, admin = worker_ports()
     config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
     rules = tmp_path / "rules.toml"
     rules.write_text(

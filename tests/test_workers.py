@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -33,11 +34,24 @@ async def wait_ready(admin_ports: list[int], process: subprocess.Popen[bytes]) -
 
 
 def worker_ports() -> tuple[int, int]:
-    """A free DUIS port and admin port for two workers (admin.port + 1 free and apart)."""
-    duis, admin = free_port(), free_port()
-    while duis in (admin, admin + 1):
-        duis = free_port()
-    return duis, admin
+    """A free DUIS port and admin port for two workers (admin.port + 1 free and apart).
+
+    admin + 1 is checked by binding it: the suite's parallel tests hold ephemeral ports
+    of their own, and a second worker that cannot bind its admin port never gets ready.
+    """
+    while True:
+        duis, admin = free_port(), free_port()
+        if duis not in (admin, admin + 1) and _bindable(admin + 1):
+            return duis, admin
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def start_workers(config: Path) -> subprocess.Popen[bytes]:
