@@ -289,6 +289,26 @@ def test_bench_thread_hop_times_both_ways() -> None:
     assert result["ratio"] == pytest.approx(result["writer_thread_us"] / result["to_thread_us"])
 
 
+def test_compare_summarises_repeated_runs_by_median_and_passes() -> None:
+    def row(name: str, ratio: float | None, verdict: str, measured: str) -> compare.Target:
+        return compare.Target(name, measured, "t", ratio, verdict)
+
+    runs = [
+        [row("throughput", 0.20, "MISS", "1,300"), row("p99 at 650/s", 2.0, "MISS", "10.0")],
+        [row("throughput", 0.25, "MISS", "1,600"), row("p99 at 800/s", 0.9, "PASS", "4.5")],
+        [
+            row("throughput", 0.19, "MISS", "1,250"),
+            row("p99 at 1,250/s", 1.1, "MISS", "5.5"),
+            row("not the same work", None, "INFO", "0% / 40%"),
+        ],
+    ]
+    lines = {line.split("  ")[0].strip(): line for line in compare.summary_table(runs).splitlines()}
+    assert "0.20 (0.19..0.25)" in lines["throughput"] and " 0/3 " in lines["throughput"]
+    p99 = lines["p99 at #/s"]  # the rate in a row's name differs between runs
+    assert "1.10 (0.90..2.00)" in p99 and " 1/3 " in p99 and p99.endswith("10.0, 4.5, 5.5")
+    assert lines["not the same work"].endswith("0% / 40%")
+
+
 def test_verifier_peers_verify_the_load_corpus() -> None:
     """Both peers accept every request of each mix: the comparison is on valid requests."""
     for mix in ("default", "cv8"):
