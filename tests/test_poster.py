@@ -20,6 +20,7 @@ import trio
 from gateway.devkit.devpki import generate_dev_pki
 from gateway.edge.poster import (
     MAX_HEAD_BYTES,
+    Answer,
     BadTarget,
     Poster,
     PostFailed,
@@ -33,7 +34,7 @@ HEAD_BYTES = 200
 MAX_ANSWER = 64 * 1024
 
 # One answer: raw bytes to write, and whether the server closes the connection after.
-Answer = tuple[bytes, bool]
+Scripted = tuple[bytes, bool]
 
 
 def h11_answer(
@@ -64,7 +65,7 @@ def h11_answer(
 class Server:
     """Parses each request with h11 and answers `answer(n)` for the n-th (from 1)."""
 
-    answer: Callable[[int], Answer] = lambda n: (h11_answer(), False)
+    answer: Callable[[int], Scripted] = lambda n: (h11_answer(), False)
     requests: list[tuple[h11.Request, bytes]] = field(default_factory=list)
     connections: int = 0
     port: int = 0
@@ -129,6 +130,17 @@ async def post(poster: Poster, url: str, body: bytes = BODY):  # type: ignore[no
         )
 
 
+async def two_posts(server: Server) -> tuple[Answer, Answer, Poster]:
+    """Two POSTs in turn through one poster to `server`."""
+    poster = Poster()
+    async with trio.open_nursery() as nursery:
+        base = await start(nursery, server)
+        first = await post(poster, base)
+        second = await post(poster, base)
+        nursery.cancel_scope.cancel()
+    return first, second, poster
+
+
 async def test_requests_parse_as_h11_reads_them_and_one_connection_carries_them_all() -> None:
     server = Server()
     poster = Poster()
@@ -174,13 +186,7 @@ async def test_an_answer_ended_by_the_connection_and_an_interim_100_are_read() -
         1: (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it", True),  # EOF-framed
         2: (b"HTTP/1.1 100 Continue\r\n\r\n" + h11_answer(201), False),
     }
-    server = Server(answer=lambda n: answers[n])
-    poster = Poster()
-    async with trio.open_nursery() as nursery:
-        base = await start(nursery, server)
-        first = await post(poster, base)
-        second = await post(poster, base)
-        nursery.cancel_scope.cancel()
+    first, second, poster = await two_posts(Server(answer=lambda n: answers[n]))
     assert (first.status, first.head) == (200, b"all of it")
     assert second.status == 201
     assert poster.connections_opened == 2  # the first was closed by the receiver
@@ -202,13 +208,7 @@ async def test_a_connection_the_receiver_closed_while_idle_is_not_reused() -> No
 
 async def test_an_endless_answer_is_cut_at_the_bound_and_its_connection_closed() -> None:
     huge = h11_answer(500, b"z" * (MAX_ANSWER * 4))
-    server = Server(answer=lambda n: (huge, False))
-    poster = Poster()
-    async with trio.open_nursery() as nursery:
-        base = await start(nursery, server)
-        answer = await post(poster, base)
-        again = await post(poster, base)
-        nursery.cancel_scope.cancel()
+    answer, again, poster = await two_posts(Server(answer=lambda n: (huge, False)))
     assert answer.status == 500 and answer.head == b"z" * HEAD_BYTES
     assert again.status == 500
     assert poster.connections_opened == 2  # never reused mid-answer

@@ -21,6 +21,7 @@ never reused.
 from __future__ import annotations
 
 import base64
+import functools
 import ssl
 import time
 import urllib.parse
@@ -70,6 +71,8 @@ class _Target(msgspec.Struct, frozen=True):
     request_line: bytes  # "POST /path HTTP/1.1\r\nHost: ...\r\n" and fixed headers
 
 
+# A User's URL is parsed once, not per delivery (bounded: recently used URLs).
+@functools.lru_cache(maxsize=1024)
 def parse_target(url: str) -> _Target:
     """The origin and the request's first lines; BadTarget for what cannot be sent."""
     try:
