@@ -85,6 +85,9 @@ class Floors(msgspec.Struct):
     cv1_floor_us: float
     cv8_floor_us: float
     peers: list[verifier_peers.PeerRate]
+    # bench.hotpath's "(whole)" row: the checks as the pipeline calls them, fresh parse,
+    # one request over and over (0: not measured). The summed rows above reuse one tree.
+    checks_isolated_us: float = 0.0
 
     @property
     def stage_floor_per_second(self) -> float:
@@ -114,7 +117,7 @@ def compare(base: LoadOptions, mix: str, seconds: float) -> Comparison:
     server_core, connections = base.server_core, base.connections
     raw = raw_verify_rate(server_core)
     print(f"raw P-256 verify on core {server_core}: {raw:,.0f}/s", file=sys.stderr)
-    cv1_us, cv8_us = stage_floors(server_core)
+    cv1_us, cv8_us, checks_us = stage_floors(server_core)
     peers = verifier_peers.measure(mix, PEER_SAMPLE, server_core).peers
     for peer in peers:
         print(f"peer {peer.name}: {peer.per_second:,.0f}/s", file=sys.stderr)
@@ -152,6 +155,7 @@ def compare(base: LoadOptions, mix: str, seconds: float) -> Comparison:
         cv1_floor_us=cv1_us,
         cv8_floor_us=cv8_us,
         peers=peers,
+        checks_isolated_us=checks_us,
     )
     return Comparison(
         mix=mix,
@@ -173,8 +177,9 @@ def measured_async_share(report: LoadReport) -> float:
     return report.duis_codes.get("I99", 0) / answered if answered else 0.0
 
 
-def stage_floors(core: int) -> tuple[float, float]:
-    """(CV 1, CV 8) summed stage costs in µs, bench.hotpath's rows, on `core`."""
+def stage_floors(core: int) -> tuple[float, float, float]:
+    """(CV 1, CV 8) summed stage costs in µs, bench.hotpath's rows, on `core`; and its
+    whole-checks row (RequestChecks.verify as the pipeline calls it)."""
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {core})
     try:
@@ -184,7 +189,7 @@ def stage_floors(core: int) -> tuple[float, float]:
     us = {row.stage: row.us_per_call for row in report.rows}
     cv1 = report.summed_us
     cv8 = cv1 - sum(us[name] for name in CV1_ONLY_ROWS) + sum(us[name] for name in CV8_ONLY_ROWS)
-    return cv1, cv8
+    return cv1, cv8, us[hotpath.WHOLE_CHECKS_ROW]
 
 
 def raw_verify_rate(core: int) -> float:
@@ -256,6 +261,7 @@ def targets(
             "INFO",
         ),
     ]
+    rows.extend(_checks_in_place(floors, closed))
     for peer in floors.peers:
         rows.append(
             _judge(
@@ -357,6 +363,24 @@ def _unequal_work(closed: LoadReport, workers: LoadReport) -> list[Target]:
             f"{one:.0%} / {two:.0%}",
             "(1 worker / 2; see --instant-devices)",
             None,
+            "INFO",
+        )
+    ]
+
+
+def _checks_in_place(floors: Floors, closed: LoadReport) -> list[Target]:
+    """The checks' CPU as the gateway timed it under load, against the same checks alone:
+    how much of the gap to the floor is the stages themselves costing more in place."""
+    in_place, alone = closed.checks_cpu_per_request_us, floors.checks_isolated_us
+    if not in_place or not alone:
+        return []
+    rest = closed.server_cpu_per_request_us - in_place
+    return [
+        Target(
+            "  request checks in the gateway (us/req)",
+            f"{in_place:,.0f}",
+            f"(alone {alone:.0f} us; the rest {rest:,.0f} us)",
+            in_place / alone,
             "INFO",
         )
     ]

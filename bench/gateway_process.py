@@ -35,6 +35,7 @@ READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0  # above the gateway's default drain_timeout_seconds (10)
 LOG_TAIL_BYTES = 3000
 SERVER_HISTOGRAM = "duisgw_request_seconds"  # gateway/edge/metrics.py: request in -> answer ready
+CHECKS_CPU = "duisgw_checks_cpu_seconds"  # the same: CPU in each request's checks
 
 
 class GatewayFailed(Exception):
@@ -168,6 +169,12 @@ class GatewayProcess:
                 key = math.inf if bound == "+Inf" else float(bound)
                 buckets[key] = buckets.get(key, 0.0) + float(value)
         return buckets
+
+    def checks_cpu(self) -> tuple[float, float]:
+        """(CPU seconds, requests) the gateway's serving threads spent in the request
+        checks so far, summed over workers (gateway/edge/metrics.py `checks_cpu`)."""
+        found = self.counters((CHECKS_CPU + "_sum", CHECKS_CPU + "_count"))
+        return found.get(CHECKS_CPU + "_sum", 0.0), found.get(CHECKS_CPU + "_count", 0.0)
 
     def rss_mb(self) -> float:
         """The gateway's resident memory (its first process), from /proc."""

@@ -120,6 +120,7 @@ def fixture(template: str, state_dir: Path) -> tuple[Loaded, bytes, str]:
 
 
 Stages = dict[str, tuple[Callable[[], object], bool]]
+WHOLE_CHECKS_ROW = "(whole) RequestChecks.verify, fresh parse per call"
 
 
 def stages(state: Loaded, signed: bytes, path: str) -> Stages:
@@ -241,7 +242,7 @@ def stages(state: Loaded, signed: bytes, path: str) -> Stages:
     }
     table["thresholds (memory store, 3 windows)"] = (threshold_check, True)
     checks = RequestChecks(state.versions, state.schemas, SystemClock())
-    table["(whole) RequestChecks.verify, fresh parse per call"] = (
+    table[WHOLE_CHECKS_ROW] = (
         lambda: checks.verify(signed, snapshot.certstore),
         False,
     )

@@ -137,6 +137,9 @@ class LoadReport(msgspec.Struct):
     deliveries_received: int | None = None
     distinct_messages_received: int | None = None
     async_acknowledged: int = 0  # I99 answers over the whole run, warm-up included
+    # The serving threads' CPU in the request checks (RequestChecks.verify), per request
+    # checked in the measured window: the part of server_cpu_per_request_us the checks took.
+    checks_cpu_per_request_us: float = 0.0
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -307,6 +310,7 @@ def _drive(
         measured = [s[warm:] for s in corpus.slots]
         server_cpu, client_cpu = gateway.cpu_seconds(), time.process_time()
         buckets = gateway.latency_buckets()
+        checks_cpu = gateway.checks_cpu()
         if options.mode == "open":
             assert options.rate is not None
             tally = trio.run(open_loop, address, measured, contexts, options.rate)
@@ -315,6 +319,8 @@ def _drive(
         server_cpu = gateway.cpu_seconds() - server_cpu
         client_cpu = time.process_time() - client_cpu
         after = gateway.latency_buckets()
+        checks_after = gateway.checks_cpu()
+        checks_seconds, checked = checks_after[0] - checks_cpu[0], checks_after[1] - checks_cpu[1]
         server_buckets = {bound: after[bound] - buckets.get(bound, 0.0) for bound in after}
     finally:
         os.sched_setaffinity(0, previous)
@@ -333,6 +339,7 @@ def _drive(
     report.estate = options.estate
     report.async_acknowledged = warming.codes["I99"] + tally.codes["I99"]
     report.server_timed_p99_ms = bucket_percentile(server_buckets, 0.99) * 1000
+    report.checks_cpu_per_request_us = checks_seconds / checked * 1e6 if checked else 0.0
     return report
 
 
@@ -410,6 +417,7 @@ def format_report(r: LoadReport) -> str:
         f"({r.server_cpu_per_request_us:.0f} us/request), client {r.client_cpu_seconds:.2f}"
         + (f", estate {r.estate_cpu_seconds:.2f}" if r.estate == "network" else "")
         + (f", receiver {r.receiver_cpu_seconds:.2f}" if r.receiver == "external" else ""),
+        f"checks CPU      {r.checks_cpu_per_request_us:.0f} us/request (the gateway's own timing)",
         f"estate          {r.estate}"
         + (" (duisgw estate serve, on the client's core)" if r.estate == "network" else ""),
         f"receiver        {receiver_line(r)}",

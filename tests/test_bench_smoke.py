@@ -100,6 +100,8 @@ def assert_answered_as_expected(report: Any, measured: int) -> None:
 def test_closed_loop_answers_every_request(closed_report: Any) -> None:
     assert_answered_as_expected(closed_report, 200 - 2 * 5)
     assert closed_report["mode"] == "closed"
+    # The gateway's own timing of its checks reached the report (its /metrics, by worker).
+    assert closed_report["checks_cpu_per_request_us"] > 0
 
 
 def test_open_loop_answers_every_request() -> None:
@@ -511,3 +513,21 @@ def test_rtds_templates_exits_2_with_the_reason(
     monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
     assert rtds_templates.main([]) == 2
     assert "npm is not installed" in capsys.readouterr().err
+
+
+def test_compare_sets_the_checks_in_the_gateway_against_the_checks_alone(
+    closed_report: Any,
+) -> None:
+    """The row says how much more the checks cost inside the loaded gateway, and what
+    the rest of each request's CPU was; without the gateway's timing there is no row."""
+    closed = msgspec.convert(closed_report, LoadReport)
+    peers = [PeerRate("signxml verify alone", 300.0, 10, 0)]
+    floors = compare.Floors(1000.0, 200.0, 190.0, 230.0, peers, checks_isolated_us=150.0)
+    timed = msgspec.structs.replace(
+        closed, checks_cpu_per_request_us=240.0, server_cpu_per_request_us=600.0
+    )
+    rows = [r for r in compare.targets(floors, timed, None, None, None) if "checks" in r.name]
+    assert [(r.measured, r.ratio, r.verdict) for r in rows] == [("240", 1.6, "INFO")]
+    assert "alone 150 us" in rows[0].threshold and "the rest 360 us" in rows[0].threshold
+    untimed = msgspec.structs.replace(closed, checks_cpu_per_request_us=0.0)
+    assert not [r for r in compare.targets(floors, untimed, None, None, None) if "checks" in r.name]

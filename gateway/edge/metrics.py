@@ -7,7 +7,7 @@ User ID. The registry is injectable so tests get a fresh one.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 # Commands wait for a Communications Hub for seconds to many minutes under overload.
@@ -48,6 +48,13 @@ class Metrics:
             "Time from complete request to response bytes, by endpoint",
             ("endpoint",),
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # The checks' own CPU in the serving thread, beside what the request costs in all
+        # (process CPU): bench.compare sets it against the same checks timed in isolation.
+        self.checks_cpu = Summary(
+            "duisgw_checks_cpu_seconds",
+            "CPU time of the serving thread in each request's checks (ingest to body)",
             registry=r,
         )
         self.gc_pause = Histogram(
