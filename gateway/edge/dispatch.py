@@ -25,6 +25,7 @@ from gateway.core.log_fields import log_event
 from gateway.core.outcome import Acknowledge, Outcome, Verified
 from gateway.core.snapshot import Snapshot
 from gateway.edge.local_delivery import LocalDelivery
+from gateway.edge.stage_batch import StageBatch
 from gateway.edge.techspec_dispatch import TechspecDispatch
 from gateway.edge.transport import DeviceTransport, QueueFull
 from mmc.identifiers import RequestId
@@ -62,6 +63,7 @@ class Dispatcher:
         self._submit_async = submit_async
         self._local = local
         self._techspec = techspec
+        self._signing = StageBatch()
 
     async def dispatch(self, request: Verified, snapshot: Snapshot) -> Outcome:
         """The answer; `Acknowledge` (E11) when no command can be built for the request,
@@ -82,7 +84,10 @@ class Dispatcher:
                     snapshot.inventory,
                     tables=None if techspec is None else techspec.tables,
                 )
-            return self._answers.response(request, answer.code, answer.content)
+            # Signed with the other answers of the round (gateway/edge/stage_batch.py).
+            return await self._signing.run(
+                self._answers.response, request, answer.code, answer.content
+            )
         if mode is AnswerMode.TRANSFORM and techspec is not None:
             refused = techspec.commissioning(request, snapshot.inventory)
             if refused is not None:  # no Pre-Command: a SignedPreCommand for it gets E12
