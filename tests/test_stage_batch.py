@@ -7,10 +7,18 @@ handed to the wrong caller would answer one User with another's outcome.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
 import trio
 import trio.testing
 
+from gateway.core.stages import RequestChecks
 from gateway.edge.stage_batch import StageBatch
+from tests.harness import default_config, next_counter, response_code, running_gateway
+
+INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
 
 
 class Boom(Exception):
@@ -134,3 +142,45 @@ async def test_an_unexpected_error_reaches_only_its_caller() -> None:
             nursery.start_soon(run, "fine", lambda: 7)
     assert isinstance(outcomes["bug"], KeyError)
     assert outcomes["fine"] == 7
+
+
+async def test_a_bug_in_one_requests_checks_answers_only_that_request_500(
+    tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests checked in one batch: the one whose checks raise unexpectedly gets the
+    crash boundary's 500, every other gets its own answer."""
+    counters = [next_counter() for _ in range(6)]
+    poisoned = str(counters[3]).encode()
+    verify = RequestChecks.verify
+
+    def buggy(self: RequestChecks, raw: bytes, *args: Any, **kwargs: Any) -> Any:
+        if poisoned in raw:
+            raise RuntimeError("a bug in the checks")
+        return verify(self, raw, *args, **kwargs)
+
+    monkeypatch.setattr(RequestChecks, "verify", buggy)
+    xml = (shared_dir / INVENTORY).read_bytes()
+    statuses: dict[int, tuple[int, str]] = {}
+    async with running_gateway(default_config(tmp_path), [tmp_path / "pki"]) as gw:
+
+        async def send(counter: int) -> None:
+            answer = await gw.send(xml, counter=counter)
+            code = response_code(answer.content) if answer.status_code == 200 else ""
+            statuses[counter] = (answer.status_code, code)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for counter in counters:
+                    nursery.start_soon(send, counter)
+        assert (
+            gw.metrics.registry.get_sample_value(
+                "duisgw_internal_errors_total", {"listener": "duis"}
+            )
+            == 1
+        )
+    assert statuses.pop(counters[3]) == (500, "")
+    # The rest are answered as DUIS says: in arrival order, a counter below one already
+    # admitted is a replay (E1).
+    assert {status for status, _ in statuses.values()} == {200}
+    assert {code for _, code in statuses.values()} <= {"I0", "E1"}
+    assert statuses[max(statuses)] == (200, "I0")
