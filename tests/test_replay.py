@@ -582,7 +582,9 @@ class Worker:
         assert await self.process.wait() == 0
 
     def accepted(self) -> list[tuple[str, int, int]]:
-        lines = self.output.decode().splitlines()[1:]
+        # A worker killed mid-write leaves a partial last line: not a report.
+        text = self.output.decode()
+        lines = text[: text.rfind("\n") + 1].splitlines()[1:]
         return [(o, int(c), int(v)) for o, c, v in (line.split() for line in lines)]
 
 
