@@ -86,7 +86,8 @@ class Floors(msgspec.Struct):
     cv8_floor_us: float
     peers: list[verifier_peers.PeerRate]
     # bench.hotpath's "(whole)" row: the checks as the pipeline calls them, fresh parse,
-    # one request over and over (0: not measured). The summed rows above reuse one tree.
+    # its one template (a CV 1 request, whatever the mix) over and over (0: not
+    # measured). The summed rows above reuse one tree.
     checks_isolated_us: float = 0.0
 
     @property
