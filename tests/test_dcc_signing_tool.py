@@ -70,18 +70,20 @@ def tool_signed(tool: tuple[str, Path], files: list[Path]) -> dict[str, bytes]:
     with ThreadPoolExecutor(max_workers=2) as pool:
         signed = dict(pool.map(sign, files))
     # The tool's counter comes from the clock: two signing at the same instant can get
-    # the same one (a suite run on 2026-12-03 got 25 counters for 26 files). Such a
-    # file is signed again, alone.
-    seen: set[str] = set()
+    # the same one (a suite run on 2026-12-03 got 25 counters for 26 files), and the
+    # replay rule is per originator whatever the target (a run on 2026-12-04 got E1 for
+    # two targets of one originator on one counter). Such a file is signed again, alone.
+    seen: set[tuple[str, int]] = set()
     for path in files:
-        while (request_id := request_id_of(signed[path.name])) in seen:
+        while (counter := originator_counter(signed[path.name])) in seen:
             signed[path.name] = sign(path)[1]
-        seen.add(request_id)
+        seen.add(counter)
     return signed
 
 
-def request_id_of(document: bytes) -> str:
-    return str(decode_header(parse_xml(document)).request_id)
+def originator_counter(document: bytes) -> tuple[str, int]:
+    request_id = decode_header(parse_xml(document)).request_id
+    return request_id.originator, request_id.counter
 
 
 async def test_the_dcc_tool_s_requests_get_their_answers_and_our_responses_pass_its_check(
@@ -91,8 +93,8 @@ async def test_the_dcc_tool_s_requests_get_their_answers_and_our_responses_pass_
     assert len(files) >= 26  # every sample of a served version
     signed = await trio.to_thread.run_sync(tool_signed, tool, files)
     headers = {name: decode_header(parse_xml(document)) for name, document in signed.items()}
-    ids = [str(header.request_id) for header in headers.values()]
-    assert len(set(ids)) == len(ids)  # the tool gives each a fresh counter
+    ids = [(h.request_id.originator, h.request_id.counter) for h in headers.values()]
+    assert len(set(ids)) == len(ids)  # a fresh counter for each, per originator
     # Signed two at a time: sent in counter order, as one User's counters must rise.
     files.sort(key=lambda p: headers[p.name].request_id.counter)
     answers: dict[str, bytes] = {}
