@@ -31,6 +31,11 @@ def settings(deployment: RedisSentinelProcesses) -> SharedRedisConfig:
         key_prefix="sentinel",
         durability="everysec",  # an acknowledgement waits for the replica too
         wait_replicas=1,
+        # Above the default 500 ms: a CI run on 2026-12-04, the machine loaded, saw the
+        # replica, back and in sync, miss 500 ms for a consuming admission, which is not
+        # retried here (the allowance may already be spent).
+        wait_timeout_ms=3000,
+        stream_timeout_seconds=5,
     )
 
 

@@ -32,6 +32,12 @@ def test_config_refuses_incomplete_deployments() -> None:
         msgspec.convert({"redis": {"mode": "cluster"}}, StateConfig)
     with pytest.raises(msgspec.ValidationError, match="wait_replicas"):
         msgspec.convert({"redis": {"durability": "everysec"}}, StateConfig)
+    # A WAIT longer than the client's read timeout would end as a client timeout.
+    everysec = {"durability": "everysec", "wait_replicas": 1, "wait_timeout_ms": 2000}
+    with pytest.raises(msgspec.ValidationError, match="below stream_timeout_seconds"):
+        msgspec.convert({"redis": everysec}, StateConfig)
+    reads = {**everysec, "stream_timeout_seconds": 3}
+    assert msgspec.convert({"redis": reads}, StateConfig).redis.wait_timeout_ms == 2000
     assert StateConfig().backend == "sqlite"  # the embedded default needs no Redis
 
 
@@ -74,7 +80,11 @@ async def test_a_replica_confirms_the_write(redis_server: RedisProcess, tmp_path
     replica.start()
     try:
         settings = SharedRedisConfig(
-            url=redis_server.url, durability="everysec", wait_replicas=1, wait_timeout_ms=5000
+            url=redis_server.url,
+            durability="everysec",
+            wait_replicas=1,
+            wait_timeout_ms=5000,
+            stream_timeout_seconds=6,
         )
         async with open_shared_redis(settings) as shared:
             await shared.durable(shared.client.set(shared.keys.of("t", "z"), b"1"))

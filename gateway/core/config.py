@@ -295,6 +295,13 @@ class SharedRedisConfig(Base, frozen=True, kw_only=True):
             raise ValueError('mode "cluster" needs cluster_nodes = ["host:port", ...]')
         if self.durability == "everysec" and self.wait_replicas == 0:
             raise ValueError('durability "everysec" needs wait_replicas >= 1 (WAIT for them)')
+        if self.wait_replicas and self.wait_timeout_ms >= self.stream_timeout_seconds * 1000:
+            # The client stops reading after stream_timeout_seconds: a longer WAIT would end
+            # as a client timeout, never as the replicas' count.
+            raise ValueError(
+                f"wait_timeout_ms ({self.wait_timeout_ms}) must be below "
+                f"stream_timeout_seconds ({self.stream_timeout_seconds:g} s)"
+            )
 
 
 class StreamsConfig(Base, frozen=True, kw_only=True):
