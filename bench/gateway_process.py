@@ -151,8 +151,7 @@ class GatewayProcess:
             return None
 
     def log_tail(self) -> str:
-        data = self.log_path.read_bytes() if self.log_path.exists() else b""
-        return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+        return _log_tail(self.log_path)
 
     def latency_buckets(self) -> dict[float, float]:
         """The gateway's own request-latency histogram (cumulative counts by upper bound),
@@ -390,6 +389,9 @@ class EstateProcess:
     def cpu_seconds(self) -> float:
         return _cpu(self.process.pid)
 
+    def log_tail(self) -> str:
+        return _log_tail(self.log_path)
+
 
 class ReceiverProcess:
     """`python -m bench.receiver` beside the gateway: the Users' Receive Response endpoint
@@ -434,6 +436,14 @@ class ReceiverProcess:
 
     def cpu_seconds(self) -> float:
         return _cpu(self.process.pid)
+
+    def log_tail(self) -> str:
+        return _log_tail(self.log_path)
+
+
+def _log_tail(path: Path) -> str:
+    data = path.read_bytes() if path.exists() else b""
+    return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
 
 
 def _wait_listening(process: subprocess.Popen[bytes], port: int, log_path: Path, name: str) -> None:

@@ -130,6 +130,9 @@ class LoadReport(msgspec.Struct):
     server_timed_p99_ms: float = 0.0
     estate: str = "embedded"
     estate_cpu_seconds: float = 0.0  # `duisgw estate serve`, when the estate is out of process
+    # Its exit status if it ended on its own before the run did (None: it ran to the end,
+    # or none ran): the gateway's commands would then have waited for an estate gone.
+    estate_early_exit: int | None = None
     receiver: str = "inbox"  # "inbox", "external" (bench.receiver) or the --response-url
     receiver_cpu_seconds: float = 0.0  # bench.receiver over the measured window
     # Deliveries bench.receiver answered 200 over the whole run (warm-up and the gateway's
@@ -223,14 +226,19 @@ def run(options: LoadOptions) -> LoadReport:
                 report.estate_cpu_seconds = estate.cpu_seconds() - estate_cpu
             if receiver is not None:
                 report.receiver_cpu_seconds = receiver.cpu_seconds() - receiver_cpu
-                settle(receiver, report.async_acknowledged, options.settle_seconds)
+                settled = settle(receiver, report.async_acknowledged, options.settle_seconds)
+                if not settled and options.settle_seconds:
+                    keep = True
+                    print(short_delivery(receiver, report, gateway, estate), file=sys.stderr)
         finally:
             report_exit = gateway.stop()
+            estate_early = estate.process.poll() if estate is not None else None
             if estate is not None:
                 estate.stop()
             # Keep a log worth reading; one that never got ready is in GatewayFailed.
-            keep = keep or (ready and report_exit != 0)
+            keep = keep or (ready and (report_exit != 0 or estate_early is not None))
         report.server_exit_code = report_exit
+        report.estate_early_exit = estate_early
         report.receiver = (
             options.receiver if receiver is not None else options.response_url or "inbox"
         )
@@ -249,11 +257,36 @@ def run(options: LoadOptions) -> LoadReport:
             shutil.rmtree(state, ignore_errors=True)
 
 
-def settle(receiver: ReceiverProcess, expected: int, seconds: float) -> None:
-    """Until the receiver holds `expected` distinct messages, for at most `seconds`."""
+def settle(receiver: ReceiverProcess, expected: int, seconds: float) -> bool:
+    """Until the receiver holds `expected` distinct messages, for at most `seconds`;
+    whether it got there."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and receiver.stats().distinct_messages < expected:
+    while receiver.stats().distinct_messages < expected:
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
+    return True
+
+
+def short_delivery(
+    receiver: ReceiverProcess,
+    report: LoadReport,
+    gateway: GatewayProcess,
+    estate: EstateProcess | None,
+) -> str:
+    """What a run whose deliveries fell short leaves to read: the counts and each
+    process's log tail (the state directory is kept too)."""
+    held = receiver.stats().distinct_messages
+    parts = [
+        f"bench.load: the receiver holds {held} of {report.async_acknowledged} acknowledged "
+        "asynchronous requests' responses after the settle time",
+        f"--- gateway log:\n{gateway.log_tail()}",
+    ]
+    if estate is not None:
+        running = "running" if estate.process.poll() is None else f"exited {estate.process.poll()}"
+        parts.append(f"--- estate ({running}) log:\n{estate.log_tail()}")
+    parts.append(f"--- receiver log:\n{receiver.log_tail()}")
+    return "\n".join(parts)
 
 
 def _use_estate_link(config: Path, port: int) -> None:
@@ -423,7 +456,12 @@ def format_report(r: LoadReport) -> str:
         f"receiver        {receiver_line(r)}",
         f"corpus          {r.corpus_size:,} requests signed in {r.corpus_build_seconds:.2f} s, "
         f"{r.corpus_async_share:.0%} async, versions {', '.join(r.versions)}",
-        f"gateway exit    {r.server_exit_code}",
+        f"gateway exit    {r.server_exit_code}"
+        + (
+            f"; the estate exited {r.estate_early_exit} before the run ended"
+            if r.estate_early_exit is not None
+            else ""
+        ),
     ]
     return "\n".join(lines)
 
@@ -601,8 +639,14 @@ def estate_comparison(embedded: LoadReport, network: LoadReport) -> str:
 
 
 def clean(report: LoadReport) -> bool:
-    """Every request answered with its expected code, and the gateway exited 0."""
-    return report.server_exit_code == 0 and not report.failures and not report.unexpected_codes
+    """Every request answered with its expected code, the gateway exited 0 and the estate
+    (if one ran beside it) lasted the run."""
+    return (
+        report.server_exit_code == 0
+        and report.estate_early_exit is None
+        and not report.failures
+        and not report.unexpected_codes
+    )
 
 
 if __name__ == "__main__":
