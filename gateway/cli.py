@@ -196,7 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _estate_serve(args: argparse.Namespace) -> int:
-    from gateway.devkit.estate_server import run_estate
+    from gateway.devkit.estate_server import run_estate_until_terminated
 
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit() or int(port) > 65535:
@@ -215,7 +215,7 @@ def _estate_serve(args: argparse.Namespace) -> int:
         return 2
     failures: list[BaseException] = []
     try:
-        trio.run(functools.partial(run_estate, config, host.strip("[]"), int(port)))
+        trio.run(run_estate_until_terminated, config, host.strip("[]"), int(port))
     except* (StartupError, OSError) as group:
         failures.extend(_leaves(group))
     except* KeyboardInterrupt:

@@ -133,3 +133,21 @@ async def test_kill_9_of_the_estate_loses_no_acknowledged_request(
                     except subprocess.TimeoutExpired:
                         process.kill()
         nursery.cancel_scope.cancel()
+
+
+async def test_sigterm_stops_the_estate_with_a_clean_exit(tmp_path: Path) -> None:
+    """A service manager's stop (SIGTERM) ends `duisgw estate serve` with status 0 and a
+    log line, as it does `duisgw serve`, not by the signal's default (a crash to it)."""
+    duis, admin, estate_port = free_port(), free_port(), free_port()
+    config = write_config(tmp_path, duis, admin, free_port(), latency=0.1)
+    with_estate_link(config, estate_port)
+    estate = await start_estate(config, estate_port)
+    try:
+        estate.send_signal(signal.SIGTERM)
+        status = await trio.to_thread.run_sync(lambda: estate.wait(timeout=30))
+    finally:
+        if estate.poll() is None:
+            estate.kill()
+    assert status == 0
+    assert estate.stderr is not None
+    assert b"estate stopped" in estate.stderr.read()

@@ -414,6 +414,20 @@ async def run_estate(
         task_status.started(bound)
 
 
+async def run_estate_until_terminated(config: Config, host: str, port: int) -> None:
+    """`duisgw estate serve`: the estate until SIGTERM, then a clean exit (as `duisgw
+    serve` does), so a service manager's stop is not counted as a crash."""
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            await nursery.start(functools.partial(run_estate, config, host, port))
+            async for _ in signals:
+                # What the hubs hold is lost: each node answers those at their timeout.
+                log.info("estate stopping (SIGTERM)")
+                nursery.cancel_scope.cancel()
+                break
+    log.info("estate stopped")
+
+
 async def _reload_on_hangup(path: Path, inventory: list[Inventory]) -> None:
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
         async for _ in signals:
