@@ -428,8 +428,9 @@ class ReceiverProcess:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as got:
                 return msgspec.json.decode(got.read(), type=Stats)
         except OSError as exc:
-            tail = self.log_path.read_bytes()[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
-            raise GatewayFailed(f"bench.receiver did not answer /stats ({exc}):\n{tail}") from exc
+            raise GatewayFailed(
+                f"bench.receiver did not answer /stats ({exc}):\n{self.log_tail()}"
+            ) from exc
 
     def stop(self) -> int | None:
         return _terminate(self.process)
@@ -451,8 +452,7 @@ def _wait_listening(process: subprocess.Popen[bytes], port: int, log_path: Path,
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_bytes()[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
-            raise GatewayFailed(f"{name} exited {process.returncode}:\n{tail}")
+            raise GatewayFailed(f"{name} exited {process.returncode}:\n{_log_tail(log_path)}")
         with (
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", port), timeout=1),

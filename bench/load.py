@@ -283,7 +283,8 @@ def short_delivery(
         f"--- gateway log:\n{gateway.log_tail()}",
     ]
     if estate is not None:
-        running = "running" if estate.process.poll() is None else f"exited {estate.process.poll()}"
+        status = estate.process.poll()
+        running = "running" if status is None else f"exited {status}"
         parts.append(f"--- estate ({running}) log:\n{estate.log_tail()}")
     parts.append(f"--- receiver log:\n{receiver.log_tail()}")
     return "\n".join(parts)
