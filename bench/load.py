@@ -128,6 +128,9 @@ class LoadReport(msgspec.Struct):
     # The gateway's own histogram (request complete -> answer ready), bucket upper bound:
     # a client p99 far above it is time outside the handler (event loop, sockets, client).
     server_timed_p99_ms: float = 0.0
+    # Open loop: the latency from each due time with the client's own lateness in
+    # sending left in (bench/client.py); `latency` takes that lateness out.
+    latency_from_due: Latency | None = None
     estate: str = "embedded"
     estate_cpu_seconds: float = 0.0  # `duisgw estate serve`, when the estate is out of process
     # Its exit status if it ended on its own before the run did (None: it ran to the end,
@@ -407,6 +410,7 @@ def _report(
         throughput_per_second=answered / tally.elapsed if tally.elapsed else 0.0,
         target_rate_per_second=options.rate if options.mode == "open" else None,
         latency=summarise(tally.latencies),
+        latency_from_due=summarise(tally.latencies_from_due) if options.mode == "open" else None,
         send_delay_p99_ms=percentile(lags, 0.99) * 1000,
         client_wake_lateness_p99_ms=percentile(sorted(tally.wake_lateness), 0.99) * 1000,
         http_status={str(k): v for k, v in sorted(tally.statuses.items())},
@@ -427,6 +431,16 @@ def _report(
     )
 
 
+def _from_due_line(r: LoadReport) -> list[str]:
+    due = r.latency_from_due
+    if due is None:
+        return []
+    return [
+        f"from due ms     p50 {due.p50_ms:.2f}  p99 {due.p99_ms:.2f}  p99.9 {due.p999_ms:.2f}"
+        "  (the client's own lateness in sending left in)"
+    ]
+
+
 def format_report(r: LoadReport) -> str:
     lat = r.latency
     rate = f" (target {r.target_rate_per_second:,.0f}/s)" if r.target_rate_per_second else ""
@@ -444,6 +458,7 @@ def format_report(r: LoadReport) -> str:
         f"{r.client_wake_lateness_p99_ms:.2f} ms"
         if r.mode == "open"
         else "send delay      - (closed loop)",
+        *_from_due_line(r),
         f"HTTP status     {r.http_status}",
         f"DUIS codes      {r.duis_codes}  unexpected: {r.unexpected_codes}",
         f"failures        {r.failures or 'none'}",

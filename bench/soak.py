@@ -8,9 +8,10 @@
 One gateway, two phases of `--seconds` each: the reference (the well-behaved client
 alone), then the same client beside the crowd (bench/crowd.py, its own process,
 from other loopback addresses). The client is open loop at `--rate` over
-`--connections` keep-alive connections (latency from each request's due time); it
-retries a request once only when its connection was closed before any answer (an
-idle connection reclaimed under it). Reported: whether every well-behaved request
+`--connections` keep-alive connections (latency from each request's due time, less
+the client's own lateness in sending it: bench/client.py); it retries a request once
+only when its connection was closed before any answer (an idle connection reclaimed
+under it). Reported: whether every well-behaved request
 was answered with its expected code, its p99 in each phase and their ratio (target
 <= 2), the gateway's RSS over time, what the crowd saw, and the gateway's own
 counters. Exit 1 if a well-behaved request went unanswered or the gateway did not

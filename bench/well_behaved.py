@@ -1,7 +1,8 @@
 """The soak's well-behaved client: bench/client.py's open loop, one retry when reclaimed.
 
 Request j is due at start + j/rate on connection j mod K, and its latency counts from
-its due time (no coordinated omission). A request whose connection closed before any
+its due time (no coordinated omission), less the client's own lateness in sending it
+(bench/client.py). A request whose connection closed before any
 answer (an idle connection reclaimed to make room, or closed at idle timeout) is
 sent again once on a new connection; one that times out is not (it may be in flight).
 """
@@ -35,7 +36,9 @@ class Phase(msgspec.Struct):
     client_wake_lateness_p99_ms: float
 
 
-async def _one_retrying(conn: Connection, request: Prepared, due: float, tally: Tally) -> None:
+async def _one_retrying(
+    conn: Connection, request: Prepared, due: float, client_late: float, tally: Tally
+) -> None:
     wire, expected = request
     for attempt in (1, 2):
         try:
@@ -52,7 +55,7 @@ async def _one_retrying(conn: Connection, request: Prepared, due: float, tally: 
                 continue
             tally.failures[type(exc).__name__] += 1
             return
-        record_answer(tally, status, body, expected, due)
+        record_answer(tally, status, body, expected, due, client_late)
         return
 
 
