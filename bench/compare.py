@@ -364,10 +364,12 @@ def _unequal_work(closed: LoadReport, workers: LoadReport) -> list[Target]:
     """A row when the two runs' life cycles did visibly different amounts of work.
 
     With the default simulated hubs (a command every few seconds) few asynchronous
-    requests are run during a run, and how many depends on the run (seen here: 0.3% of
-    them with one worker, 37% with two): each that is run costs its worker the device
-    exchange, a signed response, two journal commits and a delivery POST. The ratio
-    above then compares different work; `--instant-devices` runs them all in both."""
+    requests are run during a run, and how many depends on the run: each that is run
+    costs its worker the device exchange, a signed response, two journal commits and a
+    delivery POST. The ratio above then compares different work; `--instant-devices`
+    runs them all in both. (Before bench.toml gave the one hub a queue deeper than any
+    run, BENCH_HUB_QUEUE, two workers overflowed it and read 37-66% delivered against
+    one worker's 0.3%.)"""
     one, two = delivered_share(closed), delivered_share(workers)
     if one is None or two is None or abs(one - two) < UNEQUAL_WORK_SHARE:
         return []

@@ -7,6 +7,7 @@ reports, on a machine chosen for it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -23,6 +24,9 @@ from bench.gateway_process import workers_unavailable
 from bench.load import LoadReport, format_report, placement
 from bench.redis_process import REDIS_SERVER
 from bench.verifier_peers import PeerRate
+from gateway.core.config import decode_config
+from gateway.core.simulator_config import QueueLimits
+from gateway.devkit.default import ensure_default_state
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_SECONDS = 180
@@ -464,6 +468,28 @@ def test_config_overrides_are_toml_values_at_dotted_keys() -> None:
             corpus.apply_override(config, bad)
     with pytest.raises(ValueError, match="not a table"):
         corpus.apply_override(config, "transport.kind.deeper=1")
+
+
+def test_bench_config_gives_the_one_hub_a_queue_deeper_than_any_run(tmp_path: Path) -> None:
+    """Otherwise a run with more commands in flight (two workers) gets "queue full"
+    answers, signs and delivers them, and so does more work than the run it is compared
+    with; `--set` still wins."""
+    now = dt.datetime.now(dt.UTC)
+    default_config = ensure_default_state(tmp_path / "state", now)
+    users, inventory = corpus.add_slot_users(tmp_path / "state", [], 1, now)
+
+    def written(*overrides: str) -> QueueLimits:
+        path = corpus.write_bench_config(
+            default_config, users, inventory, xsd_dir=None, tls_slots=None, overrides=overrides
+        )
+        return decode_config(path.read_bytes(), path).simulator.queue_limits
+
+    deep = written()
+    assert deep.max_queued_per_class == corpus.BENCH_HUB_QUEUE > corpus.MAX_ASYNC_PER_RUN * 2
+    assert deep.max_queued_per_user_per_class == corpus.BENCH_HUB_QUEUE
+    assert deep.max_queued_per_class > QueueLimits().max_queued_per_class
+    given = "simulator.queue_limits={max_queued_per_class = 10, max_queued_per_user_per_class = 5}"
+    assert written(given) == QueueLimits(max_queued_per_class=10, max_queued_per_user_per_class=5)
 
 
 # ------------------------------------------------------------------ bench.rtds_templates
