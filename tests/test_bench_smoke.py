@@ -301,6 +301,10 @@ def test_bench_thread_hop_times_both_ways() -> None:
     result = run_json("bench.bench_thread_hop", "--calls", "200", "--rounds", "1")
     assert result["to_thread_us"] > 0 and result["writer_thread_us"] > 0
     assert result["ratio"] == pytest.approx(result["writer_thread_us"] / result["to_thread_us"])
+    # Requests read and hopped for, spaced and all at once, each its figure and the ratio.
+    assert result["request_spaced_us"] > 0 and result["request_at_once_us"] > 0
+    spaced_over = result["request_spaced_us"] / result["request_at_once_us"]
+    assert result["spaced_ratio"] == pytest.approx(spaced_over)
 
 
 def test_compare_summarises_repeated_runs_by_median_and_passes() -> None:
