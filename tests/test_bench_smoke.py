@@ -287,6 +287,37 @@ def test_compare_says_when_the_worker_runs_did_unequal_asynchronous_work(
     assert flagged(same) == []
 
 
+def test_compare_gives_each_of_two_workers_the_one_workers_connections(
+    closed_report: Any,
+) -> None:
+    """The scaling run keeps each worker's requests in flight at the one-worker run's,
+    and the table says so, with each run's CPU per request beside it."""
+    base = compare.load_options(compare.parse_args(["--connections", "24"]))
+    options = compare.workers_options(base, seconds=3.0, rate=1_000.0, warmup=5)
+    assert (options.workers, options.connections, options.mode) == (2, 48, "closed")
+    assert options.requests == compare.corpus_size(1_000.0, 3.0, 48, 5)
+    assert options.variants == base.variants and options.receiver == base.receiver
+
+    closed = msgspec.convert(closed_report, LoadReport)
+    one = msgspec.structs.replace(
+        closed, throughput_per_second=1_000.0, server_cpu_per_request_us=500.0
+    )
+    two = msgspec.structs.replace(
+        closed,
+        workers=2,
+        connections=48,
+        throughput_per_second=1_800.0,
+        server_cpu_per_request_us=550.0,
+    )
+    floors = compare.Floors(1000.0, 200.0, 190.0, 230.0, [])
+    rows = {row.name: row for row in compare.targets(floors, one, None, two, None)}
+    scaling = rows["--workers 2 over 1 worker"]
+    assert (scaling.ratio, scaling.verdict) == (pytest.approx(1.8), "PASS")
+    assert "24 connections per worker" in scaling.threshold
+    cpu = rows["  CPU per request, 2 workers / 1 (us)"]
+    assert (cpu.measured, cpu.ratio, cpu.verdict) == ("550 / 500", pytest.approx(1.1), "INFO")
+
+
 def test_bench_delivery_posts_through_both_clients() -> None:
     rows = run_json(
         "bench.bench_delivery", "--posts", "40", "--concurrency", "1", "4", "--rounds", "1"
