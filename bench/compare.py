@@ -4,7 +4,9 @@
                             [--json]
 
 1. raw `cryptography` ECDSA P-256 verify, on the core the gateway will use, and the
-   stage floor of the mix (`bench.hotpath`'s stages summed, same core, same run);
+   stage floor of the mix (`bench.hotpath`'s stages summed, same core, same run), with
+   what the machine charges for idling (the checks after a 1 ms idle gap, an info row
+   beside the open loop's latency);
 2. the standalone verifier peers on requests of the mix (`bench.verifier_peers`);
 3. closed loop, one worker: the maximum rate (a fresh gateway and corpus per run);
 4. open loop at half that rate: acknowledgement latency p99 and p99.9 (from each
@@ -68,6 +70,10 @@ PEER_SAMPLE = 200  # signed requests each verifier peer goes through (repeated)
 GB_AVERAGE_2022_PER_SECOND = 1500.0  # GB smart metering DUIS traffic, 2022 average
 MAX_CORPUS = 80_000  # signing more costs more time than a few seconds of load need
 CORPUS_RATE_FACTOR = 0.6  # above the throughput target (0.33), below raw verify
+# The idle cost row: RequestChecks.verify after this long idle, IDLE_GAP_CALLS times
+# (and ten times as many back to back): about a quarter of a second in all.
+IDLE_GAP_MS = 1.0
+IDLE_GAP_CALLS = 100
 # bench.hotpath's rows that a CV 8 request's floor swaps: no GBCS build and no I99, a
 # service response built and signed instead.
 CV1_ONLY_ROWS = ("GBCS command build (CV 1)", "acknowledgement build (I99)")
@@ -94,6 +100,10 @@ class Floors(msgspec.Struct):
     # its one template (a CV 1 request, whatever the mix) over and over (0: not
     # measured). The summed rows above reuse one tree.
     checks_isolated_us: float = 0.0
+    # The same checks' mean thread CPU per call back to back and after an idle gap of
+    # IDLE_GAP_MS (bench.hotpath --idle-gaps; 0: not measured).
+    checks_back_to_back_us: float = 0.0
+    checks_after_idle_us: float = 0.0
 
     @property
     def stage_floor_per_second(self) -> float:
@@ -123,7 +133,7 @@ def compare(base: LoadOptions, mix: str, seconds: float) -> Comparison:
     server_core, connections = base.server_core, base.connections
     raw = raw_verify_rate(server_core)
     print(f"raw P-256 verify on core {server_core}: {raw:,.0f}/s", file=sys.stderr)
-    cv1_us, cv8_us, checks_us = stage_floors(server_core)
+    stages = stage_floors(server_core)
     peers = verifier_peers.measure(mix, PEER_SAMPLE, server_core).peers
     for peer in peers:
         print(f"peer {peer.name}: {peer.per_second:,.0f}/s", file=sys.stderr)
@@ -157,11 +167,13 @@ def compare(base: LoadOptions, mix: str, seconds: float) -> Comparison:
     share = measured_async_share(closed)
     floors = Floors(
         raw_verify_per_second=max(raw, raw_after),
-        stage_floor_us=share * cv1_us + (1 - share) * cv8_us,
-        cv1_floor_us=cv1_us,
-        cv8_floor_us=cv8_us,
+        stage_floor_us=share * stages.cv1_us + (1 - share) * stages.cv8_us,
+        cv1_floor_us=stages.cv1_us,
+        cv8_floor_us=stages.cv8_us,
         peers=peers,
-        checks_isolated_us=checks_us,
+        checks_isolated_us=stages.checks_us,
+        checks_back_to_back_us=stages.checks_back_to_back_us,
+        checks_after_idle_us=stages.checks_after_idle_us,
     )
     return Comparison(
         mix=mix,
@@ -183,19 +195,31 @@ def measured_async_share(report: LoadReport) -> float:
     return report.duis_codes.get("I99", 0) / answered if answered else 0.0
 
 
-def stage_floors(core: int) -> tuple[float, float, float]:
-    """(CV 1, CV 8) summed stage costs in µs, bench.hotpath's rows, on `core`; and its
-    whole-checks row (RequestChecks.verify as the pipeline calls it)."""
+class StageFloors(msgspec.Struct, frozen=True):
+    cv1_us: float  # a CV 1 request's summed stage costs
+    cv8_us: float
+    checks_us: float  # bench.hotpath's whole-checks row (RequestChecks.verify, fresh parse)
+    # The same checks' mean thread CPU per call back to back, and each after an idle
+    # gap of IDLE_GAP_MS: what this machine charges for going idle between requests.
+    checks_back_to_back_us: float
+    checks_after_idle_us: float
+
+
+def stage_floors(core: int) -> StageFloors:
+    """bench.hotpath's rows on `core`: the stage sums, the whole checks, the idle cost."""
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {core})
     try:
-        report = hotpath.measure(hotpath.DEFAULT_TEMPLATE, 0.05)
+        report = hotpath.measure(
+            hotpath.DEFAULT_TEMPLATE, 0.05, IDLE_GAP_CALLS, idle_gaps_ms=(0.0, IDLE_GAP_MS)
+        )
     finally:
         os.sched_setaffinity(0, previous)
     us = {row.stage: row.us_per_call for row in report.rows}
     cv1 = report.summed_us
     cv8 = cv1 - sum(us[name] for name in CV1_ONLY_ROWS) + sum(us[name] for name in CV8_ONLY_ROWS)
-    return cv1, cv8, us[hotpath.WHOLE_CHECKS_ROW]
+    back_to_back, after_idle = (gap.cpu_us_per_call for gap in report.idle_gaps)
+    return StageFloors(cv1, cv8, us[hotpath.WHOLE_CHECKS_ROW], back_to_back, after_idle)
 
 
 def raw_verify_rate(core: int) -> float:
@@ -334,6 +358,7 @@ def targets(
                 "INFO",
             )
         )
+        rows.extend(_idle_cost(floors))
     if workers is not None:
         per_worker = workers.connections // max(1, workers.workers)
         rows.append(
@@ -407,6 +432,23 @@ def _unequal_work(closed: LoadReport, workers: LoadReport) -> list[Target]:
             f"{one:.0%} / {two:.0%}",
             "(1 worker / 2; see --instant-devices)",
             None,
+            "INFO",
+        )
+    ]
+
+
+def _idle_cost(floors: Floors) -> list[Target]:
+    """What the machine charges for idling: the open loop's requests arrive ~1 ms apart
+    and each wakes an idle core, so its CPU per request is not the closed loop's."""
+    after, back_to_back = floors.checks_after_idle_us, floors.checks_back_to_back_us
+    if not after or not back_to_back:
+        return []
+    return [
+        Target(
+            f"  checks, {IDLE_GAP_MS:g} ms idle before / none (us)",
+            f"{after:,.0f} / {back_to_back:,.0f}",
+            "(this machine; bench.hotpath --idle-gaps)",
+            after / back_to_back,
             "INFO",
         )
     ]

@@ -252,13 +252,15 @@ def stages(state: Loaded, signed: bytes, path: str) -> Stages:
 IDLE_GAPS_MS = (0.0, 1.0, 10.0, 50.0)
 
 
-def idle_gap_costs(state: Loaded, signed: bytes, calls: int) -> list[GapRow]:
+def idle_gap_costs(
+    state: Loaded, signed: bytes, calls: int, gaps_ms: tuple[float, ...] = IDLE_GAPS_MS
+) -> list[GapRow]:
     """RequestChecks.verify's mean CPU per call back to back and after each idle gap."""
     checks = RequestChecks(state.versions, state.schemas, SystemClock())
     certstore = state.snapshots.current.certstore
     checks.verify(signed, certstore)
     rows = []
-    for gap_ms in IDLE_GAPS_MS:
+    for gap_ms in gaps_ms:
         n = calls * 10 if gap_ms == 0 else calls
         spent = 0.0
         for _ in range(n):
@@ -285,14 +287,19 @@ def _threshold_check(user_id: str, srv: str) -> Callable[[], object]:
     return lambda: store.check_and_count(user_id, srv, 1_800_000_000.0 + next(clock) * 1e-4)
 
 
-def measure(template: str, round_seconds: float, idle_gap_calls: int = 0) -> HotpathReport:
+def measure(
+    template: str,
+    round_seconds: float,
+    idle_gap_calls: int = 0,
+    idle_gaps_ms: tuple[float, ...] = IDLE_GAPS_MS,
+) -> HotpathReport:
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as tmp:
         state, signed, path = fixture(template, Path(tmp))
     measured = {
         name: (per_call_us(call, round_seconds), counted)
         for name, (call, counted) in stages(state, signed, path).items()
     }
-    gaps = idle_gap_costs(state, signed, idle_gap_calls) if idle_gap_calls else []
+    gaps = idle_gap_costs(state, signed, idle_gap_calls, idle_gaps_ms) if idle_gap_calls else []
     summed = sum(us for us, counted in measured.values() if counted)
     rows = [
         Row(name, us, us / summed if counted else None, counted)

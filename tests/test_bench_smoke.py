@@ -318,6 +318,19 @@ def test_compare_gives_each_of_two_workers_the_one_workers_connections(
     assert (cpu.measured, cpu.ratio, cpu.verdict) == ("550 / 500", pytest.approx(1.1), "INFO")
 
 
+def test_compare_sets_the_machines_idle_cost_beside_the_latency(closed_report: Any) -> None:
+    closed = msgspec.convert(closed_report, LoadReport)
+    measured = compare.Floors(
+        1000.0, 200.0, 190.0, 230.0, [], checks_back_to_back_us=100.0, checks_after_idle_us=250.0
+    )
+    rows = [r for r in compare.targets(measured, closed, closed, None, None) if "idle" in r.name]
+    assert [(r.measured, r.ratio, r.verdict) for r in rows] == [("250 / 100", 2.5, "INFO")]
+    unmeasured = compare.Floors(1000.0, 200.0, 190.0, 230.0, [])
+    assert not [
+        r for r in compare.targets(unmeasured, closed, closed, None, None) if "idle" in r.name
+    ]
+
+
 def test_bench_delivery_posts_through_both_clients() -> None:
     rows = run_json(
         "bench.bench_delivery", "--posts", "40", "--concurrency", "1", "4", "--rounds", "1"
