@@ -380,6 +380,7 @@ def targets(
                 "INFO",
             )
         )
+        rows.extend(_unequal_mix(closed, workers))
         rows.extend(_unequal_work(closed, workers))
     else:
         rows.append(
@@ -411,6 +412,27 @@ def delivered_share(report: LoadReport) -> float | None:
     if report.deliveries_received is None or not report.async_acknowledged:
         return None
     return report.deliveries_received / report.async_acknowledged
+
+
+def _unequal_mix(closed: LoadReport, workers: LoadReport) -> list[Target]:
+    """A row when the two runs answered CV 1 and CV 8 in visibly different shares.
+
+    A CV 1 costs the gateway more than a CV 8 (a GBCS command, a jobs journal commit, the
+    estate link), and a run turns to synchronous requests only once its workers' jobs
+    buffers would fill (bench/corpus.py MAX_ASYNC_PER_RUN, per worker): a faster run
+    can pass that point, and its ratio then compares a cheaper mix."""
+    one, two = measured_async_share(closed), measured_async_share(workers)
+    if abs(one - two) < UNEQUAL_WORK_SHARE:
+        return []
+    return [
+        Target(
+            "  not the same mix: CV 1 share",
+            f"{one:.0%} / {two:.0%}",
+            "(1 worker / 2)",
+            None,
+            "INFO",
+        )
+    ]
 
 
 def _unequal_work(closed: LoadReport, workers: LoadReport) -> list[Target]:

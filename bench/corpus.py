@@ -61,7 +61,8 @@ DEFAULT_VARIANTS: Final = frozenset({1, 8})
 ASYNC_VARIANTS: Final = frozenset({1, 3, 5, 7})
 # The default estate has one Communications Hub, which the simulator drains at about one
 # command a second; accepted asynchronous jobs wait in a buffer of LOCAL_JOBS (SQLite) and
-# the I99 blocks once it is full. A run stays below that, with room for the workers.
+# the I99 blocks once it is full. A run stays below that, with room for the workers; each
+# worker of `--workers N` has a buffer of its own, so N workers' runs take N times this.
 MAX_ASYNC_PER_RUN: Final = LOCAL_JOBS * 9 // 10
 # That one hub holds every asynchronous command of a run, where a real estate spreads
 # them over many; its queue (1,000 per class by default) is made deeper than any run's,

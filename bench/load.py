@@ -200,6 +200,9 @@ def run(options: LoadOptions) -> LoadReport:
             total=options.requests,
             versions=corpus_mod.SERVED_VERSIONS if options.all_versions else None,
             processes=options.sign_processes,
+            # Each worker buffers its own jobs (worker-i/): N workers take N times the
+            # asynchronous requests before the mix turns to synchronous ones only.
+            max_async=corpus_mod.MAX_ASYNC_PER_RUN * options.workers,
         )
         print(
             f"corpus: {corpus.size:,} signed requests in {corpus.build_seconds:.2f} s "

@@ -318,6 +318,21 @@ def test_compare_gives_each_of_two_workers_the_one_workers_connections(
     assert (cpu.measured, cpu.ratio, cpu.verdict) == ("550 / 500", pytest.approx(1.1), "INFO")
 
 
+def test_compare_says_when_the_worker_runs_answered_a_different_mix(closed_report: Any) -> None:
+    closed = msgspec.convert(closed_report, LoadReport)
+    floors = compare.Floors(1000.0, 200.0, 190.0, 230.0, [])
+    one = msgspec.structs.replace(closed, duis_codes={"I99": 670, "I0": 330})
+    close = msgspec.structs.replace(closed, duis_codes={"I99": 640, "I0": 360})
+    cheaper = msgspec.structs.replace(closed, duis_codes={"I99": 540, "I0": 460})
+
+    def flagged(workers: LoadReport) -> list[str]:
+        rows = compare.targets(floors, one, None, workers, None)
+        return [row.measured for row in rows if "not the same mix" in row.name]
+
+    assert flagged(cheaper) == ["67% / 54%"]
+    assert flagged(close) == []
+
+
 def test_compare_sets_the_machines_idle_cost_beside_the_latency(closed_report: Any) -> None:
     closed = msgspec.convert(closed_report, LoadReport)
     measured = compare.Floors(
