@@ -252,12 +252,12 @@ def workers_options(base: LoadOptions, seconds: float, rate: float, warmup: int)
     """The closed loop of the scaling run: SCALE_WORKERS workers, each with as many
     connections as the one-worker run had.
 
-    With the same total, each of two workers had half the requests in flight, so half the
-    batch behind each group commit and each round of checks, and it paid more CPU per
-    request for it. Measured on the default mix (`bench.load --mode closed --seconds 8
-    --estate network --receiver external`, 3 rounds): two workers spent 677-807 us per
-    request on 32 connections and 467-642 on 64, where one worker spent 505-594 on 32;
-    one worker on 64 or 128 connections was no faster than on 32 (it is saturated there).
+    A closed loop's batches (the checks of one scheduler round, each group commit) grow
+    with the requests in flight, and the CPU per request falls with them; on the same
+    total connections each of two workers would have half. Measured, CV 8 only
+    (`bench.load --mode closed --variants 8 --workers 2 --estate network --receiver
+    external`, 4 alternating rounds): 383-604 us per request on 64 connections against
+    414-511 on 32, lower in 3 of 4; one worker was no cheaper on 64 or 128 than on 32.
     """
     connections = base.connections * SCALE_WORKERS
     return msgspec.structs.replace(
