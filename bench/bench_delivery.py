@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ import httpx
 import trio
 
 from bench.gateway_process import ReceiverProcess
+from bench.ports import free_ports
 from gateway.edge.poster import Poster
 
 BODY: Final = b"<sr:Response>" + b"x" * 3000 + b"</sr:Response>"
@@ -103,13 +103,6 @@ async def measure(url: str, posts: int, concurrencies: list[int], rounds: int) -
     return rows
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_delivery")
     parser.add_argument("--posts", type=int, default=3000, help="POSTs per client per round")
@@ -118,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
-        receiver = ReceiverProcess.start(Path(tmp), _free_port(), cores=None)
+        receiver = ReceiverProcess.start(Path(tmp), free_ports(1), cores=None)
         try:
             rows = trio.run(measure, receiver.url, args.posts, args.concurrency, args.rounds)
         finally:

@@ -19,7 +19,6 @@ import datetime as dt
 import multiprocessing
 import os
 import re
-import socket
 import time
 import tomllib
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bench.ports import free_ports as free_ports  # the suite's and bench's one source
 from gateway.core.certstore import CertStore
 from gateway.core.ingest import decode_header, parse_xml
 from gateway.core.local_commands import RETURN_LOCAL_COMMAND_RESPONSE
@@ -195,24 +195,6 @@ def add_slot_users(
     ]
     generate_dev_pki(state_dir / "pki", pki_users, DCC_EUI64, now)
     return users_file, inventory_file
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> int:
-    """The first of `count` consecutive ports free now (the gateway runs in another
-    process, so it cannot be given port 0; `--workers` puts admin listeners side by side)."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            first: int = probe.getsockname()[1]
-        if first + count > 65_536:
-            continue
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind((host, port))
-        except OSError:
-            continue
-        return first
 
 
 def write_bench_config(

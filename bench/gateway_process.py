@@ -13,6 +13,7 @@ state directory and ports over one estate, one admin token and one `[state]` (Re
 from __future__ import annotations
 
 import contextlib
+import http.client
 import math
 import os
 import signal
@@ -111,8 +112,8 @@ class GatewayProcess:
                     if answer.status == 200:
                         waiting.pop(0)
                         continue
-            except OSError:
-                pass
+            except (OSError, http.client.HTTPException):
+                pass  # not listening yet, or not answering HTTP yet (bench/ports.py)
             time.sleep(0.05)
         if waiting:
             raise GatewayFailed(f"not ready after {READY_TIMEOUT_SECONDS} s:\n{self.log_tail()}")

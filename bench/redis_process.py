@@ -15,15 +15,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.ports import free_ports
+
 REDIS_SERVER = shutil.which("redis-server")
 START_TIMEOUT_SECONDS = 10.0
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)
 
 
 class RedisProcess:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.ports import free_ports
 from bench.redis_process import RedisProcess
 from gateway.cli import main
 from gateway.devkit.default import ensure_default_state
@@ -35,9 +36,7 @@ def default_config(tmp_path: Path) -> Path:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)
 
 
 def check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

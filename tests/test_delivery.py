@@ -28,6 +28,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.ports import free_ports
 from gateway.core.config import DeliveryConfig
 from gateway.edge.delivery import backoff_delay, classify_status, retry_after_seconds, run_delivery
 from gateway.edge.metrics import Metrics
@@ -70,11 +71,7 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 
 
 async def free_port() -> int:
-    sock = trio.socket.socket()
-    await sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
+    return free_ports(1)
 
 
 async def test_endpoint_down_then_back_delivers_each_once_in_order(

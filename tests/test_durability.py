@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from bench.ports import free_ports
 from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
 from tests.harness import next_counter, response_code, set_response_url
@@ -25,9 +25,7 @@ HAN = ("Single Band", "Dual Band")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)
 
 
 def write_config(state: Path, duis: int, admin: int, receiver: int, latency: float) -> Path:

@@ -17,6 +17,7 @@ import h11
 import pytest
 import trio
 
+from bench.ports import free_ports
 from gateway.devkit.devpki import generate_dev_pki
 from gateway.edge.poster import (
     MAX_HEAD_BYTES,
@@ -243,10 +244,7 @@ async def test_an_endless_head_fails_the_post_without_waiting_for_its_end() -> N
 
 
 async def test_nothing_listening_fails_the_post_for_a_retry() -> None:
-    sock = trio.socket.socket()
-    await sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_ports(1)  # nobody listens there (and no client is given it as its own)
     with pytest.raises(PostFailed, match="connect"):
         await post(Poster(), f"http://127.0.0.1:{port}/")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +20,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from bench.ports import free_ports
 from gateway.stores.threshold_memory import MemoryThresholdStore
 from gateway.stores.threshold_redis import (
     RedisThresholdStore,
@@ -182,9 +182,7 @@ async def test_two_os_processes_stay_within_the_overshoot_bound(prefix: str) -> 
 
 
 async def test_unreachable_redis_is_reported_not_guessed() -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_ports(1)  # nobody listens there
     bad = RedisStoreSettings(url=f"redis://127.0.0.1:{port}/0", connect_timeout_seconds=0.5)
     async with open_redis_threshold_store(config(5), bad) as store:
         with pytest.raises(ThresholdStoreUnavailable):
