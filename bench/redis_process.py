@@ -21,10 +21,6 @@ REDIS_SERVER = shutil.which("redis-server")
 START_TIMEOUT_SECONDS = 10.0
 
 
-def free_port() -> int:
-    return free_ports(1)
-
-
 class RedisProcess:
     """`redis-server` with appendonly yes and appendfsync always in `directory`."""
 
@@ -34,7 +30,7 @@ class RedisProcess:
         if REDIS_SERVER is None:
             raise RuntimeError("redis-server is not installed")
         self.directory = directory
-        self.port = port or free_port()
+        self.port = port or free_ports()
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -194,7 +190,7 @@ class RedisSentinelProcesses:
         self.replica = RedisProcess(
             directory / "replica", extra=("--replicaof", "127.0.0.1", str(self.primary.port))
         )
-        self.sentinel_port = free_port()
+        self.sentinel_port = free_ports()
         self.sentinel: subprocess.Popen[bytes] | None = None
 
     @property

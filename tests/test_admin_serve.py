@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import trio
 
+from bench.ports import free_ports
 from gateway.devkit.client import sign_request
 from gateway.devkit.default import ensure_default_state
 from tests.harness import next_counter, response_code
-from tests.test_durability import HAN, WAN, free_port, start
+from tests.test_durability import HAN, WAN, start
 
 ECS17B = "duis/samples/requests/ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
@@ -66,7 +67,7 @@ async def test_first_start_makes_the_token_the_cli_uses_and_keeps_state_private(
     tmp_path: Path, shared_dir: Path
 ) -> None:
     state = tmp_path / "state"
-    duis, admin = free_port(), free_port()
+    duis, admin = free_ports(), free_ports()
     embedded_default(state, duis, admin)
     # Left by an earlier version: a readable state directory and audit file.
     state.chmod(0o755)
@@ -136,7 +137,7 @@ async def test_hostile_admin_requests_get_400_and_the_daemon_goes_on(
     tmp_path: Path, shared_dir: Path
 ) -> None:
     state = tmp_path / "state"
-    duis, admin = free_port(), free_port()
+    duis, admin = free_ports(), free_ports()
     embedded_default(state, duis, admin)
     process = await start_embedded(state, admin)
     try:

@@ -29,14 +29,10 @@ FAILURE_LINE = re.compile(r"duisgw: (cannot start|config error): ")
 def default_config(tmp_path: Path) -> Path:
     """The embedded default on ports nothing listens on (so the port probe passes)."""
     path = ensure_default_state(tmp_path / "state", dt.datetime.now(dt.UTC))
-    duis, admin = _free_port(), _free_port()
+    duis, admin = free_ports(), free_ports()
     text = path.read_text().replace("port = 8079", f"port = {duis}")
     path.write_text(text.replace("port = 8080", f"port = {admin}"))
     return path
-
-
-def _free_port() -> int:
-    return free_ports(1)
 
 
 def check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -242,7 +238,7 @@ def redis_config(config: Path, url: str) -> Path:
 def test_redis_that_does_not_answer_is_a_warning_without_its_password(
     default_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    nobody = redis_config(default_config, f"redis://ops:s3cret@127.0.0.1:{_free_port()}/0")
+    nobody = redis_config(default_config, f"redis://ops:s3cret@127.0.0.1:{free_ports()}/0")
     code, out, err = check(capsys, "--config", str(nobody))
     assert code == 0, err  # the gateway starts without Redis (and answers 503 meanwhile)
     assert "Redis at redis://***@127.0.0.1:" in out and "does not answer" in out

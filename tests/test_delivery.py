@@ -70,15 +70,11 @@ async def wait_until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition not reached")
 
 
-async def free_port() -> int:
-    return free_ports(1)
-
-
 async def test_endpoint_down_then_back_delivers_each_once_in_order(
     tmp_path: Path, patient_autojump_clock: trio.testing.MockClock
 ) -> None:
     users = ["U1", "U2", "U3", "U4"]
-    port = await free_port()  # nothing listens yet: connections are refused
+    port = free_ports()  # nothing listens yet: connections are refused
     base = f"http://127.0.0.1:{port}"
     # Phases follow events, not virtual time: how far the mock clock runs during
     # commits depends on the machine, so "down until t+60" would mean little.
@@ -247,7 +243,7 @@ async def test_httpx_runs_on_trio() -> None:
 
     async with httpx.AsyncClient(trust_env=False) as client:
         with pytest.raises(httpx.ConnectError):  # a real trio socket, refused
-            await client.post(f"http://127.0.0.1:{await free_port()}/", content=b"<a/>")
+            await client.post(f"http://127.0.0.1:{free_ports()}/", content=b"<a/>")
     assert sniffio.current_async_library() == "trio"
 
 

@@ -24,10 +24,6 @@ WAN = ("North", "Central", "South", "4G North", "4G Central", "4G South")
 HAN = ("Single Band", "Dual Band")
 
 
-def free_port() -> int:
-    return free_ports(1)
-
-
 def write_config(state: Path, duis: int, admin: int, receiver: int, latency: float) -> Path:
     base = ensure_default_state(state, dt.datetime.now(dt.UTC)).read_text()
     users = (state / "users.toml").read_text()
@@ -74,7 +70,7 @@ async def start(
 async def test_kill_9_loses_no_acknowledged_request(tmp_path: Path, shared_dir: Path) -> None:
     receiver = Receiver()
     xml = (shared_dir / ECS17B).read_bytes()
-    duis, admin = free_port(), free_port()
+    duis, admin = free_ports(), free_ports()
     async with trio.open_nursery() as nursery:
         port = await nursery.start(receiver.serve)
         # Devices that take a minute to answer: every job is still in flight at the kill.
@@ -114,7 +110,7 @@ async def test_kill_9_loses_no_acknowledged_request(tmp_path: Path, shared_dir: 
 
 async def test_sigterm_drains_the_request_in_flight(tmp_path: Path, shared_dir: Path) -> None:
     """A synchronous request waiting on a slow device is answered before the daemon exits."""
-    duis, admin = free_port(), free_port()
+    duis, admin = free_ports(), free_ports()
     config = write_config(tmp_path, duis, admin, receiver=9, latency=1.0)
     process = await start(config, admin)
     xml = (shared_dir / "duis/samples/requests/ECS17b_4.1.1_REQUEST_DUIS.XML").read_bytes()

@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import trio
 
+from bench.ports import free_ports
 from gateway.devkit.client import sign_request
 from tests.harness import next_counter, response_code
 from tests.receiver import Receiver
-from tests.test_durability import ECS17B, free_port, start, write_config
+from tests.test_durability import ECS17B, start, write_config
 
 
 def with_estate_link(config: Path, estate_port: int) -> None:
@@ -67,7 +68,7 @@ async def test_kill_9_of_the_estate_loses_no_acknowledged_request(
 ) -> None:
     receiver = Receiver()
     xml = (shared_dir / ECS17B).read_bytes()
-    duis, admin, estate_port = free_port(), free_port(), free_port()
+    duis, admin, estate_port = free_ports(), free_ports(), free_ports()
     processes: list[subprocess.Popen[bytes]] = []
     async with trio.open_nursery() as nursery:
         port = await nursery.start(receiver.serve)
@@ -138,8 +139,8 @@ async def test_kill_9_of_the_estate_loses_no_acknowledged_request(
 async def test_sigterm_stops_the_estate_with_a_clean_exit(tmp_path: Path) -> None:
     """A service manager's stop (SIGTERM) ends `duisgw estate serve` with status 0 and a
     log line, as it does `duisgw serve`, not by the signal's default (a crash to it)."""
-    duis, admin, estate_port = free_port(), free_port(), free_port()
-    config = write_config(tmp_path, duis, admin, free_port(), latency=0.1)
+    duis, admin, estate_port = free_ports(), free_ports(), free_ports()
+    config = write_config(tmp_path, duis, admin, free_ports(), latency=0.1)
     with_estate_link(config, estate_port)
     estate = await start_estate(config, estate_port)
     try:

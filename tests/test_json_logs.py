@@ -28,10 +28,11 @@ import pytest
 import trio
 from lxml import etree
 
+from bench.ports import free_ports
 from gateway.core.clock import FixedClock
 from gateway.edge.log_format import JsonFormatter
 from tests.harness import dccboxed_config, next_counter, running_gateway
-from tests.test_durability import free_port, start, write_config
+from tests.test_durability import start, write_config
 from tests.test_signature_hostile import CASES, NOW, ROLES_51, SUPPLIER, Case, make_env
 
 SAMPLES = "duis/samples"
@@ -283,7 +284,7 @@ def test_no_message_content_or_key_material_is_logged(run: Run) -> None:
 
 
 def test_serve_writes_only_json_lines_on_stderr(tmp_path: Path, shared_dir: Path) -> None:
-    duis, admin = free_port(), free_port()
+    duis, admin = free_ports(), free_ports()
     config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
     process = trio.run(start, config, admin, ["--config", str(config), "--log-format", "json"])
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 from lxml import etree
 
+from bench.ports import free_ports
 from gateway.core.replay_rules import Admission, ReplayGuard, ReplayVerdict
 from gateway.devkit.client import sign_request
 from gateway.stores.certfiles import find_signing_key
@@ -27,7 +28,7 @@ from gateway.stores.replay_sqlite import ReplayDatabase
 from mmc.identifiers import RequestId
 from parse_correlate.correlate import sign_pre_command
 from tests.harness import next_counter, response_code
-from tests.test_durability import free_port, start, write_config
+from tests.test_durability import start, write_config
 from tests.test_lifecycle_e2e import signed_pre_command_request
 from tests.test_workers import wait_ready, worker_ports
 
@@ -117,7 +118,7 @@ async def transform(client: httpx.AsyncClient, url: str, keys: Path, cv4: bytes)
 async def test_kill_9_between_cv4_and_cv5_keeps_the_pre_command(
     tmp_path: Path, shared_dir: Path
 ) -> None:
-    duis, admin = free_port(), free_port()
+    duis, admin = free_ports(), free_ports()
     config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
     cv4 = (shared_dir / CV4).read_bytes()
     url = f"http://127.0.0.1:{duis}"

@@ -7,7 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bench.redis_process import RedisProcess, free_port
+from bench.ports import free_ports
+from bench.redis_process import RedisProcess
 from gateway.core.config import SharedRedisConfig, StateConfig
 from gateway.stores.redis_shared import (
     Keys,
@@ -94,7 +95,7 @@ async def test_a_replica_confirms_the_write(redis_server: RedisProcess, tmp_path
 
 async def test_an_unreachable_server_is_said_plainly() -> None:
     settings = SharedRedisConfig(
-        url=f"redis://127.0.0.1:{free_port()}/0", connect_timeout_seconds=0.5
+        url=f"redis://127.0.0.1:{free_ports()}/0", connect_timeout_seconds=0.5
     )
     with pytest.raises(SharedStoreUnavailable, match="not reachable"):
         async with open_shared_redis(settings):

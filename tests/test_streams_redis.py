@@ -13,7 +13,8 @@ import msgspec
 import pytest
 import trio
 
-from bench.redis_process import RedisClusterProcesses, RedisProcess, free_port
+from bench.ports import free_ports
+from bench.redis_process import RedisClusterProcesses, RedisProcess
 from gateway.core.config import Config, SharedRedisConfig, StartupError, StateConfig
 from gateway.edge.metrics import Metrics
 from gateway.stores.jobs import JobEntry, JobsFull
@@ -293,7 +294,7 @@ def state_on(config: Config, backend: str, url: str) -> Config:
 
 
 async def test_the_embedded_default_needs_no_redis(tmp_path: Path, shared_dir: Path) -> None:
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: never dialled
+    nowhere = f"redis://127.0.0.1:{free_ports()}/0"  # nothing listens: never dialled
     config = state_on(default_config(tmp_path), "sqlite", nowhere)
     async with running_gateway(config, [tmp_path / "pki"]) as gw:
         answer = await gw.send((shared_dir / ECS17B).read_bytes())
@@ -302,7 +303,7 @@ async def test_the_embedded_default_needs_no_redis(tmp_path: Path, shared_dir: P
 
 
 async def test_redis_backend_without_redis_refuses_to_start(tmp_path: Path) -> None:
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    nowhere = f"redis://127.0.0.1:{free_ports()}/0"
     config = state_on(default_config(tmp_path), "redis", nowhere)
     refused: list[str] = []
     try:

@@ -25,8 +25,9 @@ from pathlib import Path
 import httpx
 import trio
 
+from bench.ports import free_ports
 from gateway.core import sd_notify
-from tests.test_durability import free_port, write_config
+from tests.test_durability import write_config
 from tests.test_workers import inventory_request, worker_ports
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
@@ -101,7 +102,7 @@ def assert_pinged_within_the_interval(times: list[float]) -> None:
 
 
 async def test_ready_watchdog_reload_and_stop(tmp_path: Path, shared_dir: Path) -> None:
-    duis, admin = free_port(), free_port()
+    duis, admin = free_ports(), free_ports()
     config = write_config(tmp_path, duis, admin, receiver=9, latency=0.001)
     async with manager() as notify:
         process = start(config, notify)

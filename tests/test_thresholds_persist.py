@@ -23,6 +23,7 @@ import msgspec
 import pytest
 import trio
 
+from bench.ports import free_ports
 from bench.redis_process import RedisProcess
 from gateway.cli import main
 from gateway.core.config import SharedRedisConfig
@@ -34,7 +35,7 @@ from gateway.stores.threshold_memory import MemoryThresholdStore
 from gateway.stores.threshold_sqlite import ThresholdStateStore, open_threshold_state
 from gateway.stores.threshold_state_redis import open_redis_threshold_state
 from tests.harness import default_config, next_counter, response_code, running_gateway
-from tests.test_durability import free_port, start, write_config
+from tests.test_durability import start, write_config
 from thresholds.config import ThresholdConfig, ThresholdRule
 from thresholds.rules_state import NO_FILE, RulesRecord, choose_rules, file_sha256
 
@@ -207,7 +208,7 @@ TOML = {"content-type": "application/toml"}
 class Daemon:
     def __init__(self, tmp_path: Path, shared_dir: Path, extra: str = "") -> None:
         self.tmp_path = tmp_path
-        self.duis, self.admin = free_port(), free_port()
+        self.duis, self.admin = free_ports(), free_ports()
         self.config = write_config(tmp_path, self.duis, self.admin, 9, 0.001)
         if extra:
             text = self.config.read_text().replace('store = "memory"', f'store = "memory"\n{extra}')

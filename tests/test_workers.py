@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import trio
 
+from bench.ports import free_ports
 from gateway.devkit.client import sign_request
 from tests.harness import next_counter, response_code
-from tests.test_durability import free_port, write_config
+from tests.test_durability import write_config
 
 INVENTORY = "duis/samples/requests/8.2_READ_INVENTORY_REQUEST_DUIS.XML"
 
@@ -40,7 +41,7 @@ def worker_ports() -> tuple[int, int]:
     of their own, and a second worker that cannot bind its admin port never gets ready.
     """
     while True:
-        duis, admin = free_port(), free_port()
+        duis, admin = free_ports(), free_ports()
         if duis not in (admin, admin + 1) and _bindable(admin + 1):
             return duis, admin
 
