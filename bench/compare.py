@@ -7,7 +7,11 @@
    stage floor of the mix (`bench.hotpath`'s stages summed, same core, same run), with
    what the machine charges for idling (the checks after a 1 ms idle gap, an info row
    beside the open loop's latency);
-2. the standalone verifier peers on requests of the mix (`bench.verifier_peers`);
+2. the standalone verifier peers on requests of the mix (`bench.verifier_peers`), and
+   what serving costs with no DUIS work at all (`bench.stack_floor`: trio alone, the
+   gateway's connection edge, and the edge with a durable replay decision per request):
+   with the stage floor, the ceiling of the first ratio on this runtime (an info row; a
+   CV 1's journal write comes on top, so for the default mix the ceiling is lower still);
 3. closed loop, one worker: the maximum rate (a fresh gateway and corpus per run);
 4. open loop at half that rate: acknowledgement latency p99 and p99.9 (from each
    request's due time, less the client's own lateness in sending it; the figure with
@@ -43,7 +47,7 @@ import sys
 import msgspec
 
 from bench import corpus as corpus_mod
-from bench import hotpath, verifier_peers
+from bench import hotpath, stack_floor, verifier_peers
 from bench.gateway_process import GatewayFailed, workers_unavailable
 from bench.load import (
     LoadOptions,
@@ -74,6 +78,7 @@ CORPUS_RATE_FACTOR = 0.6  # above the throughput target (0.33), below raw verify
 # (and ten times as many back to back): about a quarter of a second in all.
 IDLE_GAP_MS = 1.0
 IDLE_GAP_CALLS = 100
+STACK_FLOOR_SECONDS = 3.0  # each of bench.stack_floor's three modes
 # bench.hotpath's rows that a CV 8 request's floor swaps: no GBCS build and no I99, a
 # service response built and signed instead.
 CV1_ONLY_ROWS = ("GBCS command build (CV 1)", "acknowledgement build (I99)")
@@ -104,6 +109,11 @@ class Floors(msgspec.Struct):
     # IDLE_GAP_MS (bench.hotpath --idle-gaps; 0: not measured).
     checks_back_to_back_us: float = 0.0
     checks_after_idle_us: float = 0.0
+    # bench.stack_floor: server CPU per request with no DUIS work, by mode (bare trio,
+    # the gateway's connection edge, the edge and a durable replay decision; 0: not run).
+    serving_bare_us: float = 0.0
+    serving_edge_us: float = 0.0
+    serving_replay_us: float = 0.0
 
     @property
     def stage_floor_per_second(self) -> float:
@@ -137,6 +147,8 @@ def compare(base: LoadOptions, mix: str, seconds: float) -> Comparison:
     peers = verifier_peers.measure(mix, PEER_SAMPLE, server_core).peers
     for peer in peers:
         print(f"peer {peer.name}: {peer.per_second:,.0f}/s", file=sys.stderr)
+    serving = stack_floor.measure(STACK_FLOOR_SECONDS, connections, server_core, base.client_core)
+    print(stack_floor.format_floor(serving), file=sys.stderr)
     warmup = base.warmup
     # Signing costs about as much as the gateway's own verify, so the corpus is sized for
     # CORPUS_RATE_FACTOR x raw verify: a faster gateway ends the run early, and throughput
@@ -174,6 +186,9 @@ def compare(base: LoadOptions, mix: str, seconds: float) -> Comparison:
         checks_isolated_us=stages.checks_us,
         checks_back_to_back_us=stages.checks_back_to_back_us,
         checks_after_idle_us=stages.checks_after_idle_us,
+        serving_bare_us=serving.us("bare"),
+        serving_edge_us=serving.us("edge"),
+        serving_replay_us=serving.us("replay"),
     )
     return Comparison(
         mix=mix,
@@ -305,6 +320,7 @@ def targets(
             "INFO",
         ),
     ]
+    rows.extend(_serving_ceiling(floors))
     rows.extend(_checks_in_place(floors, closed))
     for peer in floors.peers:
         rows.append(
@@ -474,6 +490,36 @@ def _idle_cost(floors: Floors) -> list[Target]:
             "INFO",
         )
     ]
+
+
+def _serving_ceiling(floors: Floors) -> list[Target]:
+    """The first ratio's ceiling on this runtime: a server doing the stages at their floor
+    and nothing else but read, answer and a durable replay decision (bench.stack_floor)."""
+    serving, stages = floors.serving_replay_us, floors.stage_floor_us
+    if not serving or not stages:
+        return []
+    ceiling = 1e6 / (stages + serving)  # requests/s of that server
+    rows = [
+        Target(
+            "  serving alone, no stages (us/req)",
+            f"{floors.serving_bare_us:.0f}/{floors.serving_edge_us:.0f}/{serving:.0f}",
+            "(trio / + edge / + replay; ratio: ceiling)",
+            stages / (stages + serving),
+            "INFO",
+        )
+    ]
+    for peer in floors.peers:
+        if peer.per_second:
+            rows.append(
+                Target(
+                    f"  that ceiling over {peer.name}",
+                    f"{ceiling:,.0f}",
+                    f"(stages + serving; {peer.per_second:,.0f}/s)",
+                    ceiling / peer.per_second,
+                    "INFO",
+                )
+            )
+    return rows
 
 
 def _checks_in_place(floors: Floors, closed: LoadReport) -> list[Target]:

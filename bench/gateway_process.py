@@ -37,6 +37,7 @@ STOP_TIMEOUT_SECONDS = 30.0  # above the gateway's default drain_timeout_seconds
 LOG_TAIL_BYTES = 3000
 SERVER_HISTOGRAM = "duisgw_request_seconds"  # gateway/edge/metrics.py: request in -> answer ready
 CHECKS_CPU = "duisgw_checks_cpu_seconds"  # the same: CPU in each request's checks
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # `bench` importable from here
 
 
 class GatewayFailed(Exception):
@@ -351,38 +352,31 @@ class GatewayNodes:
         )
 
 
-class EstateProcess:
-    """`duisgw estate serve` beside the gateway (`[estate] transport = "network"`), so the
-    gateway's CPU figures leave out the simulated devices' work."""
+class SideProcess:
+    """A server the bench starts beside the gateway, on its own port, pinned as asked:
+    its CPU, its log, its stop."""
+
+    name = "side process"
 
     def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
         self.process = process
         self.port = port
         self.log_path = log_path
 
-    @classmethod
-    def start(cls, config: Path, port: int, *, cores: set[int] | None) -> EstateProcess:
-        log_path = config.with_name("estate.log")
+    @staticmethod
+    def _spawn(
+        command: list[str], log_path: Path, cwd: Path, cores: set[int] | None
+    ) -> subprocess.Popen[bytes]:
         with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "gateway.cli", "estate", "serve"),
-                    *("--listen", f"127.0.0.1:{port}", "--config", str(config)),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=config.parent,
-            )
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
         if cores is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.sched_setaffinity(process.pid, cores)
-        estate = cls(process, port, log_path)
-        estate.wait_ready()
-        return estate
+        return process
 
     def wait_ready(self) -> None:
         """Until its port accepts a connection."""
-        _wait_listening(self.process, self.port, self.log_path, "estate")
+        _wait_listening(self.process, self.port, self.log_path, self.name)
 
     def stop(self) -> int | None:
         return _terminate(self.process)
@@ -394,14 +388,29 @@ class EstateProcess:
         return _log_tail(self.log_path)
 
 
-class ReceiverProcess:
+class EstateProcess(SideProcess):
+    """`duisgw estate serve` beside the gateway (`[estate] transport = "network"`), so the
+    gateway's CPU figures leave out the simulated devices' work."""
+
+    name = "estate"
+
+    @classmethod
+    def start(cls, config: Path, port: int, *, cores: set[int] | None) -> EstateProcess:
+        log_path = config.with_name("estate.log")
+        command = [
+            *(sys.executable, "-m", "gateway.cli", "estate", "serve"),
+            *("--listen", f"127.0.0.1:{port}", "--config", str(config)),
+        ]
+        estate = cls(cls._spawn(command, log_path, config.parent, cores), port, log_path)
+        estate.wait_ready()
+        return estate
+
+
+class ReceiverProcess(SideProcess):
     """`python -m bench.receiver` beside the gateway: the Users' Receive Response endpoint
     out of the gateway's process, so delivery's far side is not in the gateway's CPU."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-        self.process = process
-        self.port = port
-        self.log_path = log_path
+    name = "receiver"
 
     @property
     def url(self) -> str:
@@ -410,18 +419,10 @@ class ReceiverProcess:
     @classmethod
     def start(cls, directory: Path, port: int, *, cores: set[int] | None) -> ReceiverProcess:
         log_path = directory / "receiver.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bench.receiver", "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=Path(__file__).resolve().parent.parent,  # `bench` importable
-            )
-        if cores is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.sched_setaffinity(process.pid, cores)
-        _wait_listening(process, port, log_path, "receiver")
-        return cls(process, port, log_path)
+        command = [sys.executable, "-m", "bench.receiver", "--port", str(port)]
+        receiver = cls(cls._spawn(command, log_path, PROJECT_ROOT, cores), port, log_path)
+        receiver.wait_ready()
+        return receiver
 
     def stats(self) -> Stats:
         """Its counts so far (`GET /stats`); GatewayFailed with its log if it cannot answer."""
@@ -433,14 +434,22 @@ class ReceiverProcess:
                 f"bench.receiver did not answer /stats ({exc}):\n{self.log_tail()}"
             ) from exc
 
-    def stop(self) -> int | None:
-        return _terminate(self.process)
 
-    def cpu_seconds(self) -> float:
-        return _cpu(self.process.pid)
+class StackFloorProcess(SideProcess):
+    """`python -m bench.stack_floor_server` in one of its modes (bench/stack_floor.py)."""
 
-    def log_tail(self) -> str:
-        return _log_tail(self.log_path)
+    name = "stack floor server"
+
+    @classmethod
+    def start(
+        cls, directory: Path, port: int, mode: str, answer: Path, *, cores: set[int] | None
+    ) -> StackFloorProcess:
+        log_path = directory / f"stack-floor-{mode}.log"
+        command = [sys.executable, "-m", "bench.stack_floor_server", "--port", str(port)]
+        command += ["--mode", mode, "--answer", str(answer), "--state-dir", str(directory)]
+        server = cls(cls._spawn(command, log_path, PROJECT_ROOT, cores), port, log_path)
+        server.wait_ready()
+        return server
 
 
 def _log_tail(path: Path) -> str:

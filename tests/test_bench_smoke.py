@@ -18,15 +18,19 @@ from typing import Any
 
 import msgspec
 import pytest
+import trio
 
-from bench import compare, corpus, rtds_templates, verifier_peers
-from bench.gateway_process import workers_unavailable
+from bench import compare, corpus, rtds_templates, stack_floor, stack_floor_server, verifier_peers
+from bench.client import closed_loop
+from bench.gateway_process import StackFloorProcess, workers_unavailable
 from bench.load import LoadReport, format_report, placement
+from bench.ports import free_ports
 from bench.redis_process import REDIS_SERVER
 from bench.verifier_peers import PeerRate
 from gateway.core.config import decode_config
 from gateway.core.simulator_config import QueueLimits
 from gateway.devkit.default import ensure_default_state
+from gateway.stores.replay_sqlite import ReplayDatabase
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_SECONDS = 180
@@ -628,3 +632,66 @@ def test_compare_sets_the_checks_in_the_gateway_against_the_checks_alone(
     assert "alone 150 us" in rows[0].threshold and "the rest 360 us" in rows[0].threshold
     untimed = msgspec.structs.replace(closed, checks_cpu_per_request_us=0.0)
     assert not [r for r in compare.targets(floors, untimed, None, None, None) if "checks" in r.name]
+
+
+def test_stack_floor_times_each_mode_on_the_load_clients_requests() -> None:
+    floor = run_json(
+        "bench.stack_floor",
+        "--seconds",
+        "0.3",
+        "--connections",
+        "4",
+        "--server-core",
+        "-1",
+        "--client-core",
+        "-1",
+    )
+    assert [m["mode"] for m in floor["modes"]] == ["bare", "edge", "replay"]
+    for mode in floor["modes"]:
+        assert mode["answered"] > 0 and mode["server_us_per_request"] > 0
+
+
+def test_stack_floor_replay_mode_commits_a_decision_per_request(tmp_path: Path) -> None:
+    answer = tmp_path / "answer.xml"
+    answer.write_bytes(b"<ResponseCode>I0</ResponseCode>")
+    server = StackFloorProcess.start(tmp_path, free_ports(), "replay", answer, cores=None)
+    try:
+        slots = [[(stack_floor.wire(b"<x/>"), frozenset({"I0"}))] * 25 for _ in range(4)]
+        tally = trio.run(closed_loop, ("127.0.0.1", server.port), slots, None, None)
+    finally:
+        server.stop()
+    assert tally.codes == {"I0": 100} and not tally.failures
+    # Every request's counter was committed: the file's last one is the hundredth.
+    database = ReplayDatabase(tmp_path / "replay.sqlite")
+    try:
+        assert database.status(stack_floor_server.ORIGINATOR).last_counter == 100
+    finally:
+        database.close()
+
+
+def test_compare_sets_the_serving_ceiling_beside_the_floor_ratio(closed_report: Any) -> None:
+    closed = msgspec.convert(closed_report, LoadReport)
+    measured = compare.Floors(
+        1000.0,
+        150.0,
+        140.0,
+        160.0,
+        [PeerRate("xmlsec", 8000.0, 10, 0)],
+        serving_bare_us=20.0,
+        serving_edge_us=30.0,
+        serving_replay_us=50.0,
+    )
+    rows = [
+        r
+        for r in compare.targets(measured, closed, None, None, None)
+        if "serving" in r.name or "ceiling" in r.name
+    ]
+    # 150 us of stages and 50 of serving: 0.75 of the floor, 5,000/s, 0.625 of the peer.
+    assert [(r.measured, r.ratio, r.verdict) for r in rows] == [
+        ("20/30/50", 0.75, "INFO"),
+        ("5,000", 0.625, "INFO"),
+    ]
+    unmeasured = compare.Floors(1000.0, 150.0, 140.0, 160.0, [])
+    assert not [
+        r for r in compare.targets(unmeasured, closed, None, None, None) if "serving" in r.name
+    ]
