@@ -1,7 +1,7 @@
 """The server side of bench/stack_floor.py: a keep-alive HTTP server that does no DUIS work.
 
     python -m bench.stack_floor_server --port P --answer FILE --mode bare|edge|replay
-                                       [--state-dir DIR]
+                                       --state-dir DIR
 
 Every request gets the same canned 200 answer (FILE's bytes, an acknowledgement's size).
 What each mode keeps of the gateway:
@@ -10,8 +10,9 @@ What each mode keeps of the gateway:
 - `edge`: the gateway's connection edge (gateway/edge/server.py's ConnectionHandler, with
   its slots, deadlines, idle parking and metrics) around a handler that answers at once;
 - `replay`: the edge, and one replay decision per request through the gateway's own
-  SQLite replay guard (gateway/stores/replay.py: group-committed, synchronous FULL), a
-  counter per connection's originator: the durable write every request waits for.
+  SQLite replay guard (gateway/stores/replay.py: group-committed, synchronous FULL, its
+  file in DIR), each a new counter of one originator: the durable write every request
+  waits for.
 
 Nothing checks, builds or signs anything: what such a server costs per request is a
 floor under the gateway's CPU outside its stages.
